@@ -1,0 +1,126 @@
+"""What a source connector, an enricher and a sink must provide.
+
+These are structural protocols: a plugin does not need to inherit from anything,
+though `WebhookSource` and friends are convenient bases.  The host (core) only ever
+talks to plugins through these methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic_settings import BaseSettings
+
+from apex_platform.models import InboundEvent, Page, Priority, Record, RecordKey, SourceMode
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """An immediate answer to a webhook request that starts no workflow (e.g. a set-up handshake)."""
+
+    status_code: int = 200
+    content: Any = None
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class SourceConnector(Protocol):
+    """Every source: a name, a mode and a priority (which picks the Temporal task queue)."""
+
+    name: str
+    mode: SourceMode
+    priority: Priority
+    settings_model: ClassVar[type[BaseSettings] | None]
+
+    def parse(self, event: InboundEvent) -> list[Record]:
+        """Turn one accepted event into records. Pure: no I/O except `fetch` below."""
+        ...
+
+
+@runtime_checkable
+class WebhookSource(SourceConnector, Protocol):
+    """A source that receives HTTP deliveries at `POST /webhooks/{name}`."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `SignatureError` unless the raw body is authentic and fresh."""
+        ...
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply:
+        """Decode a verified delivery; raise `PayloadError` naming what is malformed.
+
+        Returns the event to ingest (its `event_id` makes the workflow id), or a reply to
+        send at once without ingesting anything (handshakes, pings).
+        """
+        ...
+
+
+@runtime_checkable
+class FetchingSource(Protocol):
+    """A webhook source whose deliveries only name an object that must be fetched first."""
+
+    async def fetch(self, event: InboundEvent) -> InboundEvent:
+        """Return the event with its full payload, fetched from the vendor's API (I/O)."""
+        ...
+
+
+@runtime_checkable
+class PollSource(SourceConnector, Protocol):
+    """A source read page by page from a cursor (Plaid, HubSpot, QuickBooks, SONAR)."""
+
+    async def poll(self, account: str, cursor: str | None) -> Page:
+        """Read the page after `cursor` for `account`. Raise `VendorError` on vendor failure."""
+        ...
+
+
+@runtime_checkable
+class BatchSource(SourceConnector, Protocol):
+    """A source read from files (EDI)."""
+
+    def read(self, path: Path) -> Iterable[Record]:
+        """Stream the records of one file, lazily."""
+        ...
+
+
+@runtime_checkable
+class Enricher(Protocol):
+    """Adds entities, relations or embeddings to records. Must be idempotent."""
+
+    name: str
+
+    async def enrich(self, records: Sequence[Record]) -> list[Record]: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A store that holds records. Every write is an idempotent upsert by `RecordKey`.
+
+    Contract every sink keeps:
+    - `write` never lets a lower `version` replace a higher one already stored, and a
+      record with `deleted=True` removes the record (or leaves a tombstone that reads
+      as absent);
+    - `read` returns what is stored now (absent keys are missing from the result);
+    - `restore` puts back exactly the given previous state, ignoring versions: a key
+      mapped to None is removed. The saga uses `read` then `restore` to compensate.
+    """
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect and create schema / collections / indexes if missing."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def health(self) -> None:
+        """Raise if the store does not answer."""
+        ...
+
+    async def write(self, records: Sequence[Record]) -> None: ...
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]: ...
+
+    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None: ...

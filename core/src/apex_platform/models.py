@@ -1,0 +1,140 @@
+"""The records that travel from sources, through enrichers, into sinks.
+
+Everything here is a frozen pydantic model that serialises to plain JSON, because
+records cross Temporal (workflow inputs, activity results).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SourceMode = Literal["webhook", "poll", "stream", "batch", "push"]
+Priority = Literal["P0", "P1", "P2"]
+
+
+class RecordKey(NamedTuple):
+    """What identifies a record in every store: its source and its id in that source."""
+
+    source: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.id}"
+
+
+class Entity(BaseModel):
+    """A thing a record speaks of: a shipment, a truck, a person, an invoice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    key: str = Field(min_length=1, max_length=512)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.type}:{self.key}"
+
+
+class Relation(BaseModel):
+    """A typed edge between two entities, each named by `type:key`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    src: str = Field(min_length=3)
+    type: str = Field(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")
+    dst: str = Field(min_length=3)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Record(BaseModel):
+    """One normalized business event or object version.
+
+    `version` is monotonic within (source, id): an event time in microseconds or a
+    vendor sequence number. Sinks never let a lower version overwrite a higher one.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
+    kind: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=512)
+    version: int = Field(ge=0)
+    occurred_at: datetime
+    title: str = ""
+    text: str = ""
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    entities: tuple[Entity, ...] = ()
+    relations: tuple[Relation, ...] = ()
+    deleted: bool = False
+    embedding: tuple[float, ...] | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @property
+    def key(self) -> RecordKey:
+        return RecordKey(self.source, self.id)
+
+    def content_hash(self) -> str:
+        """SHA-256 of the record's content (everything but the embedding)."""
+        body = self.model_dump(mode="json", exclude={"embedding"})
+        blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def idempotency_key(self) -> str:
+        """Hash of (source, id, version, content): equal keys mean the same write."""
+        h = hashlib.sha256()
+        for part in (self.source, self.id, str(self.version), self.content_hash()):
+            h.update(part.encode())
+            h.update(b"\x1f")
+        return h.hexdigest()
+
+
+class InboundEvent(BaseModel):
+    """An event accepted at the edge (webhook, push API), before the connector parses it.
+
+    Either `payload` holds the decoded body, or `payload_ref` names a blob that holds it
+    (bodies too large for Temporal's payload limit are stored once and passed by reference).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    event_id: str = Field(min_length=1, max_length=256)
+    received_at: datetime
+    payload: Any = None
+    payload_ref: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Page(BaseModel):
+    """One page read by a poll or stream source."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    records: tuple[Record, ...] = ()
+    next_cursor: str | None = None
+    has_more: bool = False
+    #: seconds the vendor asked us to wait before the next call (429 Retry-After etc.)
+    retry_after: float | None = None
+
+
+class WriteResult(BaseModel):
+    """What the saga did with one batch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    written: int = 0
+    skipped: int = 0
+    sinks: tuple[str, ...] = ()

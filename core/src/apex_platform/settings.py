@@ -1,0 +1,95 @@
+"""Settings, one pydantic-settings class per concern, all under the `APEX_` prefix.
+
+Each class reads the environment and an optional `.env` file in the working directory.
+Connectors and sinks define their own classes with `APEX_<NAME>_` prefixes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+from apex_platform.errors import SettingsError
+
+
+def apex_config(prefix: str = "APEX_") -> SettingsConfigDict:
+    """The model config every Apex settings class uses (plugins too)."""
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+
+class CoreSettings(BaseSettings):
+    model_config = apex_config()
+
+    home: Path = Field(default=Path(".apex"), description="State folder of the embedded stack")
+    plugins: str = Field(default="all", description="'all' or a comma-separated list of plugin names")
+    plugin_modules: str = Field(
+        default="", description="Extra plugin modules to load by import path, comma-separated"
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest accepted request body")
+    inline_payload_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=1_500_000,
+        description="Larger payloads are stored as blobs and passed to workflows by reference",
+    )
+    blob_dir: Path | None = Field(default=None, description="Blob store folder (default APEX_HOME/blobs)")
+    log_level: str = "INFO"
+
+    @property
+    def blob_path(self) -> Path:
+        return self.blob_dir or (self.home / "blobs")
+
+
+class ApiSettings(BaseSettings):
+    model_config = apex_config("APEX_API_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class TemporalSettings(BaseSettings):
+    model_config = apex_config("APEX_TEMPORAL_")
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    api_key: SecretStr | None = None
+    tls: bool = False
+    tls_server_name: str | None = None
+    tls_ca_cert: Path | None = None
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
+    task_queue_prefix: str = "apex"
+    activity_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    activity_timeout_seconds: float = Field(default=300.0, gt=0)
+    graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+
+
+class PostgresSettings(BaseSettings):
+    model_config = apex_config("APEX_POSTGRES_")
+
+    dsn: SecretStr | None = Field(default=None, description="Unset: the embedded stack's server")
+
+
+def load(cls: type[_S]) -> _S:
+    """Instantiate a settings class, turning validation errors into one clear line."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+
+
+@lru_cache
+def core_settings() -> CoreSettings:
+    return load(CoreSettings)

@@ -1,0 +1,1 @@
+"""The Apex testing kit: real embedded servers as pytest fixtures, fake-vendor helpers."""

@@ -1,0 +1,1 @@
+"""pytest plugin of the Apex testing kit (registered through the `pytest11` entry point)."""

@@ -8,6 +8,7 @@ talks to plugins through these methods.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -124,3 +125,67 @@ class Sink(Protocol):
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]: ...
 
     async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None: ...
+
+
+@runtime_checkable
+class Coordinator(Protocol):
+    """Optional capability of a sink (the Redis sink has it): locks and the commit ledger.
+
+    The saga uses the first registered sink that has it.  Without one, the saga still
+    works (sinks are idempotent) but concurrent writers of one key are not serialised.
+    """
+
+    def lock(self, keys: Sequence[RecordKey], *, ttl_seconds: float) -> AbstractAsyncContextManager[None]:
+        """Hold an exclusive lock on every key (sorted, to avoid deadlocks) for the block."""
+        ...
+
+    async def committed(self, idempotency_keys: Sequence[str]) -> set[str]:
+        """The subset of keys already committed to every sink."""
+        ...
+
+    async def mark_committed(self, idempotency_keys: Sequence[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A compensation that failed: what is needed to finish or undo the write by hand."""
+
+    id: int | None
+    batch_id: str
+    records: list[Record]
+    succeeded: list[str]
+    failed: list[str]
+    error: str
+    status: str = "open"
+    attempts: int = 0
+    created_at: Any = None
+
+
+@runtime_checkable
+class DeadLetterQueue(Protocol):
+    """Optional capability of a sink (the PostgreSQL sink has it): the dead-letter table."""
+
+    async def add_dead_letter(self, letter: DeadLetter) -> int: ...
+
+    async def list_dead_letters(self, status: str | None = None, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def get_dead_letter(self, letter_id: int) -> DeadLetter | None: ...
+
+    async def mark_dead_letter(self, letter_id: int, status: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SampleDelivery:
+    """One request of a connector's sample traffic, signed as the vendor would sign it."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    method: str = "POST"
+
+
+@runtime_checkable
+class DemoSource(Protocol):
+    """Optional: a source that can produce sample traffic for `apex-platform demo`."""
+
+    def demo_deliveries(self) -> list[SampleDelivery]: ...

@@ -1,0 +1,131 @@
+"""HTTP resources, one controller each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+from apex_platform import __version__, metrics
+from apex_platform.api.errors import problem
+from apex_platform.api.ingest import start_ingest
+from apex_platform.contracts import WebhookReply, WebhookSource
+from apex_platform.errors import PayloadError, SignatureError
+from apex_platform.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SourceName = Annotated[str, Parameter(description="Installed source connector name", max_length=64)]
+
+
+class WebhookController(Controller):
+    path = "/webhooks"
+    tags = ["ingest"]
+
+    @post(
+        "/{source:str}",
+        operation_id="receiveWebhook",
+        status_code=202,
+        summary="Receive a vendor webhook",
+        responses=None,
+    )
+    async def receive(self, source: SourceName, request: Request[Any, Any, Any], runtime: Runtime) -> Response[Any]:
+        """Verify the signature on the raw body, then start the ingest workflow durably."""
+        connector = runtime.registry.sources.get(source)
+        if connector is None or not isinstance(connector, WebhookSource):
+            metrics.WEBHOOKS.labels("unknown", "not_found").inc()
+            return problem(404, f"no webhook source named {source!r} is installed")
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            connector.verify(headers, body)
+        except SignatureError as exc:
+            metrics.WEBHOOKS.labels(source, "unauthorized").inc()
+            return problem(401, str(exc), source=source)
+        try:
+            received = connector.receive(headers, body)
+        except PayloadError as exc:
+            metrics.WEBHOOKS.labels(source, "malformed").inc()
+            return problem(400, str(exc), source=source)
+        if isinstance(received, WebhookReply):
+            metrics.WEBHOOKS.labels(source, "reply").inc()
+            return Response(
+                received.content,
+                status_code=received.status_code,
+                media_type=received.media_type,
+                headers=received.headers,
+            )
+        if received.source != source:
+            return problem(500, f"connector {source!r} produced an event for {received.source!r}")
+        return await start_ingest(runtime, connector, received, body)
+
+
+class HealthController(Controller):
+    tags = ["health"]
+
+    @get("/healthz", operation_id="healthz", summary="Liveness")
+    async def healthz(self) -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok", "version": __version__}
+
+    @get("/readyz", operation_id="readyz", summary="Readiness: Temporal and every store answer")
+    async def readyz(self, runtime: Runtime) -> Response[dict[str, Any]]:
+        """200 only when Temporal and each configured sink answer within a few seconds."""
+        checks: dict[str, str] = {}
+
+        async def temporal() -> None:
+            client = await runtime.connect(lazy=True)
+            await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=timedelta(seconds=3))
+
+        async def check(name: str, fn: Any) -> None:
+            try:
+                await asyncio.wait_for(fn(), timeout=5)
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+
+        jobs = [check("temporal", temporal)]
+        for name, sink in runtime.registry.sinks.items():
+            jobs.append(check(f"sink:{name}", sink.health))
+        await asyncio.gather(*jobs)
+        ready = all(v == "ok" for v in checks.values())
+        return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+class PluginsController(Controller):
+    path = "/v1/plugins"
+    tags = ["plugins"]
+
+    @get("/", operation_id="listPlugins", summary="Installed plugins and what they provide")
+    async def list_plugins(self, runtime: Runtime) -> dict[str, Any]:
+        """Plugins with their distributions and versions, sources, enrichers, sinks, problems."""
+        return plugins_document(runtime)
+
+
+def plugins_document(runtime: Runtime) -> dict[str, Any]:
+    reg = runtime.registry
+
+    def owner(kind: str, name: str) -> dict[str, str | None]:
+        info = reg.owner_of(kind, name)
+        return {"plugin": info.name if info else None, "distribution": info.distribution if info else None,
+                "version": info.version if info else None}
+
+    return {
+        "plugins": [
+            {"name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module,
+             "error": p.error}
+            for p in reg.plugins
+        ],
+        "sources": [
+            {"name": n, "mode": s.mode, "priority": s.priority, **owner("source", n)}
+            for n, s in sorted(reg.sources.items())
+        ],
+        "enrichers": [{"name": n, **owner("enricher", n)} for n in reg.enrichers],
+        "sinks": [{"name": n, **owner("sink", n)} for n in reg.sinks],
+        "problems": list(reg.problems),
+    }

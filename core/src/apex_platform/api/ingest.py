@@ -1,0 +1,102 @@
+"""Starting the ingest workflow for an accepted event: the edge's durability contract.
+
+202 only after Temporal persisted the start; 200 "duplicate" when the workflow id
+(`apex:{source}:{event id}`) exists already; 503 + Retry-After when Temporal cannot
+be reached, so the vendor retries instead of losing the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from litestar import Response
+from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from apex_platform import metrics
+from apex_platform.api.errors import problem
+from apex_platform.contracts import SourceConnector
+from apex_platform.models import InboundEvent
+from apex_platform.runtime import Runtime
+from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, task_queue
+from apex_platform.temporal.inputs import ActivityTimeouts, IngestInput
+from apex_platform.temporal.workflows import IngestWorkflow
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+_UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+def workflow_id(source: str, event_id: str) -> str:
+    return f"apex:{source}:{event_id}"
+
+
+def spill_large_payload(runtime: Runtime, event: InboundEvent, raw: bytes) -> InboundEvent:
+    """Bodies over the inline limit go to the blob store once; the workflow gets the ref."""
+    if len(raw) <= runtime.core.inline_payload_bytes:
+        return event
+    import json
+
+    ref = runtime.codec.blobs.put(json.dumps(event.payload, separators=(",", ":")).encode())
+    return event.model_copy(update={"payload": None, "payload_ref": ref})
+
+
+async def start_ingest(
+    runtime: Runtime, connector: SourceConnector, event: InboundEvent, raw: bytes
+) -> Response[dict[str, Any]]:
+    source = connector.name
+    wf_id = workflow_id(source, event.event_id)
+    event = spill_large_payload(runtime, event, raw)
+    timeouts = ActivityTimeouts(
+        start_to_close_seconds=runtime.temporal.activity_timeout_seconds,
+        heartbeat_seconds=runtime.temporal.activity_heartbeat_seconds,
+    )
+    try:
+        client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
+        await client.start_workflow(
+            IngestWorkflow.run,
+            IngestInput(event=event, timeouts=timeouts),
+            id=wf_id,
+            task_queue=task_queue(connector.priority, runtime.temporal),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=TypedSearchAttributes(
+                [SOURCE_ATTR.value_set(source), STATUS_ATTR.value_set("accepted")]
+            ),
+            rpc_timeout=timedelta(seconds=10),
+        )
+    except WorkflowAlreadyStartedError:
+        metrics.WEBHOOKS.labels(source, "duplicate").inc()
+        return Response({"status": "duplicate", "workflow_id": wf_id}, status_code=200)
+    except RPCError as exc:
+        if exc.status not in _UNAVAILABLE:
+            raise
+        return _unavailable(source, wf_id, exc)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        # The lazy client raises RuntimeError when it cannot connect at all.
+        return _unavailable(source, wf_id, exc)
+    metrics.WEBHOOKS.labels(source, "accepted").inc()
+    return Response({"status": "accepted", "workflow_id": wf_id}, status_code=202)
+
+
+def _unavailable(source: str, wf_id: str, exc: BaseException) -> Response[dict[str, Any]]:
+    log.warning("Temporal unavailable, asking %s to retry %s: %s", source, wf_id, exc)
+    metrics.WEBHOOKS.labels(source, "unavailable").inc()
+    return problem(
+        503,
+        "the workflow service is unavailable; nothing was accepted, retry later",
+        workflow_id=wf_id,
+        retry_after=RETRY_AFTER_SECONDS,
+    )

@@ -1,0 +1,83 @@
+"""The assembled platform of one process: plugins, settings, opened sinks, the saga."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from temporalio.client import Client
+
+from apex_platform.blobs import BlobStore
+from apex_platform.errors import SinkError
+from apex_platform.plugins import Registry, build_registry
+from apex_platform.saga import Saga, SagaSettings
+from apex_platform.settings import CoreSettings, TemporalSettings, load
+from apex_platform.temporal.activities import BatchCodec
+from apex_platform.temporal.client import connect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    registry: Registry
+    core: CoreSettings
+    temporal: TemporalSettings
+    saga: Saga
+    codec: BatchCodec
+    client: Client | None = None
+    _opened: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        plugins: str | Iterable[str] | None = None,
+        *,
+        modules: Iterable[ModuleType | object] = (),
+        use_entry_points: bool = True,
+        core: CoreSettings | None = None,
+        temporal: TemporalSettings | None = None,
+    ) -> Runtime:
+        core = core or load(CoreSettings)
+        registry = build_registry(
+            core.plugins if plugins is None else plugins,
+            modules=modules,
+            extra_module_paths=core.plugin_modules,
+            use_entry_points=use_entry_points,
+        )
+        for problem in registry.problems:
+            log.error("%s", problem)
+        return cls(
+            registry=registry,
+            core=core,
+            temporal=temporal or load(TemporalSettings),
+            saga=Saga.from_sinks(registry.sinks, load(SagaSettings)),
+            codec=BatchCodec(BlobStore(core.blob_path), core.inline_payload_bytes),
+        )
+
+    async def connect(self, *, lazy: bool = False) -> Client:
+        if self.client is None:
+            self.client = await connect(self.temporal, lazy=lazy)
+        return self.client
+
+    async def open_sinks(self) -> None:
+        """Open every sink (creating schemas). A sink that cannot open stops the start:
+        a worker that silently skipped a store would break the all-or-nothing promise."""
+        for name, sink in self.registry.sinks.items():
+            if name in self._opened:
+                continue
+            try:
+                await sink.open()
+            except Exception as exc:
+                raise SinkError(f"sink {name!r} could not open: {type(exc).__name__}: {exc}") from exc
+            self._opened.append(name)
+
+    async def close_sinks(self) -> None:
+        for name in reversed(self._opened):
+            try:
+                await self.registry.sinks[name].close()
+            except Exception as exc:  # noqa: BLE001 - closing must go on for the others
+                log.warning("sink %s did not close cleanly: %s", name, exc)
+        self._opened.clear()

@@ -1,0 +1,229 @@
+"""The saga: write one batch of records to every sink, all or nothing.
+
+Per batch: dedupe keys (highest version wins), skip what the coordinator says is
+committed everywhere, lock the keys, snapshot each sink's current state, write all
+sinks concurrently (each call behind tenacity retries and a circuit breaker), and on
+any failure restore every sink to its snapshot before raising a retryable error for
+Temporal.  A compensation that still fails is written to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_random_exponential
+
+from apex_platform import metrics
+from apex_platform.breaker import CircuitBreaker, CircuitOpenError
+from apex_platform.contracts import Coordinator, DeadLetter, DeadLetterQueue, Sink
+from apex_platform.errors import ApexError, SinkError
+from apex_platform.models import Record, RecordKey, WriteResult
+from apex_platform.settings import apex_config
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SagaSettings(BaseSettings):
+    model_config = apex_config("APEX_SAGA_")
+
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_initial_seconds: float = Field(default=0.2, gt=0)
+    retry_max_seconds: float = Field(default=5.0, gt=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    lock_ttl_seconds: float = Field(default=120.0, gt=0)
+
+
+class SagaWriteError(ApexError):
+    """The batch was not committed; every store was restored (or dead-lettered)."""
+
+    def __init__(self, message: str, *, failed: Sequence[str], dead_letter_id: int | None = None) -> None:
+        super().__init__(message)
+        self.failed = list(failed)
+        self.dead_letter_id = dead_letter_id
+
+
+def latest_per_key(records: Sequence[Record]) -> list[Record]:
+    """One record per key: the highest version (the last one among equals)."""
+    best: dict[RecordKey, Record] = {}
+    for record in records:
+        current = best.get(record.key)
+        if current is None or record.version >= current.version:
+            best[record.key] = record
+    return list(best.values())
+
+
+@dataclass
+class Saga:
+    sinks: Mapping[str, Sink]
+    settings: SagaSettings = field(default_factory=SagaSettings)
+    coordinator: Coordinator | None = None
+    dead_letters: DeadLetterQueue | None = None
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+    @classmethod
+    def from_sinks(cls, sinks: Mapping[str, Sink], settings: SagaSettings | None = None) -> Saga:
+        """Pick the coordinator and the dead-letter queue among the sinks' capabilities."""
+        coordinator = next((s for s in sinks.values() if isinstance(s, Coordinator)), None)
+        dlq = next((s for s in sinks.values() if isinstance(s, DeadLetterQueue)), None)
+        return cls(dict(sinks), settings or SagaSettings(), coordinator, dlq)
+
+    def breaker(self, sink: str) -> CircuitBreaker:
+        if sink not in self.breakers:
+            self.breakers[sink] = CircuitBreaker(
+                sink,
+                failure_threshold=self.settings.breaker_failures,
+                reset_timeout=self.settings.breaker_reset_seconds,
+            )
+        return self.breakers[sink]
+
+    async def _call(self, sink: str, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One sink call: retries with jittered exponential backoff, behind the breaker.
+        An open circuit is not retried here: Temporal retries the activity later."""
+        breaker = self.breaker(sink)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retry_attempts),
+            wait=wait_random_exponential(
+                multiplier=self.settings.retry_initial_seconds, max=self.settings.retry_max_seconds
+            ),
+            retry=retry_if_not_exception_type(CircuitOpenError),
+            reraise=True,
+        )
+        started = time.perf_counter()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    result = await breaker.call(fn)
+        except Exception:
+            metrics.SINK_CALLS.labels(sink, op, "error").inc()
+            raise
+        finally:
+            metrics.SINK_SECONDS.labels(sink, op).observe(time.perf_counter() - started)
+        metrics.SINK_CALLS.labels(sink, op, "ok").inc()
+        return result
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, keys: Sequence[RecordKey]) -> AsyncIterator[None]:
+        if self.coordinator is None:
+            yield
+            return
+        async with self.coordinator.lock(sorted(keys), ttl_seconds=self.settings.lock_ttl_seconds):
+            yield
+
+    async def write(self, records: Sequence[Record], *, batch_id: str | None = None) -> WriteResult:
+        if not self.sinks:
+            raise SinkError("no sink is installed: install one (e.g. apex-sink-postgres) or check APEX_PLUGINS")
+        batch_id = batch_id or uuid.uuid4().hex
+        batch = latest_per_key(records)
+        skipped = len(records) - len(batch)
+        if self.coordinator is not None and batch:
+            done = await self.coordinator.committed([r.idempotency_key for r in batch])
+            before = len(batch)
+            batch = [r for r in batch if r.idempotency_key not in done]
+            skipped += before - len(batch)
+        if not batch:
+            self._count_skipped(records)
+            return WriteResult(written=0, skipped=skipped, sinks=tuple(self.sinks))
+
+        keys = [r.key for r in batch]
+        async with self._locked(keys):
+            if self.coordinator is not None:  # another writer may have finished while we waited
+                done = await self.coordinator.committed([r.idempotency_key for r in batch])
+                skipped += sum(1 for r in batch if r.idempotency_key in done)
+                batch = [r for r in batch if r.idempotency_key not in done]
+                keys = [r.key for r in batch]
+                if not batch:
+                    return WriteResult(written=0, skipped=skipped, sinks=tuple(self.sinks))
+            await self._write_all(batch, keys, batch_id)
+            if self.coordinator is not None:
+                await self.coordinator.mark_committed([r.idempotency_key for r in batch])
+        for record in batch:
+            metrics.RECORDS_WRITTEN.labels(record.source).inc()
+        return WriteResult(written=len(batch), skipped=skipped, sinks=tuple(self.sinks))
+
+    def _count_skipped(self, records: Sequence[Record]) -> None:
+        for record in records:
+            metrics.RECORDS_SKIPPED.labels(record.source).inc()
+
+    async def _write_all(self, batch: list[Record], keys: list[RecordKey], batch_id: str) -> None:
+        names = list(self.sinks)
+        snapshots: dict[str, dict[RecordKey, Record | None]] = {}
+
+        async def snapshot(name: str) -> None:
+            current = await self._call(name, "read", lambda: self.sinks[name].read(keys))
+            snapshots[name] = {key: current.get(key) for key in keys}
+
+        # Nothing is written before every sink could be read: a failure here needs no undo.
+        results = await asyncio.gather(*(snapshot(n) for n in names), return_exceptions=True)
+        failed = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+        if failed:
+            raise SagaWriteError(self._describe("could not read the current state of", failed), failed=list(failed))
+
+        results = await asyncio.gather(
+            *(self._call(n, "write", lambda n=n: self.sinks[n].write(batch)) for n in names),
+            return_exceptions=True,
+        )
+        failed = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+        if not failed:
+            return
+        for name, exc in failed.items():
+            log.warning("batch %s: sink %s failed: %s", batch_id, name, exc)
+        succeeded = [n for n in names if n not in failed]
+        dead_letter_id = await self._compensate(batch, batch_id, snapshots, succeeded, list(failed))
+        raise SagaWriteError(
+            self._describe("write failed in", failed) + "; the other stores were restored",
+            failed=list(failed),
+            dead_letter_id=dead_letter_id,
+        )
+
+    async def _compensate(
+        self,
+        batch: list[Record],
+        batch_id: str,
+        snapshots: Mapping[str, Mapping[RecordKey, Record | None]],
+        succeeded: list[str],
+        failed: list[str],
+    ) -> int | None:
+        async def restore(name: str) -> None:
+            await self._call(name, "restore", lambda: self.sinks[name].restore(snapshots[name]))
+
+        # The failed sinks are restored too, best effort: a sink may fail after a partial write.
+        names = succeeded + failed
+        results = await asyncio.gather(*(restore(n) for n in names), return_exceptions=True)
+        broken: dict[str, BaseException] = {}
+        for name, result in zip(names, results, strict=True):
+            ok = not isinstance(result, BaseException)
+            metrics.COMPENSATIONS.labels(name, "ok" if ok else "error").inc()
+            if not ok and name in succeeded:
+                assert isinstance(result, BaseException)
+                broken[name] = result
+        if not broken:
+            return None
+        letter = DeadLetter(
+            id=None,
+            batch_id=batch_id,
+            records=batch,
+            succeeded=succeeded,
+            failed=failed,
+            error=self._describe("compensation failed in", broken),
+        )
+        metrics.DEAD_LETTERS.inc()
+        if self.dead_letters is None:
+            log.critical("no dead-letter queue installed; lost compensation: %s", letter)
+            return None
+        return await self.dead_letters.add_dead_letter(letter)
+
+    @staticmethod
+    def _describe(what: str, failures: Mapping[str, BaseException]) -> str:
+        parts = [f"{name} ({type(exc).__name__}: {exc})" for name, exc in failures.items()]
+        return f"{what} " + ", ".join(parts)

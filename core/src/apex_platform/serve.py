@@ -1,0 +1,82 @@
+"""Running the worker and/or the API in this process until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+
+import uvicorn
+
+from apex_platform.api import create_app
+from apex_platform.runtime import Runtime
+from apex_platform.temporal.worker import run_worker
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process-wide stop event rules."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(
+    runtime: Runtime,
+    *,
+    api: bool,
+    worker: bool,
+    priorities: Sequence[str] = ("P0", "P1", "P2"),
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    stop: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
+) -> None:
+    """Serve until `stop` is set (by a signal when none is given), then drain and return."""
+    if stop is None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+    jobs: list[asyncio.Task[None]] = []
+    server: _Server | None = None
+    if worker:
+        jobs.append(asyncio.create_task(run_worker(runtime, priorities, stop), name="worker"))
+    if api:
+        app = create_app(runtime, open_sinks=not worker)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+        server = _Server(config)
+        jobs.append(asyncio.create_task(server.serve(), name="api"))
+
+    async def announce() -> None:
+        while server is not None and not server.started:
+            await asyncio.sleep(0.05)
+        if started is not None:
+            started.set()
+
+    announcer = asyncio.create_task(announce())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*jobs, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for job in done:
+            if job is not stopper and job.exception() is not None:
+                stop.set()
+                raise job.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        announcer.cancel()
+        stopper.cancel()
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("%s stopped with %s: %s", job.get_name(), type(result).__name__, result)

@@ -1,0 +1,1 @@
+"""The Temporal layer: workflows (what and when), activities (how), worker assembly."""

@@ -1,0 +1,125 @@
+"""Activities: the I/O side of the workflows. Methods of classes built at worker start
+with their clients (registry, saga, blob store)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from apex_platform import metrics
+from apex_platform.blobs import BlobNotFound, BlobStore
+from apex_platform.contracts import FetchingSource
+from apex_platform.errors import PayloadError, PluginError, VendorError
+from apex_platform.models import InboundEvent, Record, WriteResult
+from apex_platform.plugins import Registry
+from apex_platform.saga import Saga, SagaWriteError
+from apex_platform.temporal.inputs import EnrichInput, ParseInput, RecordBatch, SagaWriteInput
+
+
+def _non_retryable(exc: Exception) -> ApplicationError:
+    return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True)
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(every: float = 5.0) -> AsyncIterator[None]:
+    """Heartbeat in the background while a long call runs, so a dead worker is noticed
+    within the heartbeat timeout and a live one is never timed out."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class BatchCodec:
+    """Packs records into a `RecordBatch`, by blob reference once they are too large."""
+
+    def __init__(self, blobs: BlobStore, inline_bytes: int) -> None:
+        self.blobs = blobs
+        self.inline_bytes = inline_bytes
+
+    def pack(self, source: str, records: Sequence[Record]) -> RecordBatch:
+        ids = tuple(dict.fromkeys(r.id for r in records))
+        inline = RecordBatch(source=source, records=tuple(records), count=len(records), record_ids=ids)
+        blob = inline.model_dump_json().encode()
+        if len(blob) <= self.inline_bytes:
+            return inline
+        ref = self.blobs.put(blob)
+        return RecordBatch(source=source, ref=ref, count=len(records), record_ids=ids[:50])
+
+    def unpack(self, batch: RecordBatch) -> list[Record]:
+        if batch.ref is None:
+            return list(batch.records)
+        return list(RecordBatch.model_validate_json(self.blobs.get(batch.ref)).records)
+
+    def event_payload(self, event: InboundEvent) -> InboundEvent:
+        if event.payload_ref is None:
+            return event
+        payload = json.loads(self.blobs.get(event.payload_ref))
+        return event.model_copy(update={"payload": payload, "payload_ref": None})
+
+
+class IngestActivities:
+    def __init__(self, registry: Registry, saga: Saga, codec: BatchCodec) -> None:
+        self.registry = registry
+        self.saga = saga
+        self.codec = codec
+
+    @activity.defn(name="apex.parse")
+    async def parse(self, inp: ParseInput) -> RecordBatch:
+        started = time.perf_counter()
+        try:
+            connector = self.registry.source(inp.event.source)
+            event = self.codec.event_payload(inp.event)
+            if isinstance(connector, FetchingSource):
+                event = await connector.fetch(event)
+            records = connector.parse(event)
+        except (PayloadError, PluginError, BlobNotFound) as exc:
+            raise _non_retryable(exc) from exc
+        except VendorError as exc:
+            if not exc.retryable:
+                raise _non_retryable(exc) from exc
+            raise
+        for record in records:
+            metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+            if not record.entities:
+                metrics.RECORDS_WITHOUT_ENTITIES.labels(record.source).inc()
+        metrics.ACTIVITY_SECONDS.labels("parse", inp.event.source).observe(time.perf_counter() - started)
+        return self.codec.pack(inp.event.source, records)
+
+    @activity.defn(name="apex.enrich")
+    async def enrich(self, inp: EnrichInput) -> RecordBatch:
+        if not self.registry.enrichers or inp.batch.count == 0:
+            return inp.batch
+        records = self.codec.unpack(inp.batch)
+        async with heartbeating():
+            for enricher in self.registry.enrichers.values():
+                records = await enricher.enrich(records)
+        return self.codec.pack(inp.batch.source, records)
+
+    @activity.defn(name="apex.saga_write")
+    async def saga_write(self, inp: SagaWriteInput) -> WriteResult:
+        started = time.perf_counter()
+        records = self.codec.unpack(inp.batch)
+        try:
+            async with heartbeating():
+                result = await self.saga.write(records, batch_id=inp.batch_id)
+        except SagaWriteError as exc:
+            # Retryable: every store was restored, Temporal tries the batch again later.
+            raise ApplicationError(str(exc), type="SagaWriteError") from exc
+        metrics.ACTIVITY_SECONDS.labels("saga_write", inp.batch.source).observe(time.perf_counter() - started)
+        return result

@@ -1,0 +1,77 @@
+"""Connecting to Temporal (dev server, self-hosted cluster or Temporal Cloud)."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio.client import Client, TLSConfig
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from apex_platform.models import Priority
+from apex_platform.settings import TemporalSettings
+
+log = logging.getLogger(__name__)
+
+SOURCE_ATTR = SearchAttributeKey.for_keyword("ApexSource")
+RECORD_ID_ATTR = SearchAttributeKey.for_keyword_list("ApexRecordId")
+STATUS_ATTR = SearchAttributeKey.for_keyword("ApexStatus")
+SEARCH_ATTRIBUTES = (SOURCE_ATTR, RECORD_ID_ATTR, STATUS_ATTR)
+
+
+def task_queue(priority: Priority, settings: TemporalSettings | None = None) -> str:
+    prefix = settings.task_queue_prefix if settings else "apex"
+    return f"{prefix}-{priority.lower()}"
+
+
+def _tls(settings: TemporalSettings) -> TLSConfig | bool:
+    if not (settings.tls or settings.tls_ca_cert or settings.tls_client_cert):
+        # Temporal Cloud API keys require TLS; the SDK turns it on when an api_key is set.
+        return bool(settings.api_key)
+    return TLSConfig(
+        server_root_ca_cert=settings.tls_ca_cert.read_bytes() if settings.tls_ca_cert else None,
+        client_cert=settings.tls_client_cert.read_bytes() if settings.tls_client_cert else None,
+        client_private_key=settings.tls_client_key.read_bytes() if settings.tls_client_key else None,
+        domain=settings.tls_server_name,
+    )
+
+
+async def connect(settings: TemporalSettings, *, lazy: bool = False) -> Client:
+    """A client with the pydantic data converter (records cross Temporal as JSON)."""
+    return await Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        tls=_tls(settings),
+        data_converter=pydantic_data_converter,
+        lazy=lazy,
+    )
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Create Apex's search attributes where missing (needs operator rights; on Temporal
+    Cloud they are created in the namespace settings, so a refusal is only logged)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    kinds = {
+        "ApexSource": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "ApexRecordId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+        "ApexStatus": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    }
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        missing = {k: v for k, v in kinds.items() if k not in existing.custom_attributes}
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+            )
+            log.info("created search attributes %s", ", ".join(sorted(missing)))
+    except Exception as exc:  # noqa: BLE001 - cloud namespaces refuse operator calls
+        log.warning("could not check or create search attributes (%s); create them by hand: %s",
+                    exc, ", ".join(kinds))

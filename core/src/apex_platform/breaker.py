@@ -46,10 +46,10 @@ class CircuitBreaker:
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         state = self.state
         if state == "open":
-            raise CircuitOpenError(f"circuit for sink {self.name!r} is open after {self._failures} failures")
+            raise CircuitOpenError(f"circuit {self.name!r} is open after {self._failures} failures")
         if state == "half_open":
             if self._probe.locked():
-                raise CircuitOpenError(f"circuit for sink {self.name!r} is half-open; a probe is running")
+                raise CircuitOpenError(f"circuit {self.name!r} is half-open; a probe is running")
             async with self._probe:
                 return await self._attempt(fn)
         return await self._attempt(fn)

@@ -78,19 +78,22 @@ class Saga:
         dlq = next((s for s in sinks.values() if isinstance(s, DeadLetterQueue)), None)
         return cls(dict(sinks), settings or SagaSettings(), coordinator, dlq)
 
-    def breaker(self, sink: str) -> CircuitBreaker:
-        if sink not in self.breakers:
-            self.breakers[sink] = CircuitBreaker(
-                sink,
+    def breaker(self, sink: str, op: str = "write") -> CircuitBreaker:
+        """One breaker per sink and operation: an open write circuit must not stop the
+        compensation (restore) that undoes a half-written batch."""
+        key = f"{sink}:{op}"
+        if key not in self.breakers:
+            self.breakers[key] = CircuitBreaker(
+                key,
                 failure_threshold=self.settings.breaker_failures,
                 reset_timeout=self.settings.breaker_reset_seconds,
             )
-        return self.breakers[sink]
+        return self.breakers[key]
 
     async def _call(self, sink: str, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One sink call: retries with jittered exponential backoff, behind the breaker.
         An open circuit is not retried here: Temporal retries the activity later."""
-        breaker = self.breaker(sink)
+        breaker = self.breaker(sink, op)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retry_attempts),
             wait=wait_random_exponential(

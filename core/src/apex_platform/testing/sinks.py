@@ -1,0 +1,116 @@
+"""Test sinks: an in-memory store that keeps the Sink contract, and a wrapper that
+injects failures into any real sink (for saga and chaos tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from apex_platform.contracts import Sink
+from apex_platform.errors import SinkError
+from apex_platform.models import Record, RecordKey
+
+
+class MemorySink:
+    """Keeps the `Sink` contract in a dict; tombstones are remembered with their version
+    so an older version cannot resurrect a deleted record."""
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self.rows: dict[RecordKey, Record] = {}
+        self.writes = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def health(self) -> None:
+        return None
+
+    async def write(self, records: Sequence[Record]) -> None:
+        self.writes += 1
+        for record in records:
+            current = self.rows.get(record.key)
+            if current is not None and current.version > record.version:
+                continue
+            if current is not None and current.version == record.version and (
+                current.content_hash() >= record.content_hash()
+            ):
+                continue
+            self.rows[record.key] = record
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        return {k: r for k in keys if (r := self.rows.get(k)) is not None and not r.deleted}
+
+    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
+        for key, record in previous.items():
+            if record is None:
+                self.rows.pop(key, None)
+            else:
+                self.rows[key] = record
+
+
+@dataclass
+class Faults:
+    """How a `FaultySink` misbehaves; change the fields between calls."""
+
+    fail_writes: int = 0  # the next N writes fail
+    fail_writes_forever: bool = False
+    fail_restores: int = 0
+    fail_restores_forever: bool = False
+    fail_reads: int = 0
+    write_after_failure: bool = False  # fail *after* the inner write happened (partial)
+    delay: float = 0.0
+    calls: list[str] = field(default_factory=list)
+
+
+class FaultySink:
+    """Wraps a real sink and fails on demand, keeping the inner sink's name."""
+
+    def __init__(self, inner: Sink, faults: Faults | None = None, *, on_write: Callable[[], None] | None = None):
+        self.inner = inner
+        self.name = inner.name
+        self.faults = faults or Faults()
+        self.on_write = on_write
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def health(self) -> None:
+        await self.inner.health()
+
+    async def write(self, records: Sequence[Record]) -> None:
+        f = self.faults
+        f.calls.append("write")
+        if f.delay:
+            await asyncio.sleep(f.delay)
+        if self.on_write:
+            self.on_write()
+        if f.fail_writes_forever or f.fail_writes > 0:
+            f.fail_writes = max(0, f.fail_writes - 1)
+            if f.write_after_failure:
+                await self.inner.write(records)
+            raise SinkError(f"injected write failure in {self.name}")
+        await self.inner.write(records)
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        f = self.faults
+        f.calls.append("read")
+        if f.fail_reads > 0:
+            f.fail_reads -= 1
+            raise SinkError(f"injected read failure in {self.name}")
+        return await self.inner.read(keys)
+
+    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
+        f = self.faults
+        f.calls.append("restore")
+        if f.fail_restores_forever or f.fail_restores > 0:
+            f.fail_restores = max(0, f.fail_restores - 1)
+            raise SinkError(f"injected restore failure in {self.name}")
+        await self.inner.restore(previous)

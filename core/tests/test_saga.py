@@ -1,0 +1,203 @@
+"""Saga logic against contract-keeping in-memory sinks with injected faults.
+The same properties are checked against the real stores in tests/ (cross-package)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apex_platform.breaker import CircuitBreaker, CircuitOpenError
+from apex_platform.contracts import DeadLetter
+from apex_platform.models import Record, RecordKey
+from apex_platform.saga import Saga, SagaSettings, SagaWriteError, latest_per_key
+from apex_platform.testing.sinks import FaultySink, Faults, MemorySink
+
+FAST = SagaSettings(retry_attempts=3, retry_initial_seconds=0.001, retry_max_seconds=0.002, breaker_failures=100)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def rec(id: str = "1", version: int = 1, text: str = "", deleted: bool = False) -> Record:
+    return Record(source="demo", kind="demo.x", id=id, version=version, occurred_at=T0, text=text, deleted=deleted)
+
+
+class MemoryDLQ:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def add_dead_letter(self, letter: DeadLetter) -> int:
+        self.letters.append(letter)
+        return len(self.letters)
+
+
+class MemoryCoordinator:
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.locked: list[list[RecordKey]] = []
+
+    @contextlib.asynccontextmanager
+    async def lock(self, keys: Sequence[RecordKey], *, ttl_seconds: float) -> AsyncIterator[None]:
+        self.locked.append(list(keys))
+        yield
+
+    async def committed(self, keys: Sequence[str]) -> set[str]:
+        return self.done & set(keys)
+
+    async def mark_committed(self, keys: Sequence[str]) -> None:
+        self.done |= set(keys)
+
+
+def four(faults: dict[str, Faults] | None = None) -> dict[str, FaultySink]:
+    faults = faults or {}
+    return {n: FaultySink(MemorySink(n), faults.get(n, Faults())) for n in ("graph", "postgres", "qdrant", "redis")}
+
+
+def state(sinks: dict[str, FaultySink]) -> dict[str, dict[RecordKey, Record]]:
+    return {n: dict(s.inner.rows) for n, s in sinks.items()}  # type: ignore[attr-defined]
+
+
+async def test_all_sinks_written() -> None:
+    sinks = four()
+    result = await Saga(sinks, FAST).write([rec("a"), rec("b")])
+    assert result.written == 2
+    assert all(set(rows) == {RecordKey("demo", "a"), RecordKey("demo", "b")} for rows in state(sinks).values())
+
+
+async def test_permanent_failure_restores_the_others_exactly() -> None:
+    sinks = four({"qdrant": Faults(fail_writes_forever=True)})
+    saga = Saga(sinks, FAST)
+    with pytest.raises(SagaWriteError):
+        await saga.write([rec("a", 1, "old")])  # fails: nothing anywhere
+    assert all(rows == {} for rows in state(sinks).values())
+    sinks["qdrant"].faults.fail_writes_forever = False
+    await saga.write([rec("a", 1, "old")])
+    before = state(sinks)
+    sinks["qdrant"].faults.fail_writes_forever = True
+    with pytest.raises(SagaWriteError, match="qdrant"):
+        await saga.write([rec("a", 2, "new"), rec("b", 1)])
+    assert state(sinks) == before  # an update restores the previous version, a new key is removed
+
+
+async def test_transient_failure_is_retried_and_written_once() -> None:
+    sinks = four({"graph": Faults(fail_writes=2)})
+    await Saga(sinks, FAST).write([rec("a")])
+    assert sinks["graph"].faults.calls.count("write") == 3
+    assert all(len(rows) == 1 for rows in state(sinks).values())
+
+
+async def test_partial_write_in_the_failing_sink_is_undone() -> None:
+    sinks = four({"redis": Faults(fail_writes_forever=True, write_after_failure=True)})
+    with pytest.raises(SagaWriteError):
+        await Saga(sinks, FAST).write([rec("a")])
+    assert all(rows == {} for rows in state(sinks).values())
+
+
+async def test_failed_compensation_goes_to_the_dead_letter_queue() -> None:
+    sinks = four({"qdrant": Faults(fail_writes_forever=True), "postgres": Faults(fail_restores_forever=True)})
+    dlq = MemoryDLQ()
+    saga = Saga(sinks, FAST, dead_letters=dlq)  # type: ignore[arg-type]
+    with pytest.raises(SagaWriteError) as info:
+        await saga.write([rec("a")], batch_id="b-1")
+    assert info.value.dead_letter_id == 1
+    (letter,) = dlq.letters
+    assert letter.batch_id == "b-1" and letter.failed == ["qdrant"] and "postgres" in letter.succeeded
+    assert "postgres" in letter.error and letter.records == [rec("a")]
+
+
+async def test_circuit_opens_then_half_open_probe_closes_it() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker("s", failure_threshold=2, reset_timeout=10, clock=lambda: now[0])
+
+    async def boom() -> None:
+        raise RuntimeError("down")
+
+    async def ok() -> str:
+        return "ok"
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            await breaker.call(boom)
+    assert breaker.state == "open"
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(ok)
+    now[0] = 11
+    assert breaker.state == "half_open"
+    with pytest.raises(RuntimeError):
+        await breaker.call(boom)  # failed probe: open again
+    assert breaker.state == "open"
+    now[0] = 22
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+
+
+async def test_open_circuit_fails_fast_without_touching_the_sink() -> None:
+    sinks = four({"graph": Faults(fail_writes_forever=True)})
+    saga = Saga(sinks, SagaSettings(retry_attempts=1, retry_initial_seconds=0.001, breaker_failures=2))
+    for _ in range(2):
+        with pytest.raises(SagaWriteError):
+            await saga.write([rec("a")])
+    calls = len(sinks["graph"].faults.calls)
+    with pytest.raises(SagaWriteError, match="open"):
+        await saga.write([rec("a")])
+    assert "write" not in sinks["graph"].faults.calls[calls:]
+
+
+async def test_same_batch_twice_is_skipped_by_the_coordinator() -> None:
+    sinks = four()
+    coord = MemoryCoordinator()
+    saga = Saga(sinks, FAST, coordinator=coord)  # type: ignore[arg-type]
+    assert (await saga.write([rec("a")])).written == 1
+    again = await saga.write([rec("a")])
+    assert (again.written, again.skipped) == (0, 1)
+    assert all(s.inner.writes == 1 for s in sinks.values())  # type: ignore[attr-defined]
+    assert coord.locked == [[RecordKey("demo", "a")]]
+
+
+async def test_older_version_never_replaces_newer_and_tombstone_removes() -> None:
+    sinks = four()
+    saga = Saga(sinks, FAST)
+    await saga.write([rec("a", 5, "new")])
+    await saga.write([rec("a", 3, "old")])
+    assert all(rows[RecordKey("demo", "a")].text == "new" for rows in state(sinks).values())
+    await saga.write([rec("a", 6, deleted=True)])
+    for sink in sinks.values():
+        assert await sink.read([RecordKey("demo", "a")]) == {}
+
+
+def test_latest_per_key_keeps_the_highest_version() -> None:
+    out = latest_per_key([rec("a", 2), rec("a", 9), rec("b", 1), rec("a", 3)])
+    assert {(r.id, r.version) for r in out} == {("a", 9), ("b", 1)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fail=st.lists(st.sampled_from(["graph", "postgres", "qdrant", "redis", None]), min_size=1, max_size=8),
+    versions=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=8),
+)
+async def test_any_interleaving_of_failures_leaves_stores_consistent(
+    fail: list[str | None], versions: list[int]
+) -> None:
+    """Whatever fails when, all four stores always hold the same thing, and it is the
+    highest version of the batches that succeeded."""
+    sinks = four()
+    saga = Saga(sinks, FAST)
+    committed: list[int] = []
+    for victim, version in zip(fail, versions, strict=False):
+        for name, sink in sinks.items():
+            sink.faults.fail_writes_forever = name == victim
+        try:
+            await saga.write([rec("k", version, f"v{version}")])
+            committed.append(version)
+        except SagaWriteError:
+            pass
+        snapshot = state(sinks)
+        first = next(iter(snapshot.values()))
+        assert all(rows == first for rows in snapshot.values())
+        if committed:
+            assert first[RecordKey("demo", "k")].version == max(committed)
+        else:
+            assert first == {}

@@ -1,0 +1,90 @@
+"""Development sessions: `nox -s tests`, `nox -s demo`, `nox -s lint`, `nox -s bench`,
+and one isolated session per package (only core and that package installed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+PYTHON = os.environ.get("APEX_NOX_PYTHON") or None  # the interpreter running nox by default
+
+
+def packages() -> list[Path]:
+    """Every distribution folder of the monorepo, core first."""
+    found = [ROOT / "core"]
+    found += sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml"))
+    found += sorted(p.parent for p in ROOT.glob("connectors-*/pyproject.toml"))
+    return [p for p in found if (p / "pyproject.toml").exists()]
+
+
+def install_all(session: nox.Session) -> None:
+    session.install("--upgrade", "pip")
+    args: list[str] = []
+    for pkg in packages():
+        spec = f"{pkg}[embedded,testing]" if pkg.name == "core" else str(pkg)
+        args += ["-e", spec]
+    session.install(*args)
+
+
+def test_paths() -> list[str]:
+    paths = [str(p / "tests") for p in packages() if (p / "tests").is_dir()]
+    if (ROOT / "tests").is_dir():
+        paths.append(str(ROOT / "tests"))
+    return paths
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite: every package's tests and the cross-package ones."""
+    install_all(session)
+    session.run("pytest", *test_paths(), *session.posargs, env={"APEX_PYTEST_HARD_EXIT": "1"})
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Start the embedded stack, send every source's sample traffic, show what landed."""
+    install_all(session)
+    home = os.environ.get("APEX_HOME", str(ROOT / ".apex" / "demo"))
+    session.run("apex-platform", "demo", *session.posargs, env={"APEX_HOME": home})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy over every package."""
+    install_all(session)
+    session.install("ruff", "mypy", "types-psutil", "asyncpg-stubs")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "--diff", ".", success_codes=[0, 1])
+    session.run("mypy", *[str(p / "src") for p in packages()])
+
+
+def _isolated(pkg: Path) -> None:
+    @nox.session(name=f"isolated-{pkg.name}", python=PYTHON)
+    def isolated(session: nox.Session) -> None:
+        extras = "[embedded,testing]"
+        if pkg.name == "core":
+            session.install("-e", f"{pkg}{extras}")
+        else:
+            session.install("-e", f"{ROOT / 'core'}{extras}", "-e", str(pkg))
+        session.run("pytest", str(pkg / "tests"), *session.posargs)
+
+    isolated.__doc__ = f"Tests of {pkg.name} with only core and that package installed."
+
+
+for _pkg in packages():
+    if (_pkg / "tests").is_dir():
+        _isolated(_pkg)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: figures and ratios against a baseline measured in the same run."""
+    install_all(session)
+    session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)

@@ -1,0 +1,203 @@
+"""How a `Record` becomes a row of `records`, and which of two versions of a key wins.
+
+The winner rule is written once here, in Python, and once in SQL (`sink.UPSERT`);
+both must say the same thing:
+
+- a higher `version` wins;
+- at an equal version a tombstone wins and then stays (a live record of that version
+  arriving later does not bring it back);
+- at an equal version between live records, a different content or embedding is a
+  correction and replaces the stored one (the later write wins); the identical record
+  is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from apex_platform.errors import SinkError
+from apex_platform.models import Record, RecordKey
+
+#: PostgreSQL bigint bound: `records.version` is a bigint.
+MAX_VERSION = 2**63 - 1
+#: float32 bound: pgvector stores single precision.
+MAX_VECTOR_VALUE = 3.4028234663852886e38
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One `records` row as it is sent to PostgreSQL (JSON columns already encoded)."""
+
+    source: str
+    id: str
+    kind: str
+    version: int
+    occurred_at: datetime
+    title: str
+    text: str
+    attributes: str
+    entities: str
+    relations: str
+    deleted: bool
+    embedding: str | None
+    content_hash: str
+    idempotency_key: str
+    record: str | None
+
+    @property
+    def key(self) -> RecordKey:
+        return RecordKey(self.source, self.id)
+
+
+def dumps(value: Any) -> str:
+    """JSON text that PostgreSQL `jsonb` gives back unchanged in meaning.
+
+    `jsonb` keeps numbers as `numeric`, so `1e+16` would come back as the integer
+    `10000000000000000`. Large floats are therefore written with a `.0`, which
+    `numeric` keeps, so a record read back is equal to the one written.
+    """
+    return "".join(_encode(value))
+
+
+def _encode(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield json.dumps(_storable(value), ensure_ascii=False)
+    elif value is None or isinstance(value, bool | int):
+        yield json.dumps(value)
+    elif isinstance(value, float):
+        yield _float(value)
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (k, v) in enumerate(sorted(value.items())):
+            if i:
+                yield ","
+            yield json.dumps(_storable(str(k)), ensure_ascii=False)
+            yield ":"
+            yield from _encode(v)
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ","
+            yield from _encode(item)
+        yield "]"
+    else:
+        raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _storable(text: str) -> str:
+    # PostgreSQL text and jsonb refuse NUL characters, and UTF-8 refuses lone surrogates.
+    if "\x00" in text:
+        raise ValueError("text contains a NUL character, which PostgreSQL cannot store")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (lone surrogate)") from None
+    return text
+
+
+def _float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"{value} cannot be stored in JSON")
+    text = repr(value)
+    if "e" in text and abs(value) >= 1:
+        # Every float this large (>= 1e16 > 2**53) is an integer, so int() is exact.
+        return f"{int(value)}.0"
+    return text
+
+
+def _vector(embedding: Sequence[float]) -> str:
+    return "[" + ",".join(repr(float(v)) for v in embedding) + "]"
+
+
+def to_row(record: Record, embedding_dim: int) -> Row:
+    """The row for `record`; raises `SinkError` naming the record when it cannot be stored."""
+    where = f"record {record.key} (version {record.version})"
+    if record.version > MAX_VERSION:
+        raise SinkError(f"{where}: version exceeds PostgreSQL bigint ({MAX_VERSION})")
+    try:
+        for text in (record.source, record.id, record.kind):
+            _storable(text)
+        if record.deleted:
+            # A tombstone keeps the key, kind, version and time; its content is cleared.
+            return Row(
+                source=record.source,
+                id=record.id,
+                kind=record.kind,
+                version=record.version,
+                occurred_at=record.occurred_at,
+                title="",
+                text="",
+                attributes="{}",
+                entities="[]",
+                relations="[]",
+                deleted=True,
+                embedding=None,
+                content_hash=record.content_hash(),
+                idempotency_key=record.idempotency_key,
+                record=None,
+            )
+        body = record.model_dump(mode="json")
+        embedding: str | None = None
+        if record.embedding is not None:
+            if len(record.embedding) != embedding_dim:
+                raise SinkError(
+                    f"{where}: embedding has {len(record.embedding)} dimensions, the records table "
+                    f"holds {embedding_dim} (APEX_POSTGRES_EMBEDDING_DIM)"
+                )
+            if any(not math.isfinite(v) or abs(v) > MAX_VECTOR_VALUE for v in record.embedding):
+                raise SinkError(f"{where}: embedding values must be finite float32 numbers")
+            embedding = _vector(record.embedding)
+        row = Row(
+            source=record.source,
+            id=record.id,
+            kind=record.kind,
+            version=record.version,
+            occurred_at=record.occurred_at,
+            title=record.title,
+            text=record.text,
+            attributes=dumps(body["attributes"]),
+            entities=dumps(body["entities"]),
+            relations=dumps(body["relations"]),
+            deleted=False,
+            embedding=embedding,
+            content_hash=record.content_hash(),
+            idempotency_key=record.idempotency_key,
+            record=dumps(body),
+        )
+    except (TypeError, ValueError) as exc:
+        raise SinkError(f"{where} cannot be stored: {exc}") from None
+    return row
+
+
+def supersedes(new: Row, old: Row) -> bool:
+    """Whether `new` replaces `old` (same key) — the rule in the module docstring."""
+    if new.version != old.version:
+        return new.version > old.version
+    if old.deleted:
+        return False
+    return new.deleted or new.content_hash != old.content_hash or new.record != old.record
+
+
+def winners(records: Sequence[Record], embedding_dim: int) -> list[Row]:
+    """One row per key, the one the stored state would end with if the records were
+    written one by one in order; sorted by key so concurrent batches lock rows in the
+    same order (no deadlocks)."""
+    best: dict[RecordKey, Row] = {}
+    for record in records:
+        row = to_row(record, embedding_dim)
+        current = best.get(row.key)
+        if current is None or supersedes(row, current):
+            best[row.key] = row
+    return [best[key] for key in sorted(best)]
+
+
+def from_json(text: str) -> Record:
+    """The `Record` stored in a `records.record` value."""
+    return Record.model_validate_json(text)

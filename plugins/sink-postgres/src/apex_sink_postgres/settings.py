@@ -1,0 +1,101 @@
+"""Settings of the PostgreSQL sink (`APEX_POSTGRES_*`) and where its DSN comes from."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from apex_platform.errors import SettingsError
+from apex_platform.settings import apex_config, core_settings
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings
+
+#: Largest dimension pgvector's `vector` type accepts.
+MAX_VECTOR_DIM = 16000
+
+with warnings.catch_warnings():
+    # `schema` is the natural name of the setting (APEX_POSTGRES_SCHEMA); it shadows
+    # pydantic's deprecated `BaseModel.schema()`, which nothing here uses.
+    warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
+
+    class PostgresSinkSettings(BaseSettings):
+        """Where and how the sink stores records. Every field reads `APEX_POSTGRES_<FIELD>`."""
+
+        model_config = apex_config("APEX_POSTGRES_")
+
+        dsn: SecretStr | None = Field(
+            default=None,
+            description="postgresql:// URL; unset: the embedded stack's server from APEX_HOME/stack.json",
+        )
+        schema: str = Field(  # type: ignore[assignment]
+            default="apex",
+            pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+            description="Schema holding records, dead_letters and schema_migrations",
+        )
+        pool_min: int = Field(default=1, ge=0, description="Connections the pool keeps open")
+        pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens")
+        embedding_dim: int = Field(
+            default=384, ge=1, le=MAX_VECTOR_DIM, description="Dimension of records.embedding"
+        )
+        connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection")
+        command_timeout: float = Field(default=60.0, gt=0, description="Seconds a statement may take")
+        health_timeout: float = Field(default=2.0, gt=0, description="Seconds health() waits for SELECT 1")
+
+        @model_validator(mode="after")
+        def _pool_bounds(self) -> PostgresSinkSettings:
+            if self.pool_min > self.pool_max:
+                raise ValueError(
+                    f"APEX_POSTGRES_POOL_MIN ({self.pool_min}) exceeds APEX_POSTGRES_POOL_MAX ({self.pool_max})"
+                )
+            return self
+
+
+def stack_file() -> Path:
+    """The embedded stack's state file, `<APEX_HOME>/stack.json`."""
+    return core_settings().home / "stack.json"
+
+
+def resolve_dsn(settings: PostgresSinkSettings) -> str:
+    """The DSN to connect to: APEX_POSTGRES_DSN, else the running embedded stack's server."""
+    if settings.dsn is not None:
+        return settings.dsn.get_secret_value()
+    path = stack_file()
+    if not path.is_file():
+        raise SettingsError(
+            "the postgres sink has no database: set APEX_POSTGRES_DSN "
+            f"(e.g. postgresql://user:password@host:5432/apex) or start `apex-platform dev` "
+            f"(no embedded stack found at {path})"
+        )
+    try:
+        dsn = json.loads(path.read_text(encoding="utf-8"))["postgres"]["dsn"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(
+            f"cannot read the embedded stack's postgres DSN from {path} ({type(exc).__name__}: {exc}); "
+            "set APEX_POSTGRES_DSN or restart `apex-platform dev`"
+        ) from None
+    if not isinstance(dsn, str) or not dsn:
+        raise SettingsError(f"{path} has no postgres.dsn; set APEX_POSTGRES_DSN or restart `apex-platform dev`")
+    return dsn
+
+
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, fit for error messages and logs."""
+    if "://" not in dsn:
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    try:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+        query = _KEYWORD_PASSWORD.sub(r"\1***", parts.query.replace("&", " ")).replace(" ", "&")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "<unparsable DSN>"

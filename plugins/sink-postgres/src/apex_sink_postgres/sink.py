@@ -1,0 +1,261 @@
+"""`PostgresSink`: records (with their embeddings) in PostgreSQL, one row per key.
+
+A batch is one statement: `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`
+whose `WHERE` is the winner rule of `rows.py` — an older version never overwrites a
+newer one, re-applying a batch changes nothing, a tombstone cannot be resurrected by
+an older (or equal) version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from apex_platform.errors import SinkError
+from apex_platform.models import Record, RecordKey
+
+from apex_sink_postgres.database import Database, _connection_errors
+from apex_sink_postgres.dead_letters import DeadLetterStore
+from apex_sink_postgres.migrations import quote_ident
+from apex_sink_postgres.rows import Row, from_json, to_row, winners
+from apex_sink_postgres.settings import PostgresSinkSettings
+
+if TYPE_CHECKING:
+    from apex_platform.contracts import DeadLetter
+
+_COLUMNS = (
+    "source",
+    "id",
+    "kind",
+    "version",
+    "occurred_at",
+    "title",
+    "text",
+    "attributes",
+    "entities",
+    "relations",
+    "deleted",
+    "embedding",
+    "content_hash",
+    "idempotency_key",
+    "record",
+)
+_ARRAY_TYPES = (
+    "text",
+    "text",
+    "text",
+    "bigint",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "boolean",
+    "text",
+    "text",
+    "text",
+    "text",
+)
+
+
+def _upsert_sql(schema: str, vector_type: str, *, versioned: bool) -> str:
+    s = quote_ident(schema)
+    casts = {
+        "attributes": "::jsonb",
+        "entities": "::jsonb",
+        "relations": "::jsonb",
+        "record": "::jsonb",
+        "embedding": f"::{vector_type}",
+    }
+    columns = ", ".join(_COLUMNS)
+    select = ", ".join(f"t.{c}{casts.get(c, '')}" for c in _COLUMNS)
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ARRAY_TYPES, start=1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[2:])
+    sql = f"""
+        INSERT INTO {s}.records AS r ({columns})
+        SELECT {select}
+        FROM unnest({arrays}) AS t({columns})
+        ON CONFLICT (source, id) DO UPDATE SET {updates}, updated_at = now()"""
+    if versioned:
+        # The winner rule of rows.py, in SQL.
+        sql += """
+        WHERE r.version < EXCLUDED.version
+           OR (r.version = EXCLUDED.version AND NOT r.deleted
+               AND (EXCLUDED.deleted
+                    OR r.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+                    OR r.record IS DISTINCT FROM EXCLUDED.record))"""
+    return sql
+
+
+def _arrays(rows: Sequence[Row]) -> list[list[Any]]:
+    return [[getattr(row, c) for row in rows] for c in _COLUMNS]
+
+
+def _key_arrays(keys: Sequence[RecordKey]) -> tuple[list[str], list[str]]:
+    return [k.source for k in keys], [k.id for k in keys]
+
+
+class PostgresSink:
+    """The PostgreSQL (+pgvector) sink. Implements `apex_platform.contracts.Sink` and the
+    saga's optional `DeadLetterQueue` capability.
+
+    Construction does no I/O and reads no settings; `open()` resolves the DSN, creates
+    or migrates the schema and starts the connection pool.
+    """
+
+    name = "postgres"
+
+    def __init__(self, settings: PostgresSinkSettings | None = None) -> None:
+        self._db = Database(settings)
+        self._sql: dict[str, str] = {}
+        self._dead_letters = DeadLetterStore(database=self._db)
+
+    @property
+    def settings(self) -> PostgresSinkSettings:
+        return self._db.settings
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """The dead-letter table of this sink's schema, on the same pool."""
+        return self._dead_letters
+
+    def __repr__(self) -> str:
+        return f"PostgresSink(schema={self._db.settings.schema!r}, open={self._db.is_open})"
+
+    async def __aenter__(self) -> PostgresSink:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, start the pool. Idempotent."""
+        await self._db.open()
+        vector = self._db._vector
+        assert vector is not None
+        schema = self._db.schema
+        self._sql = {
+            "upsert": _upsert_sql(schema, vector.type, versioned=True),
+            "replace": _upsert_sql(schema, vector.type, versioned=False),
+        }
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def health(self) -> None:
+        """`SELECT 1` within `health_timeout`; `SinkError` if the server does not answer."""
+        await self._db.ping()
+
+    def _table(self) -> str:
+        return f"{quote_ident(self._db.schema)}.records"
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Upsert a batch in one statement; see the module docstring for what wins."""
+        if not records:
+            return
+        rows = winners(records, self.settings.embedding_dim)
+        pool = self._db.pool()
+        try:
+            await pool.execute(self._sql["upsert"], *_arrays(rows))
+        except _connection_errors() as exc:
+            raise self._error("write", rows, exc) from exc
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        """The live records stored under `keys`; tombstones and unknown keys are absent."""
+        if not keys:
+            return {}
+        sources, ids = _key_arrays(list(dict.fromkeys(RecordKey(*k) for k in keys)))
+        try:
+            rows = await self._db.pool().fetch(
+                f"""SELECT r.record::text AS record FROM {self._table()} r
+                    JOIN unnest($1::text[], $2::text[]) AS k(source, id) USING (source, id)
+                    WHERE NOT r.deleted""",
+                sources,
+                ids,
+            )
+        except _connection_errors() as exc:
+            raise SinkError(f"postgres sink: read of {len(keys)} keys from {self._db.where()} failed: {exc}") from exc
+        found = (from_json(row["record"]) for row in rows)
+        return {record.key: record for record in found}
+
+    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
+        """Put back exactly `previous`, ignoring versions, in one transaction.
+
+        A key mapped to None is deleted completely, tombstone included.
+        """
+        if not previous:
+            return
+        put: list[Row] = []
+        gone: list[RecordKey] = []
+        for key, record in previous.items():
+            key = RecordKey(*key)
+            if record is None:
+                gone.append(key)
+                continue
+            if record.key != key:
+                raise SinkError(f"postgres sink: restore of {key} was given record {record.key}")
+            put.append(to_row(record, self.settings.embedding_dim))
+        put.sort(key=lambda row: row.key)
+        gone.sort()
+        try:
+            async with self._db.acquire() as conn, conn.transaction():
+                if gone:
+                    await conn.execute(
+                        f"""DELETE FROM {self._table()} r USING unnest($1::text[], $2::text[]) AS k(source, id)
+                            WHERE r.source = k.source AND r.id = k.id""",
+                        *_key_arrays(gone),
+                    )
+                if put:
+                    await conn.execute(self._sql["replace"], *_arrays(put))
+        except _connection_errors() as exc:
+            raise self._error("restore", put, exc, extra=len(gone)) from exc
+
+    async def get_version(self, source: str, id: str) -> tuple[int, bool] | None:
+        """`(version, deleted)` stored for the key, tombstones included; None if no row."""
+        row = await self._db.pool().fetchrow(
+            f"SELECT version, deleted FROM {self._table()} WHERE source = $1 AND id = $2", source, id
+        )
+        return None if row is None else (row["version"], row["deleted"])
+
+    async def count(self, *, source: str | None = None, include_deleted: bool = False) -> int:
+        """How many records are stored (live only unless `include_deleted`)."""
+        value = await self._db.pool().fetchval(
+            f"""SELECT count(*) FROM {self._table()}
+                WHERE ($1::text IS NULL OR source = $1) AND ($2 OR NOT deleted)""",
+            source,
+            include_deleted,
+        )
+        return int(value)
+
+    def _error(self, op: str, rows: Sequence[Row], exc: BaseException, extra: int = 0) -> SinkError:
+        keys = ", ".join(str(row.key) for row in rows[:5])
+        more = len(rows) + extra - min(len(rows), 5)
+        if more > 0:
+            keys += f" and {more} more"
+        return SinkError(
+            f"postgres sink: {op} of {keys or 'no records'} into {self._db.where()} failed: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+    # The saga's DeadLetterQueue capability (apex_platform.contracts), backed by DeadLetterStore.
+
+    async def add_dead_letter(self, letter: DeadLetter) -> int:
+        stored = await self._dead_letters.add_letter(letter)
+        return stored.id
+
+    async def list_dead_letters(self, status: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        return [d.to_letter() for d in await self._dead_letters.list(status=status, limit=limit)]
+
+    async def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
+        stored = await self._dead_letters.get(letter_id)
+        return None if stored is None else stored.to_letter()
+
+    async def mark_dead_letter(self, letter_id: int, status: str) -> None:
+        await self._dead_letters.mark(letter_id, status)
+

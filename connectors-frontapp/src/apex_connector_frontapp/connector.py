@@ -1,0 +1,136 @@
+"""`FrontConnector`: verifies, receives and parses Front application webhooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from apex_platform.contracts import WebhookReply
+from apex_platform.errors import PayloadError, SignatureError
+from apex_platform.models import InboundEvent, Priority, Record, SourceMode
+from apex_platform.settings import load
+from pydantic_settings import BaseSettings
+
+from apex_connector_frontapp import signatures
+from apex_connector_frontapp.envelope import decode_body, is_sync, read_delivery
+from apex_connector_frontapp.records import SOURCE, build_records
+from apex_connector_frontapp.settings import FrontSettings
+
+# Front's challenge is a short random string; a long one is not Front and is not echoed.
+_MAX_CHALLENGE_CHARS = 1024
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    # HTTP header names are case-insensitive and hosts differ in how they present them.
+    return {str(name).lower(): value for name, value in headers.items()}
+
+
+class FrontConnector:
+    """Front (frontapp.com) application webhooks: conversations, messages, comments.
+
+    `settings=None` reads `APEX_FRONTAPP_*` on first use, so registering the connector
+    does no I/O and works while the signing secret is still unset.
+    """
+
+    name = SOURCE
+    mode: SourceMode = "webhook"
+    priority: Priority = "P0"
+    settings_model: ClassVar[type[BaseSettings] | None] = FrontSettings
+
+    def __init__(
+        self,
+        settings: FrontSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+
+    @property
+    def settings(self) -> FrontSettings:
+        if self._settings is None:
+            self._settings = load(FrontSettings)
+        return self._settings
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # -- WebhookSource ---------------------------------------------------------------------
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `SignatureError` unless `body` was signed by Front within the replay window."""
+        settings = self.settings
+        lowered = _lower(headers)
+        provided = lowered.get(signatures.SIGNATURE_HEADER, "").strip()
+        timestamp = lowered.get(signatures.TIMESTAMP_HEADER)
+
+        if timestamp is None and settings.accept_rule_webhooks:
+            self._verify_rule(settings, provided, body)
+            return
+
+        if settings.signing_secret is None:
+            raise SignatureError(
+                "Front webhook rejected: no signing secret is configured. Set APEX_FRONTAPP_SIGNING_SECRET "
+                "to the app secret of your Front app (Developers > app > Basic information)"
+            )
+        if not provided:
+            raise SignatureError("Front webhook rejected: the X-Front-Signature header is missing")
+        if timestamp is None or not timestamp.strip():
+            raise SignatureError("Front webhook rejected: the X-Front-Request-Timestamp header is missing")
+        timestamp_ms = signatures.parse_timestamp_ms(timestamp)
+        signatures.check_fresh(timestamp_ms, int(self._clock() * 1000), settings.max_age_seconds)
+        expected = signatures.application_signature(
+            body, settings.signing_secret.get_secret_value(), timestamp.strip()
+        )
+        if not signatures.signatures_match(expected, provided):
+            raise SignatureError(
+                "Front webhook rejected: X-Front-Signature does not match the body "
+                "(wrong APEX_FRONTAPP_SIGNING_SECRET, or the body was altered on the way)"
+            )
+
+    def _verify_rule(self, settings: FrontSettings, provided: str, body: bytes) -> None:
+        if settings.api_secret is None:
+            raise SignatureError(
+                "Front rule webhook rejected: APEX_FRONTAPP_ACCEPT_RULE_WEBHOOKS is on but "
+                "APEX_FRONTAPP_API_SECRET is not set"
+            )
+        if not provided:
+            raise SignatureError("Front rule webhook rejected: the X-Front-Signature header is missing")
+        expected = signatures.rule_signature(body, settings.api_secret.get_secret_value())
+        if not signatures.signatures_match(expected, provided):
+            raise SignatureError(
+                "Front rule webhook rejected: X-Front-Signature does not match the body "
+                "(wrong APEX_FRONTAPP_API_SECRET, or the body was altered on the way)"
+            )
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply:
+        """Answer the set-up challenge, or decode a verified delivery into an `InboundEvent`."""
+        lowered = _lower(headers)
+        challenge = lowered.get(signatures.CHALLENGE_HEADER)
+        if challenge is not None:
+            if len(challenge) > _MAX_CHALLENGE_CHARS:
+                raise PayloadError(f"X-Front-Challenge is longer than {_MAX_CHALLENGE_CHARS} characters")
+            return WebhookReply(200, {"challenge": challenge})
+
+        doc = decode_body(body)
+        if is_sync(doc):
+            # Front also sends the sync body on its own; nothing to ingest.
+            return WebhookReply(200, {"status": "ignored", "type": "sync"})
+        delivery = read_delivery(doc)
+        return InboundEvent(
+            source=SOURCE,
+            event_id=delivery.event_id,
+            received_at=datetime.fromtimestamp(self._clock(), UTC),
+            payload=doc,
+            # Nothing from the request headers is kept: they hold the signature.
+            headers={},
+        )
+
+    def parse(self, event: InboundEvent) -> list[Record]:
+        """Records of one event (pure). `PayloadError` only when not even the event record can be made."""
+        if event.payload is None:
+            where = f" (stored as {event.payload_ref}; resolve it before parsing)" if event.payload_ref else ""
+            raise PayloadError(f"Front event {event.event_id} has no payload{where}")
+        return build_records(read_delivery(event.payload))

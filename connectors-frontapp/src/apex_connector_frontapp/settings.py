@@ -1,0 +1,36 @@
+"""Settings of the Front connector, read from `APEX_FRONTAPP_*` environment variables."""
+
+from __future__ import annotations
+
+from apex_platform.settings import apex_config
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings
+
+
+class FrontSettings(BaseSettings):
+    model_config = apex_config("APEX_FRONTAPP_")
+
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "App secret of the Front app that owns the application webhook "
+            "(Developers > your app > Basic information). Unset: every delivery is rejected."
+        ),
+    )
+    max_age_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="Replay window: deliveries whose timestamp is further than this from now are rejected",
+    )
+    accept_rule_webhooks: bool = Field(
+        default=False,
+        description=(
+            "Also accept legacy rule webhooks (HMAC-SHA1 of the body with the API secret, no timestamp, "
+            "so no replay protection)"
+        ),
+    )
+    api_secret: SecretStr | None = Field(
+        default=None,
+        description="API secret that signs rule webhooks; only read when accept_rule_webhooks is true",
+    )

@@ -1,1 +1,124 @@
-"""pytest plugin of the Apex testing kit (registered through the `pytest11` entry point)."""
+"""pytest plugin of the Apex testing kit (registered through the `pytest11` entry point).
+
+Session-scoped fixtures run the real embedded servers on free ports in the
+session's temporary folder, started only when a test asks for them:
+
+- `apex_temporal_server` -> `TemporalDevServer` (use `.address`; Apex search attributes registered)
+- `apex_postgres_server` -> `PostgresServer` (use `.dsn`; database `apex` with pgvector)
+- `apex_redis_server` -> `RedisServer` (use `.url`; FalkorDB loaded)
+
+Every project that installs apex-platform gets this plugin, so the module imports
+nothing heavy at import time; the servers' code is imported inside the fixtures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from apex_platform.stack.postgres import PostgresServer
+    from apex_platform.stack.redis_server import RedisServer
+    from apex_platform.stack.temporal_server import TemporalDevServer
+
+HARD_EXIT_ENV = "APEX_PYTEST_HARD_EXIT"
+
+_exit_status_key = pytest.StashKey[int]()
+_configured_depth = 0
+"""How many pytest configs are live in this process (>1 inside an in-process pytester run)."""
+
+
+@pytest.fixture(scope="session")
+def apex_temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    """A headless Temporal dev server for the whole session, on free ports."""
+    from apex_platform.stack.ports import free_port
+    from apex_platform.stack.temporal_server import TemporalDevServer
+
+    server = TemporalDevServer(tmp_path_factory.mktemp("apex-temporal"), port=free_port(), ui_port=None)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def apex_postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server with database `apex` and pgvector for the whole session, on a free port."""
+    from apex_platform.stack.ports import free_port
+    from apex_platform.stack.postgres import PostgresServer
+
+    server = PostgresServer(tmp_path_factory.mktemp("apex-postgres"), port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def apex_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis server with FalkorDB for the whole session, on a free port."""
+    from apex_platform.stack.ports import free_port
+    from apex_platform.stack.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("apex-redis"), port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _configured_depth
+    _configured_depth += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_exit_status_key] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave with `os._exit(status)` once pytest is done (Temporal sdk-python issue 300).
+
+    The Temporal SDK's Rust runtime keeps native threads alive; when the interpreter
+    finalises with them the process sometimes aborts ("Fatal Python error" / SIGABRT)
+    after every test passed, and CI sees a failure. By this point the session's
+    fixtures are torn down (servers stopped), reports and caches are written, so the
+    remaining interpreter teardown has nothing to do that we need.
+
+    Off when APEX_PYTEST_HARD_EXIT=0. Also skipped where exiting would be wrong: inside
+    an in-process pytester run, in an xdist worker (execnet must finish talking), and
+    when pytest was called as a library (`pytest.main()` from a script that goes on).
+    Note that `coverage run -m pytest` saves its data at interpreter exit: use
+    pytest-cov or set APEX_PYTEST_HARD_EXIT=0 with it.
+    """
+    global _configured_depth
+    _configured_depth -= 1
+    status = config.stash.get(_exit_status_key, None)
+    if status is None or os.environ.get(HARD_EXIT_ENV, "1").strip() == "0":
+        return
+    if _configured_depth > 0 or hasattr(config, "workerinput") or not _pytest_is_the_program():
+        return
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    os._exit(status)
+
+
+def _pytest_is_the_program() -> bool:
+    """Whether this process was started as `pytest`/`py.test` or `python -m pytest`."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name in ("pytest", "pytest.__main__", "py.test"):
+        return True
+    return Path(sys.argv[0]).name in ("pytest", "py.test", "pytest.exe", "py.test.exe")

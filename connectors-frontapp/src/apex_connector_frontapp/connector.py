@@ -7,16 +7,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from apex_platform.contracts import WebhookReply
-from apex_platform.errors import PayloadError, SignatureError
-from apex_platform.models import InboundEvent, Priority, Record, SourceMode
-from apex_platform.settings import load
 from pydantic_settings import BaseSettings
 
 from apex_connector_frontapp import signatures
 from apex_connector_frontapp.envelope import decode_body, is_sync, read_delivery
 from apex_connector_frontapp.records import SOURCE, build_records
 from apex_connector_frontapp.settings import FrontSettings
+from apex_platform.contracts import WebhookReply
+from apex_platform.errors import PayloadError, SignatureError
+from apex_platform.models import InboundEvent, Priority, Record, SourceMode
+from apex_platform.settings import load
 
 # Front's challenge is a short random string; a long one is not Front and is not echoed.
 _MAX_CHALLENGE_CHARS = 1024

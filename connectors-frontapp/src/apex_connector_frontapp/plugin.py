@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import apex_platform
-
 from apex_connector_frontapp.connector import FrontConnector
 
 if TYPE_CHECKING:

@@ -16,10 +16,9 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from apex_platform.models import Entity, Record, Relation
-
 from apex_connector_frontapp.envelope import EPOCH, Delivery, microseconds
 from apex_connector_frontapp.html_text import clean_text, html_to_text
+from apex_platform.models import Entity, Record, Relation
 
 SOURCE = "frontapp"
 KIND_EVENT = "frontapp.event"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from apex_platform.settings import apex_config
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
+
+from apex_platform.settings import apex_config
 
 
 class FrontSettings(BaseSettings):

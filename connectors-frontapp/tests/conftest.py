@@ -22,6 +22,18 @@ def connector() -> FrontConnector:
 
 
 @pytest.fixture
+def now() -> float:
+    """The connector's clock, in unix seconds."""
+    return NOW
+
+
+@pytest.fixture
+def signed() -> Callable[[bytes], dict[str, str]]:
+    """The headers Front would send with a body, signed with the test secret at `now`."""
+    return lambda body: samples.sign(body, SECRET, NOW_MS)
+
+
+@pytest.fixture
 def deliver(connector: FrontConnector) -> Callable[[dict[str, Any]], InboundEvent]:
     """Sign a body as Front would, verify it and receive it: the path of a real delivery."""
 

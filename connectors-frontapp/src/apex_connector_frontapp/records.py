@@ -113,6 +113,17 @@ def _text(container: object, key: str, limit: int = _MAX_ATTRIBUTE_CHARS) -> str
     return _clip(clean_text(value), limit) or None
 
 
+def _key_text(container: object, key: str) -> str | None:
+    """A cleaned string used as an entity key: never clipped, since clipping could merge two keys."""
+    if not isinstance(container, dict):
+        return None
+    value = container.get(key)
+    if not isinstance(value, str) or len(value) > _MAX_KEY_CHARS * 2:
+        return None
+    text = clean_text(value)
+    return text if 0 < len(text) <= _MAX_KEY_CHARS else None
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -193,7 +204,7 @@ def _teammate(graph: _Graph, obj: object) -> tuple[str | None, str | None]:
     """Add a Teammate; return its reference and a readable name."""
     if not isinstance(obj, dict):
         return None, None
-    email = _text(obj, "email", 320)
+    email = _key_text(obj, "email")
     email = email.lower() if email else None
     first, last = _text(obj, "first_name", 200), _text(obj, "last_name", 200)
     name = " ".join(part for part in (first, last) if part) or _text(obj, "username", 200)
@@ -204,7 +215,7 @@ def _teammate(graph: _Graph, obj: object) -> tuple[str | None, str | None]:
 
 def _contact(graph: _Graph, recipient: dict[str, Any]) -> tuple[str | None, str | None]:
     """Add a Contact keyed by the lower-cased handle (email, phone …) of a recipient."""
-    handle = _text(recipient, "handle", _MAX_KEY_CHARS)
+    handle = _key_text(recipient, "handle")
     if handle is None:
         return None, None
     handle = handle.lower()
@@ -214,7 +225,7 @@ def _contact(graph: _Graph, recipient: dict[str, Any]) -> tuple[str | None, str 
 
 
 def _tag(graph: _Graph, obj: dict[str, Any]) -> tuple[str | None, str | None]:
-    name = _text(obj, "name", 200)
+    name = _key_text(obj, "name")
     return graph.entity("Tag", _ident(obj) or name, name=name), name
 
 

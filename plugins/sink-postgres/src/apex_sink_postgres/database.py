@@ -153,7 +153,4 @@ class Database:
             raise SinkError(f"postgres sink is not configured: {exc}") from exc
         except _connection_errors() as exc:
             reason = f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc)
-            raise SinkError(
-                f"postgres sink: {self.where()} is unhealthy ({type(exc).__name__}: {reason})"
-            ) from exc
-
+            raise SinkError(f"postgres sink: {self.where()} is unhealthy ({type(exc).__name__}: {reason})") from exc

@@ -129,8 +129,7 @@ def _dead_letters(ctx: Context) -> list[str]:
 
 def _hnsw(ctx: Context) -> list[str]:
     return [
-        f"CREATE INDEX records_embedding_hnsw_idx ON {ctx.s}.records "
-        f"USING hnsw (embedding {ctx.vector.cosine_ops})"
+        f"CREATE INDEX records_embedding_hnsw_idx ON {ctx.s}.records USING hnsw (embedding {ctx.vector.cosine_ops})"
     ]
 
 

@@ -102,6 +102,18 @@ def _storable(text: str) -> str:
     return text
 
 
+def _check_finite(value: Any) -> None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} cannot be stored in JSON")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_finite(item)
+
+
 def _float(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError(f"{value} cannot be stored in JSON")
@@ -143,6 +155,12 @@ def to_row(record: Record, embedding_dim: int) -> Row:
                 idempotency_key=record.idempotency_key,
                 record=None,
             )
+        # pydantic's JSON mode turns inf and NaN into null: refuse rather than store another record.
+        _check_finite(record.attributes)
+        for entity in record.entities:
+            _check_finite(entity.properties)
+        for relation in record.relations:
+            _check_finite(relation.properties)
         body = record.model_dump(mode="json")
         embedding: str | None = None
         if record.embedding is not None:

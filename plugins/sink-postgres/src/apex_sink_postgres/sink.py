@@ -239,8 +239,7 @@ class PostgresSink:
         if more > 0:
             keys += f" and {more} more"
         return SinkError(
-            f"postgres sink: {op} of {keys or 'no records'} into {self._db.where()} failed: "
-            f"{type(exc).__name__}: {exc}"
+            f"postgres sink: {op} of {keys or 'no records'} into {self._db.where()} failed: {type(exc).__name__}: {exc}"
         )
 
     # The saga's DeadLetterQueue capability (apex_platform.contracts), backed by DeadLetterStore.
@@ -258,4 +257,3 @@ class PostgresSink:
 
     async def mark_dead_letter(self, letter_id: int, status: str) -> None:
         await self._dead_letters.mark(letter_id, status)
-

@@ -1,0 +1,44 @@
+"""Property: whatever order versioned writes of one key arrive in, the max version stays."""
+
+from __future__ import annotations
+
+import uuid
+
+from apex_platform.models import RecordKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from apex_sink_postgres import PostgresSink
+from factories import record
+
+writes = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=2**63 - 1) | st.integers(0, 5), st.booleans(), st.booleans()),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=writes, batch_size=st.integers(min_value=1, max_value=4))
+async def test_versioned_writes_leave_the_max_version(
+    sink: PostgresSink, writes: list[tuple[int, bool, bool]], batch_size: int
+) -> None:
+    """Each write is (version, deleted, alternate text); batches of `batch_size` go in order."""
+    key_id = uuid.uuid4().hex  # examples share the sink: one fresh key each
+    records = [
+        record(key_id, version, deleted=deleted, text=f"v{version}{'-alt' if alt else ''}")
+        for version, deleted, alt in writes
+    ]
+    for start in range(0, len(records), batch_size):
+        await sink.write(records[start : start + batch_size])
+
+    top = max(r.version for r in records)
+    at_top = [r for r in records if r.version == top]
+    stored = await sink.get_version("turvo", key_id)
+    got = (await sink.read([RecordKey("turvo", key_id)])).get(RecordKey("turvo", key_id))
+    if any(r.deleted for r in at_top):
+        assert stored == (top, True)
+        assert got is None
+    else:
+        assert stored == (top, False)
+        assert got == at_top[-1]  # equal versions: the last write is a correction and wins

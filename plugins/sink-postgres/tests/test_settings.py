@@ -1,0 +1,143 @@
+"""Settings, DSN resolution, registration without configuration, health."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from apex_platform.errors import SettingsError, SinkError
+from apex_platform.plugins import build_registry
+from apex_platform.settings import core_settings
+from pydantic import SecretStr, ValidationError
+
+from apex_sink_postgres import PostgresSink, PostgresSinkSettings, plugin
+from apex_sink_postgres.settings import redact
+from conftest import _free_port
+
+
+@pytest.fixture
+def apex_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty APEX_HOME, and no APEX_POSTGRES_* in the environment."""
+    for name in ("APEX_POSTGRES_DSN", "APEX_POSTGRES_SCHEMA", "APEX_POSTGRES_EMBEDDING_DIM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APEX_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    core_settings.cache_clear()
+    yield tmp_path
+    core_settings.cache_clear()
+
+
+def test_defaults_and_environment(apex_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = PostgresSinkSettings()
+    assert defaults.dsn is None
+    assert (defaults.schema, defaults.pool_min, defaults.pool_max, defaults.embedding_dim) == ("apex", 1, 10, 384)
+    monkeypatch.setenv("APEX_POSTGRES_DSN", "postgresql://u:secret@db:5432/apex")
+    monkeypatch.setenv("APEX_POSTGRES_SCHEMA", "memory")
+    monkeypatch.setenv("APEX_POSTGRES_EMBEDDING_DIM", "1536")
+    loaded = PostgresSinkSettings()
+    assert loaded.dsn is not None
+    assert loaded.dsn.get_secret_value().endswith("@db:5432/apex")
+    assert "secret" not in repr(loaded)
+    assert (loaded.schema, loaded.embedding_dim) == ("memory", 1536)
+
+
+@pytest.mark.parametrize("bad", [{"schema": "Robert'); DROP"}, {"schema": "1abc"}, {"pool_min": 5, "pool_max": 2}])
+def test_invalid_settings_are_refused(apex_home: Path, bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        PostgresSinkSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_registration_needs_no_configuration(apex_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APEX_POSTGRES_POOL_MAX", "not a number")  # broken, but only open() reads it
+    registry = build_registry(modules=[plugin], use_entry_points=False)
+    assert registry.problems == []
+    assert isinstance(registry.sinks["postgres"], PostgresSink)
+
+
+def test_entry_point_is_declared() -> None:
+    found = {ep.name: ep.value for ep in entry_points(group="apex.plugins")}
+    assert found.get("postgres") == "apex_sink_postgres.plugin"
+
+
+async def test_missing_dsn_says_what_to_do(apex_home: Path) -> None:
+    sink = PostgresSink(PostgresSinkSettings())
+    with pytest.raises(SettingsError) as caught:
+        await sink.open()
+    assert "APEX_POSTGRES_DSN" in str(caught.value)
+    assert "apex-platform dev" in str(caught.value)
+
+
+async def test_broken_environment_fails_at_open_with_the_variable(
+    apex_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APEX_POSTGRES_POOL_MAX", "lots")
+    with pytest.raises(SettingsError, match="APEX_POSTGRES_POOL_MAX"):
+        await PostgresSink().open()
+
+
+async def test_dsn_from_the_embedded_stack(apex_home: Path, postgres_dsn: str) -> None:
+    (apex_home / "stack.json").write_text(json.dumps({"postgres": {"dsn": postgres_dsn}}))
+    async with PostgresSink(PostgresSinkSettings(schema="t_from_stack")) as sink:
+        await sink.health()
+        assert await sink.count() == 0
+
+
+async def test_unreadable_stack_file_names_the_file(apex_home: Path) -> None:
+    (apex_home / "stack.json").write_text(json.dumps({"redis": {}}))
+    with pytest.raises(SettingsError, match=r"stack\.json"):
+        await PostgresSink(PostgresSinkSettings()).open()
+
+
+async def test_health_fails_cleanly_when_unreachable(apex_home: Path) -> None:
+    port = _free_port()  # nothing listens there
+    settings = PostgresSinkSettings(
+        dsn=SecretStr(f"postgresql://apex:hunter2@127.0.0.1:{port}/apex"), health_timeout=1, connect_timeout=1
+    )
+    sink = PostgresSink(settings)
+    started = time.monotonic()
+    with pytest.raises(SinkError) as caught:
+        await sink.health()
+    assert time.monotonic() - started < 5
+    assert f"127.0.0.1:{port}" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(SinkError, match="cannot open") as opened:
+        await sink.open()
+    assert "hunter2" not in str(opened.value)
+
+
+async def test_health_without_configuration_is_a_sink_error(apex_home: Path) -> None:
+    with pytest.raises(SinkError, match="APEX_POSTGRES_DSN"):
+        await PostgresSink(PostgresSinkSettings()).health()
+
+
+async def test_health_of_an_open_sink(sink: PostgresSink) -> None:
+    await sink.health()
+
+
+async def test_health_after_the_pool_lost_its_server(sink: PostgresSink, postgres_dsn: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'apex-sink-postgres'"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    # A dead pooled connection either fails health once or is replaced; it never hangs.
+    with contextlib.suppress(SinkError):
+        await sink.health()
+    await sink.health()
+
+
+def test_redact_hides_passwords() -> None:
+    assert redact("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert "pw" not in redact("host=h password=pw dbname=db")
+    assert "pw" not in redact("postgresql://h/db?password=pw&sslmode=require")

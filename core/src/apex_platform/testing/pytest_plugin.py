@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,12 +56,13 @@ def apex_postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     from apex_platform.stack.ports import free_port
     from apex_platform.stack.postgres import PostgresServer
 
-    server = PostgresServer(tmp_path_factory.mktemp("apex-postgres"), port=free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with postgres_data_dir(tmp_path_factory) as data_dir:
+        server = PostgresServer(data_dir, port=free_port())
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +77,26 @@ def apex_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redi
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def postgres_data_dir(tmp_path_factory: pytest.TempPathFactory, name: str = "apex-postgres") -> Iterator[Path]:
+    """A data folder PostgreSQL can keep reaching while other pytest sessions start.
+
+    As root, PostgreSQL runs as an unprivileged user that must traverse every parent
+    folder; pytest resets its `/tmp/pytest-of-<user>` root to 0700 whenever any pytest
+    session of that user starts (a parallel run, a nested one), which would cut the
+    server off mid-run. So as root the folder is made under the system temp dir and
+    removed afterwards; otherwise it is an ordinary session temp folder.
+    """
+    if os.geteuid() != 0:
+        yield tmp_path_factory.mktemp(name)
+        return
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -279,7 +279,10 @@ def test_rule_webhook_preview(connector: FrontConnector, deliver: Deliver) -> No
         "type": "inbound",
         "emitted_at": 1773151512.0,
         "conversation": {"id": "cnv_9", "_links": {"self": "https://x/conversations/cnv_9"}},
-        "target": {"_meta": {"type": "message"}, "data": {"id": "msg_9", "_links": {"self": "https://x/messages/msg_9"}}},
+        "target": {
+            "_meta": {"type": "message"},
+            "data": {"id": "msg_9", "_links": {"self": "https://x/messages/msg_9"}},
+        },
     }
     records = connector.parse(deliver(preview))
     assert [(r.kind, r.id) for r in records] == [
@@ -348,9 +351,7 @@ def test_ids_reused_across_parts_do_not_duplicate_record_keys(connector: FrontCo
 
 
 def test_payload_by_reference_is_a_payload_error(connector: FrontConnector) -> None:
-    event = InboundEvent(
-        source="frontapp", event_id="evt_1", received_at=datetime.now(UTC), payload_ref="blob://abc"
-    )
+    event = InboundEvent(source="frontapp", event_id="evt_1", received_at=datetime.now(UTC), payload_ref="blob://abc")
     with pytest.raises(PayloadError, match="blob://abc"):
         connector.parse(event)
 

@@ -81,9 +81,7 @@ class FrontConnector:
             raise SignatureError("Front webhook rejected: the X-Front-Request-Timestamp header is missing")
         timestamp_ms = signatures.parse_timestamp_ms(timestamp)
         signatures.check_fresh(timestamp_ms, int(self._clock() * 1000), settings.max_age_seconds)
-        expected = signatures.application_signature(
-            body, settings.signing_secret.get_secret_value(), timestamp.strip()
-        )
+        expected = signatures.application_signature(body, settings.signing_secret.get_secret_value(), timestamp.strip())
         if not signatures.signatures_match(expected, provided):
             raise SignatureError(
                 "Front webhook rejected: X-Front-Signature does not match the body "

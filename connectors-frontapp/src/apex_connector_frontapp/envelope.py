@@ -166,9 +166,7 @@ def read_delivery(doc: object) -> Delivery:
         authorization = doc.get("authorization")
         if authorization is not None:
             if not isinstance(authorization, dict):
-                raise PayloadError(
-                    f"Front webhook 'authorization' must be an object, got {json_type(authorization)}"
-                )
+                raise PayloadError(f"Front webhook 'authorization' must be an object, got {json_type(authorization)}")
             company_id = _optional_str(authorization, "id", "authorization.id")
         if "payload" not in doc or doc["payload"] is None:
             raise PayloadError(
@@ -192,9 +190,7 @@ def read_delivery(doc: object) -> Delivery:
     if not isinstance(event_id, str):
         raise PayloadError(f"Front webhook '{prefix}id' must be a string, got {json_type(event_id)}")
     if not event_id.strip() or len(event_id) > _MAX_EVENT_ID or not event_id.isprintable():
-        raise PayloadError(
-            f"Front webhook '{prefix}id' must be 1 to {_MAX_EVENT_ID} printable characters"
-        )
+        raise PayloadError(f"Front webhook '{prefix}id' must be 1 to {_MAX_EVENT_ID} printable characters")
 
     event_type = _optional_str(event, "type", f"{prefix}type")
 

@@ -38,8 +38,16 @@ _EXCERPT_CHARS = 2_000
 # target is a message or a comment, for payloads whose target lacks `_meta`.
 _MESSAGE_TYPES = frozenset(
     {
-        "inbound", "outbound", "out_reply", "forward", "sending_error", "message_bounce_error",
-        "inbound_received", "outbound_sent", "outbound_reply_sent", "message_delivery_failed",
+        "inbound",
+        "outbound",
+        "out_reply",
+        "forward",
+        "sending_error",
+        "message_bounce_error",
+        "inbound_received",
+        "outbound_sent",
+        "outbound_reply_sent",
+        "message_delivery_failed",
     }
 )
 _COMMENT_TYPES = frozenset({"comment", "mention", "new_comment_added", "new_mention_added"})

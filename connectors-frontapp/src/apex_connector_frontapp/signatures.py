@@ -41,9 +41,7 @@ def parse_timestamp_ms(value: str) -> int:
     text = value.strip()
     # isdigit() alone accepts non-ASCII digits such as "²"; Front sends ASCII digits only.
     if not text or not text.isascii() or not text.isdigit() or len(text) > _MAX_TIMESTAMP_DIGITS:
-        raise SignatureError(
-            "Front webhook rejected: X-Front-Request-Timestamp is not a whole number of milliseconds"
-        )
+        raise SignatureError("Front webhook rejected: X-Front-Request-Timestamp is not a whole number of milliseconds")
     return int(text)
 
 

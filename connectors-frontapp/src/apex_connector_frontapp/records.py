@@ -26,8 +26,9 @@ KIND_CONVERSATION = "frontapp.conversation"
 KIND_MESSAGE = "frontapp.message"
 KIND_COMMENT = "frontapp.comment"
 
-# Sized so one hostile body cannot make a record the embedding step or a store chokes on.
-MAX_TEXT_CHARS = 100_000
+# The edge refuses bodies over 1 MiB (APEX_MAX_BODY_BYTES), so a real message is never cut;
+# this bounds what a larger configured limit could put into one record's text.
+MAX_TEXT_CHARS = 1_000_000
 _MAX_TITLE_CHARS = 500
 _MAX_ATTRIBUTE_CHARS = 2_000
 _MAX_KEY_CHARS = 512  # Entity.key and Record.id limit

@@ -136,19 +136,31 @@ class Database:
             yield conn
 
     async def ping(self) -> None:
-        """`SELECT 1` within the health timeout; raise `SinkError` saying what failed."""
+        """`SELECT 1` within the health timeout; raise `SinkError` saying what failed.
+
+        A pooled connection the server dropped (restart, idle kill) is replaced and the
+        check tried once more: the question is whether the server answers now.
+        """
+        import asyncpg
+
         timeout = self.settings.health_timeout
         try:
             async with asyncio.timeout(timeout):
-                if self._pool is not None:
-                    async with self._pool.acquire(timeout=timeout) as conn:
-                        await conn.fetchval("SELECT 1", timeout=timeout)
-                else:
+                if self._pool is None:
                     conn = await self.connect(seconds=timeout)
                     try:
-                        await conn.fetchval("SELECT 1", timeout=timeout)
+                        await conn.fetchval("SELECT 1")
                     finally:
                         await conn.close(timeout=timeout)
+                    return
+                for attempt in (1, 2, 3):
+                    try:
+                        async with self._pool.acquire() as conn:
+                            await conn.fetchval("SELECT 1")
+                        return
+                    except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError):
+                        if attempt == 3:
+                            raise
         except SettingsError as exc:
             raise SinkError(f"postgres sink is not configured: {exc}") from exc
         except _connection_errors() as exc:

@@ -51,7 +51,7 @@ _MESSAGE_TYPES = frozenset(
         "message_delivery_failed",
     }
 )
-_COMMENT_TYPES = frozenset({"comment", "mention", "new_comment_added", "new_mention_added"})
+_COMMENT_TYPES = frozenset({"comment", "mention", "new_comment_added"})
 _ASSIGN_TYPES = frozenset({"assign", "unassign", "assignee_changed"})
 _ID_PREFIX_KIND = {"msg_": "message", "com_": "comment", "tea_": "teammate", "tag_": "tag", "top_": "link"}
 

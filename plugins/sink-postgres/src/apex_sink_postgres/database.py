@@ -29,7 +29,7 @@ APPLICATION_NAME = "apex-sink-postgres"
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
 
 
-def _connection_errors() -> tuple[type[BaseException], ...]:
+def connection_errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
     return (*CONNECTION_ERRORS, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -55,6 +55,13 @@ class Database:
     @property
     def schema(self) -> str:
         return self.settings.schema
+
+    @property
+    def vector(self) -> Vector:
+        """Where the pgvector extension lives (known once open)."""
+        if self._vector is None:
+            raise SinkError(f"postgres sink ({self.settings.schema}) is not open: call open() first")
+        return self._vector
 
     @property
     def is_open(self) -> bool:
@@ -114,7 +121,7 @@ class Database:
                 )
             except (SettingsError, SinkError):
                 raise
-            except _connection_errors() as exc:
+            except connection_errors() as exc:
                 raise SinkError(f"postgres sink cannot open {self.where()}: {type(exc).__name__}: {exc}") from exc
             if applied:
                 log.info("postgres sink: %s migrated to %s", self.where(), applied)
@@ -163,6 +170,6 @@ class Database:
                             raise
         except SettingsError as exc:
             raise SinkError(f"postgres sink is not configured: {exc}") from exc
-        except _connection_errors() as exc:
+        except connection_errors() as exc:
             reason = f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc)
             raise SinkError(f"postgres sink: {self.where()} is unhealthy ({type(exc).__name__}: {reason})") from exc

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,40 +56,40 @@ class Row:
 
 
 def dumps(value: Any) -> str:
-    """JSON text that PostgreSQL `jsonb` gives back unchanged in meaning.
+    """JSON text that PostgreSQL `jsonb` gives back unchanged in meaning (keys sorted).
 
     `jsonb` keeps numbers as `numeric`, so `1e+16` would come back as the integer
-    `10000000000000000`. Large floats are therefore written with a `.0`, which
+    `10000000000000000`. Large floats are therefore written out with a `.0`, which
     `numeric` keeps, so a record read back is equal to the one written.
     """
-    return "".join(_encode(value))
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+    if "e+" in text:
+        text = _TOKEN.sub(_plain_float, text)
+    if "\\u0000" in text and _has_nul(value):
+        raise ValueError("text contains a NUL character, which PostgreSQL cannot store")
+    _storable(text)
+    return text
 
 
-def _encode(value: Any) -> Iterable[str]:
+#: A JSON string (left alone) or a float with a positive exponent (rewritten).
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+
+
+def _plain_float(match: re.Match[str]) -> str:
+    if match.group(1) is None:
+        return match.group(0)
+    # Every float written with e+ is >= 1e16 > 2**53, hence an integer: int() is exact.
+    return f"{int(float(match.group(1)))}.0"
+
+
+def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
-        yield json.dumps(_storable(value), ensure_ascii=False)
-    elif value is None or isinstance(value, bool | int):
-        yield json.dumps(value)
-    elif isinstance(value, float):
-        yield _float(value)
-    elif isinstance(value, dict):
-        yield "{"
-        for i, (k, v) in enumerate(sorted(value.items())):
-            if i:
-                yield ","
-            yield json.dumps(_storable(str(k)), ensure_ascii=False)
-            yield ":"
-            yield from _encode(v)
-        yield "}"
-    elif isinstance(value, list | tuple):
-        yield "["
-        for i, item in enumerate(value):
-            if i:
-                yield ","
-            yield from _encode(item)
-        yield "]"
-    else:
-        raise TypeError(f"not JSON: {type(value).__name__}")
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _storable(text: str) -> str:
@@ -114,18 +115,8 @@ def _check_finite(value: Any) -> None:
             _check_finite(item)
 
 
-def _float(value: float) -> str:
-    if not math.isfinite(value):
-        raise ValueError(f"{value} cannot be stored in JSON")
-    text = repr(value)
-    if "e" in text and abs(value) >= 1:
-        # Every float this large (>= 1e16 > 2**53) is an integer, so int() is exact.
-        return f"{int(value)}.0"
-    return text
-
-
 def _vector(embedding: Sequence[float]) -> str:
-    return "[" + ",".join(repr(float(v)) for v in embedding) + "]"
+    return json.dumps(embedding, separators=(",", ":"))
 
 
 def to_row(record: Record, embedding_dim: int) -> Row:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
 
-from apex_sink_postgres.database import Database, _connection_errors
+from apex_sink_postgres.database import Database, connection_errors
 from apex_sink_postgres.dead_letters import DeadLetterStore
 from apex_sink_postgres.migrations import quote_ident
 from apex_sink_postgres.rows import Row, from_json, to_row, winners
@@ -137,8 +137,7 @@ class PostgresSink:
     async def open(self) -> None:
         """Connect, create or migrate the schema, start the pool. Idempotent."""
         await self._db.open()
-        vector = self._db._vector
-        assert vector is not None
+        vector = self._db.vector
         schema = self._db.schema
         self._sql = {
             "upsert": _upsert_sql(schema, vector.type, versioned=True),
@@ -163,7 +162,7 @@ class PostgresSink:
         pool = self._db.pool()
         try:
             await pool.execute(self._sql["upsert"], *_arrays(rows))
-        except _connection_errors() as exc:
+        except connection_errors() as exc:
             raise self._error("write", rows, exc) from exc
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
@@ -179,7 +178,7 @@ class PostgresSink:
                 sources,
                 ids,
             )
-        except _connection_errors() as exc:
+        except connection_errors() as exc:
             raise SinkError(f"postgres sink: read of {len(keys)} keys from {self._db.where()} failed: {exc}") from exc
         found = (from_json(row["record"]) for row in rows)
         return {record.key: record for record in found}
@@ -213,7 +212,7 @@ class PostgresSink:
                     )
                 if put:
                     await conn.execute(self._sql["replace"], *_arrays(put))
-        except _connection_errors() as exc:
+        except connection_errors() as exc:
             raise self._error("restore", put, exc, extra=len(gone)) from exc
 
     async def get_version(self, source: str, id: str) -> tuple[int, bool] | None:

@@ -13,11 +13,11 @@ import pytest
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.plugins import build_registry
 from apex_platform.settings import core_settings
+from apex_platform.stack.ports import free_port
 from pydantic import SecretStr, ValidationError
 
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings, plugin
 from apex_sink_postgres.settings import redact
-from conftest import _free_port
 from factories import record
 
 
@@ -95,7 +95,7 @@ async def test_unreadable_stack_file_names_the_file(apex_home: Path) -> None:
 
 
 async def test_health_fails_cleanly_when_unreachable(apex_home: Path) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     settings = PostgresSinkSettings(
         dsn=SecretStr(f"postgresql://apex:hunter2@127.0.0.1:{port}/apex"), health_timeout=1, connect_timeout=1
     )

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -111,6 +112,43 @@ def api(
     runtime = _runtime(plugins)
     _logging(runtime.core.log_level)
     asyncio.run(serve(runtime, api=True, worker=False, host=host or settings.host, port=port or settings.port))
+
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")
+]
+
+
+def _home(home: Path | None) -> Path:
+    from apex_platform.settings import CoreSettings, load
+
+    return home or load(CoreSettings).home
+
+
+@app.command()
+def dev(plugins: PluginsOpt = None, home: HomeOpt = None) -> None:
+    """Start the embedded stack (Temporal, PostgreSQL+pgvector, Redis+FalkorDB, Qdrant local)
+    under APEX_HOME, then the worker and the API in the foreground. Ctrl-C stops it all."""
+    from apex_platform.devstack import run_dev
+
+    _logging(os.environ.get("APEX_LOG_LEVEL", "WARNING"))
+    run_dev(_home(home), plugins)
+
+
+@app.command()
+def demo(
+    plugins: PluginsOpt = None,
+    home: HomeOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every workflow")] = 180.0,
+) -> None:
+    """Start the stack, send every installed source's sample traffic over HTTP, wait for
+    the workflows, print what landed where, stop. Exits non-zero if anything did not land."""
+    from apex_platform.devstack import run_demo
+
+    _logging(os.environ.get("APEX_LOG_LEVEL", "WARNING"))
+    code = run_demo(_home(home), plugins, timeout)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

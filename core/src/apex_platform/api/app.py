@@ -6,9 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from typing import Any
+
+from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from apex_platform import __version__
@@ -16,6 +19,12 @@ from apex_platform.api.controllers import HealthController, PluginsController, W
 from apex_platform.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    """Unexpected failures: logged with their traceback, answered without internals."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"error": "internal error; see the API log"}, status_code=500)
 
 
 def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
@@ -47,5 +56,6 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
         middleware=[prometheus.middleware],
         request_max_body_size=runtime.core.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Apex ingestion API", version=__version__, path="/schema"),
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error},
         debug=False,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from litestar import Response
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -73,7 +73,7 @@ async def start_ingest(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=TypedSearchAttributes(
-                [SOURCE_ATTR.value_set(source), STATUS_ATTR.value_set("accepted")]
+                [SearchAttributePair(SOURCE_ATTR, source), SearchAttributePair(STATUS_ATTR, "accepted")]
             ),
             rpc_timeout=timedelta(seconds=10),
         )

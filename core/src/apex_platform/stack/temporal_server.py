@@ -16,7 +16,7 @@ from apex_platform.stack.ports import PortClaim, free_port, port_accepts
 from apex_platform.stack.processes import ServerProcess, run_coroutine
 
 APEX_SEARCH_ATTRIBUTES: Mapping[str, str] = MappingProxyType(
-    {"ApexSource": "Keyword", "ApexRecordId": "Keyword", "ApexStatus": "Keyword"}
+    {"ApexSource": "Keyword", "ApexRecordId": "KeywordList", "ApexStatus": "Keyword"}
 )
 """Search attributes the platform's workflows set; registered when the server starts."""
 

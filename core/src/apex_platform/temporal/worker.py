@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.activities import IngestActivities
@@ -28,6 +29,13 @@ def parse_queues(value: str) -> list[str]:
     if bad or not names:
         raise ValueError(f"unknown queue(s) {', '.join(bad) or '(none)'}; choose among p0, p1, p2")
     return [q.upper() for q in dict.fromkeys(names)]
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, with Apex's own (deterministic, I/O-free at import) modules and
+    pydantic passed through, so models are the same classes inside and outside."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("apex_platform", "pydantic", "pydantic_core")
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 def workflows() -> list[type]:
@@ -54,6 +62,7 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
                     task_queue=queue,
                     workflows=workflows(),
                     activities=acts,
+                    workflow_runner=sandbox_runner(),
                     graceful_shutdown_timeout=timedelta(seconds=runtime.temporal.graceful_shutdown_seconds),
                 )
                 await stack.enter_async_context(worker)

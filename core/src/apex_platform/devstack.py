@@ -1,0 +1,200 @@
+"""`apex-platform dev` and `apex-platform demo`: the embedded stack with the worker and
+the API in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from apex_platform.contracts import DemoSource, SampleDelivery
+from apex_platform.models import RecordKey
+from apex_platform.runtime import Runtime
+from apex_platform.serve import install_stop_signals, serve
+from apex_platform.temporal.inputs import IngestResult
+
+log = logging.getLogger(__name__)
+console = Console()
+
+
+def stack_environment(info: dict[str, Any]) -> dict[str, str]:
+    """The settings that point every component at the embedded servers of stack.json."""
+    env = {
+        "APEX_HOME": info["home"],
+        "APEX_TEMPORAL_ADDRESS": info["temporal"]["address"],
+        "APEX_TEMPORAL_NAMESPACE": info["temporal"]["namespace"],
+        "APEX_POSTGRES_DSN": info["postgres"]["dsn"],
+        "APEX_REDIS_URL": info["redis"]["url"],
+        "APEX_GRAPH_URI": info["redis"]["url"].replace("redis://", "falkordb://", 1),
+        "APEX_QDRANT_PATH": info["qdrant"]["path"],
+    }
+    return env
+
+
+def _print_stack(info: dict[str, Any]) -> None:
+    table = Table(title=f"Apex embedded stack in {info['home']}")
+    table.add_column("service")
+    table.add_column("address")
+    table.add_row("API", info["api"]["url"])
+    table.add_row("Temporal", info["temporal"]["address"])
+    table.add_row("Temporal UI", info["temporal"].get("ui_url") or "-")
+    table.add_row("PostgreSQL", info["postgres"]["dsn"])
+    table.add_row("Redis + FalkorDB", info["redis"]["url"])
+    table.add_row("Qdrant (local)", info["qdrant"]["path"])
+    console.print(table)
+
+
+def _start_stack(home: Path) -> tuple[Any, dict[str, Any]]:
+    from apex_platform.stack import EmbeddedStack
+
+    stack = EmbeddedStack(home)
+    info = stack.start()
+    os.environ.update(stack_environment(info))
+    os.environ["APEX_API_PORT"] = info["api"]["url"].rsplit(":", 1)[1]
+    return stack, info
+
+
+def run_dev(home: Path, plugins: str | None) -> None:
+    stack, info = _start_stack(home)
+    try:
+        _print_stack(info)
+        runtime = Runtime.build(plugins)
+        for problem in runtime.registry.problems:
+            console.print(f"[yellow]plugin problem:[/] {problem}")
+        port = int(info["api"]["url"].rsplit(":", 1)[1])
+        console.print("Worker and API running. Ctrl-C stops everything.")
+        asyncio.run(serve(runtime, api=True, worker=True, host="127.0.0.1", port=port))
+    finally:
+        console.print("stopping the embedded stack…")
+        stack.stop()
+
+
+@dataclass
+class DemoOutcome:
+    source: str
+    path: str
+    status: int
+    workflow_id: str | None = None
+    records: list[RecordKey] = field(default_factory=list)
+    error: str | None = None
+
+
+def _demo_environment(runtime_sources: Sequence[Any]) -> None:
+    for source in runtime_sources:
+        env = getattr(source, "demo_environment", None)
+        if callable(env):
+            for key, value in env().items():
+                os.environ.setdefault(key, value)
+
+
+def run_demo(home: Path, plugins: str | None, timeout: float = 180.0) -> int:
+    """Start the stack, send every source's sample traffic over HTTP, wait for every
+    workflow, print what landed where, stop. Returns the exit code."""
+    from apex_platform.plugins import build_registry
+
+    _demo_environment(list(build_registry(plugins or os.environ.get("APEX_PLUGINS", "all")).sources.values()))
+    stack, info = _start_stack(home)
+    try:
+        _print_stack(info)
+        runtime = Runtime.build(plugins)
+        for problem in runtime.registry.problems:
+            console.print(f"[yellow]plugin problem:[/] {problem}")
+        return asyncio.run(_demo(runtime, info, timeout))
+    finally:
+        console.print("stopping the embedded stack…")
+        stack.stop()
+
+
+async def _demo(runtime: Runtime, info: dict[str, Any], timeout: float) -> int:
+    url = info["api"]["url"]
+    port = int(url.rsplit(":", 1)[1])
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    started = asyncio.Event()
+    server = asyncio.create_task(
+        serve(runtime, api=True, worker=True, host="127.0.0.1", port=port, stop=stop, started=started)
+    )
+    try:
+        await asyncio.wait_for(started.wait(), timeout=60)
+        deliveries: list[tuple[str, SampleDelivery]] = []
+        for name, source in sorted(runtime.registry.sources.items()):
+            if isinstance(source, DemoSource):
+                deliveries += [(name, d) for d in source.demo_deliveries()]
+        if not deliveries:
+            console.print("[red]no installed source provides sample traffic[/]")
+            return 1
+        outcomes = await _send(url, deliveries)
+        await _wait_workflows(runtime, outcomes, timeout)
+        landed = await _check_stores(runtime, outcomes)
+        return 0 if landed else 1
+    finally:
+        stop.set()
+        await server
+
+
+async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]]) -> list[DemoOutcome]:
+    outcomes = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for source, d in deliveries:
+            resp = await http.request(d.method, d.path, content=d.body, headers=d.headers)
+            body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+            outcome = DemoOutcome(source, d.path, resp.status_code, body.get("workflow_id"))
+            if resp.status_code not in (200, 202):
+                outcome.error = body.get("error", resp.text[:200])
+            outcomes.append(outcome)
+    console.print(f"sent {len(outcomes)} deliveries over HTTP to {url}")
+    return outcomes
+
+
+async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], timeout: float) -> None:
+    client = await runtime.connect()
+    deadline = time.monotonic() + timeout
+
+    async def one(outcome: DemoOutcome) -> None:
+        if outcome.workflow_id is None:
+            return
+        try:
+            handle = client.get_workflow_handle(outcome.workflow_id, result_type=IngestResult)
+            result = await asyncio.wait_for(handle.result(), timeout=max(1.0, deadline - time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - shown in the table
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            return
+        outcome.records = [RecordKey(outcome.source, rid) for rid in result.record_ids]
+
+    await asyncio.gather(*(one(o) for o in outcomes))
+
+
+async def _check_stores(runtime: Runtime, outcomes: list[DemoOutcome]) -> bool:
+    sinks = runtime.registry.sinks
+    table = Table(title="What landed where")
+    table.add_column("source")
+    table.add_column("HTTP")
+    table.add_column("record")
+    for name in sinks:
+        table.add_column(name)
+    ok = True
+    keys = [k for o in outcomes for k in o.records]
+    present: dict[str, set[RecordKey]] = {}
+    for name, sink in sinks.items():
+        present[name] = set((await sink.read(keys)).keys()) if keys else set()
+    for o in outcomes:
+        if o.error or not o.records:
+            ok = False
+            table.add_row(o.source, str(o.status), f"[red]{o.error or 'no records'}[/]", *["-" for _ in sinks])
+            continue
+        for key in o.records:
+            marks = ["[green]✓[/]" if key in present[name] else "[red]missing[/]" for name in sinks]
+            table.add_row(o.source, str(o.status), key.id, *marks)
+            ok = ok and all(key in present[name] for name in sinks)
+    console.print(table)
+    console.print("[green]every record landed in every store[/]" if ok else "[red]some records did not land[/]")
+    return ok

@@ -1,0 +1,172 @@
+"""Fixtures of the cross-package tests: the real API and worker as child processes,
+wired to the session's real Temporal and PostgreSQL servers (from the testing kit)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.procs import ApexProcess, wait_http  # noqa: E402
+
+from apex_platform.stack.ports import free_port  # noqa: E402
+
+FRONT_SECRET = "front-test-signing-secret"
+
+
+def front_headers(body: bytes, secret: str = FRONT_SECRET, ts_ms: int | None = None) -> dict[str, str]:
+    """Sign as Front does: base64(HMAC-SHA256(secret, "<timestamp>:" + body)), written here
+    independently of the connector so the test checks the vendor contract, not itself."""
+    ts = str(ts_ms if ts_ms is not None else int(time.time() * 1000))
+    mac = hmac.new(secret.encode(), ts.encode() + b":" + body, hashlib.sha256).digest()
+    return {
+        "X-Front-Signature": base64.b64encode(mac).decode(),
+        "X-Front-Request-Timestamp": ts,
+        "Content-Type": "application/json",
+    }
+
+
+_counter = iter(range(1, 10**9))
+
+
+def front_event(kind: str = "inbound_received", *, event_id: str | None = None, text: str = "Where is PRO 4417?") -> dict[str, Any]:
+    n = next(_counter)
+    eid = event_id or f"evt_test{n}_{int(time.time() * 1e6)}"
+    return {
+        "type": kind,
+        "authorization": {"id": "cmp_123"},
+        "payload": {
+            "_links": {"self": f"https://api2.frontapp.com/events/{eid}"},
+            "id": eid,
+            "type": kind,
+            "emitted_at": time.time(),
+            "conversation": {
+                "id": f"cnv_{n}",
+                "subject": "Load 4417 status",
+                "status": "unassigned",
+                "tags": [],
+                "assignee": None,
+            },
+            "source": {"_meta": {"type": "inboxes"}, "data": [{"id": "inb_1", "name": "Dispatch"}]},
+            "target": {
+                "_meta": {"type": "message"},
+                "data": {
+                    "id": f"msg_{n}",
+                    "type": "email",
+                    "is_inbound": True,
+                    "created_at": time.time(),
+                    "subject": "Load 4417 status",
+                    "body": f"<p>{text}</p>",
+                    "text": text,
+                    "author": None,
+                    "recipients": [
+                        {"handle": "shipper@acme.example", "role": "from", "name": "Ann Shipper"},
+                        {"handle": "dispatch@carrier.example", "role": "to"},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _write_env(base: Path, temporal: str, dsn: str, api_port: int, **extra: str) -> dict[str, str]:
+    env = {
+        "APEX_HOME": str(base / "home"),
+        "APEX_TEMPORAL_ADDRESS": temporal,
+        "APEX_POSTGRES_DSN": dsn,
+        "APEX_API_PORT": str(api_port),
+        "APEX_PLUGINS": "frontapp,postgres",
+        "APEX_FRONTAPP_SIGNING_SECRET": FRONT_SECRET,
+        "APEX_TEMPORAL_ACTIVITY_HEARTBEAT_SECONDS": "3",
+        "APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS": "20",
+        "APEX_SAGA_RETRY_INITIAL_SECONDS": "0.05",
+        "APEX_INLINE_PAYLOAD_BYTES": "65536",
+        "APEX_LOG_LEVEL": "INFO",
+        "PYTHONPATH": str(Path(__file__).parent),
+    }
+    env.update(extra)
+    return env
+
+
+class Deployment:
+    """An API and a worker process sharing one Temporal and one PostgreSQL."""
+
+    def __init__(self, base: Path, temporal: str, dsn: str, **extra: str) -> None:
+        self.base = base
+        self.port = free_port()
+        self.env = _write_env(base, temporal, dsn, self.port, **extra)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.temporal = temporal
+        self.dsn = dsn
+        self.api = ApexProcess(["api"], self.env, base / "api.log")
+        self.workers: list[ApexProcess] = []
+
+    def start_worker(self, **extra: str) -> ApexProcess:
+        w = ApexProcess(["worker"], {**self.env, **extra}, self.base / f"worker{len(self.workers)}.log").start()
+        self.workers.append(w)
+        return w
+
+    def start(self) -> Deployment:
+        self.api.start()
+        self.start_worker()
+        wait_http(f"{self.url}/healthz", proc=self.api)
+        return self
+
+    def stop(self) -> None:
+        for w in self.workers:
+            if w.running:
+                w.stop()
+        if self.api.running:
+            self.api.stop()
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory, apex_temporal_server: Any, apex_postgres_server: Any) -> Iterator[Deployment]:
+    dep = Deployment(tmp_path_factory.mktemp("deploy"), apex_temporal_server.address, apex_postgres_server.dsn)
+    dep.start()
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(apex_temporal_server: Any) -> Client:
+    return await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture(scope="session")
+async def pg(apex_postgres_server: Any) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(apex_postgres_server.dsn, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+async def wait_rows(pool: asyncpg.Pool, query: str, *args: Any, count: int = 1, timeout: float = 60) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    rows: list[Any] = []
+    while time.monotonic() < deadline:
+        try:
+            rows = await pool.fetch(query, *args)
+        except asyncpg.UndefinedTableError:
+            rows = []
+        if len(rows) >= count:
+            return rows
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"expected {count} rows for {query} {args}, got {len(rows)}")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj).encode()

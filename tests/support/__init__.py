@@ -1,0 +1,1 @@
+"""Helpers for the cross-package tests (end to end, contract, chaos)."""

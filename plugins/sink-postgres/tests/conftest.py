@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from apex_platform.models import Entity, Record, Relation
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings
 
 if TYPE_CHECKING:
@@ -22,7 +24,11 @@ def postgres_dsn(apex_postgres_server: PostgresServer) -> str:
     return apex_postgres_server.dsn
 
 
-def make_settings(dsn: str, schema: str | None = None, **overrides: object) -> PostgresSinkSettings:
+RecordFactory = Callable[..., Record]
+SettingsFactory = Callable[..., PostgresSinkSettings]
+
+
+def _make_settings(dsn: str, schema: str | None = None, **overrides: object) -> PostgresSinkSettings:
     return PostgresSinkSettings(
         dsn=SecretStr(dsn),
         schema=schema or f"t_{uuid.uuid4().hex[:12]}",
@@ -31,9 +37,19 @@ def make_settings(dsn: str, schema: str | None = None, **overrides: object) -> P
 
 
 @pytest.fixture
-def settings(postgres_dsn: str) -> PostgresSinkSettings:
+def make_settings(postgres_dsn: str) -> SettingsFactory:
+    """`make_settings(schema=None, **fields)`: settings for the test server, a new schema by default."""
+
+    def make(schema: str | None = None, **overrides: object) -> PostgresSinkSettings:
+        return _make_settings(postgres_dsn, schema, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> PostgresSinkSettings:
     """Settings with a schema of this test's own."""
-    return make_settings(postgres_dsn)
+    return make_settings()
 
 
 @pytest.fixture
@@ -50,3 +66,78 @@ async def conn(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+# Records for tests. Fixtures rather than an importable module: the workspace runs
+# pytest with --import-mode=importlib, where test folders are not on sys.path.
+
+
+@pytest.fixture
+def record() -> RecordFactory:
+    """`record(id, version, **fields)`: a small turvo.shipment record."""
+    return _record
+
+
+@pytest.fixture
+def rich_record() -> RecordFactory:
+    """`rich_record(id, version, dim)`: every field, unicode, nested JSON, awkward floats."""
+    return _rich_record
+
+
+EPOCH = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _record(
+    id: str | None = None,
+    version: int = 1,
+    *,
+    source: str = "turvo",
+    kind: str = "turvo.shipment",
+    text: str = "",
+    deleted: bool = False,
+    embedding: tuple[float, ...] | None = None,
+    attributes: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Record:
+    return Record(
+        source=source,
+        kind=kind,
+        id=id or uuid.uuid4().hex,
+        version=version,
+        occurred_at=EPOCH + timedelta(seconds=version % 10**8),
+        title=fields.pop("title", f"shipment v{version}"),
+        text=text or f"status at version {version}",
+        attributes=attributes if attributes is not None else {"version": version},
+        deleted=deleted,
+        embedding=embedding,
+        **fields,
+    )
+
+
+def _rich_record(id: str | None = None, version: int = 7, dim: int = 4) -> Record:
+    """A record using every field, with unicode, nested JSON and awkward floats."""
+    return Record(
+        source="frontapp",
+        kind="frontapp.message",
+        id=id or f"msg_{uuid.uuid4().hex}",
+        version=version,
+        occurred_at=datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC),
+        title="Livraison retardée — 配達遅延 🚚",
+        text='Bonjour,\nle camion n°42 est bloqué à Montréal.\t«guillemets» "quotes" \\ backslash',
+        attributes={
+            "nested": {"list": [1, 2.5, None, True, "x", {"deep": [[], {}]}], "empty": {}},
+            "big_float": 1e300,
+            "exp_float": 1e16,
+            "tiny": 5e-324,
+            "small": 1.5e-05,
+            "neg": -0.25,
+            "huge_int": 2**80,
+            "unicode": "Zürich → Köln",
+        },
+        entities=(
+            Entity(type="Shipment", key="SH-1", properties={"weight_kg": 1200.5}),
+            Entity(type="Truck", key="42"),
+        ),
+        relations=(Relation(src="Shipment:SH-1", type="CARRIED_BY", dst="Truck:42", properties={"leg": 1}),),
+        embedding=tuple(float(v) for v in [0.1, -0.2, 1e-7, 3.0][:dim]) + (0.5,) * max(0, dim - 4),
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
 from apex_platform.errors import SinkError
-from apex_platform.models import RecordKey
-
+from apex_platform.models import Record, RecordKey
 from apex_sink_postgres import DeadLetterStore, PostgresSink, PostgresSinkSettings
-from factories import record, rich_record
 
 
-async def test_round_trip_on_its_own_pool(settings: PostgresSinkSettings) -> None:
+async def test_round_trip_on_its_own_pool(
+    record: Callable[..., Record], rich_record: Callable[..., Record], settings: PostgresSinkSettings
+) -> None:
     batch = [rich_record("m1", dim=384), record("s1", 2)]
     payload = {
         "records": [r.model_dump(mode="json") for r in batch],
@@ -62,7 +65,9 @@ async def test_store_shares_the_sink_pool(sink: PostgresSink) -> None:
     await sink.health()
 
 
-async def test_saga_dead_letter_capability(sink: PostgresSink) -> None:
+async def test_saga_dead_letter_capability(
+    record: Callable[..., Record], rich_record: Callable[..., Record], sink: PostgresSink
+) -> None:
     contracts = pytest.importorskip("apex_platform.contracts")
     if not hasattr(contracts, "DeadLetterQueue"):
         pytest.skip("core has no DeadLetterQueue protocol")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from apex_platform.models import RecordKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apex_platform.models import Record, RecordKey
 from apex_sink_postgres import PostgresSink
-from factories import record
 
 writes = st.lists(
     st.tuples(st.integers(min_value=0, max_value=2**63 - 1) | st.integers(0, 5), st.booleans(), st.booleans()),
@@ -22,7 +22,7 @@ writes = st.lists(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(writes=writes, batch_size=st.integers(min_value=1, max_value=4))
 async def test_versioned_writes_leave_the_max_version(
-    sink: PostgresSink, writes: list[tuple[int, bool, bool]], batch_size: int
+    record: Callable[..., Record], sink: PostgresSink, writes: list[tuple[int, bool, bool]], batch_size: int
 ) -> None:
     """Each write is (version, deleted, alternate text); batches of `batch_size` go in order."""
     key_id = uuid.uuid4().hex  # examples share the sink: one fresh key each
@@ -63,7 +63,12 @@ json_values = st.recursive(
     | st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=384, max_size=384),
 )
 async def test_any_json_record_reads_back_identical(
-    sink: PostgresSink, attributes: dict[str, Any], title: str, text: str, embedding: list[float] | None
+    record: Callable[..., Record],
+    sink: PostgresSink,
+    attributes: dict[str, Any],
+    title: str,
+    text: str,
+    embedding: list[float] | None,
 ) -> None:
     written = record(
         uuid.uuid4().hex,

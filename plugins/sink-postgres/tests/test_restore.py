@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
 from apex_platform.errors import SinkError
-from apex_platform.models import RecordKey
-
+from apex_platform.models import Record, RecordKey
 from apex_sink_postgres import PostgresSink
-from factories import record, rich_record
 
 
-async def test_restore_to_the_previous_version(sink: PostgresSink) -> None:
+async def test_restore_to_the_previous_version(rich_record: Callable[..., Record], sink: PostgresSink) -> None:
     old = rich_record("r", version=3, dim=384)
     await sink.write([old])
     snapshot = await sink.read([old.key])
@@ -20,7 +21,7 @@ async def test_restore_to_the_previous_version(sink: PostgresSink) -> None:
     assert await sink.get_version(old.source, old.id) == (3, False)
 
 
-async def test_restore_to_absent_deletes_the_row(sink: PostgresSink) -> None:
+async def test_restore_to_absent_deletes_the_row(record: Callable[..., Record], sink: PostgresSink) -> None:
     key = RecordKey("turvo", "new")
     snapshot = await sink.read([key])
     assert snapshot == {}
@@ -29,7 +30,7 @@ async def test_restore_to_absent_deletes_the_row(sink: PostgresSink) -> None:
     assert await sink.get_version("turvo", "new") is None
 
 
-async def test_restore_to_absent_removes_a_tombstone(sink: PostgresSink) -> None:
+async def test_restore_to_absent_removes_a_tombstone(record: Callable[..., Record], sink: PostgresSink) -> None:
     await sink.write([record("t", 5, deleted=True)])
     await sink.restore({RecordKey("turvo", "t"): None})
     assert await sink.get_version("turvo", "t") is None
@@ -37,7 +38,7 @@ async def test_restore_to_absent_removes_a_tombstone(sink: PostgresSink) -> None
     assert await sink.get_version("turvo", "t") == (1, False)
 
 
-async def test_restore_ignores_versions_and_mixes_keys(sink: PostgresSink) -> None:
+async def test_restore_ignores_versions_and_mixes_keys(record: Callable[..., Record], sink: PostgresSink) -> None:
     a, b, c = record("a", 9), record("b", 9), record("c", 9, deleted=True)
     await sink.write([a, b, c])
     previous = {a.key: record("a", 1), b.key: None, c.key: record("c", 2)}
@@ -46,7 +47,7 @@ async def test_restore_ignores_versions_and_mixes_keys(sink: PostgresSink) -> No
     assert await sink.count(include_deleted=True) == 2
 
 
-async def test_restore_is_one_transaction(sink: PostgresSink) -> None:
+async def test_restore_is_one_transaction(record: Callable[..., Record], sink: PostgresSink) -> None:
     a = record("a", 2)
     await sink.write([a])
     with pytest.raises(SinkError, match="turvo:b"):
@@ -54,6 +55,6 @@ async def test_restore_is_one_transaction(sink: PostgresSink) -> None:
     assert await sink.read([a.key]) == {a.key: a}
 
 
-async def test_restore_refuses_a_record_under_another_key(sink: PostgresSink) -> None:
+async def test_restore_refuses_a_record_under_another_key(record: Callable[..., Record], sink: PostgresSink) -> None:
     with pytest.raises(SinkError, match="was given record"):
         await sink.restore({RecordKey("turvo", "a"): record("b", 1)})

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import asyncpg
 import pytest
-from apex_platform.errors import SettingsError, SinkError
 
+from apex_platform.errors import SettingsError, SinkError
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings
 from apex_sink_postgres.migrations import MIGRATIONS, migrate
-from conftest import make_settings
 
 
 async def _migrations(conn: asyncpg.Connection, schema: str) -> list[tuple[int, object]]:
@@ -65,9 +65,11 @@ async def test_concurrent_open_migrates_exactly_once(settings: PostgresSinkSetti
     assert versions == [m.version for m in MIGRATIONS]
 
 
-async def test_concurrent_migrate_on_raw_connections(postgres_dsn: str) -> None:
+async def test_concurrent_migrate_on_raw_connections(
+    make_settings: Callable[..., PostgresSinkSettings], postgres_dsn: str
+) -> None:
     """Two connections racing through migrate(): one applies everything, the other nothing."""
-    settings = make_settings(postgres_dsn)
+    settings = make_settings()
     conns = [await asyncpg.connect(postgres_dsn) for _ in range(2)]
     try:
         results = await asyncio.gather(*(migrate(c, settings.schema, 8) for c in conns))
@@ -77,11 +79,13 @@ async def test_concurrent_migrate_on_raw_connections(postgres_dsn: str) -> None:
     assert sorted(results, key=len) == [[], [m.version for m in MIGRATIONS]]
 
 
-async def test_embedding_dimension_mismatch_is_a_clear_error(postgres_dsn: str) -> None:
-    first = make_settings(postgres_dsn, embedding_dim=3)
+async def test_embedding_dimension_mismatch_is_a_clear_error(
+    make_settings: Callable[..., PostgresSinkSettings],
+) -> None:
+    first = make_settings(embedding_dim=3)
     async with PostgresSink(first):
         pass
-    other = make_settings(postgres_dsn, schema=first.schema, embedding_dim=1536)
+    other = make_settings(schema=first.schema, embedding_dim=1536)
     sink = PostgresSink(other)
     with pytest.raises(SettingsError) as caught:
         await sink.open()
@@ -92,8 +96,10 @@ async def test_embedding_dimension_mismatch_is_a_clear_error(postgres_dsn: str) 
     assert not sink.database.is_open
 
 
-async def test_foreign_records_table_is_refused(postgres_dsn: str, conn: asyncpg.Connection) -> None:
-    settings = make_settings(postgres_dsn)
+async def test_foreign_records_table_is_refused(
+    make_settings: Callable[..., PostgresSinkSettings], conn: asyncpg.Connection
+) -> None:
+    settings = make_settings()
     await conn.execute(f'CREATE SCHEMA "{settings.schema}"')
     await conn.execute(f'CREATE TABLE "{settings.schema}".records (x int)')
     with pytest.raises(SinkError, match="did not create"):

@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import asyncpg
 import pytest
+from pydantic import SecretStr, ValidationError
+
 from apex_platform.errors import SettingsError, SinkError
+from apex_platform.models import Record
 from apex_platform.plugins import build_registry
 from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
-from pydantic import SecretStr, ValidationError
-
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings, plugin
 from apex_sink_postgres.settings import redact
-from factories import record
 
 
 @pytest.fixture
@@ -120,19 +121,16 @@ async def test_health_of_an_open_sink(sink: PostgresSink) -> None:
     await sink.health()
 
 
-async def test_health_after_the_pool_lost_its_server(sink: PostgresSink, postgres_dsn: str) -> None:
-    import asyncpg
-
-    await sink.health()
+async def test_health_after_the_pool_lost_its_server(
+    record: Callable[..., Record], sink: PostgresSink, postgres_dsn: str
+) -> None:
+    async with sink.database.acquire() as pooled:
+        pid = pooled.get_server_pid()
     admin = await asyncpg.connect(postgres_dsn)
     try:
-        mine = "application_name = 'apex-sink-postgres' AND pid <> pg_backend_pid()"
-        killed = await admin.fetchval(
-            f"SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {mine}) t"
-        )
-        assert killed >= 1
-        for _ in range(100):  # pg_terminate_backend only signals; wait until they are gone
-            if not await admin.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {mine}"):
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(100):  # pg_terminate_backend only signals; wait until it is gone
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
                 break
             await asyncio.sleep(0.05)
     finally:

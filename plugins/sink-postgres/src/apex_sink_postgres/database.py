@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.settings import load
-
 from apex_sink_postgres.migrations import Vector, ensure_vector, migrate
 from apex_sink_postgres.settings import PostgresSinkSettings, redact, resolve_dsn
 
 if TYPE_CHECKING:
     import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,8 @@ class Database:
         return self._pool
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def acquire(self) -> AsyncIterator[PoolConnectionProxy]:
+        """A pooled connection for several statements (a transaction)."""
         async with self.pool().acquire(timeout=self.settings.connect_timeout) as conn:
             yield conn
 
@@ -162,8 +163,8 @@ class Database:
                     return
                 for attempt in (1, 2, 3):
                     try:
-                        async with self._pool.acquire() as conn:
-                            await conn.fetchval("SELECT 1")
+                        async with self._pool.acquire() as pooled:
+                            await pooled.fetchval("SELECT 1")
                         return
                     except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError):
                         if attempt == 3:

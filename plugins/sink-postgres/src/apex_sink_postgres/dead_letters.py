@@ -4,6 +4,9 @@
 errors; `status` moves from 'open' to 'replayed' or 'discarded' (`apex-platform dlq`).
 """
 
+# SQL here interpolates only the schema name, validated by PostgresSinkSettings and quoted.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import builtins
@@ -15,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
-
 from apex_sink_postgres.database import Database
 from apex_sink_postgres.migrations import quote_ident
 from apex_sink_postgres.rows import dumps
@@ -23,6 +25,7 @@ from apex_sink_postgres.settings import PostgresSinkSettings
 
 if TYPE_CHECKING:
     import asyncpg
+
     from apex_platform.contracts import DeadLetter
 
 DeadLetterStatus = Literal["open", "replayed", "discarded"]
@@ -150,6 +153,7 @@ class DeadLetterStore:
             error,
             attempts,
         )
+        assert row is not None  # INSERT ... RETURNING always returns the row
         return StoredDeadLetter.from_row(row)
 
     async def add_letter(self, letter: DeadLetter) -> StoredDeadLetter:

@@ -6,6 +6,9 @@ advisory lock for the schema: two workers opening at once serialise, and the sec
 finds nothing left to do. Never edit a released migration; add the next number.
 """
 
+# SQL here interpolates only the schema name, validated by PostgresSinkSettings and quoted.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import hashlib

@@ -8,10 +8,11 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from apex_platform.errors import SettingsError
-from apex_platform.settings import apex_config, core_settings
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
+
+from apex_platform.errors import SettingsError
+from apex_platform.settings import apex_config, core_settings
 
 #: Largest dimension pgvector's `vector` type accepts.
 MAX_VECTOR_DIM = 16000

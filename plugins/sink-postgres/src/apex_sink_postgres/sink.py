@@ -6,6 +6,9 @@ newer one, re-applying a batch changes nothing, a tombstone cannot be resurrecte
 an older (or equal) version.
 """
 
+# SQL here interpolates only the schema name, validated by PostgresSinkSettings and quoted.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -13,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
-
 from apex_sink_postgres.database import Database, connection_errors
 from apex_sink_postgres.dead_letters import DeadLetterStore
 from apex_sink_postgres.migrations import quote_ident

@@ -89,6 +89,13 @@ async def test_dsn_from_the_embedded_stack(apex_home: Path, postgres_dsn: str) -
         assert await sink.count() == 0
 
 
+async def test_stale_stack_file_hints_at_the_dev_stack(apex_home: Path) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/apex"
+    (apex_home / "stack.json").write_text(json.dumps({"postgres": {"dsn": dead}}))
+    with pytest.raises(SinkError, match=r"stack\.json: is `apex-platform dev` running\?"):
+        await PostgresSink(PostgresSinkSettings(connect_timeout=2)).open()
+
+
 async def test_unreadable_stack_file_names_the_file(apex_home: Path) -> None:
     (apex_home / "stack.json").write_text(json.dumps({"redis": {}}))
     with pytest.raises(SettingsError, match=r"stack\.json"):

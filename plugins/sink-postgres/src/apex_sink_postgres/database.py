@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.settings import load
 from apex_sink_postgres.migrations import Vector, ensure_vector, migrate
-from apex_sink_postgres.settings import PostgresSinkSettings, redact, resolve_dsn
+from apex_sink_postgres.settings import PostgresSinkSettings, redact, resolve_dsn, stack_file
 
 if TYPE_CHECKING:
     import asyncpg
@@ -70,7 +70,10 @@ class Database:
     def where(self) -> str:
         """Which server and schema, for messages (no password)."""
         dsn = redact(self._dsn) if self._dsn else "<no DSN>"
-        return f"{dsn} schema {self.settings.schema}"
+        where = f"{dsn} schema {self.settings.schema}"
+        if self._dsn is not None and self.settings.dsn is None:
+            where += f" (DSN from {stack_file()}: is `apex-platform dev` running?)"
+        return where
 
     def dsn(self) -> str:
         if self._dsn is None:

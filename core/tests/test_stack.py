@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -147,8 +148,9 @@ async def test_temporal_server_answers_with_apex_search_attributes(apex_temporal
     assert apex_temporal_server.ui_url is None  # headless in tests
     client = await Client.connect(apex_temporal_server.address)
     response = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
-    for name in APEX_SEARCH_ATTRIBUTES:
-        assert response.custom_attributes[name] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    for name, kind in APEX_SEARCH_ATTRIBUTES.items():  # e.g. "KeywordList" -> INDEXED_VALUE_TYPE_KEYWORD_LIST
+        expected = IndexedValueType.Value("INDEXED_VALUE_TYPE_" + re.sub(r"(?<!^)(?=[A-Z])", "_", kind).upper())
+        assert response.custom_attributes[name] == expected, name
 
 
 @pytest.mark.asyncio
@@ -212,6 +214,27 @@ def test_redis_stops_and_restarts_with_its_data(tmp_path: Path) -> None:
         assert_stopped(server, pid)
     finally:
         server.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_async_wrappers_and_context_manager(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", port=free_port())
+    await server.astart()
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            assert client.ping()
+    finally:
+        pid = server.pid
+        await server.astop()
+    assert pid is not None
+    assert_stopped(server, pid)
+    with server as same:
+        assert same is server
+        assert server.is_running
+        pid = server.pid
+    assert pid is not None
+    assert_stopped(server, pid)
 
 
 @pytest.mark.asyncio

@@ -41,3 +41,19 @@ def test_registration_reads_no_settings(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("APEX_FRONTAPP_MAX_AGE_SECONDS", "not-a-number")
     registry = build_registry(use_entry_points=False, modules=[plugin])
     assert "frontapp" in registry.sources
+
+
+def test_demo_deliveries_are_signed_and_accepted_by_verify() -> None:
+    from apex_platform.contracts import DemoSource
+    from apex_connector_frontapp.connector import FrontConnector
+    from apex_connector_frontapp.settings import FrontSettings
+
+    connector = FrontConnector(FrontSettings(signing_secret="demo-secret"))  # type: ignore[arg-type]
+    assert isinstance(connector, DemoSource)
+    deliveries = connector.demo_deliveries()
+    assert len(deliveries) == 6
+    for d in deliveries:
+        assert d.path == "/webhooks/frontapp"
+        connector.verify(d.headers, d.body)  # raises if the signature is wrong
+        assert connector.receive(d.headers, d.body).event_id.startswith("evt_")  # type: ignore[union-attr]
+    assert set(connector.demo_environment()) == {"APEX_FRONTAPP_SIGNING_SECRET"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -13,8 +14,8 @@ from apex_connector_frontapp import signatures
 from apex_connector_frontapp.envelope import decode_body, is_sync, read_delivery
 from apex_connector_frontapp.records import SOURCE, build_records
 from apex_connector_frontapp.settings import FrontSettings
-from apex_platform.contracts import WebhookReply
-from apex_platform.errors import PayloadError, SignatureError
+from apex_platform.contracts import SampleDelivery, WebhookReply
+from apex_platform.errors import PayloadError, SettingsError, SignatureError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
 from apex_platform.settings import load
 
@@ -53,6 +54,26 @@ class FrontConnector:
         if self._settings is None:
             self._settings = load(FrontSettings)
         return self._settings
+
+    # -- DemoSource: sample traffic for `apex-platform demo` -------------------------------
+
+    def demo_environment(self) -> dict[str, str]:
+        """A throw-away signing secret, used only when none is configured."""
+        return {"APEX_FRONTAPP_SIGNING_SECRET": secrets.token_urlsafe(32)}
+
+    def demo_deliveries(self) -> list[SampleDelivery]:
+        """The sample events, each signed now with the configured secret, as Front would."""
+        from apex_connector_frontapp import samples
+
+        secret = self.settings.signing_secret
+        if secret is None:
+            raise SettingsError("APEX_FRONTAPP_SIGNING_SECRET is not set; the demo cannot sign Front events")
+        deliveries = []
+        for event in samples.events():
+            body = samples.encode(event)
+            headers = samples.sign(body, secret.get_secret_value())
+            deliveries.append(SampleDelivery(path=f"/webhooks/{self.name}", body=body, headers=headers))
+        return deliveries
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -57,5 +57,6 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
         request_max_body_size=runtime.core.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Apex ingestion API", version=__version__, path="/schema"),
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error},
+        logging_config=None,  # the process configures logging (CLI), not the app
         debug=False,
     )

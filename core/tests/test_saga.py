@@ -164,13 +164,26 @@ async def test_older_version_never_replaces_newer_and_tombstone_removes() -> Non
     await saga.write([rec("a", 3, "old")])
     assert all(rows[RecordKey("demo", "a")].text == "new" for rows in state(sinks).values())
     await saga.write([rec("a", 6, deleted=True)])
+    await saga.write([rec("a", 5, "resurrect?")])
     for sink in sinks.values():
-        assert await sink.read([RecordKey("demo", "a")]) == {}
+        (left,) = (await sink.read([RecordKey("demo", "a")])).values()
+        assert (left.deleted, left.version, left.text) == (True, 6, "")
+
+
+def test_equal_version_tombstone_wins_and_later_correction_wins() -> None:
+    from apex_platform.saga import supersedes
+
+    assert supersedes(rec("a", 2, deleted=True), rec("a", 2, "x"))
+    assert not supersedes(rec("a", 2, "x"), rec("a", 2, deleted=True))
+    assert supersedes(rec("a", 2, "fixed"), rec("a", 2, "typo"))
+    assert not supersedes(rec("a", 1, "x"), rec("a", 2))
 
 
 def test_latest_per_key_keeps_the_highest_version() -> None:
     out = latest_per_key([rec("a", 2), rec("a", 9), rec("b", 1), rec("a", 3)])
     assert {(r.id, r.version) for r in out} == {("a", 9), ("b", 1)}
+    tomb = latest_per_key([rec("c", 4, deleted=True), rec("c", 4, "late")])
+    assert tomb[0].deleted
 
 
 @settings(max_examples=60, deadline=None)

@@ -99,13 +99,17 @@ class Enricher(Protocol):
 class Sink(Protocol):
     """A store that holds records. Every write is an idempotent upsert by `RecordKey`.
 
-    Contract every sink keeps:
-    - `write` never lets a lower `version` replace a higher one already stored, and a
-      record with `deleted=True` removes the record (or leaves a tombstone that reads
-      as absent);
-    - `read` returns what is stored now (absent keys are missing from the result);
-    - `restore` puts back exactly the given previous state, ignoring versions: a key
-      mapped to None is removed. The saga uses `read` then `restore` to compensate.
+    Contract every sink keeps (the rule is `apex_platform.saga.supersedes`):
+    - `write`: a higher `version` wins; at an equal version a tombstone (`deleted=True`)
+      wins and stays; between live records of equal version the later write (a
+      correction) wins, and an identical record changes nothing. A batch holding one key
+      several times is reduced by the same rule. A tombstone keeps key, kind and version
+      so an older version cannot resurrect the record; it is gone from every search.
+    - `read` returns what is stored now: live records exactly as written, tombstones as
+      minimal records with `deleted=True`; absent keys are missing from the result.
+    - `restore` puts back exactly the given previous state, ignoring versions (a live
+      record, a tombstone, or None: removed completely). The saga uses `read` then
+      `restore` to compensate.
     """
 
     name: str

@@ -173,7 +173,15 @@ async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], timeout
     await asyncio.gather(*(one(o) for o in outcomes))
 
 
+def _state(record: Any) -> str:
+    if record is None:
+        return "missing"
+    return f"deleted v{record.version}" if record.deleted else f"v{record.version}"
+
+
 async def _check_stores(runtime: Runtime, outcomes: list[DemoOutcome]) -> bool:
+    """A record landed when every sink holds the same version of it (a tombstone counts:
+    a deletion must land everywhere too)."""
     sinks = runtime.registry.sinks
     table = Table(title="What landed where")
     table.add_column("source")
@@ -182,19 +190,23 @@ async def _check_stores(runtime: Runtime, outcomes: list[DemoOutcome]) -> bool:
     for name in sinks:
         table.add_column(name)
     ok = True
-    keys = [k for o in outcomes for k in o.records]
-    present: dict[str, set[RecordKey]] = {}
-    for name, sink in sinks.items():
-        present[name] = set((await sink.read(keys)).keys()) if keys else set()
+    keys = list(dict.fromkeys(k for o in outcomes for k in o.records))
+    stored = {name: (await sink.read(keys)) if keys else {} for name, sink in sinks.items()}
+    shown: set[RecordKey] = set()
     for o in outcomes:
         if o.error or not o.records:
             ok = False
             table.add_row(o.source, str(o.status), f"[red]{o.error or 'no records'}[/]", *["-" for _ in sinks])
             continue
         for key in o.records:
-            marks = ["[green]✓[/]" if key in present[name] else "[red]missing[/]" for name in sinks]
-            table.add_row(o.source, str(o.status), key.id, *marks)
-            ok = ok and all(key in present[name] for name in sinks)
+            if key in shown:
+                continue
+            shown.add(key)
+            states = [_state(stored[name].get(key)) for name in sinks]
+            agreed = len(set(states)) == 1 and states[0] != "missing"
+            ok = ok and agreed
+            colour = "green" if agreed else "red"
+            table.add_row(o.source, str(o.status), key.id, *[f"[{colour}]{s}[/]" for s in states])
     console.print(table)
     console.print("[green]every record landed in every store[/]" if ok else "[red]some records did not land[/]")
     return ok

@@ -53,12 +53,23 @@ class SagaWriteError(ApexError):
         self.dead_letter_id = dead_letter_id
 
 
+def supersedes(new: Record, old: Record) -> bool:
+    """The rule every sink keeps: a higher version wins; at an equal version a tombstone
+    wins and stays; between live records of equal version the later one (a correction)
+    wins."""
+    if new.version != old.version:
+        return new.version > old.version
+    if old.deleted:
+        return False
+    return True
+
+
 def latest_per_key(records: Sequence[Record]) -> list[Record]:
-    """One record per key: the highest version (the last one among equals)."""
+    """One record per key: what the stores would end with if written one by one."""
     best: dict[RecordKey, Record] = {}
     for record in records:
         current = best.get(record.key)
-        if current is None or record.version >= current.version:
+        if current is None or supersedes(record, current):
             best[record.key] = record
     return list(best.values())
 

@@ -95,13 +95,19 @@ async def test_duplicates_inside_one_batch_keep_the_highest_version(
     assert stored[RecordKey("turvo", "b")] == batch[5]  # equal versions: the later one wins
 
 
+def _live(found: dict[RecordKey, Record]) -> dict[RecordKey, Record]:
+    """Tombstones read back as deleted=True records; live ones are the rest."""
+    return {k: r for k, r in found.items() if not r.deleted}
+
+
 async def test_tombstone_is_kept_and_not_resurrected_by_older_versions(
     rich_record: Callable[..., Record], sink: PostgresSink, conn: asyncpg.Connection
 ) -> None:
     live = rich_record("m", version=5, dim=384)
     await sink.write([live])
     await sink.write([live.model_copy(update={"version": 6, "deleted": True})])
-    assert await sink.read([live.key]) == {}
+    (tomb,) = (await sink.read([live.key])).values()
+    assert (tomb.deleted, tomb.version, tomb.kind, tomb.text, tomb.entities) == (True, 6, live.kind, "", ())
     assert await sink.get_version(live.source, live.id) == (6, True)
     row = await _row(conn, sink, live.key)
     assert row is not None
@@ -111,7 +117,7 @@ async def test_tombstone_is_kept_and_not_resurrected_by_older_versions(
 
     await sink.write([live])  # version 5 arrives late
     await sink.write([live.model_copy(update={"version": 6})])  # same version, live: the deletion stands
-    assert await sink.read([live.key]) == {}
+    assert _live(await sink.read([live.key])) == {}
     assert await sink.get_version(live.source, live.id) == (6, True)
     assert await sink.count() == 0
     assert await sink.count(include_deleted=True) == 1
@@ -126,13 +132,14 @@ async def test_tombstone_wins_over_the_same_version_in_one_batch(
 ) -> None:
     await sink.write([record("a", 3, deleted=True), record("a", 3)])
     await sink.write([record("b", 3), record("b", 3, deleted=True)])
-    assert await sink.read([RecordKey("turvo", "a"), RecordKey("turvo", "b")]) == {}
+    found = await sink.read([RecordKey("turvo", "a"), RecordKey("turvo", "b")])
+    assert _live(found) == {} and {r.version for r in found.values()} == {3} and len(found) == 2
 
 
 async def test_tombstone_for_an_unknown_key(record: Callable[..., Record], sink: PostgresSink) -> None:
     await sink.write([record("ghost", 10, deleted=True)])
     await sink.write([record("ghost", 9)])
-    assert await sink.read([RecordKey("turvo", "ghost")]) == {}
+    assert _live(await sink.read([RecordKey("turvo", "ghost")])) == {}
     assert await sink.get_version("turvo", "ghost") == (10, True)
 
 

@@ -10,6 +10,19 @@ from dataclasses import dataclass, field
 from apex_platform.contracts import Sink
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
+from apex_platform.saga import latest_per_key, supersedes
+
+
+def _tombstone(record: Record) -> Record:
+    """What sinks keep of a deleted record: key, kind, version and time."""
+    return Record(
+        source=record.source,
+        kind=record.kind,
+        id=record.id,
+        version=record.version,
+        occurred_at=record.occurred_at,
+        deleted=True,
+    )
 
 
 class MemorySink:
@@ -32,18 +45,13 @@ class MemorySink:
 
     async def write(self, records: Sequence[Record]) -> None:
         self.writes += 1
-        for record in records:
+        for record in latest_per_key(records):
             current = self.rows.get(record.key)
-            if current is not None and current.version > record.version:
-                continue
-            if current is not None and current.version == record.version and (
-                current.content_hash() >= record.content_hash()
-            ):
-                continue
-            self.rows[record.key] = record
+            if current is None or (supersedes(record, current) and current != record):
+                self.rows[record.key] = _tombstone(record) if record.deleted else record
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
-        return {k: r for k in keys if (r := self.rows.get(k)) is not None and not r.deleted}
+        return {k: r for k in keys if (r := self.rows.get(k)) is not None}
 
     async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
         for key, record in previous.items():

@@ -168,22 +168,37 @@ class PostgresSink:
             raise self._error("write", rows, exc) from exc
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
-        """The live records stored under `keys`; tombstones and unknown keys are absent."""
+        """What is stored under `keys`: live records as written, tombstones as minimal
+        records with `deleted=True` (so a compensation can put a tombstone back);
+        unknown keys are absent."""
         if not keys:
             return {}
         sources, ids = _key_arrays(list(dict.fromkeys(RecordKey(*k) for k in keys)))
         try:
             rows = await self._db.pool().fetch(
-                f"""SELECT r.record::text AS record FROM {self._table()} r
-                    JOIN unnest($1::text[], $2::text[]) AS k(source, id) USING (source, id)
-                    WHERE NOT r.deleted""",
+                f"""SELECT r.record::text AS record, r.deleted, r.source, r.id, r.kind, r.version, r.occurred_at
+                    FROM {self._table()} r
+                    JOIN unnest($1::text[], $2::text[]) AS k(source, id) USING (source, id)""",
                 sources,
                 ids,
             )
         except connection_errors() as exc:
             raise SinkError(f"postgres sink: read of {len(keys)} keys from {self._db.where()} failed: {exc}") from exc
-        found = (from_json(row["record"]) for row in rows)
-        return {record.key: record for record in found}
+        found: dict[RecordKey, Record] = {}
+        for row in rows:
+            if row["deleted"]:
+                record = Record(
+                    source=row["source"],
+                    kind=row["kind"],
+                    id=row["id"],
+                    version=row["version"],
+                    occurred_at=row["occurred_at"],
+                    deleted=True,
+                )
+            else:
+                record = from_json(row["record"])
+            found[record.key] = record
+        return found
 
     async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
         """Put back exactly `previous`, ignoring versions, in one transaction.

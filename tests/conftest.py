@@ -21,9 +21,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.procs import ApexProcess, wait_http  # noqa: E402
+from support.procs import ApexProcess, wait_http
 
-from apex_platform.stack.ports import free_port  # noqa: E402
+from apex_platform.stack.ports import free_port
 
 FRONT_SECRET = "front-test-signing-secret"
 
@@ -43,7 +43,9 @@ def front_headers(body: bytes, secret: str = FRONT_SECRET, ts_ms: int | None = N
 _counter = iter(range(1, 10**9))
 
 
-def front_event(kind: str = "inbound_received", *, event_id: str | None = None, text: str = "Where is PRO 4417?") -> dict[str, Any]:
+def front_event(
+    kind: str = "inbound_received", *, event_id: str | None = None, text: str = "Where is PRO 4417?"
+) -> dict[str, Any]:
     n = next(_counter)
     eid = event_id or f"evt_test{n}_{int(time.time() * 1e6)}"
     return {
@@ -135,7 +137,9 @@ class Deployment:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory, apex_temporal_server: Any, apex_postgres_server: Any) -> Iterator[Deployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, apex_temporal_server: Any, apex_postgres_server: Any
+) -> Iterator[Deployment]:
     dep = Deployment(tmp_path_factory.mktemp("deploy"), apex_temporal_server.address, apex_postgres_server.dsn)
     dep.start()
     yield dep
@@ -154,8 +158,8 @@ async def pg(apex_postgres_server: Any) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def wait_rows(pool: asyncpg.Pool, query: str, *args: Any, count: int = 1, timeout: float = 60) -> list[Any]:
-    deadline = time.monotonic() + timeout
+async def wait_rows(pool: asyncpg.Pool, query: str, *args: Any, count: int = 1, within: float = 60) -> list[Any]:
+    deadline = time.monotonic() + within
     rows: list[Any] = []
     while time.monotonic() < deadline:
         try:
@@ -165,7 +169,7 @@ async def wait_rows(pool: asyncpg.Pool, query: str, *args: Any, count: int = 1, 
         if len(rows) >= count:
             return rows
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"expected {count} rows for {query} {args}, got {len(rows)}")
+    raise TimeoutError(f"expected {count} rows for {query} {args} within {within}s, got {len(rows)}")
 
 
 def dumps(obj: Any) -> bytes:

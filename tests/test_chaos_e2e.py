@@ -15,8 +15,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_platform.stack.ports import free_port
-from apex_platform.temporal.inputs import IngestResult
 from apex_platform.stack.temporal_server import TemporalDevServer
+from apex_platform.temporal.inputs import IngestResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -78,7 +78,8 @@ async def test_worker_killed_mid_write_lands_exactly_once(
         (gate / "release").write_text("go")
         dep.start_worker()
         client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-        result = await client.get_workflow_handle(f"apex:frontapp:{event['payload']['id']}", result_type=IngestResult).result()
+        wf_id = f"apex:frontapp:{event['payload']['id']}"
+        result = await client.get_workflow_handle(wf_id, result_type=IngestResult).result()
         assert result.write.written + result.write.skipped >= 3
         after = await pg.fetch("select xmin::text as x, version from apex.records where id = $1", msg_id)
         assert len(after) == 1

@@ -44,9 +44,11 @@ def test_plugins_list_shows_installed_distributions_with_versions() -> None:
     assert sources["frontapp"]["distribution"] == "apex-connector-frontapp"
     assert (sources["frontapp"]["mode"], sources["frontapp"]["priority"]) == ("webhook", "P0")
     assert sinks["postgres"]["distribution"] == "apex-sink-postgres"
-    assert sources["frontapp"]["version"] and sinks["postgres"]["version"]
+    assert sources["frontapp"]["version"]
+    assert sinks["postgres"]["version"]
     table = run("plugins", "list", env={"APEX_PLUGINS": "frontapp,postgres"})
-    assert "apex-connector-frontapp" in table.stdout and "apex-sink-postgres" in table.stdout
+    assert "apex-connector-frontapp" in table.stdout
+    assert "apex-sink-postgres" in table.stdout
 
 
 def test_unknown_plugin_is_reported_not_fatal() -> None:
@@ -58,7 +60,8 @@ def test_unknown_plugin_is_reported_not_fatal() -> None:
 def test_bad_queue_is_a_clear_usage_error() -> None:
     out = run("worker", "--queues", "p9")
     assert out.returncode == 2
-    assert "--queues" in out.stderr and "p9" in out.stderr
+    assert "--queues" in out.stderr
+    assert "p9" in out.stderr
     assert "Traceback" not in out.stderr
 
 
@@ -66,7 +69,8 @@ def test_invalid_setting_is_one_line() -> None:
     out = run("api", env={"APEX_MAX_BODY_BYTES": "lots"})
     assert out.returncode == 1
     assert "APEX_MAX_BODY_BYTES" in out.stderr
-    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 2
 
 
 def test_dev_with_a_busy_port_names_the_setting(tmp_path: Path) -> None:
@@ -87,7 +91,8 @@ def test_dev_with_a_busy_port_names_the_setting(tmp_path: Path) -> None:
             },
         )
     assert out.returncode == 1
-    assert "APEX_TEMPORAL_PORT" in out.stderr and str(port) in out.stderr
+    assert "APEX_TEMPORAL_PORT" in out.stderr
+    assert str(port) in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "home" / "stack.json").exists()
 

@@ -153,7 +153,8 @@ async def test_large_payload_travels_by_reference(
     started = history.events[0].workflow_execution_started_event_attributes
     assert sum(len(p.data) for p in started.input.payloads) < 10_000
     rows = await wait_rows(pg, "select text from apex.records where id = $1", event["payload"]["target"]["data"]["id"])
-    assert "Pallet manifest line." in rows[0]["text"] and len(rows[0]["text"]) > 400_000
+    assert "Pallet manifest line." in rows[0]["text"]
+    assert len(rows[0]["text"]) > 400_000
 
 
 def test_plugins_health_openapi_and_metrics(deployment: Deployment) -> None:
@@ -161,7 +162,8 @@ def test_plugins_health_openapi_and_metrics(deployment: Deployment) -> None:
     assert {s["name"] for s in plugins["sources"]} >= {"frontapp"}
     assert {s["name"] for s in plugins["sinks"]} >= {"postgres"}
     front = next(s for s in plugins["sources"] if s["name"] == "frontapp")
-    assert front["distribution"] == "apex-connector-frontapp" and front["version"]
+    assert front["distribution"] == "apex-connector-frontapp"
+    assert front["version"]
     ready = httpx.get(f"{deployment.url}/readyz", timeout=20)
     assert ready.status_code == 200, ready.text
     schema = httpx.get(f"{deployment.url}/schema/openapi.json").json()

@@ -114,9 +114,7 @@ def api(
     asyncio.run(serve(runtime, api=True, worker=False, host=host or settings.host, port=port or settings.port))
 
 
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")
-]
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")]
 
 
 def _home(home: Path | None) -> Path:
@@ -167,7 +165,7 @@ def main() -> None:
     except ApexError as exc:
         err.print(f"[red]error:[/] {exc}")
         code = 1
-    except Exception as exc:  # usage errors land here too (typer's own click)
+    except Exception as exc:  # noqa: BLE001 - usage errors land here too; all end as one line
         show = getattr(exc, "show", None)
         if callable(show) and hasattr(exc, "exit_code"):
             show()

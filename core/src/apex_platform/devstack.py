@@ -114,7 +114,7 @@ def run_demo(home: Path, plugins: str | None, timeout: float = 180.0) -> int:
         stack.stop()
 
 
-async def _demo(runtime: Runtime, info: dict[str, Any], timeout: float) -> int:
+async def _demo(runtime: Runtime, info: dict[str, Any], wait_seconds: float) -> int:
     url = info["api"]["url"]
     port = int(url.rsplit(":", 1)[1])
     stop = asyncio.Event()
@@ -133,7 +133,7 @@ async def _demo(runtime: Runtime, info: dict[str, Any], timeout: float) -> int:
             console.print("[red]no installed source provides sample traffic[/]")
             return 1
         outcomes = await _send(url, deliveries)
-        await _wait_workflows(runtime, outcomes, timeout)
+        await _wait_workflows(runtime, outcomes, wait_seconds)
         landed = await _check_stores(runtime, outcomes)
         return 0 if landed else 1
     finally:
@@ -155,9 +155,9 @@ async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]]) -> list[
     return outcomes
 
 
-async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], timeout: float) -> None:
+async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], wait_seconds: float) -> None:
     client = await runtime.connect()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_seconds
 
     async def one(outcome: DemoOutcome) -> None:
         if outcome.workflow_id is None:

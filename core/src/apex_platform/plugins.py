@@ -114,7 +114,7 @@ def build_registry(
             version = ep.dist.version if ep.dist else None
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken plugin must never take the host down
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must never take the host down
                 msg = f"failed to load plugin {ep.name!r} (distribution {dist or '?'}): {type(exc).__name__}: {exc}"
                 log.error(msg)
                 registry.problems.append(msg)
@@ -126,7 +126,7 @@ def build_registry(
     for path in sorted(paths or ()):
         try:
             plugin = importlib.import_module(path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - same isolation as entry points
             msg = f"failed to load plugin module {path!r}: {type(exc).__name__}: {exc}"
             log.error(msg)
             registry.problems.append(msg)
@@ -180,7 +180,7 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
             before = set(target)
             try:
                 impl.function(*[registrar(kind, target, check) for _ in impl.argnames])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a plugin raising in its hook is reported, not fatal
                 msg = f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
                 log.error(msg)
                 registry.problems.append(msg)

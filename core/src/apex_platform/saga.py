@@ -59,9 +59,7 @@ def supersedes(new: Record, old: Record) -> bool:
     wins."""
     if new.version != old.version:
         return new.version > old.version
-    if old.deleted:
-        return False
-    return True
+    return not old.deleted
 
 
 def latest_per_key(records: Sequence[Record]) -> list[Record]:
@@ -183,10 +181,10 @@ class Saga:
         if failed:
             raise SagaWriteError(self._describe("could not read the current state of", failed), failed=list(failed))
 
-        results = await asyncio.gather(
-            *(self._call(n, "write", lambda n=n: self.sinks[n].write(batch)) for n in names),
-            return_exceptions=True,
-        )
+        async def write(name: str) -> None:
+            await self._call(name, "write", lambda: self.sinks[name].write(batch))
+
+        results = await asyncio.gather(*(write(n) for n in names), return_exceptions=True)
         failed = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
         if not failed:
             return

@@ -57,7 +57,7 @@ async def serve(
         jobs.append(asyncio.create_task(server.serve(), name="api"))
 
     async def announce() -> None:
-        while server is not None and not server.started:
+        while server is not None and not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag only
             await asyncio.sleep(0.05)
         if started is not None:
             started.set()

@@ -13,16 +13,14 @@ from typing import TypeVar
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_S = TypeVar("_S", bound=BaseSettings)
-
 from apex_platform.errors import SettingsError
+
+_S = TypeVar("_S", bound=BaseSettings)
 
 
 def apex_config(prefix: str = "APEX_") -> SettingsConfigDict:
     """The model config every Apex settings class uses (plugins too)."""
-    return SettingsConfigDict(
-        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
 
 class CoreSettings(BaseSettings):
@@ -30,9 +28,7 @@ class CoreSettings(BaseSettings):
 
     home: Path = Field(default=Path(".apex"), description="State folder of the embedded stack")
     plugins: str = Field(default="all", description="'all' or a comma-separated list of plugin names")
-    plugin_modules: str = Field(
-        default="", description="Extra plugin modules to load by import path, comma-separated"
-    )
+    plugin_modules: str = Field(default="", description="Extra plugin modules to load by import path, comma-separated")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest accepted request body")
     inline_payload_bytes: int = Field(
         default=256 * 1024,

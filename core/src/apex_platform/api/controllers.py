@@ -112,13 +112,15 @@ def plugins_document(runtime: Runtime) -> dict[str, Any]:
 
     def owner(kind: str, name: str) -> dict[str, str | None]:
         info = reg.owner_of(kind, name)
-        return {"plugin": info.name if info else None, "distribution": info.distribution if info else None,
-                "version": info.version if info else None}
+        return {
+            "plugin": info.name if info else None,
+            "distribution": info.distribution if info else None,
+            "version": info.version if info else None,
+        }
 
     return {
         "plugins": [
-            {"name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module,
-             "error": p.error}
+            {"name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module, "error": p.error}
             for p in reg.plugins
         ],
         "sources": [

@@ -73,5 +73,4 @@ async def ensure_search_attributes(client: Client) -> None:
             )
             log.info("created search attributes %s", ", ".join(sorted(missing)))
     except Exception as exc:  # noqa: BLE001 - cloud namespaces refuse operator calls
-        log.warning("could not check or create search attributes (%s); create them by hand: %s",
-                    exc, ", ".join(kinds))
+        log.warning("could not check or create search attributes (%s); create them by hand: %s", exc, ", ".join(kinds))

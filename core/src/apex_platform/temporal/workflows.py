@@ -10,6 +10,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from apex_platform.models import WriteResult
     from apex_platform.temporal.client import RECORD_ID_ATTR, STATUS_ATTR
     from apex_platform.temporal.inputs import (
         ActivityTimeouts,
@@ -21,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         RecordBatch,
         SagaWriteInput,
     )
-    from apex_platform.models import WriteResult
 
 # Errors that retrying cannot fix: the activity raises them as non-retryable.
 NON_RETRYABLE = ["PayloadError", "PluginError", "BlobNotFound"]

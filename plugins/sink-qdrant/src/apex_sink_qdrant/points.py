@@ -1,0 +1,194 @@
+"""How a `Record` becomes a Qdrant point, how a point reads back, and which version of a key wins.
+
+One point per record key. Its id is a UUIDv5 of `"{source}:{id}"` in a fixed Apex
+namespace, so every process finds the same point for a key without a lookup.
+
+The vector is a *named* dense vector, `text`. Named vectors may be absent from a point
+(Qdrant's `has_vector` filter and its delete-vectors endpoint exist for exactly that),
+so a record without an embedding, and every tombstone, is a point with `vector={}`:
+it holds its payload and never shows up in a vector search. A zero vector would not
+do: cosine similarity is undefined for it.
+
+The payload holds filterable fields (`source`, `kind`, `id`, `version`, `deleted`,
+`occurred_at`, `occurred_ts`, `title`, `text_preview`, `entities`, `content_hash`,
+`embedding_hash`, `idempotency_key`) and the full record as JSON text in `record`.
+Text rather than a nested object because Qdrant stores vectors as float32 and payload
+numbers as i64/f64: the text gives `read` back an equal `Record`, embedding floats,
+integers beyond 64 bits and all.
+
+The winner rule (the same in every Apex sink):
+
+- a higher `version` wins;
+- at an equal version a tombstone wins and then stays (a live record of that version
+  arriving later does not bring it back);
+- at an equal version between live records, a different content or embedding is a
+  correction and replaces the stored one (the later write wins); the identical record
+  changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from apex_platform.errors import SinkError
+from apex_platform.models import Record, RecordKey
+
+#: Namespace of the point ids, `uuid5(NAMESPACE_URL, "apex:records")`. Fixed forever: changing
+#: it would orphan every stored point.
+APEX_NAMESPACE = uuid.UUID("36bb64a4-f61f-514f-b6f0-7d5c44acd993")
+#: Name of the dense vector that holds `Record.embedding`.
+VECTOR_NAME = "text"
+#: Characters of `Record.text` kept in the payload for display and filtering.
+TEXT_PREVIEW_CHARS = 512
+#: Qdrant payload integers are signed 64-bit.
+MAX_VERSION = 2**63 - 1
+#: Qdrant stores vectors as float32.
+MAX_VECTOR_VALUE = 3.4028234663852886e38
+
+#: Payload fields the winner rule needs, fetched before a write.
+STATE_FIELDS = ["source", "id", "version", "deleted", "content_hash", "embedding_hash"]
+
+
+def point_id(key: RecordKey | tuple[str, str]) -> str:
+    """The point id of a record key: deterministic across processes and versions."""
+    source, id_ = key
+    return str(uuid.uuid5(APEX_NAMESPACE, f"{source}:{id_}"))
+
+
+def embedding_hash(embedding: Sequence[float] | None) -> str | None:
+    """SHA-256 of the exact floats (repr round-trips), or None without an embedding."""
+    if embedding is None:
+        return None
+    return hashlib.sha256(json.dumps(list(embedding)).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What the winner rule looks at, for a stored point or a candidate one."""
+
+    version: int
+    deleted: bool
+    content_hash: str | None
+    embedding_hash: str | None
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> State:
+        return cls(
+            version=int(payload["version"]),
+            deleted=bool(payload.get("deleted", False)),
+            content_hash=payload.get("content_hash"),
+            embedding_hash=payload.get("embedding_hash"),
+        )
+
+
+def supersedes(new: State, old: State) -> bool:
+    """Whether `new` replaces `old` (same key): the rule in the module docstring."""
+    if new.version != old.version:
+        return new.version > old.version
+    if old.deleted:
+        return False
+    return new.deleted or new.content_hash != old.content_hash or new.embedding_hash != old.embedding_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One point as it is sent to Qdrant."""
+
+    key: RecordKey
+    id: str
+    vector: dict[str, list[float]]
+    payload: dict[str, Any]
+    state: State
+
+
+def _timestamps(occurred_at: datetime) -> dict[str, Any]:
+    return {"occurred_at": occurred_at.isoformat(), "occurred_ts": occurred_at.timestamp()}
+
+
+def to_point(record: Record, embedding_dim: int) -> Point:
+    """The point for `record` (a tombstone point when `deleted`); `SinkError` naming the
+    record when it cannot be stored exactly."""
+    where = f"record {record.key} (version {record.version})"
+    if record.version > MAX_VERSION:
+        raise SinkError(f"{where}: version exceeds Qdrant's 64-bit integer payload ({MAX_VERSION})")
+    content_hash = record.content_hash()
+    base = {
+        "source": record.source,
+        "kind": record.kind,
+        "id": record.id,
+        "version": record.version,
+        **_timestamps(record.occurred_at),
+        "content_hash": content_hash,
+        "idempotency_key": record.idempotency_key,
+    }
+    if record.deleted:
+        # A tombstone keeps key, kind, version and time; content and vector are cleared.
+        payload = {**base, "deleted": True, "embedding_hash": None, "record": None}
+        return Point(record.key, point_id(record.key), {}, payload, State(record.version, True, content_hash, None))
+
+    vector: dict[str, list[float]] = {}
+    if record.embedding is not None:
+        if len(record.embedding) != embedding_dim:
+            raise SinkError(
+                f"{where}: embedding has {len(record.embedding)} dimensions, the collection's `{VECTOR_NAME}` "
+                f"vector has {embedding_dim} (APEX_QDRANT_EMBEDDING_DIM)"
+            )
+        if any(not math.isfinite(v) or abs(v) > MAX_VECTOR_VALUE for v in record.embedding):
+            raise SinkError(f"{where}: embedding values must be finite float32 numbers")
+        vector[VECTOR_NAME] = list(record.embedding)
+    text = record.model_dump_json()
+    try:
+        exact = Record.model_validate_json(text) == record
+    except ValidationError:
+        exact = False
+    if not exact:
+        # pydantic writes NaN and infinity as null: refuse rather than store another record.
+        raise SinkError(f"{where} cannot be stored exactly: it holds a value JSON cannot carry (NaN or infinity)")
+    emb_hash = embedding_hash(record.embedding)
+    payload = {
+        **base,
+        "deleted": False,
+        "title": record.title,
+        "text_preview": record.text[:TEXT_PREVIEW_CHARS],
+        "entities": [entity.ref for entity in record.entities],
+        "embedding_hash": emb_hash,
+        "record": text,
+    }
+    return Point(
+        record.key, point_id(record.key), vector, payload, State(record.version, False, content_hash, emb_hash)
+    )
+
+
+def winners(records: Sequence[Record], embedding_dim: int) -> list[Point]:
+    """One point per key: the one the store would end with if the records were written
+    one by one in order. Sorted by key, so requests are deterministic."""
+    best: dict[RecordKey, Point] = {}
+    for record in records:
+        point = to_point(record, embedding_dim)
+        current = best.get(point.key)
+        if current is None or supersedes(point.state, current.state):
+            best[point.key] = point
+    return [best[key] for key in sorted(best)]
+
+
+def from_payload(payload: Mapping[str, Any]) -> Record:
+    """The record a stored point holds: the exact live record, or a minimal tombstone."""
+    if payload.get("deleted"):
+        return Record(
+            source=payload["source"],
+            kind=payload["kind"],
+            id=payload["id"],
+            version=int(payload["version"]),
+            occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+            deleted=True,
+        )
+    return Record.model_validate_json(payload["record"])

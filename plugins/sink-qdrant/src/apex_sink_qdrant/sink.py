@@ -1,0 +1,407 @@
+"""`QdrantSink`: one Qdrant point per record, for vector search over the latest versions.
+
+A write reads the stored state of the batch's points (`retrieve` by id), decides per
+key with the winner rule of `points.py`, and upserts the winners in one request with
+`wait=True`. Qdrant has no conditional upsert on payload values, so read-decide-write is
+not atomic: two writers of the same key at the same moment could both decide to write.
+The saga serialises writers of a key with its coordinator's per-key locks (the Redis
+sink), which is what makes this safe with several workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from apex_platform.errors import SettingsError, SinkError
+from apex_platform.models import Record, RecordKey
+from apex_platform.settings import load
+from apex_sink_qdrant.points import (
+    STATE_FIELDS,
+    VECTOR_NAME,
+    Point,
+    State,
+    from_payload,
+    point_id,
+    supersedes,
+    to_point,
+    winners,
+)
+from apex_sink_qdrant.settings import Location, QdrantSinkSettings, resolve_location
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
+    from qdrant_client.http import models
+
+log = logging.getLogger(__name__)
+
+#: Payload indexes a Qdrant server keeps (local mode has none: it scans).
+PAYLOAD_INDEXES: dict[str, str] = {
+    "source": "keyword",
+    "kind": "keyword",
+    "id": "keyword",
+    "entities": "keyword",
+    "version": "integer",
+    "deleted": "bool",
+    "occurred_ts": "float",
+}
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """What qdrant-client raises when the store fails or refuses a request.
+
+    Local mode raises plain `ValueError` / `RuntimeError` (a closed client, a bad vector).
+    """
+    import httpx
+    from qdrant_client.http.exceptions import ApiException
+
+    return (ApiException, httpx.HTTPError, OSError, TimeoutError, ValueError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result of `QdrantSink.search`: the stored record and its similarity score."""
+
+    record: Record
+    score: float
+
+
+class QdrantSink:
+    """The Qdrant sink. Implements `apex_platform.contracts.Sink`, plus `search`.
+
+    Construction does no I/O and reads no settings; `open()` resolves where the store is
+    (APEX_QDRANT_URL, APEX_QDRANT_PATH or the embedded stack), connects, and creates the
+    collection and its payload indexes if missing.
+    """
+
+    name = "qdrant"
+
+    def __init__(self, settings: QdrantSinkSettings | None = None) -> None:
+        self._settings = settings
+        self._client: AsyncQdrantClient | None = None
+        self._location: Location | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def settings(self) -> QdrantSinkSettings:
+        """The settings given, or read from the environment on first use (never at construction)."""
+        if self._settings is None:
+            self._settings = load(QdrantSinkSettings)
+        return self._settings
+
+    @property
+    def collection(self) -> str:
+        return self.settings.collection
+
+    @property
+    def location(self) -> Location | None:
+        """Where the store is, once resolved by `open()` or `health()`."""
+        return self._location
+
+    @property
+    def client(self) -> AsyncQdrantClient:
+        """The open qdrant-client, for what this class does not wrap."""
+        if self._client is None:
+            raise SinkError(f"qdrant sink ({self.collection}) is not open: call open() first")
+        return self._client
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    def __repr__(self) -> str:
+        where = self._location.describe() if self._location else "unresolved"
+        return f"QdrantSink(collection={self.collection!r}, {where}, open={self.is_open})"
+
+    async def __aenter__(self) -> QdrantSink:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _where(self) -> str:
+        where = self._location.describe() if self._location else "<unresolved>"
+        return f"{where}, collection {self.collection}"
+
+    def _resolve(self) -> Location:
+        if self._location is None:
+            self._location = resolve_location(self.settings)
+        return self._location
+
+    def _connect(self, location: Location) -> AsyncQdrantClient:
+        """A client for `location`. A server client does no I/O here; local mode opens the
+        folder and takes its lock."""
+        from qdrant_client import AsyncQdrantClient
+
+        settings = self.settings
+        if location.url is not None:
+            api_key = settings.api_key.get_secret_value() if settings.api_key else None
+            # The compatibility check would be a request from a background thread that only warns;
+            # open() asks the server itself and fails clearly instead.
+            return AsyncQdrantClient(
+                url=location.url, api_key=api_key, timeout=settings.timeout, check_compatibility=False
+            )
+        assert location.path is not None
+        try:
+            return AsyncQdrantClient(path=str(location.path))
+        except RuntimeError as exc:
+            if "already accessed" not in str(exc):
+                raise SinkError(f"qdrant sink cannot open {self._where()}: {exc}") from exc
+            raise SinkError(
+                f"qdrant sink: {location.path} is open in another process (apex-platform dev?) or by another "
+                "client in this one; Qdrant local mode admits one process per folder. Route reads through "
+                "the running stack or use a Qdrant server via APEX_QDRANT_URL"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise SinkError(f"qdrant sink cannot open {self._where()}: {type(exc).__name__}: {exc}") from exc
+
+    async def open(self) -> None:
+        """Connect and create the collection and payload indexes if missing. Idempotent."""
+        async with self._lock:
+            if self._client is not None:
+                return
+            location = self._resolve()
+            client = self._connect(location)
+            try:
+                await self._ensure_collection(client, location)
+            except BaseException:
+                await client.close()
+                raise
+            self._client = client
+
+    async def _ensure_collection(self, client: AsyncQdrantClient, location: Location) -> None:
+        from qdrant_client.http import models
+
+        settings = self.settings
+        name = settings.collection
+        try:
+            if not await client.collection_exists(name):
+                params = models.VectorParams(size=settings.embedding_dim, distance=models.Distance(settings.distance))
+                try:
+                    await client.create_collection(name, vectors_config={VECTOR_NAME: params})
+                    log.info("qdrant sink: created collection %s in %s", name, location.describe())
+                except client_errors():
+                    # Another worker may have created it since we looked.
+                    if not await client.collection_exists(name):
+                        raise
+            info = await client.get_collection(name)
+            self._check_vectors(info)
+            if location.url is not None:
+                await self._ensure_indexes(client, info)
+        except (SettingsError, SinkError):
+            raise
+        except client_errors() as exc:
+            raise SinkError(f"qdrant sink cannot open {self._where()}: {_describe(exc)}") from exc
+
+    def _check_vectors(self, info: models.CollectionInfo) -> None:
+        settings = self.settings
+        vectors = info.config.params.vectors
+        params = vectors.get(VECTOR_NAME) if isinstance(vectors, dict) else None
+        if params is None:
+            raise SettingsError(
+                f"qdrant collection {settings.collection} exists without a named vector `{VECTOR_NAME}`: it was "
+                "not created by this sink. Set APEX_QDRANT_COLLECTION to another name"
+            )
+        if params.size != settings.embedding_dim:
+            raise SettingsError(
+                f"qdrant collection {settings.collection} holds {params.size}-dimensional `{VECTOR_NAME}` vectors "
+                f"but APEX_QDRANT_EMBEDDING_DIM is {settings.embedding_dim}: set APEX_QDRANT_EMBEDDING_DIM="
+                f"{params.size}, use another APEX_QDRANT_COLLECTION, or delete the collection and re-embed"
+            )
+        if params.distance.value != settings.distance:
+            raise SettingsError(
+                f"qdrant collection {settings.collection} uses {params.distance.value} distance but "
+                f"APEX_QDRANT_DISTANCE is {settings.distance}: set it back or use another APEX_QDRANT_COLLECTION"
+            )
+
+    async def _ensure_indexes(self, client: AsyncQdrantClient, info: models.CollectionInfo) -> None:
+        from qdrant_client.http import models
+
+        existing = info.payload_schema or {}
+        for field, schema in PAYLOAD_INDEXES.items():
+            if field not in existing:
+                await client.create_payload_index(
+                    self.collection, field, field_schema=models.PayloadSchemaType(schema), wait=True
+                )
+
+    async def close(self) -> None:
+        """Close the client; local mode releases the folder's lock."""
+        async with self._lock:
+            client, self._client = self._client, None
+            if client is not None:
+                await client.close()
+
+    async def health(self) -> None:
+        """Ask the store whether the collection exists, within `health_timeout`;
+        `SinkError` if it does not answer (or, once open, if the collection is gone)."""
+        timeout = self.settings.health_timeout
+        try:
+            location = self._resolve()
+        except SettingsError as exc:
+            raise SinkError(f"qdrant sink is not configured: {exc}") from exc
+        client = self._client
+        temporary = None
+        if client is None:
+            if location.url is None:
+                # Opening the folder would take the lock another process may hold: not a health check.
+                raise SinkError(f"qdrant sink: {self._where()} is not open (local mode is checked by open())")
+            client = temporary = self._connect(location)
+        try:
+            async with asyncio.timeout(timeout):
+                exists = await client.collection_exists(self.collection)
+        except client_errors() as exc:
+            reason = f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else _describe(exc)
+            raise SinkError(f"qdrant sink: {self._where()} is unhealthy ({reason})") from exc
+        finally:
+            if temporary is not None:
+                await temporary.close()
+        if not exists and self._client is not None:
+            raise SinkError(f"qdrant sink: {self._where()} is unhealthy (the collection is gone)")
+
+    async def _retrieve(self, ids: Sequence[str], with_payload: bool | list[str], op: str) -> list[models.Record]:
+        try:
+            return await self.client.retrieve(
+                self.collection, ids=list(ids), with_payload=with_payload, with_vectors=False
+            )
+        except client_errors() as exc:
+            raise SinkError(
+                f"qdrant sink: {op} of {len(ids)} points in {self._where()} failed: {_describe(exc)}"
+            ) from exc
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Upsert a batch: one point per key, only where the winner rule says the stored
+        point is superseded (see `points.py`), in one request that waits for the write."""
+        if not records:
+            return
+        candidates = winners(records, self.settings.embedding_dim)
+        stored = await self._retrieve([p.id for p in candidates], STATE_FIELDS, "write (reading current state)")
+        current = {str(p.id): State.from_payload(p.payload or {}) for p in stored}
+        todo = [p for p in candidates if p.id not in current or supersedes(p.state, current[p.id])]
+        if not todo:
+            return
+        await self._upsert(todo, "write")
+
+    async def _upsert(self, points: Sequence[Point], op: str, delete: Sequence[str] = ()) -> None:
+        from qdrant_client.http import models
+
+        structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
+        try:
+            if delete:
+                operations: list[models.UpdateOperation] = [
+                    models.DeleteOperation(delete=models.PointIdsList(points=list(delete)))
+                ]
+                if structs:
+                    operations.append(models.UpsertOperation(upsert=models.PointsList(points=structs)))
+                await self.client.batch_update_points(self.collection, operations, wait=True)
+            else:
+                await self.client.upsert(self.collection, points=structs, wait=True)
+        except client_errors() as exc:
+            keys = ", ".join(str(p.key) for p in points[:5]) + (" …" if len(points) > 5 else "")
+            raise SinkError(
+                f"qdrant sink: {op} of {len(points)} points ({keys}) into {self._where()} failed: {_describe(exc)}"
+            ) from exc
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        """What is stored under `keys`: live records exactly as written, tombstones as
+        minimal records with `deleted=True`; absent keys are missing."""
+        if not keys:
+            return {}
+        wanted = {point_id(k): RecordKey(*k) for k in keys}
+        stored = await self._retrieve(list(wanted), True, "read")
+        found: dict[RecordKey, Record] = {}
+        for point in stored:
+            key = wanted.get(str(point.id))
+            payload = point.payload or {}
+            if key is None or (payload.get("source"), payload.get("id")) != tuple(key):
+                continue
+            found[key] = from_payload(payload)
+        return found
+
+    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
+        """Put back exactly `previous`, ignoring versions, in one request: a live record,
+        a tombstone, or None = no point at all (tombstone included)."""
+        if not previous:
+            return
+        points: list[Point] = []
+        gone: list[str] = []
+        for key, record in previous.items():
+            key = RecordKey(*key)
+            if record is None:
+                gone.append(point_id(key))
+            elif record.key != key:
+                raise SinkError(f"qdrant sink: restore maps key {key} to record {record.key}")
+            else:
+                points.append(to_point(record, self.settings.embedding_dim))
+        await self._upsert(points, "restore", delete=gone)
+
+    async def search(
+        self,
+        vector: Sequence[float],
+        limit: int = 10,
+        *,
+        source: str | Sequence[str] | None = None,
+        kind: str | Sequence[str] | None = None,
+    ) -> list[SearchHit]:
+        """The live records nearest to `vector`, best first, optionally only of some
+        sources or kinds. Tombstones and records without an embedding never appear."""
+        from qdrant_client.http import models
+
+        if len(vector) != self.settings.embedding_dim:
+            raise SinkError(
+                f"qdrant sink: search vector has {len(vector)} dimensions, the collection's `{VECTOR_NAME}` "
+                f"vector has {self.settings.embedding_dim} (APEX_QDRANT_EMBEDDING_DIM)"
+            )
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        must: list[models.Condition] = []
+        for field, value in (("source", source), ("kind", kind)):
+            if value is None:
+                continue
+            match: models.MatchValue | models.MatchAny = (
+                models.MatchValue(value=value) if isinstance(value, str) else models.MatchAny(any=list(value))
+            )
+            must.append(models.FieldCondition(key=field, match=match))
+        query_filter = models.Filter(
+            must=must or None,
+            must_not=[models.FieldCondition(key="deleted", match=models.MatchValue(value=True))],
+        )
+        try:
+            response = await self.client.query_points(
+                self.collection,
+                query=[float(v) for v in vector],
+                using=VECTOR_NAME,
+                query_filter=query_filter,
+                limit=limit,
+                with_payload=True,
+                with_vectors=False,
+            )
+        except client_errors() as exc:
+            raise SinkError(f"qdrant sink: search in {self._where()} failed: {_describe(exc)}") from exc
+        return [SearchHit(from_payload(p.payload or {}), p.score) for p in response.points]
+
+    async def count(self, *, include_deleted: bool = False) -> int:
+        """Points in the collection: live records, plus tombstones if asked."""
+        from qdrant_client.http import models
+
+        count_filter = None
+        if not include_deleted:
+            count_filter = models.Filter(
+                must_not=[models.FieldCondition(key="deleted", match=models.MatchValue(value=True))]
+            )
+        try:
+            result = await self.client.count(self.collection, count_filter=count_filter, exact=True)
+        except client_errors() as exc:
+            raise SinkError(f"qdrant sink: count in {self._where()} failed: {_describe(exc)}") from exc
+        return result.count
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error, unwrapping qdrant-client's response-handling wrapper."""
+    source: Any = getattr(exc, "source", None)
+    inner = source if isinstance(source, BaseException) else exc
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[0] if text else '(no message)'}"

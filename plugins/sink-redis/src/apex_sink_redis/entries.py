@@ -1,0 +1,146 @@
+"""How a `Record` becomes the hash stored under its key, and which of two versions wins.
+
+One hash per record key, fields:
+
+- `v`: the version, in decimal (compared as an arbitrary-size integer, never as a float);
+- `d`: `1` for a tombstone, `0` for a live record;
+- `h`: `Record.content_hash()` of the record written (everything but the embedding);
+- `f`: fingerprint, SHA-256 of `r` — the whole record, embedding included;
+- `r`: the record as canonical JSON (sorted keys); for a tombstone the minimal record
+  (source, kind, id, version, occurred_at, deleted=true), content cleared.
+
+The winner rule is written once here, in Python (to fold a batch), and once in Lua
+(`scripts.WRITE`, against what is stored); both must say the same thing:
+
+- a higher `version` wins;
+- at an equal version a tombstone wins and then stays (a live record of that version
+  arriving later does not bring it back);
+- at an equal version between live records, a different content or embedding is a
+  correction and replaces the stored one (the later write wins); the identical record
+  is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from apex_platform.errors import SinkError
+from apex_platform.models import Record, RecordKey
+
+#: Hash fields in the order the write script receives them after the key.
+FIELDS = ("v", "d", "f", "h", "r")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The hash of one record, encoded and ready to send."""
+
+    key: RecordKey
+    version: int
+    deleted: bool
+    fingerprint: str
+    content_hash: str
+    body: bytes
+
+    def values(self) -> tuple[str, str, str, str, bytes]:
+        """The values of `FIELDS`, in order."""
+        return (str(self.version), "1" if self.deleted else "0", self.fingerprint, self.content_hash, self.body)
+
+    def items(self) -> list[str | bytes]:
+        """Field, value, field, value... as HSET takes them."""
+        values: tuple[str | bytes, ...] = self.values()
+        flat: list[str | bytes] = []
+        for name, value in zip(FIELDS, values, strict=True):
+            flat += (name, value)
+        return flat
+
+
+def tombstone(record: Record) -> Record:
+    """The minimal record a tombstone reads back as: key, kind, version, time; no content."""
+    return Record(
+        source=record.source,
+        kind=record.kind,
+        id=record.id,
+        version=record.version,
+        occurred_at=record.occurred_at,
+        deleted=True,
+    )
+
+
+def dumps(record: Record) -> bytes:
+    """Canonical JSON of a record: equal records give equal bytes, whatever their dict order."""
+    text = json.dumps(
+        record.model_dump(mode="json"), ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+    )
+    return text.encode("utf-8")
+
+
+def _check_finite(value: Any) -> None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} cannot be stored in JSON")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_finite(item)
+
+
+def to_entry(record: Record) -> Entry:
+    """The hash for `record`; raises `SinkError` naming the record when it cannot be stored."""
+    where = f"record {record.key} (version {record.version})"
+    stored = tombstone(record) if record.deleted else record
+    try:
+        if not record.deleted:
+            # pydantic's JSON mode turns inf and NaN into null: refuse rather than cache another record.
+            _check_finite(record.attributes)
+            _check_finite(record.embedding)
+            for entity in record.entities:
+                _check_finite(entity.properties)
+            for relation in record.relations:
+                _check_finite(relation.properties)
+        body = dumps(stored)
+    except UnicodeEncodeError:
+        raise SinkError(f"{where} cannot be stored: text is not valid Unicode (lone surrogate)") from None
+    except (TypeError, ValueError) as exc:
+        raise SinkError(f"{where} cannot be stored: {exc}") from None
+    return Entry(
+        key=record.key,
+        version=record.version,
+        deleted=record.deleted,
+        fingerprint=hashlib.sha256(body).hexdigest(),
+        content_hash=record.content_hash(),
+        body=body,
+    )
+
+
+def supersedes(new: Entry, old: Entry) -> bool:
+    """Whether `new` replaces `old` (same key) — the rule in the module docstring."""
+    if new.version != old.version:
+        return new.version > old.version
+    if old.deleted:
+        return False
+    return new.deleted or new.fingerprint != old.fingerprint
+
+
+def winners(records: Sequence[Record]) -> list[Entry]:
+    """One entry per key, the one the stored state would end with if the records were
+    written one by one in order; sorted by key."""
+    best: dict[RecordKey, Entry] = {}
+    for record in records:
+        entry = to_entry(record)
+        current = best.get(entry.key)
+        if current is None or supersedes(entry, current):
+            best[entry.key] = entry
+    return [best[key] for key in sorted(best)]
+
+
+def from_json(body: bytes | str) -> Record:
+    """The `Record` stored in an `r` field."""
+    return Record.model_validate_json(body)

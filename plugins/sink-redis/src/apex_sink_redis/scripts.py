@@ -1,0 +1,102 @@
+"""The Lua scripts the sink runs (EVALSHA, loaded again on NOSCRIPT by redis-py).
+
+A script runs atomically on the server, so the version rule cannot be raced by a
+concurrent writer, and a whole batch is one round trip. Versions are compared as
+decimal strings (length, then digits): Lua numbers are doubles and would lose
+integers above 2**53.
+"""
+
+from __future__ import annotations
+
+#: KEYS: record keys. ARGV[1]: TTL in ms (0: none); then per key, in order, the values
+#: of `entries.FIELDS`: version, deleted, fingerprint, content hash, record JSON.
+#: Returns how many keys changed. The TTL is refreshed on every key the batch touches.
+WRITE = """
+local function compare(a, b)
+  if #a ~= #b then
+    if #a > #b then return 1 end
+    return -1
+  end
+  if a == b then return 0 end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      if x > y then return 1 end
+      return -1
+    end
+  end
+  return 0
+end
+local ttl = tonumber(ARGV[1])
+local changed = 0
+for i, key in ipairs(KEYS) do
+  local at = 1 + (i - 1) * 5
+  local v, d, f, h, r = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
+  local old = redis.call('HMGET', key, 'v', 'd', 'f')
+  local take
+  if not old[1] then
+    take = true
+  else
+    local c = compare(v, old[1])
+    if c ~= 0 then
+      take = c > 0
+    elseif old[2] == '1' then
+      take = false
+    else
+      take = d == '1' or f ~= old[3]
+    end
+  end
+  if take then
+    redis.call('HSET', key, 'v', v, 'd', d, 'f', f, 'h', h, 'r', r)
+    changed = changed + 1
+  end
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, ttl)
+  else
+    redis.call('PERSIST', key)
+  end
+end
+return changed
+"""
+
+#: KEYS: lock keys, sorted. ARGV[1]: token, ARGV[2]: TTL in ms.
+#: Takes the locks in order and stops at the first one another holder has; returns how
+#: many of KEYS (a prefix) this token now holds. Holding a prefix while waiting for the
+#: rest is deadlock-free because every holder takes its keys in the same order.
+ACQUIRE = """
+for i, key in ipairs(KEYS) do
+  if not redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    if redis.call('GET', key) ~= ARGV[1] then
+      return i - 1
+    end
+    redis.call('PEXPIRE', key, ARGV[2])
+  end
+end
+return #KEYS
+"""
+
+#: KEYS: lock keys. ARGV[1]: token, ARGV[2]: TTL in ms.
+#: Extends the locks this token still holds; returns how many.
+EXTEND = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    n = n + 1
+  end
+end
+return n
+"""
+
+#: KEYS: lock keys. ARGV[1]: token. Deletes the locks this token still holds (compare
+#: and delete: a lock that expired and was taken by another holder is left alone).
+RELEASE = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    n = n + 1
+  end
+end
+return n
+"""

@@ -1,0 +1,288 @@
+"""`RedisSink`: a hot cache of the latest version of each record, and the saga's
+coordinator (record locks and the commit ledger).
+
+A batch is one call of a Lua script (`scripts.WRITE`) that applies the winner rule
+of `entries.py` to every key atomically: an older version never overwrites a newer
+one, re-applying a batch changes nothing, a tombstone cannot be resurrected by an
+older (or equal) version. Reads and restores are one pipelined round trip each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+from apex_platform.errors import SettingsError, SinkError
+from apex_platform.models import Record, RecordKey
+from apex_platform.settings import load
+from apex_sink_redis import scripts
+from apex_sink_redis.entries import Entry, from_json, to_entry, winners
+from apex_sink_redis.keys import KeySpace
+from apex_sink_redis.locks import KeyLocks
+from apex_sink_redis.settings import RedisSinkSettings, redact, resolve_url
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    """What a lost or refused connection raises (redis-py's errors, sockets, timeouts)."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
+
+
+class RedisSink:
+    """The Redis sink. Implements `apex_platform.contracts.Sink` and the saga's optional
+    `Coordinator` capability (`lock`, `committed`, `mark_committed`).
+
+    Construction does no I/O and reads no settings; `open()` resolves the URL and
+    connects.
+    """
+
+    name = "redis"
+
+    def __init__(self, settings: RedisSinkSettings | None = None) -> None:
+        self._settings = settings
+        self._client: Redis | None = None
+        self._where = "redis (not opened)"
+        self._from_stack = False
+        self._write: AsyncScript | None = None
+        self._locks: KeyLocks | None = None
+
+    @property
+    def settings(self) -> RedisSinkSettings:
+        """The settings given, or read from the environment on first use (`SettingsError` if invalid)."""
+        if self._settings is None:
+            self._settings = load(RedisSinkSettings)
+        return self._settings
+
+    @property
+    def keys(self) -> KeySpace:
+        return KeySpace(self.settings.prefix)
+
+    @property
+    def client(self) -> Redis:
+        """The open redis-py asyncio client (for inspection and tools)."""
+        return self._require()
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    def __repr__(self) -> str:
+        return f"RedisSink(where={self._where!r}, open={self.is_open})"
+
+    async def __aenter__(self) -> RedisSink:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _connect(self) -> Redis:
+        from redis.asyncio import Redis
+
+        settings = self.settings
+        url, self._from_stack = resolve_url(settings)
+        self._where = redact(url)
+        try:
+            return Redis.from_url(
+                url,
+                decode_responses=False,
+                socket_connect_timeout=settings.connect_timeout_seconds,
+                socket_timeout=settings.socket_timeout_seconds,
+                health_check_interval=30,
+            )
+        except ValueError as exc:
+            raise SettingsError(f"APEX_REDIS_URL is not a usable Redis URL ({self._where}): {exc}") from None
+
+    def _hint(self) -> str:
+        return " (address from stack.json: is `apex-platform dev` running?)" if self._from_stack else ""
+
+    async def open(self) -> None:
+        """Connect and check the server answers. Idempotent. Redis needs no schema."""
+        if self._client is not None:
+            return
+        client = self._connect()
+        try:
+            await client.ping()
+        except _redis_errors() as exc:
+            await client.aclose()
+            raise SinkError(f"redis sink: cannot open {self._where}{self._hint()}: {_describe(exc)}") from exc
+        self._client = client
+        self._write = client.register_script(scripts.WRITE)
+        self._locks = KeyLocks(client, self.keys)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        self._write = self._locks = None
+        if client is not None:
+            await client.aclose()
+
+    async def health(self) -> None:
+        """PING within `health_timeout_seconds`; `SinkError` if the server does not answer
+        (also when the sink has no address or is not open: a temporary connection is used)."""
+        import asyncio
+
+        own = self._client
+        try:
+            client = own if own is not None else self._connect()
+            timeout = self.settings.health_timeout_seconds
+        except SettingsError as exc:
+            raise SinkError(f"redis sink: {exc}") from None
+        try:
+            async with asyncio.timeout(timeout):
+                await client.ping()
+        except _redis_errors() as exc:
+            raise SinkError(f"redis sink: {self._where} does not answer{self._hint()}: {_describe(exc)}") from exc
+        finally:
+            if own is None:
+                await client.aclose()
+
+    def _require(self) -> Redis:
+        if self._client is None:
+            raise SinkError("redis sink is not open: call open() first")
+        return self._client
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Upsert a batch in one script call; see the module docstring for what wins."""
+        if not records:
+            return
+        self._require()
+        assert self._write is not None
+        entries = winners(records)
+        args: list[Any] = [self.settings.record_ttl_ms]
+        for entry in entries:
+            args.extend(entry.values())
+        try:
+            await self._write(keys=[self.keys.record(e.key) for e in entries], args=args)
+        except _redis_errors() as exc:
+            raise self._error("write", [e.key for e in entries], exc) from exc
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        """What is stored under `keys`: live records as written, tombstones as minimal
+        records with `deleted=True`; absent (or expired) keys are missing."""
+        unique = list(dict.fromkeys(RecordKey(*k) for k in keys))
+        if not unique:
+            return {}
+        client = self._require()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in unique:
+                    pipe.hget(self.keys.record(key), "r")
+                bodies = await pipe.execute()
+        except _redis_errors() as exc:
+            raise self._error("read", unique, exc) from exc
+        found: dict[RecordKey, Record] = {}
+        for key, body in zip(unique, bodies, strict=True):
+            if body is None:
+                continue
+            try:
+                found[key] = from_json(body)
+            except ValueError as exc:
+                raise SinkError(f"redis sink: {self.keys.record(key)} holds no readable record: {exc}") from None
+        return found
+
+    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
+        """Put back exactly `previous`, ignoring versions, in one MULTI/EXEC.
+
+        A key mapped to None is deleted completely, tombstone included; a tombstone
+        record is stored as a tombstone.
+        """
+        if not previous:
+            return
+        client = self._require()
+        puts: list[Entry] = []
+        gone: list[RecordKey] = []
+        for key, record in previous.items():
+            key = RecordKey(*key)
+            if record is None:
+                gone.append(key)
+            elif record.key != key:
+                raise SinkError(f"redis sink: restore of {key} was given record {record.key}")
+            else:
+                puts.append(to_entry(record))
+        ttl_ms = self.settings.record_ttl_ms
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                for key in gone:
+                    pipe.delete(self.keys.record(key))
+                for entry in puts:
+                    name = self.keys.record(entry.key)
+                    pipe.delete(name)
+                    pipe.hset(name, items=entry.items())
+                    if ttl_ms:
+                        pipe.pexpire(name, ttl_ms)
+                await pipe.execute()
+        except _redis_errors() as exc:
+            raise self._error("restore", [e.key for e in puts] + gone, exc) from exc
+
+    async def get_version(self, source: str, id: str) -> tuple[int, bool] | None:
+        """`(version, deleted)` stored for the key; None if nothing is cached."""
+        version, deleted = await self._require().hmget(self.keys.record(RecordKey(source, id)), ["v", "d"])
+        return None if version is None else (int(version), deleted == b"1")
+
+    # The saga's Coordinator capability (apex_platform.contracts.Coordinator).
+
+    def lock(self, keys: Sequence[RecordKey], *, ttl_seconds: float | None = None) -> AbstractAsyncContextManager[None]:
+        """Hold an exclusive lock on every key for the block.
+
+        Keys are taken in sorted order; a held key is waited for up to
+        `lock_wait_seconds` (jittered backoff), then `SinkError` names it. Locks expire
+        after `ttl_seconds` (default `lock_ttl_seconds`) unless renewed, which happens
+        every third of it while the block runs.
+        """
+        self._require()
+        assert self._locks is not None
+        settings = self.settings
+        return self._locks.hold(
+            keys,
+            ttl_seconds=settings.lock_ttl_seconds if ttl_seconds is None else ttl_seconds,
+            wait_seconds=settings.lock_wait_seconds,
+        )
+
+    async def committed(self, idempotency_keys: Sequence[str]) -> set[str]:
+        """The subset of `idempotency_keys` in the commit ledger (one pipelined round trip)."""
+        unique = list(dict.fromkeys(idempotency_keys))
+        if not unique:
+            return set()
+        client = self._require()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in unique:
+                    pipe.exists(self.keys.committed(key))
+                found = await pipe.execute()
+        except _redis_errors() as exc:
+            raise SinkError(f"redis sink: reading the commit ledger at {self._where} failed: {_describe(exc)}") from exc
+        return {key for key, hit in zip(unique, found, strict=True) if hit}
+
+    async def mark_committed(self, idempotency_keys: Sequence[str]) -> None:
+        """Record `idempotency_keys` in the ledger for `ledger_ttl_seconds`."""
+        unique = list(dict.fromkeys(idempotency_keys))
+        if not unique:
+            return
+        client = self._require()
+        ttl = self.settings.ledger_ttl_seconds
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in unique:
+                    pipe.set(self.keys.committed(key), b"1", ex=ttl)
+                await pipe.execute()
+        except _redis_errors() as exc:
+            raise SinkError(f"redis sink: writing the commit ledger at {self._where} failed: {_describe(exc)}") from exc
+
+    def _error(self, op: str, keys: Sequence[RecordKey], exc: BaseException) -> SinkError:
+        shown = ", ".join(str(key) for key in keys[:5])
+        if len(keys) > 5:
+            shown += f" and {len(keys) - 5} more"
+        return SinkError(
+            f"redis sink: {op} of {shown or 'no records'} at {self._where} failed{self._hint()}: {_describe(exc)}"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

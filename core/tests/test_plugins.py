@@ -57,7 +57,9 @@ def test_broken_plugin_is_reported_and_the_rest_load(plugin_dir: Path) -> None:
     registry = build_registry(["fakegood", "fakebroken"])
     assert "fake-good" in registry.sinks
     broken = [p for p in registry.plugins if p.name == "fakebroken"]
-    assert broken and broken[0].error and "libfoo" in broken[0].error
+    assert broken
+    assert broken[0].error
+    assert "libfoo" in broken[0].error
     assert any("fakebroken" in p and "apex-fake-broken" in p and "libfoo" in p for p in registry.problems)
     good = next(p for p in registry.plugins if p.name == "fakegood")
     assert (good.distribution, good.version) == ("apex-fake-good", "1.2.3")
@@ -131,5 +133,6 @@ def test_every_hook_is_documented() -> None:
     assert hooks == ["apex_register_enrichers", "apex_register_sinks", "apex_register_sources"]
     for name in hooks:
         fn = getattr(hookspecs, name)
-        assert fn.__doc__ and "Called" in fn.__doc__
+        assert fn.__doc__
+        assert "Called" in fn.__doc__
         assert f"{name}(register)" in docs

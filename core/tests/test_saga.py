@@ -15,7 +15,7 @@ from apex_platform.breaker import CircuitBreaker, CircuitOpenError
 from apex_platform.contracts import DeadLetter
 from apex_platform.models import Record, RecordKey
 from apex_platform.saga import Saga, SagaSettings, SagaWriteError, latest_per_key
-from apex_platform.testing.sinks import FaultySink, Faults, MemorySink
+from apex_platform.testing.sinks import Faults, FaultySink, MemorySink
 
 FAST = SagaSettings(retry_attempts=3, retry_initial_seconds=0.001, retry_max_seconds=0.002, breaker_failures=100)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -104,8 +104,11 @@ async def test_failed_compensation_goes_to_the_dead_letter_queue() -> None:
         await saga.write([rec("a")], batch_id="b-1")
     assert info.value.dead_letter_id == 1
     (letter,) = dlq.letters
-    assert letter.batch_id == "b-1" and letter.failed == ["qdrant"] and "postgres" in letter.succeeded
-    assert "postgres" in letter.error and letter.records == [rec("a")]
+    assert letter.batch_id == "b-1"
+    assert letter.failed == ["qdrant"]
+    assert "postgres" in letter.succeeded
+    assert "postgres" in letter.error
+    assert letter.records == [rec("a")]
 
 
 async def test_circuit_opens_then_half_open_probe_closes_it() -> None:

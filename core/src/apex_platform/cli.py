@@ -114,6 +114,129 @@ def api(
     asyncio.run(serve(runtime, api=True, worker=False, host=host or settings.host, port=port or settings.port))
 
 
+sources_app = typer.Typer(help="Operate sources: pollers and streams.", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
+AccountOpt = Annotated[str | None, typer.Option("--account", help="One account (default: every configured one)")]
+
+
+def _stack_aware_env() -> None:
+    """From a second terminal, find the running `apex-platform dev` through APEX_HOME."""
+    from apex_platform.devstack import stack_environment
+    from apex_platform.settings import CoreSettings, load
+    from apex_platform.stack import read_stack
+
+    info = read_stack(load(CoreSettings).home)
+    if info is not None:
+        for key, value in stack_environment(info).items():
+            os.environ.setdefault(key, value)
+
+
+async def _client(runtime: Any) -> Any:
+    return await runtime.connect()
+
+
+@sources_app.command("list")
+def sources_list(
+    plugins: PluginsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Installed sources with their mode and priority, and the state of their pollers and
+    streams (running, cursor, last success) when Temporal answers."""
+    from apex_platform.contracts import PollSource
+    from apex_platform.pollers import poller_state
+
+    _stack_aware_env()
+    runtime = _runtime(plugins)
+
+    async def collect() -> list[dict[str, Any]]:
+        client = None
+        try:
+            client = await asyncio.wait_for(runtime.connect(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - listing works without Temporal
+            err.print(f"[yellow]Temporal not reachable ({exc}); showing installed sources only[/]")
+        out = []
+        for name, src in sorted(runtime.registry.sources.items()):
+            item: dict[str, Any] = {"name": name, "mode": src.mode, "priority": src.priority}
+            if isinstance(src, PollSource):
+                item["accounts"] = [
+                    await poller_state(client, src, acct) if client else {"account": acct} for acct in src.accounts()
+                ]
+            out.append(item)
+        return out
+
+    items = asyncio.run(collect())
+    if as_json:
+        sys.stdout.write(json.dumps(items, indent=2, default=str) + "\n")
+        return
+    table = Table(title="Apex sources")
+    for col in ("name", "mode", "priority", "account", "running", "cursor", "last success"):
+        table.add_column(col)
+    for item in items:
+        accounts = item.get("accounts") or [{}]
+        for acct in accounts:
+            table.add_row(
+                item["name"],
+                item["mode"],
+                item["priority"],
+                acct.get("account", "-"),
+                "yes" if acct.get("running") else ("no" if "running" in acct else "-"),
+                str(acct.get("cursor") or "-")[:40],
+                str(acct.get("last_success") or "-"),
+            )
+    console.print(table)
+
+
+def _poll_command(name: str, account: str | None, plugins: str | None, action: str) -> None:
+    from apex_platform.pollers import accounts_of, poller_id, poller_state, start_poller
+
+    _stack_aware_env()
+    runtime = _runtime(plugins)
+    source = runtime.registry.source(name)
+    accounts = accounts_of(source, account)
+
+    async def go() -> None:
+        client = await runtime.connect()
+        for acct in accounts:
+            if action == "start":
+                handle = await start_poller(client, source, acct, runtime.temporal)
+                console.print(f"{name}/{acct}: running as {handle.id}")
+            elif action == "sync":
+                running = await poller_state(client, source, acct)
+                if running.get("running"):  # one reader per cursor: wake the running poller
+                    await client.get_workflow_handle(poller_id(source, acct)).signal("sync_now")
+                    console.print(f"{name}/{acct}: sync requested from the running poller")
+                    continue
+                handle = await start_poller(client, source, acct, runtime.temporal, once=True)
+                state = await handle.result()
+                console.print(
+                    f"{name}/{acct}: synced {state.pages} pages, {state.records} records, cursor {state.cursor}"
+                )
+            else:
+                handle = client.get_workflow_handle(poller_id(source, acct))
+                await handle.signal("stop")
+                console.print(f"{name}/{acct}: stop requested ({handle.id})")
+
+    asyncio.run(go())
+
+
+@sources_app.command("start")
+def sources_start(name: str, account: AccountOpt = None, plugins: PluginsOpt = None) -> None:
+    """Start the poller / stream of a source (each account); starting twice is harmless."""
+    _poll_command(name, account, plugins, "start")
+
+
+@sources_app.command("stop")
+def sources_stop(name: str, account: AccountOpt = None, plugins: PluginsOpt = None) -> None:
+    """Ask the poller / stream to finish its page in hand and stop."""
+    _poll_command(name, account, plugins, "stop")
+
+
+@sources_app.command("sync")
+def sources_sync(name: str, account: AccountOpt = None, plugins: PluginsOpt = None) -> None:
+    """Run one complete sync now and wait for it (pages until the vendor has no more)."""
+    _poll_command(name, account, plugins, "sync")
+
+
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")]
 
 

@@ -28,6 +28,15 @@ class WebhookReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PollTrigger:
+    """A webhook that only says "there is new data for `account`": the API signals (or
+    starts) that account's poller to sync now instead of starting an ingest workflow."""
+
+    account: str
+    event_id: str = ""
+
+
 @runtime_checkable
 class SourceConnector(Protocol):
     """Every source: a name, a mode and a priority (which picks the Temporal task queue)."""
@@ -50,11 +59,16 @@ class WebhookSource(SourceConnector, Protocol):
         """Raise `SignatureError` unless the raw body is authentic and fresh."""
         ...
 
-    def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply:
+    def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply | PollTrigger:
         """Decode a verified delivery; raise `PayloadError` naming what is malformed.
 
-        Returns the event to ingest (its `event_id` makes the workflow id), or a reply to
-        send at once without ingesting anything (handshakes, pings).
+        Returns the event to ingest (its `event_id` makes the workflow id), a reply to
+        send at once without ingesting anything (handshakes, pings), or a `PollTrigger`
+        asking the account's poller to sync now.
+
+        A webhook source with the class attribute `batch_webhooks = True` (high-rate
+        sources such as Samsara) has its events accumulated into batches by a
+        per-source workflow instead of one workflow per event.
         """
         ...
 
@@ -70,10 +84,27 @@ class FetchingSource(Protocol):
 
 @runtime_checkable
 class PollSource(SourceConnector, Protocol):
-    """A source read page by page from a cursor (Plaid, HubSpot, QuickBooks, SONAR)."""
+    """A source read page by page from a cursor: pollers (Plaid, HubSpot, QuickBooks,
+    SONAR: `mode = "poll"`) and feeds (Samsara's stats feed: `mode = "stream"`).
+
+    `PollWorkflow` / `StreamWorkflow` call `poll` in an activity, write each page through
+    the saga as one batch, and advance the cursor only after the saga acknowledged it.
+    """
+
+    #: seconds between runs once a run is complete (poll) / between empty pages (stream)
+    poll_interval_seconds: float
+
+    def accounts(self) -> list[str]:
+        """The accounts (items, tenants, feeds) configured for this source; no I/O."""
+        ...
 
     async def poll(self, account: str, cursor: str | None) -> Page:
-        """Read the page after `cursor` for `account`. Raise `VendorError` on vendor failure."""
+        """Read the page after `cursor` for `account`.
+
+        Raise `VendorError` (with `retry_after` for 429), or `RestartPagination` to go
+        back to the cursor the current loop began with. Never put secrets in the cursor:
+        it is kept in workflow history.
+        """
         ...
 
 

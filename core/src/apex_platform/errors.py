@@ -34,3 +34,8 @@ class VendorError(ApexError):
 
 class SinkError(ApexError):
     """A sink could not complete a write or a compensation."""
+
+
+class RestartPagination(ApexError):
+    """A poll source says the pages read since the loop began are void: restart the loop
+    from the cursor it began with (Plaid's TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION)."""

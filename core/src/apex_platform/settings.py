@@ -36,6 +36,9 @@ class CoreSettings(BaseSettings):
         le=1_500_000,
         description="Larger payloads are stored as blobs and passed to workflows by reference",
     )
+    accumulator_shards: int = Field(default=2, ge=1, le=64, description="Accumulator workflows per batched source")
+    accumulator_max_batch: int = Field(default=500, ge=1, le=5000, description="Events per accumulated batch")
+    accumulator_max_wait_seconds: float = Field(default=1.0, gt=0, description="Longest wait to fill a batch")
     blob_dir: Path | None = Field(default=None, description="Blob store folder (default APEX_HOME/blobs)")
     log_level: str = "INFO"
 

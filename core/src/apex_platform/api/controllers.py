@@ -13,8 +13,8 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from apex_platform import __version__, metrics
 from apex_platform.api.errors import problem
-from apex_platform.api.ingest import start_ingest
-from apex_platform.contracts import WebhookReply, WebhookSource
+from apex_platform.api.ingest import start_ingest, trigger_poll
+from apex_platform.contracts import PollTrigger, WebhookReply, WebhookSource
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.runtime import Runtime
 
@@ -60,6 +60,8 @@ class WebhookController(Controller):
                 media_type=received.media_type,
                 headers=received.headers,
             )
+        if isinstance(received, PollTrigger):
+            return await trigger_poll(runtime, connector, received)
         if received.source != source:
             return problem(500, f"connector {source!r} produced an event for {received.source!r}")
         return await start_ingest(runtime, connector, received, body)

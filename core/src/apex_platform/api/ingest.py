@@ -8,6 +8,7 @@ be reached, so the vendor retries instead of losing the event.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -25,12 +26,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from apex_platform import metrics
 from apex_platform.api.errors import problem
-from apex_platform.contracts import SourceConnector
+from apex_platform.contracts import PollTrigger, SourceConnector
 from apex_platform.models import InboundEvent
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, task_queue
-from apex_platform.temporal.inputs import ActivityTimeouts, IngestInput
-from apex_platform.temporal.workflows import IngestWorkflow
+from apex_platform.temporal.inputs import AccumulateInput, ActivityTimeouts, IngestInput
+from apex_platform.temporal.workflows import AccumulatorWorkflow, IngestWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ def spill_large_payload(runtime: Runtime, event: InboundEvent, raw: bytes) -> In
     return event.model_copy(update={"payload": None, "payload_ref": ref})
 
 
+def accumulator_id(source: str, event_id: str, shards: int) -> str:
+    shard = int(hashlib.sha256(event_id.encode()).hexdigest(), 16) % max(1, shards)
+    return f"apex:acc:{source}:{shard}"
+
+
 async def start_ingest(
     runtime: Runtime, connector: SourceConnector, event: InboundEvent, raw: bytes
 ) -> Response[dict[str, Any]]:
@@ -68,6 +74,8 @@ async def start_ingest(
         start_to_close_seconds=runtime.temporal.activity_timeout_seconds,
         heartbeat_seconds=runtime.temporal.activity_heartbeat_seconds,
     )
+    if getattr(connector, "batch_webhooks", False):
+        return await _accumulate(runtime, connector, event, timeouts)
     try:
         client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
         await client.start_workflow(
@@ -94,6 +102,60 @@ async def start_ingest(
         return _unavailable(source, wf_id, exc)
     metrics.WEBHOOKS.labels(source, "accepted").inc()
     return Response({"status": "accepted", "workflow_id": wf_id}, status_code=202)
+
+
+async def _accumulate(
+    runtime: Runtime, connector: SourceConnector, event: InboundEvent, timeouts: ActivityTimeouts
+) -> Response[dict[str, Any]]:
+    """High-rate sources: signal-with-start the source's accumulator; the signal is in
+    Temporal's history once this returns, so the event is durably accepted."""
+    source = connector.name
+    acc_id = accumulator_id(source, event.event_id, runtime.core.accumulator_shards)
+    try:
+        client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
+        await client.start_workflow(
+            AccumulatorWorkflow.run,
+            AccumulateInput(
+                source=source,
+                max_batch=runtime.core.accumulator_max_batch,
+                max_wait_seconds=runtime.core.accumulator_max_wait_seconds,
+                timeouts=timeouts,
+            ),
+            id=acc_id,
+            task_queue=task_queue(connector.priority, runtime.temporal),
+            start_signal="add",
+            start_signal_args=[event],
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SOURCE_ATTR, source)]),
+            rpc_timeout=timedelta(seconds=10),
+        )
+    except RPCError as exc:
+        if exc.status not in _UNAVAILABLE:
+            raise
+        return _unavailable(source, acc_id, exc)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        return _unavailable(source, acc_id, exc)
+    metrics.WEBHOOKS.labels(source, "accepted").inc()
+    return Response(
+        {"status": "accepted", "workflow_id": acc_id, "event_id": event.event_id, "batched": True}, status_code=202
+    )
+
+
+async def trigger_poll(runtime: Runtime, connector: SourceConnector, trigger: PollTrigger) -> Response[dict[str, Any]]:
+    """A webhook that says "new data": wake (or start) the account's poller."""
+    from apex_platform.pollers import start_poller
+
+    source = connector.name
+    try:
+        client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
+        handle = await start_poller(client, connector, trigger.account, runtime.temporal, sync_now=True)
+    except RPCError as exc:
+        if exc.status not in _UNAVAILABLE:
+            raise
+        return _unavailable(source, f"poll:{trigger.account}", exc)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        return _unavailable(source, f"poll:{trigger.account}", exc)
+    metrics.WEBHOOKS.labels(source, "sync_requested").inc()
+    return Response({"status": "sync requested", "workflow_id": handle.id, "account": trigger.account}, status_code=202)
 
 
 def _unavailable(source: str, wf_id: str, exc: BaseException) -> Response[dict[str, Any]]:

@@ -8,22 +8,54 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from apex_platform import metrics
 from apex_platform.blobs import BlobNotFound, BlobStore
-from apex_platform.contracts import FetchingSource
-from apex_platform.errors import PayloadError, PluginError, VendorError
+from apex_platform.contracts import FetchingSource, PollSource
+from apex_platform.errors import PayloadError, PluginError, RestartPagination, VendorError
 from apex_platform.models import InboundEvent, Record, WriteResult
 from apex_platform.plugins import Registry
 from apex_platform.saga import Saga, SagaWriteError
-from apex_platform.temporal.inputs import EnrichInput, ParseInput, RecordBatch, SagaWriteInput
+from apex_platform.temporal.inputs import (
+    EnrichInput,
+    ParseInput,
+    ParseManyInput,
+    PollPageInput,
+    PollPageResult,
+    RecordBatch,
+    SagaWriteInput,
+)
 
 
 def _non_retryable(exc: Exception) -> ApplicationError:
     return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True)
+
+
+def _vendor_failure(exc: VendorError) -> ApplicationError:
+    """Retryable vendor errors keep the vendor's Retry-After as Temporal's next delay."""
+    if not exc.retryable:
+        return _non_retryable(exc)
+    delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+    return ApplicationError(str(exc), type="VendorError", next_retry_delay=delay)
+
+
+def unparsed_record(event: InboundEvent, error: str) -> Record:
+    """What a batch keeps of an event its connector could not parse: nothing is dropped,
+    the raw payload is stored as an `apex.unparsed` record to fix and replay."""
+    return Record(
+        source=event.source,
+        kind="apex.unparsed",
+        id=f"unparsed:{event.event_id}",
+        version=int(event.received_at.timestamp() * 1_000_000),
+        occurred_at=event.received_at,
+        title=f"unparsed {event.source} event {event.event_id}",
+        text=error[:2000],
+        attributes={"payload": event.payload, "error": error[:2000], "event_id": event.event_id},
+    )
 
 
 @contextlib.asynccontextmanager
@@ -91,15 +123,68 @@ class IngestActivities:
         except (PayloadError, PluginError, BlobNotFound) as exc:
             raise _non_retryable(exc) from exc
         except VendorError as exc:
-            if not exc.retryable:
-                raise _non_retryable(exc) from exc
-            raise
+            raise _vendor_failure(exc) from exc
         for record in records:
             metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
             if not record.entities:
                 metrics.RECORDS_WITHOUT_ENTITIES.labels(record.source).inc()
         metrics.ACTIVITY_SECONDS.labels("parse", inp.event.source).observe(time.perf_counter() - started)
         return self.codec.pack(inp.event.source, records)
+
+    @activity.defn(name="apex.parse_many")
+    async def parse_many(self, inp: ParseManyInput) -> RecordBatch:
+        """Parse a batch of accumulated events; an event that cannot be parsed becomes an
+        `apex.unparsed` record instead of failing (or losing) the whole batch."""
+        try:
+            connector = self.registry.source(inp.source)
+        except PluginError as exc:
+            raise _non_retryable(exc) from exc
+        records: list[Record] = []
+        for raw in inp.events:
+            try:
+                event = self.codec.event_payload(raw)
+                if isinstance(connector, FetchingSource):
+                    event = await connector.fetch(event)
+                parsed = connector.parse(event)
+            except (PayloadError, BlobNotFound) as exc:
+                activity.logger.warning("event %s of %s not parsed: %s", raw.event_id, inp.source, exc)
+                metrics.RECORDS_PARSED.labels(inp.source, "apex.unparsed").inc()
+                records.append(unparsed_record(raw, str(exc)))
+                continue
+            except VendorError as exc:
+                raise _vendor_failure(exc) from exc
+            for record in parsed:
+                metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+            records.extend(parsed)
+        return self.codec.pack(inp.source, records)
+
+    @activity.defn(name="apex.poll_page")
+    async def poll_page(self, inp: PollPageInput) -> PollPageResult:
+        started = time.perf_counter()
+        try:
+            connector = self.registry.source(inp.source)
+        except PluginError as exc:
+            raise _non_retryable(exc) from exc
+        if not isinstance(connector, PollSource):
+            raise _non_retryable(PluginError(f"source {inp.source!r} cannot be polled"))
+        try:
+            async with heartbeating():
+                page = await connector.poll(inp.account, inp.cursor)
+        except RestartPagination as exc:
+            raise _non_retryable(exc) from exc
+        except VendorError as exc:
+            raise _vendor_failure(exc) from exc
+        except PayloadError as exc:  # a vendor answer we cannot read: retry, it is not ours to drop
+            raise ApplicationError(f"{inp.source}: unreadable vendor response: {exc}", type="PayloadError") from exc
+        for record in page.records:
+            metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+        metrics.ACTIVITY_SECONDS.labels("poll_page", inp.source).observe(time.perf_counter() - started)
+        return PollPageResult(
+            batch=self.codec.pack(inp.source, page.records),
+            next_cursor=page.next_cursor,
+            has_more=page.has_more,
+            retry_after=page.retry_after,
+        )
 
     @activity.defn(name="apex.enrich")
     async def enrich(self, inp: EnrichInput) -> RecordBatch:

@@ -71,3 +71,80 @@ class IngestStatus(BaseModel):
     stage: str
     records: int = 0
     error: str | None = None
+
+
+class PollInput(BaseModel):
+    """Start (or continue-as-new) of a poller or stream reader for one source account."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    account: str
+    #: the cursor committed so far (every page before it is in every store)
+    cursor: str | None = None
+    #: the cursor the current pagination loop began with (restart point)
+    loop_cursor: str | None = None
+    interval_seconds: float = 300.0
+    #: stop after one complete run (`apex-platform sources sync`)
+    once: bool = False
+    pages_before_continue: int = 200
+    timeouts: ActivityTimeouts = ActivityTimeouts()
+    # carried across continue-as-new for `sources list`
+    pages: int = 0
+    records: int = 0
+    last_success: str | None = None
+
+
+class PollPageInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    account: str
+    cursor: str | None = None
+
+
+class PollPageResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    batch: RecordBatch
+    next_cursor: str | None = None
+    has_more: bool = False
+    retry_after: float | None = None
+
+
+class PollState(BaseModel):
+    """What `sources list` shows of a running poller or stream."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    account: str
+    cursor: str | None = None
+    loop_cursor: str | None = None
+    stage: str = "starting"
+    pages: int = 0
+    records: int = 0
+    restarts: int = 0
+    last_success: str | None = None
+    last_error: str | None = None
+
+
+class AccumulateInput(BaseModel):
+    """A per-source accumulator: webhook events arrive by signal and are ingested in batches."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    max_batch: int = 500
+    max_wait_seconds: float = 1.0
+    batches_before_continue: int = 100
+    pending: tuple[InboundEvent, ...] = ()
+    recent_ids: tuple[str, ...] = ()
+    timeouts: ActivityTimeouts = ActivityTimeouts()
+
+
+class ParseManyInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    events: tuple[InboundEvent, ...]

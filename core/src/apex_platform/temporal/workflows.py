@@ -3,22 +3,31 @@ everything that touches the world happens in activities."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from apex_platform.models import WriteResult
+    from apex_platform.models import InboundEvent, WriteResult
     from apex_platform.temporal.client import RECORD_ID_ATTR, STATUS_ATTR
     from apex_platform.temporal.inputs import (
+        AccumulateInput,
         ActivityTimeouts,
         EnrichInput,
         IngestInput,
         IngestResult,
         IngestStatus,
         ParseInput,
+        ParseManyInput,
+        PollInput,
+        PollPageInput,
+        PollPageResult,
+        PollState,
         RecordBatch,
         SagaWriteInput,
     )
@@ -39,12 +48,35 @@ def activity_retry() -> RetryPolicy:
     )
 
 
-def activity_options(timeouts: ActivityTimeouts) -> dict[str, Any]:
+def activity_options(timeouts: ActivityTimeouts, *, maximum_attempts: int = 0) -> dict[str, Any]:
+    policy = activity_retry()
+    if maximum_attempts:
+        policy = RetryPolicy(
+            initial_interval=policy.initial_interval,
+            backoff_coefficient=policy.backoff_coefficient,
+            maximum_interval=policy.maximum_interval,
+            non_retryable_error_types=policy.non_retryable_error_types,
+            maximum_attempts=maximum_attempts,
+        )
     return {
         "start_to_close_timeout": timedelta(seconds=timeouts.start_to_close_seconds),
         "heartbeat_timeout": timedelta(seconds=timeouts.heartbeat_seconds),
-        "retry_policy": activity_retry(),
+        "retry_policy": policy,
     }
+
+
+#: a workflow's history is cut (continue-as-new) well before Temporal's limits
+MAX_HISTORY_EVENTS = 10_000
+
+
+def _history_is_long() -> bool:
+    info = workflow.info()
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_HISTORY_EVENTS
+
+
+def _cause_type(err: ActivityError) -> str | None:
+    cause = err.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
 
 
 @workflow.defn(name="IngestWorkflow")
@@ -92,3 +124,191 @@ class IngestWorkflow:
             record_ids=batch.record_ids,
             write=written,
         )
+
+
+class _CursorLoop:
+    """Shared by `PollWorkflow` and `StreamWorkflow`: read a page, write it through the
+    saga as one batch, and only then advance the cursor (kept in workflow state)."""
+
+    def __init__(self) -> None:
+        self._state = PollState(source="", account="")
+        self._sync = False
+        self._stop = False
+
+    @workflow.signal
+    def sync_now(self) -> None:
+        """Read now instead of waiting for the interval (e.g. Plaid's SYNC_UPDATES_AVAILABLE)."""
+        self._sync = True
+
+    @workflow.signal
+    def stop(self) -> None:
+        """Finish the page in hand, then end the workflow."""
+        self._stop = True
+
+    @workflow.query
+    def state(self) -> PollState:
+        return self._state
+
+    def _set(self, **changes: Any) -> None:
+        self._state = self._state.model_copy(update=changes)
+
+    async def _loop(self, inp: PollInput) -> PollState:
+        self._state = PollState(
+            source=inp.source,
+            account=inp.account,
+            cursor=inp.cursor,
+            loop_cursor=inp.loop_cursor if inp.loop_cursor is not None else inp.cursor,
+            pages=inp.pages,
+            records=inp.records,
+            last_success=inp.last_success,
+        )
+        write_opts = activity_options(inp.timeouts)
+        poll_opts = activity_options(inp.timeouts, maximum_attempts=8)
+        pages_this_run = 0
+        while not self._stop:
+            s = self._state
+            self._set(stage="reading")
+            try:
+                page: PollPageResult = await workflow.execute_activity(
+                    "apex.poll_page",
+                    PollPageInput(source=inp.source, account=inp.account, cursor=s.cursor),
+                    result_type=PollPageResult,
+                    **poll_opts,
+                )
+            except ActivityError as err:
+                if _cause_type(err) == "RestartPagination":
+                    # the pages since the loop began are void: start again from its first cursor
+                    self._set(cursor=s.loop_cursor, restarts=s.restarts + 1, stage="restarting")
+                    continue
+                self._set(last_error=str(err.cause or err), stage="waiting after error")
+                await self._wait(inp.interval_seconds)
+                continue
+            batch = page.batch
+            if batch.count:
+                self._set(stage="writing")
+                batch = await workflow.execute_activity(
+                    "apex.enrich", EnrichInput(batch=batch), result_type=RecordBatch, **write_opts
+                )
+                await workflow.execute_activity(
+                    "apex.saga_write",
+                    SagaWriteInput(batch=batch, batch_id=f"{workflow.info().workflow_id}@{s.cursor}"),
+                    result_type=WriteResult,
+                    **write_opts,
+                )
+            # the saga acknowledged the page: only now does the cursor move
+            cursor = page.next_cursor if page.next_cursor is not None else s.cursor
+            self._set(
+                cursor=cursor,
+                pages=s.pages + 1,
+                records=s.records + batch.count,
+                last_success=workflow.now().isoformat(timespec="seconds"),
+                last_error=None,
+            )
+            pages_this_run += 1
+            if not page.has_more:
+                self._set(loop_cursor=cursor)  # a complete run: a stable restart point
+                if inp.once:
+                    break
+                await self._wait(max(inp.interval_seconds, page.retry_after or 0.0))
+            elif page.retry_after:
+                await workflow.sleep(timedelta(seconds=page.retry_after))
+            if not self._stop and (pages_this_run >= inp.pages_before_continue or _history_is_long()):
+                s = self._state
+                workflow.continue_as_new(
+                    inp.model_copy(
+                        update={
+                            "cursor": s.cursor,
+                            "loop_cursor": s.loop_cursor,
+                            "pages": s.pages,
+                            "records": s.records,
+                            "last_success": s.last_success,
+                        }
+                    )
+                )
+        self._set(stage="stopped" if self._stop else "done")
+        return self._state
+
+    async def _wait(self, seconds: float) -> None:
+        self._set(stage="waiting")
+        self._sync = False
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: self._sync or self._stop, timeout=timedelta(seconds=seconds))
+
+
+@workflow.defn(name="PollWorkflow")
+class PollWorkflow(_CursorLoop):
+    """One poller per source account (Plaid item, HubSpot portal, QuickBooks realm…)."""
+
+    @workflow.run
+    async def run(self, inp: PollInput) -> PollState:
+        return await self._loop(inp)
+
+
+@workflow.defn(name="StreamWorkflow")
+class StreamWorkflow(_CursorLoop):
+    """A long-running feed reader (Samsara's vehicle stats feed): pages as batches, a
+    short wait when the feed is drained, continue-as-new before history grows."""
+
+    @workflow.run
+    async def run(self, inp: PollInput) -> PollState:
+        return await self._loop(inp)
+
+
+@workflow.defn(name="AccumulatorWorkflow")
+class AccumulatorWorkflow:
+    """Collects a high-rate source's webhook events (sent by signal-with-start) and
+    ingests them in batches: one parse, one enrich, one saga write per batch instead of
+    one workflow per event. Event ids seen recently are dropped as duplicates."""
+
+    def __init__(self) -> None:
+        self._pending: list[InboundEvent] = []
+        self._seen: dict[str, None] = {}
+        self._batches = 0
+
+    @workflow.signal
+    def add(self, event: InboundEvent) -> None:
+        if event.event_id in self._seen:
+            return
+        self._seen[event.event_id] = None
+        self._pending.append(event)
+
+    @workflow.query
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @workflow.run
+    async def run(self, inp: AccumulateInput) -> None:
+        for event_id in inp.recent_ids:
+            self._seen.setdefault(event_id, None)
+        self._pending = list(inp.pending) + self._pending
+        opts = activity_options(inp.timeouts)
+        while True:
+            await workflow.wait_condition(lambda: bool(self._pending))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(
+                    lambda: len(self._pending) >= inp.max_batch, timeout=timedelta(seconds=inp.max_wait_seconds)
+                )
+            take, self._pending = self._pending[: inp.max_batch], self._pending[inp.max_batch :]
+            batch: RecordBatch = await workflow.execute_activity(
+                "apex.parse_many",
+                ParseManyInput(source=inp.source, events=tuple(take)),
+                result_type=RecordBatch,
+                **opts,
+            )
+            if batch.count:
+                batch = await workflow.execute_activity(
+                    "apex.enrich", EnrichInput(batch=batch), result_type=RecordBatch, **opts
+                )
+                await workflow.execute_activity(
+                    "apex.saga_write",
+                    SagaWriteInput(batch=batch, batch_id=f"{workflow.info().workflow_id}@{take[0].event_id}"),
+                    result_type=WriteResult,
+                    **opts,
+                )
+            self._batches += 1
+            if self._batches >= inp.batches_before_continue or _history_is_long():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                recent = list(self._seen)[-5000:]
+                workflow.continue_as_new(
+                    inp.model_copy(update={"pending": tuple(self._pending), "recent_ids": tuple(recent)})
+                )

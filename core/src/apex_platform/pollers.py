@@ -1,0 +1,107 @@
+"""Starting, signalling and listing the pollers and stream readers of poll/stream sources.
+
+Workflow ids are fixed (`apex:poll:{source}:{account}`, `apex:stream:{source}:{account}`),
+so starting twice is harmless: the second start finds the running one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from apex_platform.contracts import PollSource, SourceConnector
+from apex_platform.errors import PluginError
+from apex_platform.settings import TemporalSettings
+from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, task_queue
+from apex_platform.temporal.inputs import ActivityTimeouts, PollInput, PollState
+from apex_platform.temporal.workflows import PollWorkflow, StreamWorkflow
+
+
+def poller_id(source: SourceConnector, account: str) -> str:
+    kind = "stream" if source.mode == "stream" else "poll"
+    return f"apex:{kind}:{source.name}:{account}"
+
+
+def _workflow(source: SourceConnector) -> Any:
+    return StreamWorkflow.run if source.mode == "stream" else PollWorkflow.run
+
+
+def as_poll_source(source: SourceConnector) -> PollSource:
+    if not isinstance(source, PollSource):
+        raise PluginError(f"source {source.name!r} ({source.mode}) has no poller or stream to run")
+    return source
+
+
+def accounts_of(source: SourceConnector, account: str | None) -> list[str]:
+    poll = as_poll_source(source)
+    if account:
+        return [account]
+    accounts = poll.accounts()
+    if not accounts:
+        raise PluginError(f"source {source.name!r} has no configured account; see its README for the settings")
+    return accounts
+
+
+async def start_poller(
+    client: Client,
+    source: SourceConnector,
+    account: str,
+    temporal: TemporalSettings,
+    *,
+    once: bool = False,
+    sync_now: bool = False,
+) -> WorkflowHandle[Any, PollState]:
+    """Start the account's poller, or find the running one (and signal `sync_now`)."""
+    poll = as_poll_source(source)
+    wf_id = poller_id(source, account) + (":once" if once else "")
+    inp = PollInput(
+        source=source.name,
+        account=account,
+        interval_seconds=poll.poll_interval_seconds,
+        once=once,
+        timeouts=ActivityTimeouts(
+            start_to_close_seconds=temporal.activity_timeout_seconds,
+            heartbeat_seconds=temporal.activity_heartbeat_seconds,
+        ),
+    )
+    extra: dict[str, Any] = {}
+    if sync_now:
+        extra = {"start_signal": "sync_now"}
+    handle: WorkflowHandle[Any, PollState] = await client.start_workflow(
+        _workflow(source),
+        inp,
+        id=wf_id,
+        task_queue=task_queue(source.priority, temporal),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(SOURCE_ATTR, source.name), SearchAttributePair(STATUS_ATTR, "polling")]
+        ),
+        **extra,
+    )
+    return handle
+
+
+async def poller_state(client: Client, source: SourceConnector, account: str) -> dict[str, Any]:
+    """State of the account's poller: running or not, cursor, last success."""
+    handle = client.get_workflow_handle(poller_id(source, account), result_type=PollState)
+    try:
+        desc = await handle.describe()
+    except RPCError:
+        return {"account": account, "running": False}
+    running = desc.status == WorkflowExecutionStatus.RUNNING
+    state: dict[str, Any] = {
+        "account": account,
+        "running": running,
+        "workflow_id": handle.id,
+        "status": desc.status.name if desc.status else None,
+    }
+    if running:
+        try:
+            st = await handle.query(PollWorkflow.state if source.mode != "stream" else StreamWorkflow.state)
+            state.update(st.model_dump(exclude={"source", "account"}))
+        except RPCError as exc:
+            state["query_error"] = str(exc)
+    return state

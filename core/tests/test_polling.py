@@ -1,0 +1,279 @@
+"""PollWorkflow / StreamWorkflow / AccumulatorWorkflow against the real Temporal dev
+server, with an in-process worker and contract-keeping memory sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from apex_platform import hookimpl
+from apex_platform.errors import RestartPagination, VendorError
+from apex_platform.models import InboundEvent, Page, Record, RecordKey
+from apex_platform.pollers import poller_id, start_poller
+from apex_platform.runtime import Runtime
+from apex_platform.saga import SagaSettings
+from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.temporal.client import task_queue
+from apex_platform.temporal.inputs import AccumulateInput, ActivityTimeouts, PollState
+from apex_platform.temporal.worker import run_worker
+from apex_platform.temporal.workflows import AccumulatorWorkflow, PollWorkflow
+from apex_platform.testing.sinks import FaultySink, MemorySink
+
+pytestmark = pytest.mark.timeout(120)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def rec(id: str, version: int = 1, deleted: bool = False) -> Record:
+    return Record(source="fakepoll", kind="fake.txn", id=id, version=version, occurred_at=T0, deleted=deleted)
+
+
+class FakePollSource:
+    """Pages keyed by cursor: "" → page 1 → … ; failures injected per call."""
+
+    name = "fakepoll"
+    mode = "poll"
+    priority = "P1"
+    settings_model: ClassVar[Any] = None
+    poll_interval_seconds = 3600.0
+
+    def __init__(self) -> None:
+        self.pages: dict[str | None, Page] = {}
+        self.calls: list[str | None] = []
+        self.restart_at: set[str | None] = set()
+        self.rate_limit_at: set[str | None] = set()
+
+    def accounts(self) -> list[str]:
+        return ["acct-1"]
+
+    def parse(self, event: InboundEvent) -> list[Record]:
+        return []
+
+    async def poll(self, account: str, cursor: str | None) -> Page:
+        self.calls.append(cursor)
+        if cursor in self.restart_at:
+            self.restart_at.discard(cursor)
+            raise RestartPagination("mutation during pagination")
+        if cursor in self.rate_limit_at:
+            self.rate_limit_at.discard(cursor)
+            raise VendorError("429 Too Many Requests", retryable=True, retry_after=0.2)
+        return self.pages[cursor]
+
+
+class FakeBatchSource:
+    name = "fakebatch"
+    mode = "webhook"
+    priority = "P1"
+    settings_model: ClassVar[Any] = None
+    batch_webhooks = True
+
+    def verify(self, headers: Any, body: bytes) -> None:
+        return None
+
+    def receive(self, headers: Any, body: bytes) -> InboundEvent:
+        raise NotImplementedError
+
+    def parse(self, event: InboundEvent) -> list[Record]:
+        if event.payload.get("bad"):
+            from apex_platform.errors import PayloadError
+
+            raise PayloadError("bad event")
+        return [Record(source="fakebatch", kind="fake.ping", id=event.event_id, version=1, occurred_at=T0)]
+
+
+class Env:
+    def __init__(self, client: Client, prefix: str, sink: FaultySink, poll: FakePollSource) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.sink = sink
+        self.poll = poll
+        self.temporal = TemporalSettings(task_queue_prefix=prefix, activity_heartbeat_seconds=5)
+
+    @property
+    def rows(self) -> dict[RecordKey, Record]:
+        return self.sink.inner.rows  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+async def env(apex_temporal_server: Any, tmp_path: Any) -> AsyncIterator[Env]:
+    poll = FakePollSource()
+    sink = FaultySink(MemorySink("memory"))
+
+    class Plugin:
+        @hookimpl
+        def apex_register_sources(self, register: Any) -> None:
+            register(poll)
+            register(FakeBatchSource())
+
+        @hookimpl
+        def apex_register_sinks(self, register: Any) -> None:
+            register(sink)
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=prefix)
+    runtime = Runtime.build(
+        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
+    )
+    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(runtime, ["P1"], stop))
+    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+    yield Env(client, prefix, sink, poll)
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+def paginate(poll: FakePollSource, pages: list[list[Record]], start: str | None = None) -> None:
+    cursors: list[str | None] = [start] + [f"c{i}" for i in range(1, len(pages) + 1)]
+    for i, records in enumerate(pages):
+        poll.pages[cursors[i]] = Page(records=tuple(records), next_cursor=cursors[i + 1], has_more=i < len(pages) - 1)
+
+
+async def run_once(env: Env) -> PollState:
+    handle: WorkflowHandle[Any, PollState] = await start_poller(
+        env.client,
+        env.poll,
+        "acct-1",
+        env.temporal,
+        once=True,  # type: ignore[arg-type]
+    )
+    return await handle.result()
+
+
+async def test_multi_page_sync_commits_every_page_and_ends_at_the_last_cursor(env: Env) -> None:
+    paginate(env.poll, [[rec("a"), rec("b")], [rec("c"), rec("a", 2)], [rec("b", 3, deleted=True)]])
+    state = await run_once(env)
+    assert (state.cursor, state.pages, state.records) == ("c3", 3, 5)
+    assert env.rows[RecordKey("fakepoll", "a")].version == 2
+    assert env.rows[RecordKey("fakepoll", "b")].deleted
+    assert env.poll.calls == [None, "c1", "c2"]
+
+
+async def test_mutation_during_pagination_restarts_from_the_loops_first_cursor(env: Env) -> None:
+    paginate(env.poll, [[rec("a")], [rec("b")], [rec("c")]])
+    env.poll.restart_at = {"c2"}
+    state = await run_once(env)
+    assert env.poll.calls == [None, "c1", "c2", None, "c1", "c2"]
+    assert (state.cursor, state.restarts) == ("c3", 1)
+    assert set(env.rows) == {RecordKey("fakepoll", i) for i in "abc"}
+
+
+async def test_saga_failure_on_page_3_keeps_the_cursor_at_page_2_then_completes(env: Env) -> None:
+    paginate(env.poll, [[rec("a")], [rec("b")], [rec("c")], [rec("d")]])
+    env.sink.faults.fail_writes = 0
+    original = env.sink.write
+    failing = {"on": True}
+
+    async def write(records: Any) -> None:
+        if failing["on"] and any(r.id == "c" for r in records):
+            raise RuntimeError("store down while writing page 3")
+        await original(records)
+
+    env.sink.write = write  # type: ignore[method-assign]
+    handle: WorkflowHandle[Any, PollState] = await start_poller(
+        env.client,
+        env.poll,
+        "acct-1",
+        env.temporal,
+        once=True,  # type: ignore[arg-type]
+    )
+    for _ in range(100):
+        state = await handle.query(PollWorkflow.state)
+        if state.stage == "writing" and state.pages == 2:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)  # the saga activity is failing and being retried
+    state = await handle.query(PollWorkflow.state)
+    assert (state.cursor, state.pages) == ("c2", 2)
+    assert RecordKey("fakepoll", "c") not in env.rows
+    failing["on"] = False
+    final = await handle.result()
+    assert final.cursor == "c4"
+    assert set(env.rows) == {RecordKey("fakepoll", i) for i in "abcd"}
+
+
+async def test_continue_as_new_carries_the_cursor(env: Env) -> None:
+    from apex_platform.temporal.inputs import PollInput
+
+    paginate(env.poll, [[rec(str(i))] for i in range(5)])
+    wf_id = f"{poller_id(env.poll, 'acct-1')}:{env.prefix}"  # type: ignore[arg-type]
+    handle = await env.client.start_workflow(
+        PollWorkflow.run,
+        PollInput(source="fakepoll", account="acct-1", once=True, pages_before_continue=2),
+        id=wf_id,
+        task_queue=task_queue("P1", env.temporal),
+    )
+    state = await env.client.get_workflow_handle(wf_id, result_type=PollState).result()
+    assert (state.cursor, state.pages, state.records) == ("c5", 5, 5)
+    runs = [w async for w in env.client.list_workflows(f"WorkflowId = '{wf_id}'")]
+    assert len(runs) >= 3  # two continue-as-new hops
+    assert handle.id == wf_id
+
+
+async def test_rate_limited_page_is_retried_and_nothing_is_lost(env: Env) -> None:
+    paginate(env.poll, [[rec("a")], [rec("b")]])
+    env.poll.rate_limit_at = {"c1"}
+    state = await run_once(env)
+    assert state.cursor == "c2"
+    assert env.poll.calls.count("c1") == 2
+    assert set(env.rows) == {RecordKey("fakepoll", "a"), RecordKey("fakepoll", "b")}
+
+
+async def test_starting_twice_is_harmless_and_sync_now_wakes_the_poller(env: Env) -> None:
+    paginate(env.poll, [[rec("a")]])
+    h1 = await start_poller(env.client, env.poll, "acct-1", env.temporal)  # type: ignore[arg-type]
+    h2 = await start_poller(env.client, env.poll, "acct-1", env.temporal)  # type: ignore[arg-type]
+    assert h1.id == h2.id
+    assert h1.result_run_id == h2.result_run_id
+    for _ in range(100):
+        if (await h1.query(PollWorkflow.state)).stage == "waiting":
+            break
+        await asyncio.sleep(0.1)
+    env.poll.pages["c1"] = Page(records=(rec("z"),), next_cursor="c2", has_more=False)
+    await h1.signal(PollWorkflow.sync_now)  # the interval is an hour: only the signal can wake it
+    for _ in range(100):
+        if RecordKey("fakepoll", "z") in env.rows:
+            break
+        await asyncio.sleep(0.1)
+    assert RecordKey("fakepoll", "z") in env.rows
+    await h1.signal(PollWorkflow.stop)
+    assert (await h1.result()).stage == "stopped"
+
+
+async def test_accumulator_batches_webhook_events_and_drops_duplicates(env: Env) -> None:
+    wf_id = f"apex:acc:fakebatch:{env.prefix}"
+    counter = itertools.count()
+    events = [
+        InboundEvent(source="fakebatch", event_id=f"e{next(counter)}", received_at=T0, payload={"n": i})
+        for i in range(60)
+    ]
+    events += events[:10]  # redeliveries
+    events.append(InboundEvent(source="fakebatch", event_id="bad", received_at=T0, payload={"bad": True}))
+    inp = AccumulateInput(source="fakebatch", max_batch=25, max_wait_seconds=0.5, timeouts=ActivityTimeouts())
+    for event in events:
+        await env.client.start_workflow(
+            AccumulatorWorkflow.run,
+            inp,
+            id=wf_id,
+            task_queue=task_queue("P1", env.temporal),
+            start_signal="add",
+            start_signal_args=[event],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    for _ in range(200):
+        if len(env.rows) >= 61:
+            break
+        await asyncio.sleep(0.1)
+    assert {k.id for k in env.rows} == {f"e{i}" for i in range(60)} | {"unparsed:bad"}
+    assert env.rows[RecordKey("fakebatch", "unparsed:bad")].kind == "apex.unparsed"
+    writes = env.sink.faults.calls.count("write")
+    assert writes <= 10, f"{writes} saga writes for 61 events: not batched"
+    await env.client.get_workflow_handle(wf_id).terminate("test over")

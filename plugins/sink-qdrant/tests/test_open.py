@@ -252,6 +252,15 @@ async def test_url_that_does_not_answer(make_settings: SettingsFactory) -> None:
     assert not sink.is_open
 
 
+@pytest.mark.parametrize("url", ["not a url", "ftp://qdrant", "http://qdrant:99999"])
+async def test_unusable_url_is_a_settings_error(url: str) -> None:
+    sink = QdrantSink(QdrantSinkSettings(url=url))
+    with pytest.raises(SettingsError, match="is not a usable Qdrant URL"):
+        await sink.open()
+    with pytest.raises(SinkError, match="not configured: APEX_QDRANT_URL="):
+        await sink.health()
+
+
 @pytest.fixture
 async def not_qdrant() -> AsyncIterator[str]:
     """An HTTP server that answers 404 to everything: something else on Qdrant's port."""

@@ -142,9 +142,12 @@ class QdrantSink:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
             # The compatibility check would be a request from a background thread that only warns;
             # open() asks the server itself and fails clearly instead.
-            return AsyncQdrantClient(
-                url=location.url, api_key=api_key, timeout=settings.timeout, check_compatibility=False
-            )
+            try:
+                return AsyncQdrantClient(
+                    url=location.url, api_key=api_key, timeout=settings.timeout, check_compatibility=False
+                )
+            except ValueError as exc:
+                raise SettingsError(f"APEX_QDRANT_URL={location.url!r} is not a usable Qdrant URL: {exc}") from None
         assert location.path is not None
         try:
             return AsyncQdrantClient(path=str(location.path))
@@ -239,17 +242,17 @@ class QdrantSink:
         """Ask the store whether the collection exists, within `health_timeout`;
         `SinkError` if it does not answer (or, once open, if the collection is gone)."""
         timeout = self.settings.health_timeout
-        try:
-            location = self._resolve()
-        except SettingsError as exc:
-            raise SinkError(f"qdrant sink is not configured: {exc}") from exc
         client = self._client
         temporary = None
+        try:
+            location = self._resolve()
+            if client is None and location.url is not None:
+                client = temporary = self._connect(location)
+        except SettingsError as exc:
+            raise SinkError(f"qdrant sink is not configured: {exc}") from exc
         if client is None:
-            if location.url is None:
-                # Opening the folder would take the lock another process may hold: not a health check.
-                raise SinkError(f"qdrant sink: {self._where()} is not open (local mode is checked by open())")
-            client = temporary = self._connect(location)
+            # Opening the folder would take the lock another process may hold: not a health check.
+            raise SinkError(f"qdrant sink: {self._where()} is not open (local mode is checked by open())")
         try:
             async with asyncio.timeout(timeout):
                 exists = await client.collection_exists(self.collection)

@@ -1,0 +1,19 @@
+"""Hook implementations of the entities enricher (entry point `entities` in `apex.plugins`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import apex_platform
+
+if TYPE_CHECKING:
+    from apex_platform.contracts import Enricher
+
+
+@apex_platform.hookimpl
+def apex_register_enrichers(register: Callable[[Enricher], None]) -> None:
+    # Imported here so loading the entry point stays cheap (the patterns compile on import).
+    from apex_enricher_entities.enricher import EntityEnricher
+
+    register(EntityEnricher())

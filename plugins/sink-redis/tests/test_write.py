@@ -9,11 +9,11 @@ import random
 from collections.abc import Callable
 
 import pytest
+from apex_sink_redis import RedisSink, RedisSinkSettings
 from redis.asyncio import Redis
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
-from apex_sink_redis import RedisSink, RedisSinkSettings
 
 RecordFactory = Callable[..., Record]
 K = RecordKey("turvo", "a")
@@ -101,7 +101,8 @@ async def test_tombstone_blocks_resurrection(sink: RedisSink, record: RecordFact
     assert (tomb.deleted, tomb.version, tomb.kind, tomb.source, tomb.id) == (True, 6, "turvo.shipment", "turvo", "a")
     assert (tomb.text, tomb.title, tomb.attributes, tomb.embedding, tomb.entities) == ("", "", {}, None, ())
     fields = await raw.hgetall(sink.keys.record(K))
-    assert fields[b"d"] == b"1" and b"content is cleared" not in fields[b"r"]
+    assert fields[b"d"] == b"1"
+    assert b"content is cleared" not in fields[b"r"]
 
     await sink.write([record("a", 5)])  # older: ignored
     await sink.write([record("a", 6)])  # equal: the tombstone stays
@@ -150,7 +151,8 @@ async def test_ttl_is_set_and_refreshed(sink: RedisSink, record: RecordFactory, 
     name = sink.keys.record(K)
     await sink.write([record("a", 2)])
     full = sink.settings.ttl_seconds
-    assert full is not None and full - 5 < await raw.ttl(name) <= full
+    assert full is not None
+    assert full - 5 < await raw.ttl(name) <= full
     await raw.expire(name, 100)
     await sink.write([record("a", 2)])  # an identical write still refreshes
     assert await raw.ttl(name) > 100

@@ -26,12 +26,3 @@ class KeySpace:
 
     def committed(self, idempotency_key: str) -> str:
         return f"{self.prefix}:done:{idempotency_key}"
-
-    def record_pattern(self, source: str | None = None) -> str:
-        """A SCAN pattern for the records (of one source)."""
-        return f"{_escape(self.prefix)}:rec:{_escape(source) if source else '*'}:*"
-
-
-def _escape(text: str) -> str:
-    """Escape glob characters for SCAN MATCH."""
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

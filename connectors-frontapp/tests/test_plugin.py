@@ -44,9 +44,9 @@ def test_registration_reads_no_settings(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_demo_deliveries_are_signed_and_accepted_by_verify() -> None:
-    from apex_platform.contracts import DemoSource
     from apex_connector_frontapp.connector import FrontConnector
     from apex_connector_frontapp.settings import FrontSettings
+    from apex_platform.contracts import DemoSource
 
     connector = FrontConnector(FrontSettings(signing_secret="demo-secret"))  # type: ignore[arg-type]
     assert isinstance(connector, DemoSource)

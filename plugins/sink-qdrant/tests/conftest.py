@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apex_sink_qdrant import QdrantSink, QdrantSinkSettings
 
 from apex_platform.models import Entity, Record, Relation
+from apex_sink_qdrant import QdrantSink, QdrantSinkSettings
 
 #: Small vectors keep local-mode collections tiny and fast.
 DIM = 4

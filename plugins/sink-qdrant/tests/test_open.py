@@ -10,16 +10,16 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import apex_sink_qdrant.plugin
 import pytest
-from apex_sink_qdrant import QdrantSink, QdrantSinkSettings
 from pydantic import SecretStr
 
+import apex_sink_qdrant.plugin
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.plugins import build_registry
 from apex_platform.settings import core_settings, load
 from apex_platform.stack import free_port
+from apex_sink_qdrant import QdrantSink, QdrantSinkSettings
 
 RecordFactory = Callable[..., Record]
 SettingsFactory = Callable[..., QdrantSinkSettings]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from apex_sink_qdrant import QdrantSink
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.saga import Saga, SagaSettings, SagaWriteError
 from apex_platform.testing.sinks import Faults, FaultySink, MemorySink
+from apex_sink_qdrant import QdrantSink
 
 RecordFactory = Callable[..., Record]
 E1 = (1.0, 0.0, 0.0, 0.0)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apex_sink_qdrant import QdrantSink, QdrantSinkSettings, SearchHit
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record
+from apex_sink_qdrant import QdrantSink, QdrantSinkSettings, SearchHit
 
 RecordFactory = Callable[..., Record]
 SettingsFactory = Callable[..., QdrantSinkSettings]

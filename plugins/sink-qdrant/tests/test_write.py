@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from apex_sink_qdrant import APEX_NAMESPACE, VECTOR_NAME, QdrantSink, point_id
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
+from apex_sink_qdrant import APEX_NAMESPACE, VECTOR_NAME, QdrantSink, point_id
 
 RecordFactory = Callable[..., Record]
 E1 = (1.0, 0.0, 0.0, 0.0)

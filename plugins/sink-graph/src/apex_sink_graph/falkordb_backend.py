@@ -1,0 +1,138 @@
+"""FalkorDB through the `falkordb` client's asyncio API (Redis protocol, not Bolt).
+
+Each statement is one GRAPH.QUERY, which FalkorDB runs atomically; there are no
+multi-statement transactions, which is why the sink's statements are guarded by a
+write stamp and a `pending` flag (see `cypher.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from apex_platform.errors import SinkError
+from apex_sink_graph import cypher
+from apex_sink_graph.backends import Row, Runner
+from apex_sink_graph.properties import RECORD_LABEL
+
+if TYPE_CHECKING:
+    from falkordb.asyncio import FalkorDB
+    from falkordb.asyncio.graph import AsyncGraph
+
+    from apex_sink_graph.settings import GraphSinkSettings, GraphTarget
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
+
+
+def _already_indexed(exc: BaseException) -> bool:
+    return "already indexed" in str(exc).lower()
+
+
+class FalkorDBBackend:
+    kind = "falkordb"
+
+    def __init__(self, target: GraphTarget, settings: GraphSinkSettings) -> None:
+        self.target = target
+        self.settings = settings
+        self._db: FalkorDB | None = None
+        self._graph: AsyncGraph | None = None
+
+    def where(self) -> str:
+        return self.target.where()
+
+    def _client(self) -> FalkorDB:
+        from falkordb.asyncio import FalkorDB
+
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self.settings.connect_timeout,
+            # A statement may run up to query_timeout on the server; the socket waits a bit longer.
+            "socket_timeout": self.settings.query_timeout + 5,
+        }
+        if self.settings.user:
+            options["username"] = self.settings.user
+        if self.settings.password is not None:
+            options["password"] = self.settings.password.get_secret_value()
+        return FalkorDB.from_url(self.target.url, **options)
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        db = self._client()
+        graph = db.select_graph(self.target.graph)
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                await db.list_graphs()
+            await self._create_index(graph, RECORD_LABEL, "uid")
+        except _errors() as exc:
+            await db.aclose()
+            raise SinkError(f"graph sink cannot open {self.where()}: {type(exc).__name__}: {exc}") from exc
+        self._db, self._graph = db, graph
+
+    async def close(self) -> None:
+        db, self._db, self._graph = self._db, None, None
+        if db is not None:
+            await db.aclose()
+
+    async def ping(self) -> None:
+        timeout = self.settings.health_timeout
+        db = self._db or self._client()
+        try:
+            async with asyncio.timeout(timeout):
+                # GRAPH.LIST: the server answers and has the FalkorDB module loaded.
+                await db.list_graphs()
+        except _errors() as exc:
+            reason = f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc)
+            raise SinkError(f"graph sink: {self.where()} is unhealthy ({type(exc).__name__}: {reason})") from exc
+        finally:
+            if db is not self._db:
+                await db.aclose()
+
+    async def _create_index(self, graph: AsyncGraph, label: str, prop: str) -> None:
+        from redis.exceptions import ResponseError
+
+        try:
+            await graph.query(cypher.falkordb_index(label, prop))
+        except ResponseError as exc:
+            if not _already_indexed(exc):
+                raise
+
+    async def ensure_labels(self, labels: Sequence[str]) -> None:
+        graph = self._require()
+        for label in labels:
+            try:
+                await self._create_index(graph, label, "key")
+            except _errors() as exc:
+                raise SinkError(f"graph sink: cannot index :{label}(key) in {self.where()}: {exc}") from exc
+
+    def _require(self) -> AsyncGraph:
+        if self._graph is None:
+            raise SinkError(f"graph sink ({self.where()}) is not open: call open() first")
+        return self._graph
+
+    async def _run(self, text: str, params: Mapping[str, Any], *, read_only: bool = False) -> list[Row]:
+        graph = self._require()
+        timeout = int(self.settings.query_timeout * 1000)
+        try:
+            if read_only:
+                result = await graph.ro_query(text, dict(params), timeout=timeout)
+            else:
+                result = await graph.query(text, dict(params), timeout=timeout)
+        except _errors() as exc:
+            raise SinkError(f"graph sink: statement failed in {self.where()}: {type(exc).__name__}: {exc}") from exc
+        names = [column[1] if isinstance(column, list | tuple) else column for column in result.header]
+        return [dict(zip(names, values, strict=True)) for values in result.result_set]
+
+    async def write(self, work: Callable[[Runner], Awaitable[T]]) -> T:
+        return await work(self._run)
+
+    async def read(self, cypher_text: str, params: Mapping[str, Any]) -> list[Row]:
+        return await self._run(cypher_text, params, read_only=True)

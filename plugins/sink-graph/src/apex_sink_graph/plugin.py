@@ -1,0 +1,19 @@
+"""Hook implementations of the graph sink (entry point `graph` in `apex.plugins`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import apex_platform
+
+if TYPE_CHECKING:
+    from apex_platform.contracts import Sink
+
+
+@apex_platform.hookimpl
+def apex_register_sinks(register: Callable[[Sink], None]) -> None:
+    # Imported here so loading the entry point stays cheap; the sink does no I/O until open().
+    from apex_sink_graph.sink import GraphSink
+
+    register(GraphSink())

@@ -1,0 +1,133 @@
+"""What may be stored as a graph property, and how entity references are read.
+
+Both backends store only primitives and lists of primitives of one type as
+properties (no maps, no nulls, no mixed lists), and both hold 64-bit integers.
+Anything else an entity or relation carries is stored as its JSON text; the
+record itself keeps every value exactly, in `record_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from apex_platform.errors import SinkError
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+#: Labels and relationship types are written into the Cypher text (they cannot be
+#: parameters), so only this shape is accepted, and it is backtick-quoted as well.
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MAX_NAME = 64
+
+#: The sink's own label and relationship type: entities and relations may not use them.
+RECORD_LABEL = "Record"
+MENTIONS = "MENTIONS"
+
+
+def quote_name(name: str) -> str:
+    """`name` as a backtick-quoted Cypher label or relationship type, after validation."""
+    check_name(name, "label")
+    return f"`{name}`"
+
+
+def check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or len(name) > MAX_NAME or not NAME.fullmatch(name):
+        raise SinkError(f"{what} {name!r} is not a name like Shipment or CARRIED_BY ([A-Za-z][A-Za-z0-9_]*)")
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """`"Type:key"` -> `("Type", "key")`; the key is everything after the first colon."""
+    label, sep, key = ref.partition(":")
+    if not sep or not key:
+        raise SinkError(f"entity reference {ref!r} is not of the form Type:key")
+    return entity_label(label), key
+
+
+def entity_label(name: str) -> str:
+    """An entity type fit to be a label: a valid name other than the records' own label."""
+    check_name(name, "entity type")
+    if name == RECORD_LABEL:
+        raise SinkError(f"entity type {RECORD_LABEL!r} is reserved for record nodes")
+    return name
+
+
+def property_value(value: Any) -> Any:
+    """`value` as a storable property, or None to leave it out (null is not storable)."""
+    if value is None:
+        return None
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if INT64_MIN <= value <= INT64_MAX else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else json.dumps(value)
+    if isinstance(value, list | tuple):
+        kinds = {_scalar_kind(item) for item in value}
+        if len(kinds) <= 1 and None not in kinds:
+            return list(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _scalar_kind(item: Any) -> type | None:
+    if isinstance(item, bool | str):
+        return type(item)
+    if isinstance(item, int) and INT64_MIN <= item <= INT64_MAX:
+        return int
+    if isinstance(item, float) and math.isfinite(item):
+        return float
+    return None
+
+
+def flatten(properties: Mapping[str, Any], reserved: frozenset[str]) -> dict[str, Any]:
+    """The storable properties of an entity or relation.
+
+    Left out: null values, names the sink uses itself (`reserved`), and names that are
+    empty or contain a backtick (FalkorDB's parameter syntax cannot carry those).
+    """
+    flat: dict[str, Any] = {}
+    for name, value in properties.items():
+        if not isinstance(name, str) or not name or "`" in name or name in reserved:
+            continue
+        stored = property_value(value)
+        if stored is not None:
+            flat[name] = stored
+    return flat
+
+
+def check_text(value: Any, where: str) -> None:
+    """Refuse strings a graph parameter cannot carry: NUL characters (FalkorDB's query
+    text ends there) and lone surrogates (not UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise SinkError(f"{where}: text contains a NUL character, which the graph cannot store")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SinkError(f"{where}: text is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_text(key, where)
+            check_text(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_text(item, where)
+
+
+def check_finite(value: Any, where: str) -> None:
+    """Refuse NaN and infinities: JSON has no spelling for them, so `record_json` could not
+    give the record back equal."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SinkError(f"{where}: {value} cannot be stored (not a finite number)")
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            check_finite(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_finite(item, where)

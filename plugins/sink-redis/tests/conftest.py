@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from apex_sink_redis import RedisSink, RedisSinkSettings
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from apex_platform.models import Entity, Record, Relation
+from apex_sink_redis import RedisSink, RedisSinkSettings
 
 if TYPE_CHECKING:
     from apex_platform.stack.redis_server import RedisServer

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from apex_sink_redis import RedisSink, RedisSinkSettings
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from apex_platform.contracts import Coordinator, Sink
 from apex_platform.errors import SinkError
-from apex_platform.models import RecordKey
+from apex_platform.models import Record, RecordKey
 from apex_platform.saga import Saga
+from apex_platform.stack.ports import free_port
 from apex_platform.testing.sinks import MemorySink
+from apex_sink_redis import RedisSink, RedisSinkSettings
 
 SettingsFactory = Callable[..., RedisSinkSettings]
 
@@ -167,7 +170,7 @@ async def test_release_spares_a_lock_another_holder_took_after_expiry(sink: Redi
 _HOLDER = """
 import asyncio, sys
 from pydantic import SecretStr
-from apex_platform.models import RecordKey
+from apex_platform.models import Record, RecordKey
 from apex_sink_redis import RedisSink, RedisSinkSettings
 
 async def main() -> None:
@@ -235,3 +238,55 @@ async def test_prefixes_keep_namespaces_apart(make_settings: SettingsFactory, si
         assert await neighbour.committed(["x"]) == set()
         async with sink.lock(keys("a"), ttl_seconds=5), neighbour.lock(keys("a"), ttl_seconds=5):
             pass
+
+
+async def test_locks_and_ledger_on_a_separate_server(
+    make_settings: SettingsFactory, redis_url: str, raw: Redis, record: Callable[..., Record]
+) -> None:
+    """APEX_REDIS_COORDINATOR_URL: locks and ledger go there, records stay on APEX_REDIS_URL
+    (database 1 of the same test server stands in for a second server)."""
+    other_db = redis_url.rsplit("/", 1)[0] + "/1"
+    async with RedisSink(make_settings(coordinator_url=SecretStr(other_db))) as sink:
+        await sink.health()
+        await sink.write([record("a", 1)])
+        await sink.mark_committed(["x"])
+        assert await sink.committed(["x"]) == {"x"}
+        async with sink.lock(keys("a"), ttl_seconds=5):
+            second = Redis.from_url(other_db)
+            try:
+                assert await second.exists(sink.keys.lock(RecordKey("turvo", "a")), sink.keys.committed("x")) == 2
+                assert await second.exists(sink.keys.record(RecordKey("turvo", "a"))) == 0
+            finally:
+                await second.aclose()
+        assert await raw.exists(sink.keys.committed("x"), sink.keys.lock(RecordKey("turvo", "a"))) == 0
+        assert await raw.exists(sink.keys.record(RecordKey("turvo", "a"))) == 1
+
+
+async def test_an_unreachable_coordinator_server_fails_open_naming_it(make_settings: SettingsFactory) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    sink = RedisSink(make_settings(coordinator_url=SecretStr(dead), connect_timeout_seconds=1))
+    with pytest.raises(SinkError, match="APEX_REDIS_COORDINATOR_URL"):
+        await sink.open()
+    assert not sink.is_open
+    with pytest.raises(SinkError, match="APEX_REDIS_COORDINATOR_URL"):
+        await sink.health()
+
+
+async def test_an_evicting_server_is_warned_about(
+    settings: RedisSinkSettings, raw: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    found = await raw.config_get("maxmemory-policy")
+    before = found.get("maxmemory-policy") or found[b"maxmemory-policy"]
+    await raw.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with caplog.at_level(logging.WARNING, logger="apex_sink_redis"):
+            async with RedisSink(settings):
+                pass
+    finally:
+        await raw.config_set("maxmemory-policy", before)
+    assert "maxmemory-policy allkeys-lru" in caplog.text
+    assert "APEX_REDIS_COORDINATOR_URL" in caplog.text
+    caplog.clear()
+    async with RedisSink(settings):
+        pass
+    assert "maxmemory-policy" not in caplog.text

@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from apex_sink_redis import RedisSink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apex_platform.models import Record, RecordKey
+from apex_sink_redis import RedisSink
 
 RecordFactory = Callable[..., Record]
 

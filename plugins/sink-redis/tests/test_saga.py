@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from apex_sink_redis import RedisSink
 
 from apex_platform.models import Record
 from apex_platform.saga import Saga, SagaSettings, SagaWriteError
 from apex_platform.testing.sinks import Faults, FaultySink, MemorySink
+from apex_sink_redis import RedisSink
 
 RecordFactory = Callable[..., Record]
 

@@ -10,14 +10,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from apex_sink_redis import RedisSink, RedisSinkSettings, plugin
-from apex_sink_redis.settings import redact
 from pydantic import SecretStr, ValidationError
 
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.plugins import build_registry
 from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
+from apex_sink_redis import RedisSink, RedisSinkSettings, plugin
+from apex_sink_redis.settings import redact
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import random
 from collections.abc import Callable
 
 import pytest
-from apex_sink_redis import RedisSink, RedisSinkSettings
 from redis.asyncio import Redis
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
+from apex_sink_redis import RedisSink, RedisSinkSettings
 
 RecordFactory = Callable[..., Record]
 K = RecordKey("turvo", "a")

@@ -24,6 +24,10 @@ class RedisSinkSettings(BaseSettings):
         default=None,
         description="redis:// (or rediss://, unix://) URL; unset: the embedded stack's server from stack.json",
     )
+    coordinator_url: SecretStr | None = Field(
+        default=None,
+        description="Separate server for record locks and the commit ledger; unset: the same as url",
+    )
     prefix: str = Field(
         default="apex",
         min_length=1,

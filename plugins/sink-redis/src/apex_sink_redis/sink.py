@@ -9,6 +9,7 @@ older (or equal) version. Reads and restores are one pipelined round trip each.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ from apex_sink_redis.settings import RedisSinkSettings, redact, resolve_url
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
+
+
+log = logging.getLogger(__name__)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -47,7 +51,9 @@ class RedisSink:
     def __init__(self, settings: RedisSinkSettings | None = None) -> None:
         self._settings = settings
         self._client: Redis | None = None
+        self._coordinator: Redis | None = None  # None: locks and ledger live on _client
         self._where = "redis (not opened)"
+        self._coordinator_where: str | None = None
         self._from_stack = False
         self._write: AsyncScript | None = None
         self._locks: KeyLocks | None = None
@@ -83,11 +89,14 @@ class RedisSink:
         await self.close()
 
     def _connect(self) -> Redis:
+        url, self._from_stack = resolve_url(self.settings)
+        self._where = redact(url)
+        return self._client_for(url, "APEX_REDIS_URL")
+
+    def _client_for(self, url: str, variable: str) -> Redis:
         from redis.asyncio import Redis
 
         settings = self.settings
-        url, self._from_stack = resolve_url(settings)
-        self._where = redact(url)
         try:
             return Redis.from_url(
                 url,
@@ -97,55 +106,111 @@ class RedisSink:
                 health_check_interval=30,
             )
         except ValueError as exc:
-            raise SettingsError(f"APEX_REDIS_URL is not a usable Redis URL ({self._where}): {exc}") from None
+            raise SettingsError(f"{variable} is not a usable Redis URL ({redact(url)}): {exc}") from None
 
     def _hint(self) -> str:
         return " (address from stack.json: is `apex-platform dev` running?)" if self._from_stack else ""
 
     async def open(self) -> None:
-        """Connect and check the server answers. Idempotent. Redis needs no schema."""
+        """Connect and check the server(s) answer. Idempotent. Redis needs no schema.
+
+        Logs a warning when the server holding locks and the ledger may evict keys.
+        """
         if self._client is not None:
             return
         client = self._connect()
+        coordinator: Redis | None = None
+        where = self._where
         try:
             await client.ping()
-        except _redis_errors() as exc:
-            await client.aclose()
-            raise SinkError(f"redis sink: cannot open {self._where}{self._hint()}: {_describe(exc)}") from exc
-        self._client = client
+            if self.settings.coordinator_url is not None:
+                url = self.settings.coordinator_url.get_secret_value()
+                self._coordinator_where = redact(url)
+                where = f"{self._coordinator_where} (APEX_REDIS_COORDINATOR_URL)"
+                coordinator = self._client_for(url, "APEX_REDIS_COORDINATOR_URL")
+                await coordinator.ping()
+        except BaseException as exc:
+            for opened in (client, coordinator):
+                if opened is not None:
+                    await opened.aclose()
+            if isinstance(exc, _redis_errors()):
+                raise SinkError(f"redis sink: cannot open {where}{self._hint()}: {_describe(exc)}") from exc
+            raise
+        self._client, self._coordinator = client, coordinator
         self._write = client.register_script(scripts.WRITE)
-        self._locks = KeyLocks(client, self.keys)
+        self._locks = KeyLocks(coordinator or client, self.keys)
+        await self._check_eviction(coordinator or client)
+
+    async def _check_eviction(self, client: Redis) -> None:
+        """Warn when locks and ledger entries (keys with a TTL) could be evicted under memory pressure."""
+        from redis.exceptions import ResponseError
+
+        try:
+            found: dict[Any, Any] = await client.config_get("maxmemory-policy")
+        except ResponseError:  # CONFIG is often disabled on managed services: nothing to check
+            return
+        policy = found.get(b"maxmemory-policy", found.get("maxmemory-policy"))
+        if isinstance(policy, str):
+            policy = policy.encode()
+        if policy is not None and policy != b"noeviction":
+            log.warning(
+                "redis sink: %s has maxmemory-policy %s: under memory pressure it may evict record locks and "
+                "commit-ledger entries; use noeviction there, or a separate server via APEX_REDIS_COORDINATOR_URL",
+                self._coordinator_where or self._where,
+                policy.decode(errors="replace"),
+            )
 
     async def close(self) -> None:
-        client, self._client = self._client, None
+        clients = (self._client, self._coordinator)
+        self._client = self._coordinator = None
         self._write = self._locks = None
-        if client is not None:
-            await client.aclose()
+        for client in clients:
+            if client is not None:
+                await client.aclose()
 
     async def health(self) -> None:
-        """PING within `health_timeout_seconds`; `SinkError` if the server does not answer
-        (also when the sink has no address or is not open: a temporary connection is used)."""
+        """PING every server within `health_timeout_seconds`; `SinkError` if one does not
+        answer (also when the sink has no address; when not open, temporary connections)."""
         import asyncio
 
-        own = self._client
+        temporary = self._client is None
+        targets: list[tuple[Redis, str]] = []
         try:
-            client = own if own is not None else self._connect()
             timeout = self.settings.health_timeout_seconds
+            if not temporary:
+                assert self._client is not None
+                targets.append((self._client, self._where))
+                if self._coordinator is not None:
+                    targets.append((self._coordinator, f"{self._coordinator_where} (APEX_REDIS_COORDINATOR_URL)"))
+            else:
+                targets.append((self._connect(), self._where))
+                if self.settings.coordinator_url is not None:
+                    url = self.settings.coordinator_url.get_secret_value()
+                    client = self._client_for(url, "APEX_REDIS_COORDINATOR_URL")
+                    targets.append((client, f"{redact(url)} (APEX_REDIS_COORDINATOR_URL)"))
+            for client, where in targets:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await client.ping()
+                except _redis_errors() as exc:
+                    raise SinkError(f"redis sink: {where} does not answer{self._hint()}: {_describe(exc)}") from exc
         except SettingsError as exc:
             raise SinkError(f"redis sink: {exc}") from None
-        try:
-            async with asyncio.timeout(timeout):
-                await client.ping()
-        except _redis_errors() as exc:
-            raise SinkError(f"redis sink: {self._where} does not answer{self._hint()}: {_describe(exc)}") from exc
         finally:
-            if own is None:
-                await client.aclose()
+            if temporary:
+                for client, _ in targets:
+                    await client.aclose()
 
     def _require(self) -> Redis:
         if self._client is None:
             raise SinkError("redis sink is not open: call open() first")
         return self._client
+
+    def _coordinator_client(self) -> Redis:
+        return self._coordinator or self._require()
+
+    def _ledger_where(self) -> str:
+        return self._coordinator_where or self._where
 
     async def write(self, records: Sequence[Record]) -> None:
         """Upsert a batch in one script call; see the module docstring for what wins."""
@@ -249,14 +314,16 @@ class RedisSink:
         unique = list(dict.fromkeys(idempotency_keys))
         if not unique:
             return set()
-        client = self._require()
+        client = self._coordinator_client()
         try:
             async with client.pipeline(transaction=False) as pipe:
                 for key in unique:
                     pipe.exists(self.keys.committed(key))
                 found = await pipe.execute()
         except _redis_errors() as exc:
-            raise SinkError(f"redis sink: reading the commit ledger at {self._where} failed: {_describe(exc)}") from exc
+            raise SinkError(
+                f"redis sink: reading the commit ledger at {self._ledger_where()} failed: {_describe(exc)}"
+            ) from exc
         return {key for key, hit in zip(unique, found, strict=True) if hit}
 
     async def mark_committed(self, idempotency_keys: Sequence[str]) -> None:
@@ -264,7 +331,7 @@ class RedisSink:
         unique = list(dict.fromkeys(idempotency_keys))
         if not unique:
             return
-        client = self._require()
+        client = self._coordinator_client()
         ttl = self.settings.ledger_ttl_seconds
         try:
             async with client.pipeline(transaction=False) as pipe:
@@ -272,7 +339,9 @@ class RedisSink:
                     pipe.set(self.keys.committed(key), b"1", ex=ttl)
                 await pipe.execute()
         except _redis_errors() as exc:
-            raise SinkError(f"redis sink: writing the commit ledger at {self._where} failed: {_describe(exc)}") from exc
+            raise SinkError(
+                f"redis sink: writing the commit ledger at {self._ledger_where()} failed: {_describe(exc)}"
+            ) from exc
 
     def _error(self, op: str, keys: Sequence[RecordKey], exc: BaseException) -> SinkError:
         shown = ", ".join(str(key) for key in keys[:5])

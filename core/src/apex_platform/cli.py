@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -235,6 +236,176 @@ def sources_stop(name: str, account: AccountOpt = None, plugins: PluginsOpt = No
 def sources_sync(name: str, account: AccountOpt = None, plugins: PluginsOpt = None) -> None:
     """Run one complete sync now and wait for it (pages until the vendor has no more)."""
     _poll_command(name, account, plugins, "sync")
+
+
+dlq_app = typer.Typer(help="The dead-letter queue: failed compensations kept to replay.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _remote() -> tuple[str, str] | None:
+    """(API url, admin token) of a running `apex-platform dev` on APEX_HOME, if any: the
+    stack owns Qdrant's local folder, so store reads must go through it."""
+    from apex_platform.devstack import ADMIN_TOKEN_FILE
+    from apex_platform.settings import CoreSettings, load
+    from apex_platform.stack import read_stack
+
+    home = load(CoreSettings).home
+    info = read_stack(home)
+    token_file = Path(info["home"]) / ADMIN_TOKEN_FILE if info else None
+    if info is None or token_file is None or not token_file.exists():
+        return None
+    return info["api"]["url"], os.environ.get("APEX_ADMIN_TOKEN") or token_file.read_text().strip()
+
+
+def _call_remote(remote: tuple[str, str], method: str, path: str, **params: Any) -> Any:
+    import httpx
+
+    url, token = remote
+    try:
+        resp = httpx.request(
+            method, url + path, params=params or None, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        )
+    except httpx.HTTPError as exc:
+        raise ApexError(f"the running stack at {url} did not answer: {exc}") from None
+    body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+    if resp.status_code >= 400:
+        raise ApexError(body.get("error") or body.get("detail") or f"HTTP {resp.status_code} from {url}{path}")
+    return body
+
+
+def _local(job: Any) -> Any:
+    """Run an operation in this process: open the sinks (and Temporal if it answers)."""
+    runtime = _runtime(None)
+
+    async def go() -> Any:
+        await runtime.open_sinks()
+        try:
+            client = None
+            with contextlib.suppress(Exception):  # trace works from the stores alone
+                client = await asyncio.wait_for(runtime.connect(), timeout=5)
+            return await job(runtime, client)
+        finally:
+            await runtime.close_sinks()
+
+    return asyncio.run(go())
+
+
+def _emit(doc: Any, as_json: bool, render: Any) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    else:
+        render(doc)
+
+
+@app.command()
+def trace(
+    source: str,
+    record_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Where a record is, and which version, in every installed sink; and the workflows that
+    wrote it. Goes through the running `apex-platform dev` when there is one."""
+    from apex_platform import operations
+
+    remote = _remote()
+    if remote is not None:
+        doc = _call_remote(remote, "GET", "/v1/trace", source=source, id=record_id)
+    else:
+        doc = _local(lambda rt, client: operations.trace(rt, client, source, record_id))
+
+    def render(d: dict[str, Any]) -> None:
+        table = Table(title=f"{d['source']} / {d['id']}")
+        for col in ("store", "present", "version", "note"):
+            table.add_column(col)
+        for name, st in d["stores"].items():
+            note = st.get("error") or ("tombstone" if st.get("deleted") else st.get("kind", ""))
+            table.add_row(name, "yes" if st["present"] else "no", str(st.get("version") or "-"), note or "")
+        console.print(table)
+        console.print("workflows: " + (", ".join(d["workflows"]) or "none found"))
+
+    _emit(doc, as_json, render)
+
+
+def _dlq(action: str, *args: Any) -> Any:
+    from apex_platform import operations
+
+    remote = _remote()
+    if remote is not None:
+        if action == "list":
+            return _call_remote(remote, "GET", "/v1/dead-letters", status=args[0] or "all", limit=args[1])
+        if action == "show":
+            return _call_remote(remote, "GET", f"/v1/dead-letters/{args[0]}")
+        return _call_remote(remote, "POST", f"/v1/dead-letters/{args[0]}/{action}")
+    jobs = {
+        "list": lambda rt, _c: operations.dlq_list(rt, args[0], args[1]),
+        "show": lambda rt, _c: operations.dlq_show(rt, args[0]),
+        "replay": lambda rt, _c: operations.dlq_replay(rt, args[0]),
+        "discard": lambda rt, _c: operations.dlq_discard(rt, args[0]),
+    }
+    return _local(jobs[action])
+
+
+@dlq_app.command("list")
+def dlq_list(
+    status: Annotated[str | None, typer.Option(help="open, replayed, discarded, or all")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Dead letters, oldest first."""
+    letters = _dlq("list", None if status == "all" else status, limit)
+
+    def render(items: list[dict[str, Any]]) -> None:
+        table = Table(title="Dead letters")
+        for col in ("id", "status", "created", "records", "failed sinks", "error"):
+            table.add_column(col)
+        for d in items:
+            table.add_row(
+                str(d["id"]),
+                d["status"],
+                str(d["created_at"]),
+                str(d["records"]),
+                ",".join(d["failed"]),
+                d["error"][:80],
+            )
+        console.print(table)
+
+    _emit(letters, as_json, render)
+
+
+@dlq_app.command("show")
+def dlq_show(letter_id: int) -> None:
+    """One dead letter in full (JSON): records, sinks that succeeded and failed, the error."""
+    _emit(_dlq("show", letter_id), True, None)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    letter_id: Annotated[int | None, typer.Argument(help="The dead letter to replay")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every open dead letter")] = False,
+) -> None:
+    """Write a dead letter's records through the saga again (all stores or none)."""
+    if (letter_id is None) == (not replay_all):
+        raise typer.BadParameter("give one dead-letter ID or --all")
+    ids = [letter_id] if letter_id is not None else [d["id"] for d in _dlq("list", "open", 1000)]
+    failures = 0
+    for one in ids:
+        try:
+            result = _dlq("replay", one)
+            console.print(f"dead letter {one}: replayed ({result['written']} written, {result['skipped']} skipped)")
+        except ApexError as exc:
+            failures += 1
+            err.print(f"[red]dead letter {one}:[/] {exc}")
+    if not ids:
+        console.print("no open dead letters")
+    if failures:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("discard")
+def dlq_discard(letter_id: int) -> None:
+    """Mark a dead letter discarded (kept for the record, never deleted)."""
+    _dlq("discard", letter_id)
+    console.print(f"dead letter {letter_id}: discarded")
 
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")]

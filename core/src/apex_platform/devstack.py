@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,23 @@ def _print_stack(info: dict[str, Any]) -> None:
     console.print(table)
 
 
+ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105 - a file name, not a secret
+
+
+def admin_token(home: Path) -> str:
+    """The admin token of this APEX_HOME's dev stack: made once, kept with mode 0600, so
+    the CLI in a second terminal can call the running stack's admin endpoints."""
+    path = home / ADMIN_TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return token
+
+
 def _start_stack(home: Path) -> tuple[Any, dict[str, Any]]:
     from apex_platform.stack import EmbeddedStack
 
@@ -60,6 +78,7 @@ def _start_stack(home: Path) -> tuple[Any, dict[str, Any]]:
     info = stack.start()
     os.environ.update(stack_environment(info))
     os.environ["APEX_API_PORT"] = info["api"]["url"].rsplit(":", 1)[1]
+    os.environ.setdefault("APEX_ADMIN_TOKEN", admin_token(stack.home))
     return stack, info
 
 

@@ -54,6 +54,15 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class AdminSettings(BaseSettings):
+    """The bearer token of the admin endpoints (trace, dead letters). Unset: disabled.
+    `apex-platform dev` generates one and keeps it in APEX_HOME/admin_token (mode 0600)."""
+
+    model_config = apex_config("APEX_ADMIN_")
+
+    token: SecretStr | None = None
+
+
 class TemporalSettings(BaseSettings):
     model_config = apex_config("APEX_TEMPORAL_")
 

@@ -170,3 +170,30 @@ def test_plugins_health_openapi_and_metrics(deployment: Deployment) -> None:
     assert "/webhooks/{source}" in schema["paths"]
     metrics = httpx.get(f"{deployment.url}/metrics").text
     assert "apex_webhook_deliveries_total" in metrics
+
+
+async def test_recorded_histories_replay_against_the_current_workflow_code(
+    deployment: Deployment, temporal_client: Client
+) -> None:
+    """Workflow changes must stay deterministic: a fresh history and the histories kept in
+    tests/histories/ (recorded from earlier versions) replay without a nondeterminism error."""
+    from pathlib import Path
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from apex_platform.temporal.worker import sandbox_runner, workflows
+
+    event = front_event()
+    body = dumps(event)
+    wf_id = post(deployment, body, front_headers(body)).json()["workflow_id"]
+    await finished(temporal_client, wf_id)
+    fresh = await temporal_client.get_workflow_handle(wf_id).fetch_history()
+    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
+    await replayer.replay_workflow(fresh)
+    kept = sorted((Path(__file__).parent / "histories").glob("*.json"))
+    assert kept, "no recorded histories"
+    for path in kept:
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        await replayer.replay_workflow(history)

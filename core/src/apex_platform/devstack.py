@@ -4,11 +4,12 @@ the API in this process."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from apex_platform.contracts import DemoSource, SampleDelivery
+from apex_platform.contracts import DemoSource, PollSource, SampleDelivery
 from apex_platform.models import RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.serve import install_stop_signals, serve
@@ -107,12 +108,35 @@ class DemoOutcome:
     error: str | None = None
 
 
-def _demo_environment(runtime_sources: Sequence[Any]) -> None:
+def _demo_environment(runtime_sources: Sequence[Any]) -> list[Callable[[], None]]:
+    """Secrets for signing sample traffic, and fake vendor servers for the sources that
+    read from a vendor's API (a connector package's optional `demo` module:
+    `start_fake_vendor() -> (base_url, stop)` and `demo_environment(base_url) -> env`)."""
+    stops: list[Callable[[], None]] = []
     for source in runtime_sources:
         env = getattr(source, "demo_environment", None)
         if callable(env):
             for key, value in env().items():
                 os.environ.setdefault(key, value)
+        package = type(source).__module__.split(".")[0]
+        try:
+            demo = importlib.import_module(f"{package}.demo")
+        except ImportError:
+            continue
+        start = getattr(demo, "start_fake_vendor", None)
+        if not callable(start):
+            continue
+        base_url, stop = start()
+        stops.append(stop)
+        vendor_env = getattr(demo, "demo_environment", None)
+        if callable(vendor_env):
+            try:
+                values = vendor_env(base_url)
+            except TypeError:
+                values = vendor_env()
+            os.environ.update(values)
+        console.print(f"fake {source.name} vendor API at {base_url}")
+    return stops
 
 
 def run_demo(home: Path, plugins: str | None, timeout: float = 180.0) -> int:
@@ -120,8 +144,13 @@ def run_demo(home: Path, plugins: str | None, timeout: float = 180.0) -> int:
     workflow, print what landed where, stop. Returns the exit code."""
     from apex_platform.plugins import build_registry
 
-    _demo_environment(list(build_registry(plugins or os.environ.get("APEX_PLUGINS", "all")).sources.values()))
-    stack, info = _start_stack(home)
+    fakes = _demo_environment(list(build_registry(plugins or os.environ.get("APEX_PLUGINS", "all")).sources.values()))
+    try:
+        stack, info = _start_stack(home)
+    except BaseException:
+        for stop in fakes:
+            stop()
+        raise
     try:
         _print_stack(info)
         runtime = Runtime.build(plugins)
@@ -131,6 +160,8 @@ def run_demo(home: Path, plugins: str | None, timeout: float = 180.0) -> int:
     finally:
         console.print("stopping the embedded stack…")
         stack.stop()
+        for stop in fakes:
+            stop()
 
 
 async def _demo(runtime: Runtime, info: dict[str, Any], wait_seconds: float) -> int:
@@ -174,6 +205,31 @@ async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]]) -> list[
     return outcomes
 
 
+async def _sync_pollers(runtime: Runtime, pollers: list[PollSource], wait_seconds: float) -> list[DemoOutcome]:
+    """One complete sync of every account of every poll and stream source."""
+    from apex_platform.pollers import start_poller
+
+    client = await runtime.connect()
+    outcomes: list[DemoOutcome] = []
+    for source in pollers:
+        for account in source.accounts():
+            outcome = DemoOutcome(source.name, f"{source.mode} {account}", 0)
+            try:
+                handle = await start_poller(client, source, account, runtime.temporal, once=True)
+                outcome.workflow_id = handle.id
+                state = await asyncio.wait_for(handle.result(), timeout=wait_seconds)
+                outcome.records = [RecordKey(source.name, rid) for rid in state.recent_ids]
+                outcome.status = state.records
+                if state.last_error:
+                    outcome.error = state.last_error
+            except Exception as exc:  # noqa: BLE001 - shown in the table
+                outcome.error = f"{type(exc).__name__}: {exc}"
+            outcomes.append(outcome)
+    if pollers:
+        console.print(f"synced {len(outcomes)} poll/stream accounts once")
+    return outcomes
+
+
 async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], wait_seconds: float) -> None:
     client = await runtime.connect()
     deadline = time.monotonic() + wait_seconds
@@ -204,7 +260,7 @@ async def _check_stores(runtime: Runtime, outcomes: list[DemoOutcome]) -> bool:
     sinks = runtime.registry.sinks
     table = Table(title="What landed where")
     table.add_column("source")
-    table.add_column("HTTP")
+    table.add_column("status")
     table.add_column("record")
     for name in sinks:
         table.add_column(name)

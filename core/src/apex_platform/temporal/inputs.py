@@ -127,6 +127,8 @@ class PollState(BaseModel):
     restarts: int = 0
     last_success: str | None = None
     last_error: str | None = None
+    #: ids of the most recently committed records (at most 20), for operators and the demo
+    recent_ids: tuple[str, ...] = ()
 
 
 class AccumulateInput(BaseModel):

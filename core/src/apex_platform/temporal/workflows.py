@@ -201,6 +201,7 @@ class _CursorLoop:
                 cursor=cursor,
                 pages=s.pages + 1,
                 records=s.records + batch.count,
+                recent_ids=(s.recent_ids + batch.record_ids)[-20:],
                 last_success=workflow.now().isoformat(timespec="seconds"),
                 last_error=None,
             )

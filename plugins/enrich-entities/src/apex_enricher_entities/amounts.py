@@ -37,11 +37,13 @@ _DECIMAL_COMMA = frozenset({"EUR", "BRL", "PLN", "CZK", "DKK", "SEK", "NOK", "CH
 def parse_number(text: str, currency: str) -> Decimal | None:
     """The value of a number as written in text: '1,234.50', '1.234,50', '1234', '12,50'."""
     if "," in text and "." in text:
+        if (text.rfind(",") > text.rfind(".")) != (currency in _DECIMAL_COMMA):
+            return None  # "$1.234,50" or "€1,234.50": the writer's convention is not the currency's
         decimal_comma = text.rfind(",") > text.rfind(".")  # 1.234,50 rather than 1,234.50
         text = text.replace(".", "").replace(",", ".") if decimal_comma else text.replace(",", "")
     elif "," in text:
         head, _, tail = text.rpartition(",")
-        if len(tail) == 2 and head.count(",") == 0:  # 12,50
+        if len(tail) == 2 and head.count(",") == 0 and currency in _DECIMAL_COMMA:  # 12,50
             text = f"{head}.{tail}"
         elif len(tail) == 3:  # 1,234 or 1,234,567
             text = text.replace(",", "")

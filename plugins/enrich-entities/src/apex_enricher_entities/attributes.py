@@ -95,8 +95,8 @@ class AttributeScan:
 
     def run(self, attributes: dict[str, Any]) -> None:
         self._walk(attributes, None, 0, named=False)
-        for chunk in self._texts:
-            text.scan(chunk, self.found, self.region)
+        # One scan over all strings: a blank line between them, which no pattern crosses.
+        text.scan("\n\n".join(chunk for chunk in self._texts if chunk), self.found, self.region)
 
     def _walk(self, value: object, name: str | None, depth: int, *, named: bool) -> None:
         """`named`: the enclosing object's role already said what its `name` field is."""
@@ -115,8 +115,8 @@ class AttributeScan:
             if name is not None and not (named and name in NAME_FIELDS):
                 self._field(name, value)
             if isinstance(value, str) and self.budget > 0:
-                chunk = value[: self.budget]
-                self.budget -= len(chunk)
+                chunk = text.clip(value, self.budget)
+                self.budget -= max(len(chunk), min(len(value), self.budget))
                 self._texts.append(chunk)
 
     def _field(self, name: str, value: object) -> None:

@@ -12,14 +12,6 @@ from apex_platform.models import Entity, Record, Relation
 from apex_platform.settings import load
 
 
-def _clip(value: str, limit: int) -> str:
-    """At most `limit` characters, cut at a space near the end so no token is halved."""
-    if len(value) <= limit:
-        return value
-    cut = value.rfind(" ", max(0, limit - 256), limit)
-    return value[: cut if cut > 0 else limit]
-
-
 class EntityEnricher:
     """Adds entities (and a few explicit relations) found in each record.
 
@@ -43,8 +35,8 @@ class EntityEnricher:
         found = Found(self.types)
         limit = self.settings.max_text_chars
         region = self.settings.phone_region
-        text.scan(_clip(record.title, limit), found, region)
-        text.scan(_clip(record.text, limit), found, region)
+        text.scan(text.clip(record.title, limit), found, region)
+        text.scan(text.clip(record.text, limit), found, region)
         if record.attributes:
             AttributeScan(found, region, budget=limit).run(record.attributes)
         return found

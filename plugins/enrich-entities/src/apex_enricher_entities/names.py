@@ -39,7 +39,9 @@ _LEADING_NOISE = _words(
     """
 )
 
-_PERSON_WORD = re.compile(r"[A-Z][a-z]{1,24}(?:[-'][A-Z]?[a-z]{1,24})?|[A-Z]\.")
+#: One word of a person's name: Ann, Mary-Jane, O'Neil, D'Angelo, McDonald, MacLeod.
+NAME_WORD = r"(?:Ma?c|[OD]')?[A-Z][a-z]{1,24}(?:-[A-Z][a-z]{1,24})?"
+_PERSON_WORD = re.compile(rf"{NAME_WORD}|[A-Z]\.")
 _SUFFIX_AT_END = re.compile(r",?\s+(Inc|LLC|L\.L\.C|Corp|Corporation|Ltd|LLP|Co)\.?$", re.IGNORECASE)
 
 

@@ -37,10 +37,12 @@ def _nanp(digits: str) -> str | None:
     return "+1" + digits
 
 
+@lru_cache(maxsize=8192)
 def normalize(raw: str, region: str = "US", *, use_library: bool = True) -> str | None:
     """E.164 form of a phone number written in `raw`, or None when it is not one.
 
-    `region` is the country assumed for numbers written without `+`.
+    `region` is the country assumed for numbers written without `+`. Cached: parsing
+    with `phonenumbers` costs far more than finding the candidate.
     """
     explicit = raw.lstrip().startswith("+")
     digits = "".join(c for c in raw if c.isdigit())

@@ -21,7 +21,7 @@ EMAIL_RE = re.compile(rf"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-])({_EMAIL_BODY}@{_
 EMAIL_FULL_RE = re.compile(rf"{_EMAIL_BODY}@{_DOMAIN}")
 
 # "Ann Shipper <ann@example.com>": a name stated next to its address.
-_NAME_WORD = r"[A-Z][a-z]{1,24}(?:[-'][A-Z]?[a-z]{1,24})?"
+_NAME_WORD = names.NAME_WORD
 NAMED_EMAIL_RE = re.compile(
     rf"(?<![\w.'-])\"?({_NAME_WORD}(?: [A-Z]\.)?(?: {_NAME_WORD}){{1,2}})\"? {{0,2}}<({_EMAIL_BODY}@{_DOMAIN})>"
 )
@@ -133,7 +133,7 @@ PLACE_RE = re.compile(
 SIGNATURE_RE = re.compile(
     r"(?m)^[ \t]{0,8}(?i:thanks|thank you|thx|regards|best regards|kind regards|warm regards|best|"
     r"sincerely|cheers|respectfully|cordially)"
-    r"(?:[,.!\u2014-][ \t]{0,4}(?:\r?\n[ \t]{0,8})?|[ \t]{0,4}\r?\n[ \t]{0,8})"
+    r"(?:[ \t]{0,2}[,.!\u2014-][ \t]{0,4}(?:\r?\n[ \t]{0,8})?|[ \t]{0,4}\r?\n[ \t]{0,8})"
     rf"(?P<name>{_NAME_WORD}(?: [A-Z]\.)?(?: {_NAME_WORD}){{1,2}})[ \t]{{0,8}}\r?$"
 )
 _ORG_WORD = r"[A-Z][A-Za-z0-9'.&-]{0,30}"
@@ -144,6 +144,23 @@ ORG_RE = re.compile(
 
 
 # -- scanning ---------------------------------------------------------------------------------
+
+#: How far back from the limit `clip` looks for a space to cut at.
+_CUT_WINDOW = 256
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a space so that no token is taken by halves.
+
+    With no space in the last 256 characters before the limit the text is cut there
+    anyway (no entity is that long); a shorter limit with no space gives nothing.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", max(0, limit - _CUT_WINDOW), limit + 1)
+    if cut >= 0:
+        return text[:cut]
+    return text[:limit] if limit >= _CUT_WINDOW else ""
 
 
 def scan(text: str, found: Found, region: str) -> None:

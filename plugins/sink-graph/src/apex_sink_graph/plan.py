@@ -114,7 +114,9 @@ def plan(record: Record) -> RecordPlan:
         "record_json": None,
     }
     if record.deleted:
-        # A tombstone keeps key, kind, version and time; its content is cleared.
+        # A tombstone keeps key, kind, version and time; its content is cleared, and its
+        # hash is the one of the minimal record it reads back as (so restore is exact).
+        node["content_hash"] = minimal(record).content_hash()
         check_text(node, where)
         return RecordPlan(record.key, uid(record), node)
 
@@ -182,6 +184,18 @@ def winners(records: Sequence[Record]) -> list[RecordPlan]:
         if current is None or supersedes(candidate, current):
             best[candidate.key] = candidate
     return [best[key] for key in sorted(best)]
+
+
+def minimal(record: Record) -> Record:
+    """`record` as a tombstone: key, kind, version, time and deleted=True, nothing else."""
+    return Record(
+        source=record.source,
+        id=record.id,
+        kind=record.kind,
+        version=record.version,
+        occurred_at=record.occurred_at,
+        deleted=True,
+    )
 
 
 def tombstone(row: dict[str, Any]) -> Record:

@@ -24,6 +24,12 @@ INT64_MAX = 2**63 - 1
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MAX_NAME = 64
 
+#: Longest entity key, as `Entity.key` allows. Relation ends follow the same limit:
+#: FalkorDB's range index silently misses strings over 4,096 bytes (MERGE would then
+#: duplicate the node) and Neo4j's index refuses keys over about 8 kB; 512 characters
+#: are at most 2,048 bytes of UTF-8.
+MAX_KEY = 512
+
 #: The sink's own label and relationship type: entities and relations may not use them.
 RECORD_LABEL = "Record"
 MENTIONS = "MENTIONS"
@@ -46,6 +52,8 @@ def parse_ref(ref: str) -> tuple[str, str]:
     label, sep, key = ref.partition(":")
     if not sep or not key:
         raise SinkError(f"entity reference {ref!r} is not of the form Type:key")
+    if len(key) > MAX_KEY:
+        raise SinkError(f"entity reference {ref[:80]!r}... has a key longer than {MAX_KEY} characters")
     return entity_label(label), key
 
 

@@ -1,0 +1,152 @@
+"""Fixtures: the core testing kit's Redis with FalkorDB for the session, one graph per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pydantic import SecretStr
+
+from apex_platform.models import Entity, Record, Relation
+from apex_sink_graph import GraphSink, GraphSinkSettings
+
+if TYPE_CHECKING:
+    from apex_platform.stack.redis_server import RedisServer
+
+RecordFactory = Callable[..., Record]
+SettingsFactory = Callable[..., GraphSinkSettings]
+Dump = Callable[[GraphSink], Awaitable[dict[str, list[str]]]]
+
+
+@pytest.fixture(scope="session")
+def falkordb_url(apex_redis_server: RedisServer) -> str:
+    """falkordb://host:port of a throw-away Redis with the FalkorDB module."""
+    return apex_redis_server.url.replace("redis://", "falkordb://").rsplit("/", 1)[0]
+
+
+@pytest.fixture
+def graph_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_settings(falkordb_url: str, graph_name: str) -> SettingsFactory:
+    """`make_settings(graph=None, **fields)`: settings for the test server, this test's graph by default."""
+
+    def make(graph: str | None = None, **overrides: Any) -> GraphSinkSettings:
+        return GraphSinkSettings(uri=SecretStr(f"{falkordb_url}/{graph or graph_name}"), **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def sink(make_settings: SettingsFactory, falkordb_url: str, graph_name: str) -> AsyncIterator[GraphSink]:
+    async with GraphSink(make_settings()) as opened:
+        yield opened
+    from falkordb.asyncio import FalkorDB
+
+    db = FalkorDB.from_url(falkordb_url.replace("falkordb://", "redis://"))
+    try:
+        if graph_name in await db.list_graphs():
+            await db.select_graph(graph_name).delete()
+    finally:
+        await db.aclose()
+
+
+@pytest.fixture
+def dump() -> Dump:
+    """`await dump(sink)`: every node and edge as sorted strings (stamps left out), to
+    compare whole graph states."""
+
+    async def run(sink: GraphSink) -> dict[str, list[str]]:
+        nodes = await sink.backend.read("MATCH (n) RETURN labels(n)[0] AS label, properties(n) AS props", {})
+        edges = await sink.backend.read(
+            """MATCH (a)-[x]->(b)
+               RETURN labels(a)[0] AS a, coalesce(a.key, a.uid) AS ak, type(x) AS type, properties(x) AS props,
+                      labels(b)[0] AS b, coalesce(b.key, b.uid) AS bk""",
+            {},
+        )
+
+        def clean(props: dict[str, Any]) -> list[tuple[str, Any]]:
+            return sorted((k, v) for k, v in dict(props).items() if k not in {"stamp", "pending"})
+
+        return {
+            "nodes": sorted(f"{n['label']} {clean(n['props'])}" for n in nodes),
+            "edges": sorted(f"{e['a']}:{e['ak']} -{e['type']} {clean(e['props'])}-> {e['b']}:{e['bk']}" for e in edges),
+        }
+
+    return run
+
+
+# Records for tests. Fixtures rather than an importable module: the workspace runs
+# pytest with --import-mode=importlib, where test folders are not on sys.path.
+
+EPOCH = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def record() -> RecordFactory:
+    """`record(id, version, **fields)`: a small turvo.shipment record."""
+    return _record
+
+
+@pytest.fixture
+def rich_record() -> RecordFactory:
+    """`rich_record(id, version)`: every field, unicode, nested JSON, awkward floats, an embedding."""
+    return _rich_record
+
+
+def _record(
+    id: str | None = None,
+    version: int = 1,
+    *,
+    source: str = "turvo",
+    kind: str = "turvo.shipment",
+    deleted: bool = False,
+    **fields: Any,
+) -> Record:
+    return Record(
+        source=source,
+        kind=kind,
+        id=id or uuid.uuid4().hex,
+        version=version,
+        occurred_at=fields.pop("occurred_at", EPOCH + timedelta(seconds=version % 10**8)),
+        title=fields.pop("title", f"shipment v{version}"),
+        text=fields.pop("text", f"status at version {version}"),
+        attributes=fields.pop("attributes", {"version": version}),
+        deleted=deleted,
+        **fields,
+    )
+
+
+def _rich_record(id: str | None = None, version: int = 7) -> Record:
+    return Record(
+        source="frontapp",
+        kind="frontapp.message",
+        id=id or f"msg_{uuid.uuid4().hex}",
+        version=version,
+        occurred_at=datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC),
+        title="Livraison retardée — 配達遅延 🚚 \"quoted\" `tick` \\ back",
+        text='Bonjour,\nle camion n°42 est bloqué à Montréal.\t«guillemets» "quotes" \\ backslash \x01',
+        attributes={
+            "nested": {"list": [1, 2.5, None, True, "x", {"deep": [[], {}]}], "empty": {}},
+            "big_float": 1e300,
+            "tiny": 5e-324,
+            "neg": -0.25,
+            "huge_int": 2**80,
+            "unicode": "Zürich → Köln",
+        },
+        entities=(
+            Entity(
+                type="Shipment",
+                key="SH-1",
+                properties={"weight_kg": 1200.5, "tags": ["a", "b"], "stops": [{"city": "Köln"}], "none": None},
+            ),
+            Entity(type="Truck", key="42", properties={"big": 2**70, "mixed": [1, "a"]}),
+        ),
+        relations=(Relation(src="Shipment:SH-1", type="CARRIED_BY", dst="Truck:42", properties={"leg": 1}),),
+        embedding=(0.1, -0.2, 1e-7, 3.0, 1 / 3),
+    )

@@ -290,3 +290,13 @@ async def test_an_evicting_server_is_warned_about(
     async with RedisSink(settings):
         pass
     assert "maxmemory-policy" not in caplog.text
+
+
+async def test_coordinator_calls_need_an_open_sink(settings: RedisSinkSettings) -> None:
+    closed = RedisSink(settings)
+    with pytest.raises(SinkError, match="not open"):
+        closed.lock(keys("a"), ttl_seconds=1)
+    with pytest.raises(SinkError, match="not open"):
+        await closed.committed(["x"])
+    with pytest.raises(SinkError, match="not open"):
+        await closed.mark_committed(["x"])

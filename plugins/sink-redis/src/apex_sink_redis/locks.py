@@ -19,6 +19,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
+from redis.exceptions import RedisError
+
 from apex_platform.errors import SinkError
 from apex_platform.models import RecordKey
 from apex_sink_redis import scripts
@@ -58,7 +60,13 @@ class KeyLocks:
         held = [0]  # how many of `names` (a prefix) this token holds; read by the renewer
         renewer = asyncio.create_task(self._renew(names, held, token, ttl_ms, ttl_seconds / 3))
         try:
-            await self._take(ordered, names, held, token, ttl_ms, wait_seconds)
+            try:
+                await self._take(ordered, names, held, token, ttl_ms, wait_seconds)
+            except (RedisError, OSError) as exc:
+                raise SinkError(
+                    f"redis sink: locking {len(ordered)} records (first: {ordered[0]}) failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             yield
         finally:
             renewer.cancel()

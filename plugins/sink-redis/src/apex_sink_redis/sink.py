@@ -143,11 +143,9 @@ class RedisSink:
 
     async def _check_eviction(self, client: Redis) -> None:
         """Warn when locks and ledger entries (keys with a TTL) could be evicted under memory pressure."""
-        from redis.exceptions import ResponseError
-
         try:
             found: dict[Any, Any] = await client.config_get("maxmemory-policy")
-        except ResponseError:  # CONFIG is often disabled on managed services: nothing to check
+        except _redis_errors():  # CONFIG is often disabled on managed services: nothing to check
             return
         policy = found.get(b"maxmemory-policy", found.get("maxmemory-policy"))
         if isinstance(policy, str):

@@ -51,6 +51,38 @@ class BlobStore:
             raise
         return ref
 
+    def put_file(self, source: Path) -> str:
+        """Store a file without reading it whole into memory; returns its reference."""
+        digest = hashlib.sha256()
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            ref = _PREFIX + digest.hexdigest()
+            path = self._path(ref)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return ref
+
+    def path(self, ref: str) -> Path:
+        """The file holding a blob, checked against its hash by streaming it."""
+        path = self._path(ref)
+        if not path.exists():
+            raise BlobNotFound(f"blob {ref} is missing from {self.root}")
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        if _PREFIX + digest.hexdigest() != ref:
+            raise BlobNotFound(f"blob {ref} in {self.root} is corrupt")
+        return path
+
     def get(self, ref: str) -> bytes:
         path = self._path(ref)
         try:

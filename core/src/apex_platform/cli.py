@@ -408,6 +408,81 @@ def dlq_discard(letter_id: int) -> None:
     console.print(f"dead letter {letter_id}: discarded")
 
 
+@app.command()
+def ingest(
+    source: str,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per record created")] = False,
+    watch: Annotated[Path | None, typer.Option("--watch", help="Keep ingesting files dropped into this folder")] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, max=5000, help="Units (e.g. X12 sets) per batch")] = 50,
+) -> None:
+    """Ingest files of a batch source (one workflow per file, fan-out per unit). Needs a
+    running worker (`apex-platform dev` or `worker`). Warnings go to stderr; the exit code
+    is non-zero only when nothing could be read."""
+    from rich.progress import Progress
+
+    from apex_platform.batches import batch_source, expand, ingest_file, watch_inbox
+
+    _stack_aware_env()
+    runtime = _runtime(None)
+    src = batch_source(runtime, source)
+    if watch is None and not paths:
+        raise typer.BadParameter("give files or folders, or --watch FOLDER")
+    files = expand(list(paths or []))
+
+    async def go() -> int:
+        client = await runtime.connect()
+        read_any = False
+        with Progress(console=err, transient=True, disable=as_json or not files) as progress:
+            task = progress.add_task("files", total=len(files))
+            for path in files:
+                sub = progress.add_task(path.name, total=None)
+
+                def show(done: int, total: int, sub: Any = sub) -> None:
+                    progress.update(sub, completed=done, total=total or None)
+
+                try:
+                    result = await ingest_file(runtime, client, src, path, chunk_size=chunk_size, on_progress=show)
+                except ApexError as exc:
+                    err.print(f"[red]{path}:[/] {exc}")
+                    continue
+                finally:
+                    progress.remove_task(sub)
+                    progress.advance(task)
+                for warning in result.warnings:
+                    err.print(f"[yellow]warning:[/] {path.name}: {warning}")
+                read_any = read_any or len(result.failed_units) < result.units
+                if as_json:
+                    for ref in result.records:
+                        sys.stdout.write(json.dumps({"source": source, "id": ref.id, "kind": ref.kind}) + "\n")
+                else:
+                    console.print(
+                        f"{path.name}: {result.units} units, {len(result.records)} records "
+                        f"({result.written} written, {result.skipped} already there), "
+                        f"{len(result.failed_units)} units failed"
+                    )
+        if watch is not None:
+            from apex_platform.serve import install_stop_signals
+
+            stop = asyncio.Event()
+            install_stop_signals(stop)
+
+            def report(path: Path, result: Any, reason: str | None) -> None:
+                if reason:
+                    err.print(f"[red]{path.name} → failed/:[/] {reason}")
+                else:
+                    console.print(f"{path.name} → done/: {len(result.records)} records")
+
+            console.print(f"watching {watch} (Ctrl-C stops)")
+            await watch_inbox(runtime, client, src, watch, stop, on_result=report)
+            return 0
+        return 0 if read_any else 1
+
+    code = asyncio.run(go())
+    if code:
+        raise typer.Exit(code)
+
+
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")]
 
 

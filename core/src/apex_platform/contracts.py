@@ -7,7 +7,7 @@ talks to plugins through these methods.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +74,36 @@ class WebhookSource(SourceConnector, Protocol):
 
 
 @runtime_checkable
+class PushSource(SourceConnector, Protocol):
+    """A source that our own clients push to at `POST /v1/records/{name}` (LLM agents).
+
+    Authentication is the platform's (`APEX_API_KEYS`, bearer); the connector only decodes.
+    """
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent:
+        """Decode a pushed body; raise `PayloadError` naming what is malformed. The event id
+        must be derived from the content (a client retry gives the same id)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchUnit:
+    """One independently parseable part of a file (an X12 transaction set)."""
+
+    id: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class BatchWarning:
+    """Something wrong in a file that did not stop the rest from being read; the message
+    names the file and where (e.g. interchange and set control numbers)."""
+
+    message: str
+    unit_id: str | None = None
+
+
+@runtime_checkable
 class FetchingSource(Protocol):
     """A webhook source whose deliveries only name an object that must be fetched first."""
 
@@ -110,10 +140,17 @@ class PollSource(SourceConnector, Protocol):
 
 @runtime_checkable
 class BatchSource(SourceConnector, Protocol):
-    """A source read from files (EDI)."""
+    """A source read from files (EDI). `BatchFileWorkflow` runs one workflow per file and
+    fans out over chunks of its units; `parse` gets one unit per event (payload = unit
+    payload, event id = unit id)."""
+
+    def split(self, path: Path) -> Iterator[BatchUnit | BatchWarning]:
+        """Yield the file's units lazily (never load a large file whole), with warnings
+        between them. Raise `PayloadError` only when nothing at all can be read."""
+        ...
 
     def read(self, path: Path) -> Iterable[Record]:
-        """Stream the records of one file, lazily."""
+        """Stream the records of one file, lazily (split + parse, warnings dropped)."""
         ...
 
 

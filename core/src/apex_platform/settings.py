@@ -54,6 +54,23 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class PushSettings(BaseSettings):
+    """API keys of the push API (`POST /v1/records/{source}`): `APEX_API_KEYS=k1,k2`.
+    Only their SHA-256 digests are kept in memory."""
+
+    model_config = apex_config("APEX_")
+
+    api_keys: SecretStr | None = None
+
+    def digests(self) -> list[bytes]:
+        import hashlib
+
+        if self.api_keys is None:
+            return []
+        keys = [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+        return [hashlib.sha256(k.encode()).digest() for k in keys]
+
+
 class AdminSettings(BaseSettings):
     """The bearer token of the admin endpoints (trace, dead letters). Unset: disabled.
     `apex-platform dev` generates one and keeps it in APEX_HOME/admin_token (mode 0600)."""

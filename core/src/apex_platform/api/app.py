@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from apex_platform import __version__
 from apex_platform.api.admin import AdminController
 from apex_platform.api.controllers import HealthController, PluginsController, WebhookController
+from apex_platform.api.push import PushController
 from apex_platform.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,14 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="apex", prefix="apex", group_path=True, exclude=["/metrics"])
     return Litestar(
-        route_handlers=[WebhookController, HealthController, PluginsController, AdminController, PrometheusController],
+        route_handlers=[
+            WebhookController,
+            PushController,
+            HealthController,
+            PluginsController,
+            AdminController,
+            PrometheusController,
+        ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         middleware=[prometheus.middleware],

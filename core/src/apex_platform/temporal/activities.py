@@ -8,26 +8,32 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from apex_platform import metrics
 from apex_platform.blobs import BlobNotFound, BlobStore
-from apex_platform.contracts import FetchingSource, PollSource
+from apex_platform.contracts import BatchSource, BatchUnit, BatchWarning, FetchingSource, PollSource
 from apex_platform.errors import PayloadError, PluginError, RestartPagination, VendorError
 from apex_platform.models import InboundEvent, Record, WriteResult
 from apex_platform.plugins import Registry
 from apex_platform.saga import Saga, SagaWriteError
 from apex_platform.temporal.inputs import (
     EnrichInput,
+    IngestChunkInput,
+    IngestChunkResult,
     ParseInput,
     ParseManyInput,
     PollPageInput,
     PollPageResult,
     RecordBatch,
+    RecordRef,
     SagaWriteInput,
+    SplitFileInput,
+    SplitFileResult,
 )
 
 
@@ -103,6 +109,15 @@ class BatchCodec:
             return event
         payload = json.loads(self.blobs.get(event.payload_ref))
         return event.model_copy(update={"payload": payload, "payload_ref": None})
+
+
+MAX_WARNINGS = 1000
+
+
+class ChunkFile(BaseModel):
+    """A chunk of a batch file's units, as stored in the blob store."""
+
+    events: tuple[InboundEvent, ...]
 
 
 class IngestActivities:
@@ -184,6 +199,95 @@ class IngestActivities:
             next_cursor=page.next_cursor,
             has_more=page.has_more,
             retry_after=page.retry_after,
+        )
+
+    def _batch_source(self, name: str) -> BatchSource:
+        try:
+            connector = self.registry.source(name)
+        except PluginError as exc:
+            raise _non_retryable(exc) from exc
+        if not isinstance(connector, BatchSource):
+            raise _non_retryable(PluginError(f"source {name!r} does not read files"))
+        return connector
+
+    @activity.defn(name="apex.split_file")
+    async def split_file(self, inp: SplitFileInput) -> SplitFileResult:
+        """Stream the file's units into chunk blobs: only one chunk is ever in memory."""
+        connector = self._batch_source(inp.source)
+        try:
+            path = self.codec.blobs.path(inp.file_ref)
+        except BlobNotFound as exc:
+            raise _non_retryable(exc) from exc
+        refs: list[str] = []
+        warnings: list[str] = []
+        chunk: list[InboundEvent] = []
+        units = 0
+        received = datetime.now(UTC)
+
+        def flush() -> None:
+            if chunk:
+                body = ChunkFile(events=tuple(chunk)).model_dump_json().encode()
+                refs.append(self.codec.blobs.put(body))
+                chunk.clear()
+
+        try:
+            for item in connector.split(path):
+                if isinstance(item, BatchWarning):
+                    if len(warnings) < MAX_WARNINGS:
+                        warnings.append(item.message)
+                    continue
+                unit: BatchUnit = item
+                units += 1
+                chunk.append(
+                    InboundEvent(
+                        source=inp.source,
+                        event_id=f"{inp.file_name}:{unit.id}",
+                        received_at=received,
+                        payload=unit.payload,
+                    )
+                )
+                if len(chunk) >= inp.chunk_size:
+                    flush()
+                    activity.heartbeat(units)
+        except PayloadError as exc:
+            raise _non_retryable(exc) from exc
+        flush()
+        return SplitFileResult(chunk_refs=tuple(refs), units=units, warnings=tuple(warnings))
+
+    @activity.defn(name="apex.ingest_chunk")
+    async def ingest_chunk(self, inp: IngestChunkInput) -> IngestChunkResult:
+        """Parse → enrich → saga for one chunk of units, as one batch."""
+        connector = self._batch_source(inp.source)
+        try:
+            events = ChunkFile.model_validate_json(self.codec.blobs.get(inp.chunk_ref)).events
+        except BlobNotFound as exc:
+            raise _non_retryable(exc) from exc
+        records: list[Record] = []
+        failed: list[str] = []
+        warnings: list[str] = []
+        for event in events:
+            try:
+                parsed = connector.parse(event)
+            except PayloadError as exc:
+                failed.append(event.event_id)
+                warnings.append(f"{event.event_id}: not ingested: {exc}")
+                continue
+            records.extend(parsed)
+        for enricher in self.registry.enrichers.values():
+            records = await enricher.enrich(records)
+        try:
+            async with heartbeating():
+                written = await self.saga.write(records, batch_id=inp.batch_id)
+        except SagaWriteError as exc:
+            raise ApplicationError(str(exc), type="SagaWriteError") from exc
+        for record in records:
+            metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+        return IngestChunkResult(
+            units=len(events),
+            failed_units=tuple(failed),
+            records=tuple(RecordRef(id=r.id, kind=r.kind, deleted=r.deleted) for r in records),
+            warnings=tuple(warnings),
+            write=written,
         )
 
     @activity.defn(name="apex.enrich")

@@ -150,3 +150,73 @@ class ParseManyInput(BaseModel):
 
     source: str
     events: tuple[InboundEvent, ...]
+
+
+class BatchFileInput(BaseModel):
+    """One file of a batch source, stored once in the blob store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    file_name: str
+    file_ref: str
+    chunk_size: int = 50
+    parallel_chunks: int = 4
+    timeouts: ActivityTimeouts = ActivityTimeouts()
+
+
+class SplitFileInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    file_name: str
+    file_ref: str
+    chunk_size: int
+
+
+class SplitFileResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    chunk_refs: tuple[str, ...] = ()
+    units: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+class IngestChunkInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    file_name: str
+    chunk_ref: str
+    batch_id: str
+
+
+class RecordRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: str
+    deleted: bool = False
+
+
+class IngestChunkResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    units: int = 0
+    failed_units: tuple[str, ...] = ()
+    records: tuple[RecordRef, ...] = ()
+    warnings: tuple[str, ...] = ()
+    write: WriteResult = WriteResult()
+
+
+class BatchFileResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    file_name: str
+    units: int = 0
+    failed_units: tuple[str, ...] = ()
+    records: tuple[RecordRef, ...] = ()
+    warnings: tuple[str, ...] = ()
+    written: int = 0
+    skipped: int = 0

@@ -15,7 +15,13 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.activities import IngestActivities
 from apex_platform.temporal.client import ensure_search_attributes, task_queue
-from apex_platform.temporal.workflows import AccumulatorWorkflow, IngestWorkflow, PollWorkflow, StreamWorkflow
+from apex_platform.temporal.workflows import (
+    AccumulatorWorkflow,
+    BatchFileWorkflow,
+    IngestWorkflow,
+    PollWorkflow,
+    StreamWorkflow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +45,20 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 
 
 def workflows() -> list[type]:
-    return [IngestWorkflow, PollWorkflow, StreamWorkflow, AccumulatorWorkflow]
+    return [IngestWorkflow, PollWorkflow, StreamWorkflow, AccumulatorWorkflow, BatchFileWorkflow]
 
 
 def activities(runtime: Runtime) -> list[Any]:
     ingest = IngestActivities(runtime.registry, runtime.saga, runtime.codec)
-    return [ingest.parse, ingest.parse_many, ingest.poll_page, ingest.enrich, ingest.saga_write]
+    return [
+        ingest.parse,
+        ingest.parse_many,
+        ingest.poll_page,
+        ingest.split_file,
+        ingest.ingest_chunk,
+        ingest.enrich,
+        ingest.saga_write,
+    ]
 
 
 async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.Event) -> None:

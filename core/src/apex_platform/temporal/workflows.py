@@ -18,7 +18,11 @@ with workflow.unsafe.imports_passed_through():
     from apex_platform.temporal.inputs import (
         AccumulateInput,
         ActivityTimeouts,
+        BatchFileInput,
+        BatchFileResult,
         EnrichInput,
+        IngestChunkInput,
+        IngestChunkResult,
         IngestInput,
         IngestResult,
         IngestStatus,
@@ -30,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         PollState,
         RecordBatch,
         SagaWriteInput,
+        SplitFileInput,
+        SplitFileResult,
     )
 
 # Errors that retrying cannot fix: the activity raises them as non-retryable.
@@ -313,3 +319,60 @@ class AccumulatorWorkflow:
                 workflow.continue_as_new(
                     inp.model_copy(update={"pending": tuple(self._pending), "recent_ids": tuple(recent)})
                 )
+
+
+@workflow.defn(name="BatchFileWorkflow")
+class BatchFileWorkflow:
+    """One workflow per file (id from the file's content hash, so the same file twice is
+    one ingest). The file is split into units (X12 transaction sets) in chunks; chunks
+    are ingested by parallel activities, each parse → enrich → saga as one batch. A unit
+    that does not parse is reported, and the others go on."""
+
+    def __init__(self) -> None:
+        self._done_chunks = 0
+        self._chunks = 0
+
+    @workflow.query
+    def progress(self) -> tuple[int, int]:
+        """(chunks done, chunks in all)."""
+        return (self._done_chunks, self._chunks)
+
+    @workflow.run
+    async def run(self, inp: BatchFileInput) -> BatchFileResult:
+        opts = activity_options(inp.timeouts)
+        split: SplitFileResult = await workflow.execute_activity(
+            "apex.split_file",
+            SplitFileInput(
+                source=inp.source, file_name=inp.file_name, file_ref=inp.file_ref, chunk_size=inp.chunk_size
+            ),
+            result_type=SplitFileResult,
+            **opts,
+        )
+        self._chunks = len(split.chunk_refs)
+        semaphore = asyncio.Semaphore(max(1, inp.parallel_chunks))
+        wf_id = workflow.info().workflow_id
+
+        async def one(index: int, ref: str) -> IngestChunkResult:
+            async with semaphore:
+                result: IngestChunkResult = await workflow.execute_activity(
+                    "apex.ingest_chunk",
+                    IngestChunkInput(
+                        source=inp.source, file_name=inp.file_name, chunk_ref=ref, batch_id=f"{wf_id}#{index}"
+                    ),
+                    result_type=IngestChunkResult,
+                    **opts,
+                )
+                self._done_chunks += 1
+                return result
+
+        results = await asyncio.gather(*(one(i, ref) for i, ref in enumerate(split.chunk_refs)))
+        return BatchFileResult(
+            source=inp.source,
+            file_name=inp.file_name,
+            units=split.units,
+            failed_units=tuple(u for r in results for u in r.failed_units),
+            records=tuple(rec for r in results for rec in r.records),
+            warnings=split.warnings + tuple(w for r in results for w in r.warnings),
+            written=sum(r.write.written for r in results),
+            skipped=sum(r.write.skipped for r in results),
+        )

@@ -129,7 +129,7 @@ def _rich_record(id: str | None = None, version: int = 7) -> Record:
         id=id or f"msg_{uuid.uuid4().hex}",
         version=version,
         occurred_at=datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC),
-        title="Livraison retardée — 配達遅延 🚚 \"quoted\" `tick` \\ back",
+        title='Livraison retardée — 配達遅延 🚚 "quoted" `tick` \\ back',
         text='Bonjour,\nle camion n°42 est bloqué à Montréal.\t«guillemets» "quotes" \\ backslash \x01',
         attributes={
             "nested": {"list": [1, 2.5, None, True, "x", {"deep": [[], {}]}], "empty": {}},

@@ -47,7 +47,8 @@ async def test_entity_property_named_key_cannot_move_the_node(sink: GraphSink, r
 
 async def test_relation_ends_are_merged_and_implicitly_mentioned(sink: GraphSink, record) -> None:
     await sink.write([record("a", 1, relations=(CARRIED,))])
-    assert await count(sink, "Shipment") == 1 and await count(sink, "Truck") == 1
+    assert await count(sink, "Shipment") == 1
+    assert await count(sink, "Truck") == 1
     rows = await sink.backend.read("MATCH (:Record)-[m:MENTIONS]->(e) RETURN e.key AS key, m.implicit AS implicit", {})
     assert sorted((r["key"], r["implicit"]) for r in rows) == [("42", True), ("SH-1", True)]
     assert await sink.relations("Truck:42") == [
@@ -57,7 +58,9 @@ async def test_relation_ends_are_merged_and_implicitly_mentioned(sink: GraphSink
 
 async def test_relation_dropped_by_newer_version_goes_other_assertion_stays(sink: GraphSink, record) -> None:
     at = Relation(src="Truck:42", type="AT", dst="Place:Montreal", properties={"since": "noon"})
-    await sink.write([record("a", 1, entities=(SH, TRUCK), relations=(CARRIED, at)), record("b", 1, relations=(CARRIED,))])
+    await sink.write(
+        [record("a", 1, entities=(SH, TRUCK), relations=(CARRIED, at)), record("b", 1, relations=(CARRIED,))]
+    )
     assert {(r.type, r.source_uid) for r in await sink.relations("Truck:42")} == {
         ("CARRIED_BY", "turvo:a"),
         ("CARRIED_BY", "turvo:b"),
@@ -125,4 +128,5 @@ async def test_entities_kept_while_mentioned_collected_after(sink: GraphSink, re
     await sink.write([record("a", 2, deleted=True)])
     assert await count(sink, "Shipment") == 1
     await sink.write([record("b", 2, entities=(TRUCK,))])
-    assert await count(sink, "Shipment") == 0 and await count(sink, "Truck") == 1
+    assert await count(sink, "Shipment") == 0
+    assert await count(sink, "Truck") == 1

@@ -27,7 +27,9 @@ async def test_restore_previous_live_version(sink: GraphSink, record, dump) -> N
     other = record("b", 1, relations=(CARRIED,))
     await sink.write([v1, other])
     before = await dump(sink)
-    await sink.write([record("a", 2, entities=(TRUCK,), relations=(Relation(src="Truck:42", type="AT", dst="Place:Lyon"),))])
+    await sink.write(
+        [record("a", 2, entities=(TRUCK,), relations=(Relation(src="Truck:42", type="AT", dst="Place:Lyon"),))]
+    )
     assert await dump(sink) != before
     await sink.restore({v1.key: v1})
     assert await dump(sink) == before

@@ -86,7 +86,8 @@ async def test_tombstone_at_equal_version_wins_and_stays(sink: GraphSink, record
     await sink.write([live])  # the same live version again cannot resurrect it
     await sink.write([record("a", 2)])
     stored = (await sink.read([live.key]))[live.key]
-    assert stored.deleted and stored.version == 3
+    assert stored.deleted
+    assert stored.version == 3
     assert await sink.history("Shipment:SH-1") == []
 
 
@@ -95,12 +96,16 @@ async def test_tombstone_reads_as_minimal_record(sink: GraphSink, record) -> Non
     await sink.write([record("a", 1, entities=(Entity(type="Shipment", key="SH-1"),))])
     await sink.write([gone])
     assert await sink.read([gone.key]) == {
-        gone.key: Record(source="turvo", kind="turvo.shipment", id="a", version=4, occurred_at=gone.occurred_at, deleted=True)
+        gone.key: Record(
+            source="turvo", kind="turvo.shipment", id="a", version=4, occurred_at=gone.occurred_at, deleted=True
+        )
     }
     rows = await sink.backend.read("MATCH (n) RETURN labels(n)[0] AS label, properties(n) AS p", {})
     assert [r["label"] for r in rows] == ["Record"]  # the entity went with its last mention
     props = dict(rows[0]["p"])
-    assert props["deleted"] is True and "record_json" not in props and props["title"] == ""
+    assert props["deleted"] is True
+    assert "record_json" not in props
+    assert props["title"] == ""
     assert await sink.get_version("turvo", "a") == (4, True)
 
 
@@ -140,9 +145,9 @@ async def test_batch_larger_than_chunks(make_settings, record) -> None:
 
 
 async def test_unstorable_records_are_refused_by_name(sink: GraphSink, record) -> None:
-    with pytest.raises(SinkError, match="turvo:a.*NUL"):
+    with pytest.raises(SinkError, match=r"turvo:a.*NUL"):
         await sink.write([record("a", 1, title="nul\x00")])
-    with pytest.raises(SinkError, match="turvo:b.*finite"):
+    with pytest.raises(SinkError, match=r"turvo:b.*finite"):
         await sink.write([record("b", 1, attributes={"x": float("nan")})])
     with pytest.raises(SinkError, match="64-bit"):
         await sink.write([record("c", 2**63)])

@@ -1,4 +1,4 @@
-"""FalkorDB through the `falkordb` client's asyncio API (Redis protocol, not Bolt).
+"""FalkorDB through the `falkordb` client's asyncio `AsyncGraph` (Redis protocol, not Bolt).
 
 Each statement is one GRAPH.QUERY, which FalkorDB runs atomically; there are no
 multi-statement transactions, which is why the sink's statements are guarded by a
@@ -18,8 +18,8 @@ from apex_sink_graph.backends import Row, Runner
 from apex_sink_graph.properties import RECORD_LABEL
 
 if TYPE_CHECKING:
-    from falkordb.asyncio import FalkorDB
     from falkordb.asyncio.graph import AsyncGraph
+    from redis.asyncio import Redis
 
     from apex_sink_graph.settings import GraphSinkSettings, GraphTarget
 
@@ -43,34 +43,49 @@ class FalkorDBBackend:
     def __init__(self, target: GraphTarget, settings: GraphSinkSettings) -> None:
         self.target = target
         self.settings = settings
-        self._db: FalkorDB | None = None
+        self._db: Redis | None = None
         self._graph: AsyncGraph | None = None
 
     def where(self) -> str:
         return self.target.where()
 
-    def _client(self) -> FalkorDB:
-        from falkordb.asyncio import FalkorDB
+    def _client(self) -> Redis:
+        """A new asyncio Redis client (no I/O until first use).
+
+        The FalkorDB client's own constructor probes the server with a *blocking* INFO
+        (cluster detection) and retries for seconds; the sink talks to FalkorDB through
+        `AsyncGraph` on a plain asyncio client instead, so the event loop never blocks.
+        """
+        from redis.asyncio import from_url
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
         options: dict[str, Any] = {
+            "decode_responses": True,
             "socket_connect_timeout": self.settings.connect_timeout,
             # A statement may run up to query_timeout on the server; the socket waits a bit longer.
             "socket_timeout": self.settings.query_timeout + 5,
+            # A couple of quick reconnects; longer outages are the saga's retries' business.
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            "client_name": "apex-sink-graph",
         }
         if self.settings.user:
             options["username"] = self.settings.user
         if self.settings.password is not None:
             options["password"] = self.settings.password.get_secret_value()
-        return FalkorDB.from_url(self.target.url, **options)
+        client: Redis = from_url(self.target.url, **options)
+        return client
 
     async def open(self) -> None:
         if self._db is not None:
             return
+        from falkordb.asyncio.graph import AsyncGraph
+
         db = self._client()
-        graph = db.select_graph(self.target.graph)
+        graph = AsyncGraph(db, self.target.graph)
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
-                await db.list_graphs()
+                await db.execute_command("GRAPH.LIST")  # type: ignore[no-untyped-call]
             await self._create_index(graph, RECORD_LABEL, "uid")
         except _errors() as exc:
             await db.aclose()
@@ -88,7 +103,7 @@ class FalkorDBBackend:
         try:
             async with asyncio.timeout(timeout):
                 # GRAPH.LIST: the server answers and has the FalkorDB module loaded.
-                await db.list_graphs()
+                await db.execute_command("GRAPH.LIST")  # type: ignore[no-untyped-call]
         except _errors() as exc:
             reason = f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc)
             raise SinkError(f"graph sink: {self.where()} is unhealthy ({type(exc).__name__}: {reason})") from exc

@@ -88,7 +88,7 @@ class Neo4jBackend:
     async def open(self) -> None:
         driver = self.connect()
         try:
-            await driver.verify_connectivity(database=self.target.database)
+            await driver.verify_connectivity()
             await self._constrain(RECORD_LABEL, "uid")
         except _errors() as exc:
             await self.close()
@@ -105,7 +105,7 @@ class Neo4jBackend:
         driver = self.connect()
         try:
             async with asyncio.timeout(timeout):
-                await driver.verify_connectivity(database=self.target.database)
+                await driver.verify_connectivity()
         except _errors() as exc:
             reason = f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else str(exc)
             raise SinkError(f"graph sink: {self.where()} is unhealthy ({type(exc).__name__}: {reason})") from exc

@@ -1,0 +1,49 @@
+"""What `apex-platform demo` needs to run the Samsara stream against a fake Samsara.
+
+`start_fake_vendor()` starts the fake feed on a free local port; `demo_environment()` gives
+the settings that point the connector at it (and a throw-away webhook secret).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable
+from functools import cache
+
+from apex_connector_samsara.fake_vendor import FakeSamsara, FakeServer
+
+DEMO_TOKEN = "demo-samsara-token"  # noqa: S105 - the fake server's token, not a credential
+
+
+@cache
+def demo_secret() -> str:
+    """A random webhook secret, base64 as Samsara shows it; the same for the whole process."""
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+_running: FakeServer | None = None
+
+
+def start_fake_vendor() -> tuple[str, Callable[[], None]]:
+    """Start the fake Samsara (5 vehicles x 20 GPS points, engine states) → (base URL, stop)."""
+    global _running
+    server = FakeServer(FakeSamsara(vehicles=5, points=20, page_size=40, token=DEMO_TOKEN, engine_every=5))
+    base_url = server.start()
+    _running = server
+
+    def stop() -> None:
+        global _running
+        server.stop()
+        _running = None
+
+    return base_url, stop
+
+
+def demo_environment(base_url: str | None = None) -> dict[str, str]:
+    """Settings pointing the connector at the fake (the running one unless `base_url` is given)."""
+    env = {"APEX_SAMSARA_WEBHOOK_SECRET": demo_secret(), "APEX_SAMSARA_API_TOKEN": DEMO_TOKEN}
+    url = base_url or (_running.base_url if _running is not None else None)
+    if url:
+        env["APEX_SAMSARA_BASE_URL"] = url
+    return env

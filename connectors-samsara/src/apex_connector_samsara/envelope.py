@@ -1,0 +1,220 @@
+"""Decoding a Samsara delivery and checking the parts every record depends on.
+
+Webhooks 2.0: ``{eventId, eventTime (ISO 8601), eventType, orgId, webhookId, data}``.
+Webhooks 1.0: ``{eventId, eventMs (unix ms), eventType: Alert | Ping, event}``.
+Both `receive` and `parse` go through `read_delivery`, so an event accepted at the edge is
+one that can be parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from apex_platform.errors import PayloadError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Samsara payloads nest a handful of levels; a deeper body is hostile or broken and could
+# exhaust the recursion of the JSON encoders that carry it through Temporal.
+MAX_DEPTH = 64
+MAX_EVENT_ID = 200
+# Event times before this are accepted but flagged (Samsara's own examples say 1970).
+PLAUSIBLE_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity, which are not JSON and cannot be re-encoded strictly.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_string(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError("Samsara webhook body contains an unpaired UTF-16 surrogate escape") from None
+
+
+def check_structure(doc: object, what: str = "Samsara webhook body") -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings with unpaired surrogates (iteratively)."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_string(value)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise PayloadError(f"{what} nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_string(key)
+                stack.append((item, depth + 1))
+        else:
+            stack.extend((item, depth + 1) for item in value)
+
+
+def decode_json(body: bytes, what: str = "Samsara webhook body") -> Any:
+    """Strict JSON of raw bytes, or `PayloadError` saying exactly what is wrong."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"{what} is not UTF-8 (invalid byte at offset {exc.start})") from None
+    if not text.strip():
+        raise PayloadError(f"{what} is empty; expected a JSON object")
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PayloadError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer with thousands of digits
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+    check_structure(doc, what)
+    return doc
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    doc = decode_json(body)
+    if not isinstance(doc, dict):
+        raise PayloadError(f"Samsara webhook body must be a JSON object, got {json_type(doc)}")
+    return doc
+
+
+def parse_time(value: object, where: str) -> datetime:
+    """An ISO 8601 time as Samsara writes it ("2020-01-27T07:06:25Z", "…25.683Z", "+07:00"), aware UTC."""
+    if not isinstance(value, str) or not value.strip():
+        raise PayloadError(f"Samsara {where} must be an ISO 8601 time string, got {json_type(value)}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError(f"Samsara {where} is not an ISO 8601 time: {value[:64]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # Samsara writes UTC; a bare time is taken as UTC
+    return moment.astimezone(UTC)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch (exact integer arithmetic, no float rounding)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The checked core of one delivery."""
+
+    doc: dict[str, Any]
+    version: Literal["1.0", "2.0"]
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    #: `data` (2.0) or `event` (1.0): the object the event is about
+    body: dict[str, Any]
+    oddities: tuple[str, ...] = field(default=())
+
+    @property
+    def version_us(self) -> int:
+        # A record version cannot be negative: pre-1970 times (flagged) clamp to 0.
+        return max(0, micros(self.occurred_at))
+
+    @property
+    def org_id(self) -> str | None:
+        org = self.doc.get("orgId", self.body.get("orgId"))
+        return str(org) if isinstance(org, int | str) and not isinstance(org, bool) else None
+
+
+def _event_id(doc: dict[str, Any]) -> str:
+    value = doc.get("eventId")
+    if value is None:
+        raise PayloadError("Samsara webhook has no 'eventId'")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise PayloadError(f"Samsara webhook 'eventId' must be a string, got {json_type(value)}")
+    text = str(value).strip()
+    if not text:
+        raise PayloadError("Samsara webhook 'eventId' is empty")
+    if len(text) > MAX_EVENT_ID:
+        raise PayloadError(f"Samsara webhook 'eventId' is longer than {MAX_EVENT_ID} characters")
+    if any(ord(c) < 32 for c in text):
+        raise PayloadError("Samsara webhook 'eventId' contains control characters")
+    return text
+
+
+def _event_type(doc: dict[str, Any]) -> str:
+    value = doc.get("eventType")
+    if value is None:
+        raise PayloadError("Samsara webhook has no 'eventType'")
+    if not isinstance(value, str) or not value.strip():
+        raise PayloadError(f"Samsara webhook 'eventType' must be a non-empty string, got {json_type(value)}")
+    return value.strip()[:128]
+
+
+def _from_ms(value: object) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(f"Samsara webhook 'eventMs' must be a number of milliseconds, got {json_type(value)}")
+    if value != value or abs(value) > 253_402_300_799_000:  # NaN, or past year 9999
+        raise PayloadError("Samsara webhook 'eventMs' is not a plausible unix time in milliseconds")
+    return EPOCH + timedelta(microseconds=round(value * 1000))
+
+
+def read_delivery(doc: Any) -> Delivery:
+    """Check a decoded delivery of either webhook version; `PayloadError` names what is wrong."""
+    if not isinstance(doc, dict):
+        raise PayloadError(f"Samsara webhook body must be a JSON object, got {json_type(doc)}")
+    event_id = _event_id(doc)
+    event_type = _event_type(doc)
+    oddities: list[str] = []
+    if "eventTime" in doc:
+        occurred = parse_time(doc["eventTime"], "webhook 'eventTime'")
+        body = doc.get("data", {})
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise PayloadError(f"Samsara webhook 'data' must be an object, got {json_type(body)}")
+        version: Literal["1.0", "2.0"] = "2.0"
+    elif "eventMs" in doc:
+        occurred = _from_ms(doc["eventMs"])
+        body = doc.get("event", {})
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise PayloadError(f"Samsara webhook 'event' must be an object, got {json_type(body)}")
+        version = "1.0"
+    else:
+        raise PayloadError("Samsara webhook has neither 'eventTime' (Webhooks 2.0) nor 'eventMs' (Webhooks 1.0)")
+    if occurred < PLAUSIBLE_SINCE:
+        oddities.append(f"event time {occurred.isoformat()} is before 2000 (accepted as sent)")
+    return Delivery(
+        doc=doc,
+        version=version,
+        event_id=event_id,
+        event_type=event_type,
+        occurred_at=occurred,
+        body=body,
+        oddities=tuple(oddities),
+    )
+
+
+def is_ping(doc: dict[str, Any]) -> bool:
+    return doc.get("eventType") == "Ping"

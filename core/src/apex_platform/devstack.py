@@ -36,7 +36,8 @@ def stack_environment(info: dict[str, Any]) -> dict[str, str]:
         "APEX_TEMPORAL_NAMESPACE": info["temporal"]["namespace"],
         "APEX_POSTGRES_DSN": info["postgres"]["dsn"],
         "APEX_REDIS_URL": info["redis"]["url"],
-        "APEX_GRAPH_URI": info["redis"]["url"].replace("redis://", "falkordb://", 1),
+        # no path: a path would name the graph, and the Redis db number is not a graph name
+        "APEX_GRAPH_URI": "falkordb://" + info["redis"]["url"].removeprefix("redis://").split("/", 1)[0],
         "APEX_QDRANT_PATH": info["qdrant"]["path"],
     }
     return env

@@ -1,0 +1,82 @@
+"""Settings of the Plaid connector, read from `APEX_PLAID_*` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode
+
+from apex_platform.settings import apex_config
+
+PRODUCTION_URL = "https://production.plaid.com"
+SANDBOX_URL = "https://sandbox.plaid.com"
+#: Plaid's API hosts; `development` was retired by Plaid in 2024 but is kept for old set-ups.
+ENVIRONMENTS = {
+    "production": PRODUCTION_URL,
+    "sandbox": SANDBOX_URL,
+    "development": "https://development.plaid.com",
+}
+DEFAULT_POLL_INTERVAL_SECONDS = 3600.0
+
+
+class PlaidSettings(BaseSettings):
+    model_config = apex_config("APEX_PLAID_")
+
+    client_id: str | None = Field(default=None, description="Plaid client_id (Dashboard > Developers > Keys)")
+    secret: SecretStr | None = Field(
+        default=None, description="Plaid secret of the environment that base_url points at (sandbox or production)"
+    )
+    base_url: str = Field(
+        default=PRODUCTION_URL,
+        description="Plaid API host: https://production.plaid.com or https://sandbox.plaid.com",
+    )
+    access_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Access token per Item, as JSON: {"<item_id>": "access-production-…"}',
+    )
+    items: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More Item ids (comma-separated) whose access tokens come from token_provider",
+    )
+    token_provider: str | None = Field(
+        default=None,
+        description="'package.module:function' called with an item_id; returns its access token (vault look-up)",
+    )
+    page_size: int = Field(default=500, ge=1, le=500, description="`count` of each /transactions/sync call")
+    poll_interval_seconds: float = Field(
+        default=DEFAULT_POLL_INTERVAL_SECONDS,
+        gt=0,
+        description="Seconds between syncs of an Item; SYNC_UPDATES_AVAILABLE webhooks start one at once",
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, description="HTTP timeout of a /transactions/sync call")
+    rate_limit_backoff_seconds: float = Field(
+        default=60.0, gt=0, description="Wait after a 429 that carries no Retry-After header"
+    )
+    webhook_max_age_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Reject Plaid-Verification tokens whose iat is older than this"
+    )
+    webhook_clock_skew_seconds: int = Field(
+        default=60, ge=0, le=600, description="Accept an iat this far in the future (clock differences)"
+    )
+    key_fetch_timeout_seconds: float = Field(
+        default=3.0, gt=0, le=30, description="HTTP timeout of /webhook_verification_key/get"
+    )
+    key_cache_seconds: float = Field(
+        default=3600.0, gt=0, description="How long a fetched verification key is trusted before it is fetched again"
+    )
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _split_items(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://sandbox.plaid.com")
+        return value.rstrip("/")

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from apex_platform.errors import SinkError
+from apex_platform.errors import SettingsError, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.settings import load
 from apex_sink_graph import cypher
@@ -132,7 +132,7 @@ class GraphSink:
         """`SinkError` unless the graph database answers within `health_timeout`."""
         try:
             backend = self.backend
-        except Exception as exc:  # SettingsError: say it as a health failure
+        except SettingsError as exc:
             raise SinkError(f"graph sink is not configured: {exc}") from exc
         await backend.ping()
 

@@ -1,0 +1,90 @@
+"""The offline default: signed feature hashing of words, word pairs and character n-grams.
+
+Each feature (a word, two adjacent words, a 3- to 5-character piece of a word with
+boundary marks) is hashed with BLAKE2b — not Python's `hash()`, which changes between
+processes — into one of `dim` buckets with a sign taken from another bit of the digest,
+so collisions cancel out on average instead of piling up. Counts are dampened (square
+root) and the vector is L2-normalised. Same text, same floats, in every process, on
+every platform and Python version: only integer hashing and IEEE float arithmetic in a
+fixed order are involved.
+
+It is not a language model: texts are close when they share words and word pieces
+(so "shipment delayed" is near "shipments delay", and far from "invoice paid").
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
+from hashlib import blake2b
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_PERSON = b"apex-emb-v1"  # part of the hash: changing it changes every vector
+
+WORD_WEIGHT = 1.0
+PAIR_WEIGHT = 0.5
+GRAM_WEIGHT = 0.35
+GRAM_SIZES = (3, 4, 5)
+MAX_WORD_CHARS = 40
+
+
+def _feature(text: str, dim: int) -> tuple[int, float]:
+    digest = int.from_bytes(blake2b(text.encode("utf-8"), digest_size=8, person=_PERSON).digest(), "big")
+    return digest % dim, (1.0 if digest >> 63 else -1.0)
+
+
+@lru_cache(maxsize=200_000)
+def _word_features(word: str, dim: int) -> tuple[tuple[int, float], ...]:
+    """A word's own feature and its character n-grams, hashed once per process."""
+    bucket, sign = _feature("w:" + word, dim)
+    features = [(bucket, sign * WORD_WEIGHT)]
+    marked = f"<{word[:MAX_WORD_CHARS]}>"
+    for size in GRAM_SIZES:
+        for start in range(len(marked) - size + 1):
+            bucket, sign = _feature("c:" + marked[start : start + size], dim)
+            features.append((bucket, sign * GRAM_WEIGHT))
+    return tuple(features)
+
+
+def tokens(text: str) -> list[str]:
+    """Words of `text` after NFKC normalisation and case folding."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def embed_text(text: str, dim: int) -> tuple[float, ...] | None:
+    """The unit vector of `text`, or None when it has no word at all."""
+    words = tokens(text)
+    if not words:
+        return None
+    counts: dict[int, float] = {}
+    for word in words:
+        for bucket, value in _word_features(word, dim):
+            counts[bucket] = counts.get(bucket, 0.0) + value
+    for first, second in itertools.pairwise(words):
+        bucket, sign = _feature(f"p:{first} {second}", dim)
+        counts[bucket] = counts.get(bucket, 0.0) + sign * PAIR_WEIGHT
+    vector = [0.0] * dim
+    for bucket in sorted(counts):
+        value = counts[bucket]
+        # Square-root damping keeps a word repeated fifty times from owning the vector.
+        vector[bucket] = math.copysign(math.sqrt(abs(value)), value)
+    norm = math.sqrt(math.fsum(v * v for v in vector))
+    if norm == 0.0:
+        return None
+    return tuple(v / norm for v in vector)
+
+
+class HashEmbedder:
+    """Backend `hash`: no model, no network, deterministic."""
+
+    name = "hash"
+
+    def __init__(self, dim: int) -> None:
+        self.dimension = dim
+
+    async def embed(self, texts: Sequence[str]) -> list[tuple[float, ...] | None]:
+        return [embed_text(text, self.dimension) for text in texts]

@@ -15,7 +15,7 @@ from apex_connector_samsara.feed import FeedReader
 from apex_connector_samsara.records import SOURCE, build_records
 from apex_connector_samsara.settings import MIN_FEED_WAIT_SECONDS, SamsaraSettings
 from apex_platform.contracts import SampleDelivery, WebhookReply
-from apex_platform.errors import ApexError, PayloadError, SettingsError, SignatureError
+from apex_platform.errors import ApexError, PayloadError, SettingsError, SignatureError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
 from apex_platform.settings import load
 
@@ -73,8 +73,15 @@ class SamsaraConnector:
         return self.settings.account_names()
 
     async def poll(self, account: str, cursor: str | None) -> Page:
-        """The feed page after `cursor` (None: Samsara's last known values)."""
-        return await FeedReader(self.settings).read_page(account, cursor)
+        """The feed page after `cursor` (None: Samsara's last known values).
+
+        Settings problems are non-retryable `VendorError`s: retrying cannot fix them, and the
+        stream shows the message (naming the variable) as its last error."""
+        try:
+            reader = FeedReader(self.settings)
+            return await reader.read_page(account, cursor)
+        except SettingsError as exc:
+            raise VendorError(f"samsara account {account!r}: {exc}", retryable=False) from None
 
     # -- WebhookSource -----------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ EVENT_TYPE_HEADER = "x-samsara-event-type"
 REQUEST_HEADER = "x-samsara-request"
 
 _SCHEME = "v1"
-# Seconds until the year 33658 fit in 12 digits; anything longer is not a Samsara timestamp.
-_MAX_TIMESTAMP_DIGITS = 12
+# 15 digits let a milliseconds value through to be reported as "in the future"; longer is not a timestamp.
+_MAX_TIMESTAMP_DIGITS = 15
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 

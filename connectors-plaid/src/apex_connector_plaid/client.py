@@ -10,7 +10,8 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from apex_connector_plaid.plaid_errors import PlaidError, redact, retry_after_seconds, to_exception
@@ -105,7 +106,7 @@ async def transactions_sync(
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_Transient),
                 stop=stop_after_attempt(3),
-                wait=wait_exponential_jitter(initial=0.2, max=2.0),
+                wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
                 reraise=True,
             ):
                 with attempt:

@@ -13,9 +13,9 @@ from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
 from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakeVendorServer
 
 CLIENT_ID = "test-client-id"
-SECRET = "test-secret-9f8e7d6c5b4a"  # noqa: S105
+SECRET = "test-secret-9f8e7d6c5b4a"
 ITEM = "item-test-1"
-TOKEN = "access-sandbox-test-token-0123456789abcdef"  # noqa: S105
+TOKEN = "access-sandbox-test-token-0123456789abcdef"
 
 
 def txn(tid: str, amount: float = 10.0, *, merchant: str = "Pilot Flying J", **more: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from apex_connector_plaid.cursor import SyncCursor
 from apex_platform.errors import RestartPagination, VendorError
 from apex_platform.models import Page, Record
 
-SECRET = "test-secret-9f8e7d6c5b4a"  # noqa: S105
+SECRET = "test-secret-9f8e7d6c5b4a"
 
 
 async def sync_all(connector: PlaidConnector, item: str, cursor: str | None = None) -> tuple[list[Page], str | None]:
@@ -134,7 +134,7 @@ async def test_invalid_token_is_permanent_and_never_shows_the_token(plaid: Any) 
 
 async def test_login_required_is_permanent_with_a_hint(plaid: Any) -> None:
     plaid.fake.fail_on_call(plaid.item, 1, "login_required")
-    with pytest.raises(VendorError, match="ITEM_LOGIN_REQUIRED.*Link update mode") as info:
+    with pytest.raises(VendorError, match=r"ITEM_LOGIN_REQUIRED.*Link update mode") as info:
         await plaid.connector().poll(plaid.item, None)
     assert not info.value.retryable
 

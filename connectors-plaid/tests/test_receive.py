@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 
@@ -135,10 +136,8 @@ def test_parse_refuses_an_event_without_payload(connector: PlaidConnector) -> No
 @given(st.binary(max_size=300))
 def test_receive_never_fails_with_anything_but_payload_error(body: bytes) -> None:
     connector = PlaidConnector(PlaidSettings(client_id="c", secret="s"), clock=lambda: NOW)
-    try:
+    with contextlib.suppress(PayloadError):
         connector.receive({}, body)
-    except PayloadError:
-        pass
 
 
 json_values = st.recursive(

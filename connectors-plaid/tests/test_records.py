@@ -17,7 +17,14 @@ ITEM = samples.DEMO_ITEM_ID
 
 
 def page(**lists: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"added": [], "modified": [], "removed": [], "accounts": [], "next_cursor": "c", "has_more": False}
+    doc: dict[str, Any] = {
+        "added": [],
+        "modified": [],
+        "removed": [],
+        "accounts": [],
+        "next_cursor": "c",
+        "has_more": False,
+    }
     doc.update(lists)
     return doc
 
@@ -124,7 +131,15 @@ def test_hostile_fields_are_ignored_not_fatal() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(list(samples.transaction("t", "a", 1, "2026-01-01", "n"))), st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)), max_size=5))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(list(samples.transaction("t", "a", 1, "2026-01-01", "n"))),
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+        ),
+        max_size=5,
+    )
+)
 def test_any_entries_give_one_record_each(entries: list[dict[str, Any]]) -> None:
     records = page_records(page(added=entries), ITEM, 1, READ_AT)
     assert len(records) == len(entries)

@@ -1,0 +1,284 @@
+"""The connector inside core's PollWorkflow (real Temporal dev server, in-process worker,
+memory sinks) and the webhook path over real HTTP (the Litestar API under uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
+from apex_connector_plaid.cursor import SyncCursor
+from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakeVendorServer
+from apex_platform import hookimpl
+from apex_platform.api import create_app
+from apex_platform.models import Record, RecordKey
+from apex_platform.pollers import poller_id, start_poller
+from apex_platform.runtime import Runtime
+from apex_platform.saga import SagaSettings
+from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.temporal.client import task_queue
+from apex_platform.temporal.inputs import PollInput, PollState
+from apex_platform.temporal.worker import run_worker
+from apex_platform.temporal.workflows import PollWorkflow
+from apex_platform.testing.sinks import FaultySink, MemorySink
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+
+CLIENT_ID = "wf-client"
+SECRET = "wf-secret-0f1e2d3c"
+
+
+class Env:
+    def __init__(
+        self, fake: FakePlaid, url: str, connector: PlaidConnector, client: Client, sink: FaultySink, prefix: str
+    ) -> None:
+        self.fake = fake
+        self.url = url
+        self.connector = connector
+        self.client = client
+        self.sink = sink
+        self.prefix = prefix
+        self.temporal = TemporalSettings(task_queue_prefix=prefix, activity_heartbeat_seconds=5)
+
+    def new_item(self, changes: list[Change]) -> str:
+        item = f"item-{uuid.uuid4().hex[:12]}"
+        self.fake.add_item(FakeItem(item, f"access-sandbox-{uuid.uuid4()}", samples.demo_accounts(), changes))
+        return item
+
+    def rows(self, item: str) -> dict[str, Record]:
+        rows: dict[RecordKey, Record] = self.sink.inner.rows  # type: ignore[attr-defined]
+        return {
+            k.id: r
+            for k, r in list(rows.items())
+            if r.kind == "plaid.transaction" and (r.attributes.get("item_id") == item or r.deleted)
+        }
+
+    def live(self, item: str) -> dict[str, Record]:
+        return {k: r for k, r in self.rows(item).items() if not r.deleted}
+
+    async def run_once(self, item: str) -> PollState:
+        handle: WorkflowHandle[Any, PollState] = await start_poller(
+            self.client, self.connector, item, self.temporal, once=True
+        )
+        return await handle.result()
+
+
+def txn(tid: str, amount: float = 10.0, **more: Any) -> dict[str, Any]:
+    return samples.transaction(
+        tid, samples.FUEL_CARD, amount, "2026-03-02", more.pop("name", f"FUEL {tid}"), merchant_name="Pilot Flying J",
+        merchant_entity_id="merchant-pilot", category=samples.FUEL, **more,
+    )  # fmt: skip
+
+
+def changes(prefix: str, n: int) -> list[Change]:
+    """n added, then t1 modified and t2 removed: n + 2 changes."""
+    out: list[Change] = [("added", txn(f"{prefix}-t{i}", 10.0 + i)) for i in range(n)]
+    out.append(("modified", txn(f"{prefix}-t1", 99.5, name="CORRECTED")))
+    out.append(("removed", {"transaction_id": f"{prefix}-t2", "account_id": samples.FUEL_CARD}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[tuple[FakePlaid, str]]:
+    fake = FakePlaid(CLIENT_ID, SECRET)
+    server = FakeVendorServer(fake)
+    url = server.start()
+    yield fake, url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def env(
+    apex_temporal_server: Any, fake_server: tuple[FakePlaid, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Env]:
+    fake, url = fake_server
+    settings = PlaidSettings(base_url=url, client_id=CLIENT_ID, secret=SECRET, page_size=2)
+    # Tokens come from the fake (a "vault"): every Item added by a test is known at once.
+    connector = PlaidConnector(settings, token_provider=lambda item: fake.items[item].access_token)
+    sink = FaultySink(MemorySink("memory"))
+
+    class Plugin:
+        @hookimpl
+        def apex_register_sources(self, register: Callable[[Any], None]) -> None:
+            register(connector)
+
+        @hookimpl
+        def apex_register_sinks(self, register: Callable[[Any], None]) -> None:
+            register(sink)
+
+    prefix = f"plaid{uuid.uuid4().hex[:8]}"
+    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=prefix)
+    home = tmp_path_factory.mktemp("plaid-worker")
+    runtime = Runtime.build(
+        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=home), temporal=temporal
+    )
+    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(runtime, ["P1"], stop))
+    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+    e = Env(fake, url, connector, client, sink, prefix)
+    e.plugin = Plugin()  # type: ignore[attr-defined]
+    e.runtime_args = {"temporal": temporal, "home": home}  # type: ignore[attr-defined]
+    yield e
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+async def test_multi_page_sync_lands_exactly_the_vendors_final_state(env: Env) -> None:
+    item = env.new_item(changes("a", 7))  # 9 changes, 2 per page: 5 pages
+    state = await env.run_once(item)
+    assert (state.pages, state.restarts) == (5, 0)
+    truth = env.fake.final_state(item)
+    assert set(env.live(item)) == set(truth) == {f"a-t{i}" for i in (0, 1, 3, 4, 5, 6)}
+    assert env.live(item)["a-t1"].attributes["amount"] == 99.5
+    assert env.rows(item)["a-t2"].deleted
+    assert SyncCursor.decode(state.cursor).plaid == env.fake._cursor(item, 9)
+    for account in (samples.CHECKING, samples.FUEL_CARD):
+        assert env.sink.inner.rows[RecordKey("plaid", account)].kind == "plaid.account"  # type: ignore[attr-defined]
+
+
+async def test_mutation_during_pagination_restarts_from_the_loops_first_cursor(env: Env) -> None:
+    item = env.new_item(changes("m", 5))  # 7 changes: 4 pages
+    env.fake.mutation_on_page(item, 3, ("modified", txn("m-t0", 55.0, name="MUTATED")))
+    state = await env.run_once(item)
+    assert state.restarts == 1
+    assert env.fake.sync_calls[item] == [0, 2, 4, 0, 2, 4, 6]
+    assert set(env.live(item)) == set(env.fake.final_state(item))
+    assert env.live(item)["m-t0"].attributes["name"] == "MUTATED"
+    assert env.rows(item)["m-t2"].deleted
+
+
+async def test_saga_failure_on_page_3_keeps_the_cursor_at_page_2_then_completes(env: Env) -> None:
+    item = env.new_item(changes("s", 6))  # 8 changes: 4 pages; page 3 holds s-t4 and s-t5
+    original = env.sink.write
+    failing = {"on": True}
+
+    async def write(records: Any) -> None:
+        if failing["on"] and any(r.id == "s-t4" for r in records):
+            raise RuntimeError("store down while writing page 3")
+        await original(records)
+
+    env.sink.write = write  # type: ignore[method-assign]
+    try:
+        handle: WorkflowHandle[Any, PollState] = await start_poller(
+            env.client, env.connector, item, env.temporal, once=True
+        )
+        for _ in range(200):
+            state = await handle.query(PollWorkflow.state)
+            if state.stage == "writing" and state.pages == 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # the saga keeps failing and being retried
+        state = await handle.query(PollWorkflow.state)
+        assert (state.pages, state.stage) == (2, "writing")
+        assert SyncCursor.decode(state.cursor).plaid == env.fake._cursor(item, 4)
+        assert "s-t4" not in env.rows(item)
+        failing["on"] = False
+        final = await handle.result()
+    finally:
+        env.sink.write = original  # type: ignore[method-assign]
+    assert SyncCursor.decode(final.cursor).plaid == env.fake._cursor(item, 8)
+    assert set(env.live(item)) == set(env.fake.final_state(item))
+
+
+async def test_continue_as_new_carries_the_cursor(env: Env) -> None:
+    item = env.new_item(changes("c", 7))  # 5 pages
+    wf_id = f"{poller_id(env.connector, item)}:can"
+    await env.client.start_workflow(
+        PollWorkflow.run,
+        PollInput(source="plaid", account=item, once=True, pages_before_continue=2),
+        id=wf_id,
+        task_queue=task_queue("P1", env.temporal),
+    )
+    state = await env.client.get_workflow_handle(wf_id, result_type=PollState).result()
+    assert state.pages == 5
+    assert SyncCursor.decode(state.cursor).plaid == env.fake._cursor(item, 9)
+    runs = [w async for w in env.client.list_workflows(f"WorkflowId = '{wf_id}'")]
+    assert len(runs) >= 3  # two continue-as-new hops
+    assert env.fake.sync_calls[item] == [0, 2, 4, 6, 8]  # no page read twice across the hops
+    assert set(env.live(item)) == set(env.fake.final_state(item))
+
+
+# -- the webhook over real HTTP --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def api(env: Env) -> AsyncIterator[str]:
+    """The Apex API (create_app) under uvicorn on a free port, in this event loop."""
+    runtime = Runtime.build(
+        [],
+        modules=[env.plugin],  # type: ignore[attr-defined]
+        use_entry_points=False,
+        core=CoreSettings(home=env.runtime_args["home"]),  # type: ignore[attr-defined]
+        temporal=env.runtime_args["temporal"],  # type: ignore[attr-defined]
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime, open_sinks=False), log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await asyncio.wait_for(task, 30)
+
+
+async def wait_for(check: Callable[[], bool], within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_signed_sync_updates_available_wakes_the_items_poller(env: Env, api: str) -> None:
+    item = env.new_item(changes("w", 3))
+    body = samples.webhook_body(item)
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        resp = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["workflow_id"] == f"apex:poll:plaid:{item}"
+        await wait_for(lambda: set(env.live(item)) == set(env.fake.final_state(item)))
+        handle = env.client.get_workflow_handle(f"apex:poll:plaid:{item}", result_type=PollState)
+        for _ in range(100):
+            if (await handle.query(PollWorkflow.state)).stage == "waiting":
+                break
+            await asyncio.sleep(0.1)
+
+        # New data at the bank: the poller sleeps for an hour, only the webhook can wake it.
+        env.fake.append(item, ("added", txn("w-new", 7.0)))
+        resp = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
+        assert resp.status_code == 202, resp.text
+        await wait_for(lambda: "w-new" in env.live(item))
+    await handle.signal(PollWorkflow.stop)
+    assert (await handle.result()).stage == "stopped"
+
+
+async def test_forged_or_stale_webhooks_are_401_and_start_nothing(env: Env, api: str) -> None:
+    item = env.new_item(changes("f", 2))
+    body = samples.webhook_body(item)
+    forger = ec.generate_private_key(ec.SECP256R1())
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        forged = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body, private_key=forger))
+        stale = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body, iat=time.time() - 600))
+        unsigned = await http.post("/webhooks/plaid", content=body, headers={"Content-Type": "application/json"})
+    for resp in (forged, stale, unsigned):
+        assert resp.status_code == 401, resp.text
+    assert "signature does not match" in forged.text
+    assert "s ago" in stale.text
+    with pytest.raises(RPCError):
+        await env.client.get_workflow_handle(f"apex:poll:plaid:{item}").describe()
+    assert item not in env.fake.sync_calls

@@ -107,6 +107,10 @@ class DemoOutcome:
     workflow_id: str | None = None
     records: list[RecordKey] = field(default_factory=list)
     error: str | None = None
+    #: a batched delivery (accumulator): the records its connector parses from it, to await
+    expected: list[RecordKey] = field(default_factory=list)
+    #: a delivery that ingests nothing itself (e.g. a "sync now" trigger)
+    note: str | None = None
 
 
 def _demo_environment(runtime_sources: Sequence[Any]) -> list[Callable[[], None]]:
@@ -137,6 +141,11 @@ def _demo_environment(runtime_sources: Sequence[Any]) -> list[Callable[[], None]
                 values = vendor_env()
             os.environ.update(values)
         console.print(f"fake {source.name} vendor API at {base_url}")
+    # fake vendor apps may configure logging on creation; the demo's output stays readable
+    level = getattr(logging, os.environ.get("APEX_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    logging.getLogger().setLevel(level)
+    for noisy in ("httpx", "litestar", "uvicorn", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     return stops
 
 
@@ -180,11 +189,14 @@ async def _demo(runtime: Runtime, info: dict[str, Any], wait_seconds: float) -> 
         for name, source in sorted(runtime.registry.sources.items()):
             if isinstance(source, DemoSource):
                 deliveries += [(name, d) for d in source.demo_deliveries()]
-        if not deliveries:
+        pollers = [s for _, s in sorted(runtime.registry.sources.items()) if isinstance(s, PollSource)]
+        if not deliveries and not pollers:
             console.print("[red]no installed source provides sample traffic[/]")
             return 1
-        outcomes = await _send(url, deliveries)
+        outcomes = await _send(url, deliveries, runtime) if deliveries else []
         await _wait_workflows(runtime, outcomes, wait_seconds)
+        await _wait_batched(runtime, outcomes, wait_seconds)
+        outcomes += await _sync_pollers(runtime, pollers, wait_seconds)
         landed = await _check_stores(runtime, outcomes)
         return 0 if landed else 1
     finally:
@@ -192,7 +204,7 @@ async def _demo(runtime: Runtime, info: dict[str, Any], wait_seconds: float) -> 
         await server
 
 
-async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]]) -> list[DemoOutcome]:
+async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]], runtime: Runtime) -> list[DemoOutcome]:
     outcomes = []
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         for source, d in deliveries:
@@ -201,6 +213,15 @@ async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]]) -> list[
             outcome = DemoOutcome(source, d.path, resp.status_code, body.get("workflow_id"))
             if resp.status_code not in (200, 202):
                 outcome.error = body.get("error", resp.text[:200])
+            elif body.get("status") == "sync requested":
+                outcome.note = f"sync requested ({body.get('account')}); synced below"
+                outcome.workflow_id = None
+            elif body.get("batched"):
+                # accumulated with others: the records to expect are what the connector parses
+                connector = runtime.registry.sources[source]
+                event = connector.receive({k.lower(): v for k, v in d.headers.items()}, d.body)  # type: ignore[attr-defined]
+                outcome.expected = [r.key for r in connector.parse(event)]
+                outcome.workflow_id = None
             outcomes.append(outcome)
     console.print(f"sent {len(outcomes)} deliveries over HTTP to {url}")
     return outcomes
@@ -231,6 +252,23 @@ async def _sync_pollers(runtime: Runtime, pollers: list[PollSource], wait_second
     return outcomes
 
 
+async def _wait_batched(runtime: Runtime, outcomes: list[DemoOutcome], wait_seconds: float) -> None:
+    """Batched deliveries have no workflow of their own: wait until their records are in
+    every sink (or the time is up, and the table shows what is missing)."""
+    pending = [o for o in outcomes if o.expected and not o.error]
+    if not pending:
+        return
+    keys = list(dict.fromkeys(k for o in pending for k in o.expected))
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        found = [set((await sink.read(keys)).keys()) for sink in runtime.registry.sinks.values()]
+        if all(set(keys) <= f for f in found):
+            break
+        await asyncio.sleep(0.5)
+    for o in pending:
+        o.records = list(o.expected)
+
+
 async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], wait_seconds: float) -> None:
     client = await runtime.connect()
     deadline = time.monotonic() + wait_seconds
@@ -249,10 +287,15 @@ async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], wait_se
     await asyncio.gather(*(one(o) for o in outcomes))
 
 
-def _state(record: Any) -> str:
+ROWS_SHOWN_PER_DELIVERY = 4
+
+
+def _mark(record: Any, agreed: bool) -> str:
     if record is None:
-        return "missing"
-    return f"deleted v{record.version}" if record.deleted else f"v{record.version}"
+        return "[red]missing[/]"
+    if not agreed:
+        return f"[red]✗ v{record.version}[/]"
+    return "deleted" if record.deleted else "[green]✓[/]"
 
 
 async def _check_stores(runtime: Runtime, outcomes: list[DemoOutcome]) -> bool:
@@ -260,29 +303,42 @@ async def _check_stores(runtime: Runtime, outcomes: list[DemoOutcome]) -> bool:
     a deletion must land everywhere too)."""
     sinks = runtime.registry.sinks
     table = Table(title="What landed where")
-    table.add_column("source")
-    table.add_column("status")
-    table.add_column("record")
+    for col in ("source", "via", "status", "record", "version"):
+        table.add_column(col, overflow="fold")
     for name in sinks:
-        table.add_column(name)
+        table.add_column(name, justify="center")
     ok = True
     keys = list(dict.fromkeys(k for o in outcomes for k in o.records))
     stored = {name: (await sink.read(keys)) if keys else {} for name, sink in sinks.items()}
     shown: set[RecordKey] = set()
     for o in outcomes:
-        if o.error or not o.records:
+        if o.error:
             ok = False
-            table.add_row(o.source, str(o.status), f"[red]{o.error or 'no records'}[/]", *["-" for _ in sinks])
+            table.add_row(o.source, o.path, str(o.status), f"[red]{o.error}[/]", "", *["-" for _ in sinks])
             continue
-        for key in o.records:
-            if key in shown:
-                continue
+        if o.note:
+            table.add_row(o.source, o.path, str(o.status), o.note, "", *["" for _ in sinks])
+            continue
+        if not o.records:
+            ok = False
+            table.add_row(o.source, o.path, str(o.status), "[red]no records[/]", "", *["-" for _ in sinks])
+            continue
+        fresh = [k for k in o.records if k not in shown]
+        for i, key in enumerate(fresh):
             shown.add(key)
-            states = [_state(stored[name].get(key)) for name in sinks]
-            agreed = len(set(states)) == 1 and states[0] != "missing"
+            found = [stored[name].get(key) for name in sinks]
+            versions = {(r.version, r.deleted) for r in found if r is not None}
+            agreed = None not in found and len(versions) == 1
             ok = ok and agreed
-            colour = "green" if agreed else "red"
-            table.add_row(o.source, str(o.status), key.id, *[f"[{colour}]{s}[/]" for s in states])
+            if i >= ROWS_SHOWN_PER_DELIVERY and agreed:
+                continue
+            version = next(iter(versions))[0] if versions else None
+            marks = [_mark(r, agreed) for r in found]
+            table.add_row(o.source, o.path, str(o.status), key.id, str(version or "-"), *marks)
+        hidden = len(fresh) - ROWS_SHOWN_PER_DELIVERY
+        if hidden > 0:
+            note = f"… {hidden} more (those not shown agree in every store)"
+            table.add_row(o.source, o.path, str(o.status), note, "", *["" for _ in sinks])
     console.print(table)
     console.print("[green]every record landed in every store[/]" if ok else "[red]some records did not land[/]")
     return ok

@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Annotated, Any
 
+import anyio
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
@@ -43,7 +44,8 @@ class WebhookController(Controller):
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            connector.verify(headers, body)
+            # in a worker thread: a connector may fetch a verification key (Plaid's JWKs)
+            await anyio.to_thread.run_sync(connector.verify, headers, body)
         except SignatureError as exc:
             metrics.WEBHOOKS.labels(source, "unauthorized").inc()
             return problem(401, str(exc), source=source)

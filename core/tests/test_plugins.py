@@ -136,3 +136,34 @@ def test_every_hook_is_documented() -> None:
         assert fn.__doc__
         assert "Called" in fn.__doc__
         assert f"{name}(register)" in docs
+
+
+def test_embedding_dimensions_must_agree_between_enrichers_and_sinks() -> None:
+    from types import SimpleNamespace
+
+    from apex_platform.errors import SettingsError
+    from apex_platform.runtime import Runtime
+
+    class Embedder:
+        name = "embeddings"
+        dimension = 384
+
+        async def enrich(self, records):  # type: ignore[no-untyped-def]
+            return list(records)
+
+    class Plugin:
+        @hookimpl
+        def apex_register_enrichers(self, register):  # type: ignore[no-untyped-def]
+            register(Embedder())
+
+        @hookimpl
+        def apex_register_sinks(self, register):  # type: ignore[no-untyped-def]
+            sink = MemorySink("vectors")
+            sink.settings = SimpleNamespace(embedding_dim=768)  # type: ignore[attr-defined]
+            register(sink)
+
+    runtime = Runtime.build([], modules=[Plugin()], use_entry_points=False)
+    with pytest.raises(SettingsError, match=r"enricher embeddings \(APEX_EMBEDDINGS_DIM\) = 384.*768"):
+        runtime.check_embedding_dimensions()
+    runtime.registry.sinks["vectors"].settings.embedding_dim = 384  # type: ignore[attr-defined]
+    runtime.check_embedding_dimensions()

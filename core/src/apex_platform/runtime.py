@@ -10,7 +10,7 @@ from types import ModuleType
 from temporalio.client import Client
 
 from apex_platform.blobs import BlobStore
-from apex_platform.errors import SinkError
+from apex_platform.errors import SettingsError, SinkError
 from apex_platform.plugins import Registry, build_registry
 from apex_platform.saga import Saga, SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings, load
@@ -62,9 +62,26 @@ class Runtime:
             self.client = await connect(self.temporal, lazy=lazy)
         return self.client
 
+    def check_embedding_dimensions(self) -> None:
+        """Every enricher that makes embeddings and every sink that stores them must agree
+        on the dimension; a mismatch found at start beats a batch failing in every store."""
+        dims: dict[str, int] = {}
+        for name, enricher in self.registry.enrichers.items():
+            dim = getattr(enricher, "dimension", None)
+            if isinstance(dim, int):
+                dims[f"enricher {name} (APEX_EMBEDDINGS_DIM)"] = dim
+        for name, sink in self.registry.sinks.items():
+            dim = getattr(getattr(sink, "settings", None), "embedding_dim", None)
+            if isinstance(dim, int):
+                dims[f"sink {name} (APEX_{name.upper()}_EMBEDDING_DIM)"] = dim
+        if len(set(dims.values())) > 1:
+            listed = ", ".join(f"{who} = {dim}" for who, dim in dims.items())
+            raise SettingsError(f"embedding dimensions disagree: {listed}; set them to one value")
+
     async def open_sinks(self) -> None:
         """Open every sink (creating schemas). A sink that cannot open stops the start:
         a worker that silently skipped a store would break the all-or-nothing promise."""
+        self.check_embedding_dimensions()
         for name, sink in self.registry.sinks.items():
             if name in self._opened:
                 continue

@@ -1,0 +1,277 @@
+"""Calls to the Turvo public API: OAuth password / refresh grants and entity reads.
+
+Every call carries ``x-api-key``; API calls carry ``Authorization: Bearer <access token>``.
+The access token is cached per process and renewed before it expires, or at once when the
+API answers 401 (refresh grant when Turvo gave a refresh token, else the password grant).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+
+from apex_connector_turvo.settings import TurvoSettings
+from apex_platform.errors import VendorError
+
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
+_USER_AGENT = "apex-connector-turvo/0.1"
+
+
+class _Transient(Exception):
+    """A failure worth a quick retry inside the same activity attempt (5xx, network)."""
+
+    def __init__(self, error: VendorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Unauthorized(Exception):
+    """The API refused the access token: renew it and try once more."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class _Token:
+    access: str
+    refresh: str | None
+    expires_at: float  # connector clock, seconds
+
+
+class TurvoClient:
+    """One per connector (per process): holds the cached token, opens an httpx client per call."""
+
+    def __init__(
+        self,
+        settings: TurvoSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._transport = transport
+        self._token: _Token | None = None
+        self._lock = threading.Lock()  # the cache is shared by activities of any event loop
+
+    # -- secrets and errors ---------------------------------------------------------------
+
+    def _secrets(self) -> list[str]:
+        s = self.settings
+        values = [v.get_secret_value() for v in (s.api_key, s.client_secret, s.password) if v is not None]
+        if self._token is not None:
+            values += [self._token.access] + ([self._token.refresh] if self._token.refresh else [])
+        return [v for v in values if v]
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    def _missing(self) -> list[str]:
+        s = self.settings
+        needed = {
+            "APEX_TURVO_API_KEY": s.api_key,
+            "APEX_TURVO_CLIENT_ID": s.client_id,
+            "APEX_TURVO_CLIENT_SECRET": s.client_secret,
+            "APEX_TURVO_USERNAME": s.username,
+            "APEX_TURVO_PASSWORD": s.password,
+        }
+        return [name for name, value in needed.items() if not value]
+
+    def _auth_error(self, message: str) -> VendorError:
+        # Retryable on purpose: an event waits (Temporal retries) while an operator fixes the
+        # credentials, instead of failing and being lost.
+        return VendorError(message, retryable=True, retry_after=self.settings.auth_backoff_seconds)
+
+    def _status_error(self, resp: httpx.Response, where: str) -> VendorError:
+        code = resp.status_code
+        if code == 429:
+            wait = retry_after_seconds(resp.headers.get("retry-after")) or self.settings.rate_limit_backoff_seconds
+            return VendorError(f"turvo: {where} answered 429 Too Many Requests", retryable=True, retry_after=wait)
+        if code >= 500:
+            return VendorError(
+                f"turvo: {where} answered HTTP {code}",
+                retryable=True,
+                retry_after=retry_after_seconds(resp.headers.get("retry-after")),
+            )
+        detail = self._redact(resp.text[:200]).strip()
+        return VendorError(f"turvo: {where} answered HTTP {code}: {detail}", retryable=False)
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def _cached(self) -> str | None:
+        with self._lock:
+            token = self._token
+        if token is None:
+            return None
+        if self._clock() >= token.expires_at - self.settings.token_refresh_margin_seconds:
+            return None
+        return token.access
+
+    def invalidate(self) -> None:
+        """Forget the access token (keep the refresh token): the next call renews it."""
+        with self._lock:
+            if self._token is not None:
+                self._token = _Token("", self._token.refresh, 0.0)
+
+    async def access_token(self, http: httpx.AsyncClient) -> str:
+        cached = self._cached()
+        if cached:
+            return cached
+        missing = self._missing()
+        if missing:
+            raise self._auth_error(f"turvo: cannot call the API: {', '.join(missing)} not set")
+        with self._lock:
+            refresh = self._token.refresh if self._token else None
+        doc: dict[str, Any] | None = None
+        if refresh:
+            doc = await self._grant(http, {"grant_type": "refresh_token", "refresh_token": refresh}, soft=True)
+        if doc is None:
+            s = self.settings
+            assert s.password is not None  # checked by _missing
+            doc = await self._grant(
+                http,
+                {
+                    "grant_type": "password",
+                    "username": s.username,
+                    "password": s.password.get_secret_value(),
+                    "scope": s.scope,
+                    "type": s.user_type,
+                },
+                soft=False,
+            )
+        assert doc is not None
+        access = doc.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise VendorError(f"turvo: {TOKEN_PATH} answered without an access_token", retryable=True)
+        expires_in = doc.get("expires_in")
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 3600.0
+        new_refresh = doc.get("refresh_token") if isinstance(doc.get("refresh_token"), str) else refresh
+        with self._lock:
+            self._token = _Token(access, new_refresh or None, self._clock() + lifetime)
+        return access
+
+    async def _grant(self, http: httpx.AsyncClient, body: dict[str, Any], *, soft: bool) -> dict[str, Any] | None:
+        """POST the token request. `soft`: a refused refresh token returns None (fall back to
+        the password grant) instead of raising."""
+        s = self.settings
+        assert s.api_key is not None
+        assert s.client_secret is not None
+        grant = body["grant_type"]
+        where = f"POST {TOKEN_PATH} ({grant} grant) at {s.base_url}"
+        params = {"client_id": s.client_id or "", "client_secret": s.client_secret.get_secret_value()}
+        body = {**body, "client_id": s.client_id, "client_secret": s.client_secret.get_secret_value()}
+        try:
+            resp = await http.post(
+                s.base_url + TOKEN_PATH,
+                params=params,
+                json=body,
+                headers={"x-api-key": s.api_key.get_secret_value()},
+            )
+        except httpx.HTTPError as exc:
+            raise VendorError(f"turvo: {where} failed: {type(exc).__name__}", retryable=True) from None
+        if resp.status_code == 200:
+            try:
+                doc = resp.json()
+            except ValueError:
+                raise VendorError(f"turvo: {where} answered 200 with a body that is not JSON", retryable=True) from None
+            if not isinstance(doc, dict):
+                raise VendorError(f"turvo: {where} answered 200 with a non-object body", retryable=True)
+            return doc
+        if resp.status_code in (400, 401, 403):
+            if soft:
+                return None
+            raise self._auth_error(
+                f"turvo: {where} refused the credentials (HTTP {resp.status_code}); check APEX_TURVO_USERNAME, "
+                "APEX_TURVO_PASSWORD, APEX_TURVO_CLIENT_ID, APEX_TURVO_CLIENT_SECRET and APEX_TURVO_API_KEY"
+            )
+        raise self._status_error(resp, where)
+
+    # -- entities -------------------------------------------------------------------------
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """GET an API path as the decoded JSON object; None on 404."""
+        s = self.settings
+        where = f"GET {path} at {s.base_url}"
+        async with httpx.AsyncClient(
+            timeout=s.timeout_seconds, transport=self._transport, headers={"User-Agent": _USER_AGENT}
+        ) as http:
+
+            async def once() -> dict[str, Any] | None:
+                token = await self.access_token(http)
+                assert s.api_key is not None
+                try:
+                    resp = await http.get(
+                        s.base_url + path,
+                        headers={"Authorization": f"Bearer {token}", "x-api-key": s.api_key.get_secret_value()},
+                    )
+                except httpx.HTTPError as exc:
+                    raise _Transient(
+                        VendorError(f"turvo: {where} failed: {type(exc).__name__}", retryable=True)
+                    ) from None
+                if resp.status_code == 401:
+                    raise _Unauthorized
+                if resp.status_code == 404:
+                    return None
+                if resp.status_code == 200:
+                    try:
+                        doc = resp.json()
+                    except ValueError:
+                        raise VendorError(
+                            f"turvo: {where} answered 200 with a body that is not JSON", retryable=True
+                        ) from None
+                    if not isinstance(doc, dict):
+                        raise VendorError(f"turvo: {where} answered 200 with a non-object body", retryable=True)
+                    return doc
+                error = self._status_error(resp, where)
+                if resp.status_code >= 500:
+                    raise _Transient(error)
+                raise error
+
+            async def with_renewal() -> dict[str, Any] | None:
+                try:
+                    return await once()
+                except _Unauthorized:
+                    # The token expired early or was revoked: renew it once and try again.
+                    self.invalidate()
+                try:
+                    return await once()
+                except _Unauthorized:
+                    raise self._auth_error(
+                        f"turvo: {where} answered 401 with a freshly issued token; check APEX_TURVO_API_KEY "
+                        "and the API user's permissions"
+                    ) from None
+
+            try:
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(_Transient),
+                    stop=stop_after_attempt(s.http_retries + 1),
+                    wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.1),
+                    reraise=True,
+                ):
+                    with attempt:
+                        return await with_renewal()
+            except _Transient as exc:
+                raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover

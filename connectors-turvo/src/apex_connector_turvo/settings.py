@@ -1,0 +1,111 @@
+"""Settings of the Turvo connector, read from `APEX_TURVO_*` environment variables.
+
+Turvo's API reference and webhook schema are behind a tenant login, so every shape the
+connector assumes (where the entity type and id sit in a webhook body, which API path
+serves which entity) is a setting with a default taken from public integrations.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings
+
+from apex_platform.settings import apex_config
+
+DEFAULT_ENTITY_PATHS = (
+    "shipment=/shipments/{id},order=/orders/{id},carrier=/carriers/{id},"
+    "customer=/customers/{id},location=/locations/{id}"
+)
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as a list of non-empty, stripped items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class TurvoSettings(BaseSettings):
+    model_config = apex_config("APEX_TURVO_")
+
+    # -- webhooks ---------------------------------------------------------------------------
+    webhook_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The token you generated for the webhook profile in Turvo's admin console. "
+            "Unset: every delivery is rejected with 401."
+        ),
+    )
+    webhook_header: str = Field(
+        default="Authorization",
+        min_length=1,
+        description="Header that carries the token; its value may be 'Bearer <token>' or the raw token",
+    )
+    entity_type_path: str = Field(
+        default="entityType,entity_type,objectType,entity.type,eventName,type",
+        description="Comma-separated JSON paths tried in order for the entity type",
+    )
+    entity_id_path: str = Field(
+        default="entityId,entity_id,objectId,eventPayload.id,data.id,entity.id,shipmentId,id",
+        description="Comma-separated JSON paths tried in order for the entity id",
+    )
+    delivery_id_path: str = Field(
+        default="eventId,event_id,deliveryId,webhookEventId,messageId",
+        description="Comma-separated JSON paths of a per-delivery id, used as the event id when present",
+    )
+    event_time_path: str = Field(
+        default="eventTime,timestamp,occurredAt,eventPayload.updated,eventPayload.lastUpdatedOn,updatedAt",
+        description="Comma-separated JSON paths of the webhook's event time",
+    )
+
+    # -- API --------------------------------------------------------------------------------
+    base_url: str = Field(default="https://publicapi.turvo.com/v1", description="Turvo public API base URL")
+    api_key: SecretStr | None = Field(default=None, description="x-api-key sent on every call")
+    client_id: str | None = Field(default=None, description="OAuth client id (Turvo issues e.g. 'publicapi')")
+    client_secret: SecretStr | None = Field(default=None, description="OAuth client secret")
+    username: str | None = Field(default=None, description="Turvo API user (password grant)")
+    password: SecretStr | None = Field(default=None, description="Password of the API user")
+    scope: str = Field(default="read+trust+write", description="OAuth scope asked for")
+    user_type: str = Field(default="business", description="The 'type' field of the token request")
+    entity_paths: str = Field(
+        default=DEFAULT_ENTITY_PATHS,
+        description="Comma-separated 'type=/path/{id}' pairs: the API path that serves each entity type",
+    )
+    not_found: Literal["tombstone", "keep_webhook", "fail"] = Field(
+        default="tombstone",
+        description=(
+            "What a 404 from the API means: 'tombstone' (the entity was deleted), 'keep_webhook' "
+            "(store the webhook body as-is) or 'fail' (a non-retryable error)"
+        ),
+    )
+    updated_path: str = Field(
+        default="updated,lastUpdatedOn,updatedDate,lastModifiedDate,modifiedDate,updatedAt,updated_at",
+        description="Comma-separated paths, in the fetched entity, of its last-update time (the record version)",
+    )
+    timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    http_retries: int = Field(default=2, ge=0, le=10, description="Quick in-call retries of 5xx and network errors")
+    rate_limit_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="Wait after a 429 that has no Retry-After header"
+    )
+    auth_backoff_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Wait before retrying after Turvo refused the credentials (fix them meanwhile: nothing is lost)",
+    )
+    token_refresh_margin_seconds: float = Field(
+        default=60.0, ge=0, description="Refresh the access token this long before it expires"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def entity_path_map(self) -> dict[str, str]:
+        """`entity_paths` as {type: path template}; a malformed pair is ignored."""
+        pairs: dict[str, str] = {}
+        for item in split_list(self.entity_paths):
+            kind, sep, path = item.partition("=")
+            if sep and kind.strip() and "{id}" in path:
+                pairs[kind.strip().lower()] = "/" + path.strip().lstrip("/")
+        return pairs

@@ -1,0 +1,212 @@
+"""Turvo webhook deliveries: the token check, the body, and what a delivery names.
+
+Turvo's webhook profiles authenticate with a token the integrator generates and Turvo
+sends back in a header; the payload schema is not public. So the header name and every
+JSON path below are settings, tried in order, with defaults that cover the shapes seen in
+public integrations (``{"eventName": "SHIPMENT_STATUS_UPDATE", "eventTime": …,
+"eventPayload": {"id": …}}``) and the generic ``{"entityType", "entityId"}`` style.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from apex_connector_turvo.settings import TurvoSettings, split_list
+from apex_connector_turvo.times import to_us
+from apex_platform.errors import PayloadError, SignatureError
+
+# An entity id goes into an API path: only characters that cannot change the path.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_SAFE_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_ALIASES = {"account": "customer", "accounts": "customer", "load": "shipment", "loads": "shipment"}
+MAX_DEPTH = 64
+
+
+def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {str(k).lower(): v for k, v in headers.items()}
+
+
+def check_token(headers: Mapping[str, str], settings: TurvoSettings) -> None:
+    """Raise `SignatureError` unless the configured header carries the configured token."""
+    if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
+        raise SignatureError(
+            "Turvo webhook rejected: no webhook token is configured. Set APEX_TURVO_WEBHOOK_TOKEN to the "
+            "token of the webhook profile in Turvo's admin console"
+        )
+    header = settings.webhook_header.strip().lower()
+    provided = lower_headers(headers).get(header, "").strip()
+    if not provided:
+        raise SignatureError(
+            f"Turvo webhook rejected: the {settings.webhook_header} header is missing (see APEX_TURVO_WEBHOOK_HEADER)"
+        )
+    scheme, _, rest = provided.partition(" ")
+    if rest and scheme.lower() == "bearer":
+        provided = rest.strip()
+    expected = settings.webhook_token.get_secret_value().encode()
+    # bytes on both sides: a non-ASCII header cannot raise, and the compare is constant-time
+    if not hmac.compare_digest(expected, provided.encode("utf-8", "replace")):
+        raise SignatureError(
+            f"Turvo webhook rejected: the token in {settings.webhook_header} does not match APEX_TURVO_WEBHOOK_TOKEN"
+        )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or `PayloadError` saying what is wrong."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"Turvo webhook body is not UTF-8 (invalid byte at offset {exc.start})") from None
+    if not text.strip():
+        raise PayloadError("Turvo webhook body is empty; expected a JSON object")
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(
+            f"Turvo webhook body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise PayloadError(f"Turvo webhook body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise PayloadError(f"Turvo webhook body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PayloadError(f"Turvo webhook body must be a JSON object, got {type(doc).__name__}")
+    _check_depth(doc)
+    return doc
+
+
+def _check_depth(doc: object) -> None:
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PayloadError("Turvo webhook body contains an unpaired UTF-16 surrogate escape") from None
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise PayloadError(f"Turvo webhook body nests deeper than {MAX_DEPTH} levels")
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        for key, item in items:
+            if isinstance(key, str):
+                stack.append((key, depth))
+            stack.append((item, depth + 1))
+
+
+def dig(doc: Any, path: str) -> Any:
+    """The value at a dotted path (`eventPayload.id`, `stops.0.id`), or None."""
+    current = doc
+    for part in path.split("."):
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+        if current is None:
+            return None
+    return current
+
+
+def first(doc: Any, paths: str) -> tuple[str, Any] | None:
+    """The first (path, value) of the comma-separated `paths` that holds a scalar."""
+    for path in split_list(paths):
+        value = dig(doc, path)
+        if isinstance(value, str) and value.strip():
+            return path, value.strip()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return path, value
+    return None
+
+
+def entity_kind(raw: str, known: set[str]) -> str:
+    """Normalise what the payload says the entity is (`SHIPMENT_STATUS_UPDATE`, `Shipment`,
+    `carriers`, `account`) to a known entity type, or a cleaned-up unknown one."""
+    words: list[str] = [str(w).lower() for w in _WORD.findall(raw)]
+    for word in words:
+        word = _ALIASES.get(word, word)
+        for candidate in (word, word[:-1] if word.endswith("s") else word):
+            if candidate in known:
+                return candidate
+    cleaned = "_".join(words)[:64]
+    return cleaned or "unknown"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one webhook names: the entity, and the event's own identity and time."""
+
+    entity_type: str
+    entity_id: str
+    event_id: str
+    event_time_us: int | None
+    event_name: str | None
+
+
+def read_delivery(doc: dict[str, Any], settings: TurvoSettings) -> Delivery:
+    """The entity type and id a webhook names, and its event id; `PayloadError` naming what is missing."""
+    found_type = first(doc, settings.entity_type_path)
+    if found_type is None:
+        raise PayloadError(
+            "Turvo webhook names no entity type: none of "
+            f"{', '.join(split_list(settings.entity_type_path))} holds a value (see APEX_TURVO_ENTITY_TYPE_PATH)"
+        )
+    found_id = first(doc, settings.entity_id_path)
+    if found_id is None:
+        raise PayloadError(
+            "Turvo webhook names no entity id: none of "
+            f"{', '.join(split_list(settings.entity_id_path))} holds a value (see APEX_TURVO_ENTITY_ID_PATH)"
+        )
+    entity_id = str(found_id[1])
+    if isinstance(found_id[1], float):
+        if not found_id[1].is_integer():
+            raise PayloadError(f"Turvo webhook entity id at {found_id[0]!r} is not a whole number")
+        entity_id = str(int(found_id[1]))
+    if not _SAFE_ID.match(entity_id):
+        raise PayloadError(
+            f"Turvo webhook entity id at {found_id[0]!r} is not a plain identifier "
+            "(letters, digits, '_', '.', ':', '-'; at most 128)"
+        )
+    kind = entity_kind(str(found_type[1]), set(settings.entity_path_map()))
+    time_found = first(doc, settings.event_time_path)
+    event_time_us = to_us(time_found[1]) if time_found else None
+    event_name = doc.get("eventName") if isinstance(doc.get("eventName"), str) else None
+    return Delivery(
+        entity_type=kind,
+        entity_id=entity_id,
+        event_id=event_id(doc, settings, kind, entity_id, event_time_us),
+        event_time_us=event_time_us,
+        event_name=event_name,
+    )
+
+
+def event_id(doc: dict[str, Any], settings: TurvoSettings, kind: str, entity_id: str, time_us: int | None) -> str:
+    """A delivery id when the payload has one; otherwise a hash that is equal for a
+    redelivery of the same change and different for the next change of the entity.
+
+    With an event time, (type, id, time) identifies the change: a retried delivery maps to
+    the same workflow id (200 duplicate) even if Turvo re-serialises the body. Without one,
+    the canonical body is hashed instead, so only byte-for-byte equal content collapses.
+    """
+    found = first(doc, settings.delivery_id_path)
+    if found is not None:
+        value = str(found[1])
+        if _SAFE_EVENT_ID.match(value):
+            return value
+        return "d-" + hashlib.sha256(value.encode()).hexdigest()[:40]
+    basis = str(time_us) if time_us is not None else json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256("\x1f".join((kind, entity_id, basis)).encode()).hexdigest()[:24]
+    return f"{kind[:32]}-{entity_id}-{digest}"

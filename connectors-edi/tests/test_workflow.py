@@ -1,0 +1,111 @@
+"""End to end through core's BatchFileWorkflow: real Temporal dev server, in-process
+worker, the EDI connector, a MemorySink."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from apex_connector_edi import EdiConnector, EdiSettings, samples
+from apex_platform import hookimpl
+from apex_platform.batches import ingest_file
+from apex_platform.models import RecordKey
+from apex_platform.runtime import Runtime
+from apex_platform.saga import SagaSettings
+from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.temporal.worker import run_worker
+from apex_platform.testing.sinks import MemorySink
+
+pytestmark = pytest.mark.timeout(180)
+
+Env = tuple[Runtime, Client, MemorySink, EdiConnector]
+
+
+@pytest.fixture
+async def env(apex_temporal_server: Any, tmp_path: Path) -> AsyncIterator[Env]:
+    sink = MemorySink("memory")
+    source = EdiConnector(EdiSettings())
+
+    class Plugin:
+        @hookimpl
+        def apex_register_sources(self, register: Any) -> None:
+            register(source)
+
+        @hookimpl
+        def apex_register_sinks(self, register: Any) -> None:
+            register(sink)
+
+    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=f"edi{uuid.uuid4().hex[:8]}")
+    runtime = Runtime.build(
+        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path / "home"), temporal=temporal
+    )
+    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(runtime, ["P2"], stop))
+    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+    yield runtime, client, sink, source
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+def unique_copy(sample: Path, folder: Path) -> Path:
+    """The sample with trailing whitespace unique to this run: the workflow id comes from
+    the content, and other tests of the session may have ingested the sample already."""
+    bits = format(uuid.uuid4().int, "0128b")
+    path = folder / sample.name
+    path.write_bytes(sample.read_bytes() + b"\n" + bits.replace("0", " ").replace("1", "\n").encode())
+    return path
+
+
+async def test_samples_land_with_their_warnings(env: Env, sample_214: Path, sample_210: Path, tmp_path: Path) -> None:
+    runtime, client, sink, source = env
+    sample_214, sample_210 = unique_copy(sample_214, tmp_path), unique_copy(sample_210, tmp_path)
+    result = await ingest_file(runtime, client, source, sample_214)
+    assert (result.units, result.failed_units) == (1, ())
+    assert [(r.kind, r.id) for r in result.records] == [("edi.shipment_status", "BAWC:123456:X3:199709250830")]
+    assert any(
+        "interchange 000000263, group 000000001: GE01 says 2 sets but the group holds 1" in w for w in result.warnings
+    )
+    stored = sink.rows[RecordKey("edi", "BAWC:123456:X3:199709250830")]
+    assert stored.attributes["location"]["city"] == "DECORAH"
+
+    invoice = await ingest_file(runtime, client, source, sample_210)
+    assert [r.id for r in invoice.records] == ["NLMI:3410889"]
+    assert sink.rows[RecordKey("edi", "NLMI:3410889")].attributes["amount_due"] == "51.65"
+    assert any("GS01 is 'IN'" in w for w in invoice.warnings)
+
+    again = await ingest_file(runtime, client, source, sample_210)
+    assert again == invoice  # the same file is one workflow
+    assert len(sink.rows) == 2
+
+
+async def test_a_large_file_with_a_broken_set_fans_out(env: Env, tmp_path: Path) -> None:
+    runtime, client, sink, source = env
+    path = samples.write_statuses(tmp_path / "many.x12", 1000)
+    text = path.read_text()
+    broken = text.replace("ST*214*0500~\n", "ST*214*0500~\nB10*\x07\x07*not*x12~\n\x01~\n", 1)
+    path.write_text(broken)
+    result = await ingest_file(runtime, client, source, path, chunk_size=100)
+    assert result.units == 999
+    assert len(result.records) == 999
+    assert any("set 0500 (214): not read" in w for w in result.warnings)
+    assert not any("GE01" in w for w in result.warnings)  # the broken set still counts as a set
+    assert RecordKey("edi", "APXL:SH700999:X6:202603010915") in sink.rows
+    assert RecordKey("edi", "APXL:SH700500:X6:202603010915") not in sink.rows
+    assert sink.writes == 10  # one saga batch per chunk of 100 sets
+
+
+async def test_a_file_that_is_not_x12_fails_the_workflow(env: Env, tmp_path: Path) -> None:
+    runtime, client, _sink, source = env
+    path = tmp_path / "letter.txt"
+    path.write_text("Dear carrier,\nplease find the invoice attached.\n")
+    with pytest.raises(WorkflowFailureError) as caught:
+        await ingest_file(runtime, client, source, path)
+    assert "ISA" in str(caught.value.cause.cause)  # type: ignore[union-attr]

@@ -1,0 +1,167 @@
+"""The CDC call to QuickBooks Online, and QuickBooks' faults as `VendorError`s.
+
+A fault looks like `{"Fault": {"Error": [{"Message", "Detail", "code", "element"}],
+"type": "ValidationFault"}, "time": …}` and may come with any status, 200 included.
+429 and 5xx are retryable (5xx and connection failures get two quick retries in the
+call first); a 401 refreshes the access token once and tries again; what is left is
+non-retryable. Messages name the source, the company and the endpoint, never a token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from apex_connector_financial.tokens import TokenManager
+from apex_platform.errors import VendorError
+
+_USER_AGENT = "apex-connector-financial/0.1"
+_MAX_MESSAGE = 300
+
+
+class _Transient(Exception):
+    def __init__(self, error: VendorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def fault_of(doc: Any) -> str | None:
+    """`type code: Message (Detail)` of a QuickBooks fault body, or None when there is none."""
+    fault = doc.get("Fault") if isinstance(doc, dict) else None
+    if not isinstance(fault, dict):
+        return None
+    parts: list[str] = []
+    errors = fault.get("Error")
+    for err in errors if isinstance(errors, list) else []:
+        if isinstance(err, dict):
+            bits = [str(err.get(k)) for k in ("code", "Message", "Detail") if isinstance(err.get(k), str | int)]
+            parts.append(" ".join(bits))
+    kind = fault.get("type") if isinstance(fault.get("type"), str) else "Fault"
+    return f"{kind}: {'; '.join(parts) or 'no detail'}"[:_MAX_MESSAGE]
+
+
+def _retry_after(resp: httpx.Response, default: float) -> float:
+    raw = resp.headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, min(float(raw), 3600.0))
+    except ValueError:
+        return default
+
+
+def error_for(resp: httpx.Response, text: str, *, where: str, default_wait: float) -> VendorError:
+    try:
+        doc: Any = json.loads(text) if text else None
+    except ValueError:
+        doc = None
+    detail = fault_of(doc) or (text.strip().replace("\n", " ")[:_MAX_MESSAGE] or "no body")
+    status = resp.status_code
+    if status == 429:
+        wait = _retry_after(resp, default_wait)
+        return VendorError(
+            f"{where}: QuickBooks throttled the call (429, {detail}); retry in {wait:g}s",
+            retryable=True,
+            retry_after=wait,
+        )
+    if status == 401:
+        return VendorError(
+            f"{where}: QuickBooks rejected the access token even after a refresh (401, {detail}). The app may "
+            "have been disconnected from this company: reconnect it and update APEX_FINANCIAL_REFRESH_TOKENS",
+            retryable=False,
+        )
+    if status == 403:
+        return VendorError(
+            f"{where}: QuickBooks refused the call (403, {detail}); the app needs the accounting scope", retryable=False
+        )
+    if status >= 500 or status == 408:
+        return VendorError(f"{where}: QuickBooks server error {status} ({detail})", retryable=True)
+    return VendorError(f"{where}: QuickBooks answered {status} ({detail})", retryable=False)
+
+
+class QboClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: TokenManager,
+        realm: str,
+        *,
+        minor_version: int,
+        rate_limit_backoff: float = 60.0,
+        attempts: int = 3,
+    ) -> None:
+        self.http = http
+        self.tokens = tokens
+        self.realm = realm
+        self.minor_version = minor_version
+        self.rate_limit_backoff = rate_limit_backoff
+        self.attempts = attempts
+
+    def where(self, path: str) -> str:
+        return f"financial {self.realm}: GET {path}"
+
+    async def cdc(self, entities: list[str], changed_since: str) -> tuple[dict[str, Any], str]:
+        """`GET /v3/company/{realm}/cdc`: the decoded answer and the endpoint for messages."""
+        path = f"/v3/company/{self.realm}/cdc"
+        params = {
+            "entities": ",".join(entities),
+            "changedSince": changed_since,
+            "minorversion": str(self.minor_version),
+        }
+        where = self.where(path)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_Transient),
+                stop=stop_after_attempt(self.attempts),
+                wait=wait_random_exponential(multiplier=0.2, max=2.0),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._authorised(path, params, where), where
+        except _Transient as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _authorised(self, path: str, params: dict[str, str], where: str) -> dict[str, Any]:
+        token = await self.tokens.access_token(self.realm, self.http)
+        resp, text = await self._get(path, params, token, where)
+        if resp.status_code == 401:
+            # expired early or revoked: one fresh access token, one more try
+            self.tokens.invalidate(self.realm, token)
+            token = await self.tokens.access_token(self.realm, self.http)
+            resp, text = await self._get(path, params, token, where)
+        if resp.status_code >= 400:
+            error = error_for(resp, text, where=where, default_wait=self.rate_limit_backoff)
+            if resp.status_code >= 500:
+                raise _Transient(error)
+            raise error
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise VendorError(
+                f"{where}: QuickBooks' answer is not valid JSON ({exc}; {len(text)} characters, truncated or not JSON)",
+                retryable=True,
+            ) from exc
+        fault = fault_of(doc)
+        if fault is not None:  # QuickBooks may answer 200 with a fault in the body
+            raise VendorError(f"{where}: QuickBooks answered with a fault ({fault})", retryable="SystemFault" in fault)
+        if not isinstance(doc, dict):
+            raise VendorError(
+                f"{where}: QuickBooks' answer is a JSON {type(doc).__name__}, not an object", retryable=True
+            )
+        return doc
+
+    async def _get(self, path: str, params: dict[str, str], token: str, where: str) -> tuple[httpx.Response, str]:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": _USER_AGENT}
+        try:
+            resp = await self.http.get(path, params=params, headers=headers)
+            return resp, resp.text
+        except httpx.TimeoutException as exc:
+            raise _Transient(
+                VendorError(f"{where}: QuickBooks did not answer in time ({type(exc).__name__})", retryable=True)
+            ) from exc
+        except httpx.TransportError as exc:
+            raise _Transient(
+                VendorError(f"{where}: cannot reach QuickBooks ({type(exc).__name__}: {exc})", retryable=True)
+            ) from exc

@@ -1,0 +1,179 @@
+"""Calls to the SONAR API: ``POST /Credential/authenticate`` and ticker data, every request
+through the process-wide rate limiter."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+
+from apex_connector_sonar.ratelimit import TokenBucket
+from apex_connector_sonar.settings import SonarSettings
+from apex_connector_sonar.tickers import Ticker
+from apex_platform.errors import VendorError
+
+AUTH_PATH = "/Credential/authenticate"
+_USER_AGENT = "apex-connector-sonar/0.1"
+
+
+class _Transient(Exception):
+    def __init__(self, error: VendorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value.strip()).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+class SonarClient:
+    """One per connector: the cached bearer token and the shared rate limiter."""
+
+    def __init__(
+        self,
+        settings: SonarSettings,
+        bucket: TokenBucket,
+        *,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bucket = bucket
+        self._clock = clock
+        self._transport = transport
+        self._token: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def _status_error(self, resp: httpx.Response, where: str) -> VendorError:
+        code = resp.status_code
+        if code == 429:
+            wait = retry_after_seconds(resp.headers.get("retry-after")) or self.settings.rate_limit_backoff_seconds
+            return VendorError(f"{where} answered 429 Too Many Requests", retryable=True, retry_after=wait)
+        if code >= 500:
+            return VendorError(
+                f"{where} answered HTTP {code}",
+                retryable=True,
+                retry_after=retry_after_seconds(resp.headers.get("retry-after")),
+            )
+        return VendorError(f"{where} answered HTTP {code}: {resp.text[:200].strip()}", retryable=False)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    async def token(self, http: httpx.AsyncClient, where: str) -> str:
+        with self._lock:
+            cached = self._token
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
+        s = self.settings
+        if not s.username or s.password is None:
+            raise VendorError(
+                f"{where}: APEX_SONAR_USERNAME and APEX_SONAR_PASSWORD must be set to call SONAR", retryable=False
+            )
+        await self.bucket.acquire()
+        auth_where = f"sonar: POST {AUTH_PATH} at {s.base_url}"
+        try:
+            resp = await http.post(
+                s.base_url + AUTH_PATH, json={"username": s.username, "password": s.password.get_secret_value()}
+            )
+        except httpx.HTTPError as exc:
+            raise _Transient(VendorError(f"{auth_where} failed: {type(exc).__name__}", retryable=True)) from None
+        if resp.status_code in (400, 401, 403):
+            raise VendorError(
+                f"{auth_where} refused the credentials (HTTP {resp.status_code}); check APEX_SONAR_USERNAME "
+                "and APEX_SONAR_PASSWORD",
+                retryable=False,
+            )
+        if resp.status_code != 200:
+            error = self._status_error(resp, auth_where)
+            raise _Transient(error) if resp.status_code >= 500 else error
+        try:
+            doc: Any = resp.json()
+        except ValueError:
+            doc = resp.text.strip().strip('"')
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else doc
+        if not isinstance(token, str) or not token:
+            raise VendorError(f"{auth_where} answered without a token", retryable=True)
+        with self._lock:
+            self._token = (token, self._clock() + s.token_ttl_seconds)
+        return token
+
+    async def data(self, ticker: Ticker, start: date, end: date) -> list[dict[str, Any]]:
+        """The data points of `ticker` from `start` to `end` (inclusive)."""
+        s = self.settings
+        dates = start.isoformat() if start == end else f"{start.isoformat()}/{end.isoformat()}"
+        path = f"/data/{ticker.index}/{ticker.granularity}/{dates}"
+        where = f"sonar {ticker.symbol}: GET {path} at {s.base_url}"
+        async with httpx.AsyncClient(
+            timeout=s.timeout_seconds, transport=self._transport, headers={"User-Agent": _USER_AGENT}
+        ) as http:
+
+            async def once() -> list[dict[str, Any]]:
+                token = await self.token(http, where)
+                await self.bucket.acquire()
+                try:
+                    resp = await http.get(s.base_url + path, headers={"Authorization": f"Bearer {token}"})
+                except httpx.HTTPError as exc:
+                    raise _Transient(VendorError(f"{where} failed: {type(exc).__name__}", retryable=True)) from None
+                if resp.status_code == 401:
+                    raise _Unauthorized
+                if resp.status_code in (204, 404):
+                    return []  # no data published for these dates
+                if resp.status_code != 200:
+                    error = self._status_error(resp, where)
+                    raise _Transient(error) if resp.status_code >= 500 else error
+                try:
+                    doc = resp.json()
+                except ValueError:
+                    raise VendorError(f"{where} answered 200 with a body that is not JSON", retryable=True) from None
+                if isinstance(doc, dict):
+                    doc = doc.get("data", doc.get("Data", []))
+                if not isinstance(doc, list):
+                    raise VendorError(f"{where} answered 200 without a list of data points", retryable=True)
+                return [p for p in doc if isinstance(p, dict)]
+
+            async def with_renewal() -> list[dict[str, Any]]:
+                try:
+                    return await once()
+                except _Unauthorized:
+                    self.invalidate()
+                try:
+                    return await once()
+                except _Unauthorized:
+                    raise VendorError(
+                        f"{where} answered 401 with a fresh token; check the SONAR subscription of APEX_SONAR_USERNAME",
+                        retryable=False,
+                    ) from None
+
+            try:
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(_Transient),
+                    stop=stop_after_attempt(s.http_retries + 1),
+                    wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.1),
+                    reraise=True,
+                ):
+                    with attempt:
+                        return await with_renewal()
+            except _Transient as exc:
+                raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,20 @@
+"""Hook implementations of the SONAR plugin (entry point `sonar` in group `apex.plugins`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import apex_platform
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from apex_platform.contracts import SourceConnector
+
+
+@apex_platform.hookimpl
+def apex_register_sources(register: Callable[[SourceConnector], None]) -> None:
+    from apex_connector_sonar.connector import SonarConnector
+
+    # Settings are read on first use, not here: registration works with nothing configured.
+    register(SonarConnector())

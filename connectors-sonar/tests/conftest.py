@@ -1,0 +1,71 @@
+"""Fixtures of the SONAR connector tests: one fake SONAR server (real TCP) per session, reset
+before each test, and connectors pointed at it with a fixed 'today' and a private limiter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+
+from apex_connector_sonar import SonarConnector, SonarSettings, TokenBucket
+from apex_connector_sonar.fake_vendor import FakeServer, FakeSonar, start
+
+TODAY = date(2026, 3, 10)
+NOW = 1773151512.0  # 2026-03-10T14:05:12Z
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[tuple[FakeSonar, FakeServer]]:
+    state, server = start(FakeSonar())
+    yield state, server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: tuple[FakeSonar, FakeServer]) -> FakeSonar:
+    state, _ = fake_server
+    state.reset()
+    state.published_until = TODAY
+    return state
+
+
+@pytest.fixture
+def base_url(fake_server: tuple[FakeSonar, FakeServer]) -> str:
+    return fake_server[1].url
+
+
+def settings_for(fake: FakeSonar, base_url: str, **overrides: Any) -> SonarSettings:
+    values: dict[str, Any] = {
+        "base_url": base_url,
+        "username": fake.username,
+        "password": fake.password,
+        "webhook_secret": fake.webhook_secret,
+        "tickers": "OTRI.USA,OTRI.ATL,NTI.USA",
+        "http_retries": 0,
+        "initial_days": 10,
+        "lookback_days": 3,
+        "page_days": 31,
+    }
+    values.update(overrides)
+    return SonarSettings(**values)
+
+
+@pytest.fixture
+def make_connector(fake: FakeSonar, base_url: str) -> Callable[..., SonarConnector]:
+    def make(bucket: TokenBucket | None = None, today: date = TODAY, **overrides: Any) -> SonarConnector:
+        return SonarConnector(
+            settings_for(fake, base_url, **overrides),
+            clock=lambda: NOW,
+            today=lambda: today,
+            # a generous private bucket: only the rate-limit tests exercise the real budget
+            bucket=bucket or TokenBucket(100_000, 60.0, burst=10_000),
+        )
+
+    return make
+
+
+@pytest.fixture
+def connector(make_connector: Callable[..., SonarConnector]) -> SonarConnector:
+    return make_connector()

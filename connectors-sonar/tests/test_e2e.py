@@ -1,0 +1,163 @@
+"""End to end against the real Temporal dev server: core's PollWorkflow drives the connector
+through an in-process worker (vendor failures are retried, nothing is lost, revisions land),
+and signed alerts go over real HTTP through the real API app into a memory sink."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from apex_connector_sonar import SonarConnector, SonarSettings, TokenBucket, samples
+from apex_connector_sonar.fake_vendor import FakeSonar
+from apex_platform import hookimpl
+from apex_platform.models import RecordKey
+from apex_platform.pollers import start_poller
+from apex_platform.runtime import Runtime
+from apex_platform.serve import serve
+from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.stack.ports import free_port
+from apex_platform.temporal.inputs import IngestResult, PollState
+from apex_platform.testing.sinks import MemorySink
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+TODAY = date(2026, 3, 10)
+NOW = 1773151512.0
+
+
+@dataclass
+class Stack:
+    url: str
+    client: Client
+    sink: MemorySink
+    fake: FakeSonar
+    connector: SonarConnector
+    temporal: TemporalSettings
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as http:  # async: the API runs on this loop
+            return await http.post(f"{self.url}/webhooks/sonar", content=body, headers=headers)
+
+    async def sync_once(self, ticker: str) -> PollState:
+        handle = await start_poller(self.client, self.connector, ticker, self.temporal, once=True)
+        return await asyncio.wait_for(handle.result(), timeout=90)
+
+    def value(self, record_id: str) -> Any:
+        return self.sink.rows[RecordKey("sonar", record_id)].attributes["value"]
+
+
+@pytest.fixture
+async def stack(apex_temporal_server: Any, fake: FakeSonar, base_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = SonarSettings(
+        base_url=base_url,
+        username=fake.username,
+        password=fake.password,  # type: ignore[arg-type]
+        webhook_secret=fake.webhook_secret,  # type: ignore[arg-type]
+        tickers="OTRI.ATL",
+        initial_days=9,
+        page_days=3,
+        lookback_days=1,
+        http_retries=0,
+    )
+    connector = SonarConnector(
+        settings, clock=lambda: NOW, today=lambda: TODAY, bucket=TokenBucket(10_000, 60.0, burst=1000)
+    )
+    sink = MemorySink("memory")
+
+    class Plugin:
+        @hookimpl
+        def apex_register_sources(self, register: Any) -> None:
+            register(connector)
+
+        @hookimpl
+        def apex_register_sinks(self, register: Any) -> None:
+            register(sink)
+
+    temporal = TemporalSettings(
+        address=apex_temporal_server.address, task_queue_prefix=f"t{uuid.uuid4().hex[:8]}", activity_heartbeat_seconds=5
+    )
+    runtime = Runtime.build(
+        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
+    )
+    port = free_port()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        serve(runtime, api=True, worker=True, priorities=["P2"], port=port, stop=stop, started=ready)
+    )
+    await asyncio.wait_for(ready.wait(), timeout=60)
+    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+    yield Stack(f"http://127.0.0.1:{port}", client, sink, fake, connector, temporal)
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+async def test_poll_workflow_retries_vendor_failures_and_loses_nothing(stack: Stack) -> None:
+    stack.fake.fail_next(503)  # first data page: retried by the activity's retry policy
+    state = await stack.sync_once("OTRI.ATL")
+    assert (state.cursor, state.pages) == ("2026-03-10", 4)  # 3-day pages, each re-reading a day
+    ids = sorted(k.id for k in stack.sink.rows)
+    assert ids == [f"OTRI.ATL:2026-03-{d:02d}" for d in range(2, 11)]
+    assert stack.fake.statuses("/data/").count(503) == 1
+    assert stack.value("OTRI.ATL:2026-03-05") == samples.series_value("OTRI", "ATL", date(2026, 3, 5))
+
+
+async def test_429_with_retry_after_is_waited_out(stack: Stack) -> None:
+    stack.fake.fail_next(429, retry_after=1)
+    state = await stack.sync_once("OTRI.ATL")
+    assert state.cursor == "2026-03-10"
+    assert len(stack.sink.rows) == 9
+    assert stack.fake.statuses("/data/")[0] == 429
+
+
+async def test_a_revised_value_supersedes_the_stored_one(stack: Stack) -> None:
+    await stack.sync_once("OTRI.ATL")
+    stack.fake.revise("OTRI.ATL", date(2026, 3, 9), 13.25)
+    await stack.sync_once("OTRI.ATL")
+    assert stack.value("OTRI.ATL:2026-03-09") == 13.25
+
+
+async def test_signed_alert_lands(stack: Stack) -> None:
+    body, headers = stack.fake.alert(samples.ALERTS[0])
+    resp = await stack.post(body, headers)
+    assert resp.status_code == 202, resp.text
+    wf_id = resp.json()["workflow_id"]
+    assert wf_id == "apex:sonar:al-20260310-otri-atl"
+    result = await asyncio.wait_for(stack.client.get_workflow_handle(wf_id, result_type=IngestResult).result(), 60)
+    assert result.record_ids == ("alert:al-20260310-otri-atl",)
+    assert stack.sink.rows[RecordKey("sonar", "alert:al-20260310-otri-atl")].attributes["value"] == 9.84
+
+
+@pytest.mark.parametrize("attack", ["tampered", "wrong secret", "no signature"])
+async def test_bad_signature_is_401_and_starts_nothing(stack: Stack, attack: str) -> None:
+    doc = {**samples.ALERTS[0], "alertId": f"al-{attack.replace(' ', '-')}"}
+    body, headers = stack.fake.alert(doc, **({"secret": "not-the-secret"} if attack == "wrong secret" else {}))
+    if attack == "tampered":
+        body = body.replace(b"9.84", b"1.11")
+    if attack == "no signature":
+        headers = {"Content-Type": "application/json"}
+    resp = await stack.post(body, headers)
+    assert resp.status_code == 401, resp.text
+    assert stack.fake.webhook_secret not in resp.text
+    with pytest.raises(RPCError):
+        await stack.client.get_workflow_handle(f"apex:sonar:{doc['alertId']}").describe()
+
+
+@pytest.mark.parametrize(
+    ("doc", "says"),
+    [({"alertId": "m1", "value": 3}, "no 'ticker'"), ({"alertId": "m2", "ticker": "OTRI"}, "granularity")],
+)
+async def test_malformed_alert_is_400_naming_the_problem(stack: Stack, doc: dict[str, Any], says: str) -> None:
+    body, headers = stack.fake.alert(doc)
+    resp = await stack.post(body, headers)
+    assert resp.status_code == 400, resp.text
+    assert says in resp.json()["error"]

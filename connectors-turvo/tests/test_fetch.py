@@ -3,6 +3,7 @@ OAuth grants, token renewal, x-api-key, vendor failures and the 404 policy."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,15 @@ async def test_the_token_is_cached_between_fetches(
         await connector.fetch(deliver(doc))
     assert fake.grants == ["password"]
     assert fake.statuses("/v1/").count(200) == 5  # one token call, four entity reads
+
+
+async def test_concurrent_fetches_share_one_token_request(
+    connector: TurvoConnector, fake: FakeTurvo, deliver: Callable[[dict[str, Any]], InboundEvent]
+) -> None:
+    events = [deliver(doc) for doc in samples.WEBHOOKS * 3]
+    fetched = await asyncio.gather(*(connector.fetch(e) for e in events))
+    assert all("entity" in e.payload for e in fetched)
+    assert fake.grants == ["password"]
 
 
 async def test_an_expired_token_is_refreshed_with_the_refresh_grant(

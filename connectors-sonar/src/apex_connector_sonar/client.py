@@ -3,8 +3,10 @@ through the process-wide rate limiter."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import date
 from email.utils import parsedate_to_datetime
@@ -62,6 +64,8 @@ class SonarClient:
         self._transport = transport
         self._token: tuple[str, float] | None = None
         self._lock = threading.Lock()
+        # one authentication at a time per event loop: concurrent pollers wait for it
+        self._renewing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     def _status_error(self, resp: httpx.Response, where: str) -> VendorError:
         code = resp.status_code
@@ -80,11 +84,22 @@ class SonarClient:
         with self._lock:
             self._token = None
 
-    async def token(self, http: httpx.AsyncClient, where: str) -> str:
+    def _cached(self) -> str | None:
         with self._lock:
             cached = self._token
-        if cached is not None and self._clock() < cached[1]:
-            return cached[0]
+        return cached[0] if cached is not None and self._clock() < cached[1] else None
+
+    async def token(self, http: httpx.AsyncClient, where: str) -> str:
+        cached = self._cached()
+        if cached:
+            return cached
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            renewing = self._renewing.setdefault(loop, asyncio.Lock())
+        async with renewing:
+            return self._cached() or await self._authenticate(http, where)
+
+    async def _authenticate(self, http: httpx.AsyncClient, where: str) -> str:
         s = self.settings
         if not s.username or s.password is None:
             raise VendorError(

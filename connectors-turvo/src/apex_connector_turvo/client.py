@@ -7,8 +7,10 @@ API answers 401 (refresh grant when Turvo gave a refresh token, else the passwor
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -73,6 +75,8 @@ class TurvoClient:
         self._transport = transport
         self._token: _Token | None = None
         self._lock = threading.Lock()  # the cache is shared by activities of any event loop
+        # one token request at a time per event loop: concurrent fetches wait for it
+        self._renewing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     # -- secrets and errors ---------------------------------------------------------------
 
@@ -139,6 +143,13 @@ class TurvoClient:
         cached = self._cached()
         if cached:
             return cached
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            renewing = self._renewing.setdefault(loop, asyncio.Lock())
+        async with renewing:
+            return self._cached() or await self._renew(http)
+
+    async def _renew(self, http: httpx.AsyncClient) -> str:
         missing = self._missing()
         if missing:
             raise self._auth_error(f"turvo: cannot call the API: {', '.join(missing)} not set")

@@ -1,0 +1,272 @@
+"""Decoding and strict validation of a pushed conversation in the OpenAI chat format.
+
+    {"model": "gpt-4o", "conversation_id": "thr_42", "metadata": {...},
+     "messages": [{"role": "user", "content": "..."},
+                  {"role": "assistant", "content": null, "tool_calls": [
+                      {"id": "call_1", "type": "function",
+                       "function": {"name": "get_status", "arguments": "{\\"pro\\": \\"123\\"}"}}]},
+                  {"role": "tool", "tool_call_id": "call_1", "content": "..."}]}
+
+`content` is a string, null (an assistant message that only calls tools), or a list of
+parts: `{"type": "text", "text"}` and `{"type": "refusal", "refusal"}` are text; other
+parts (images, audio, files) are noted by type, never stored (a data: URL can be megabytes).
+Every error names the field: `messages[3].role`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from apex_connector_llm.settings import LlmSettings
+from apex_platform.errors import PayloadError
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+_TEXT_PARTS = {"text": "text", "refusal": "refusal"}
+#: conversation and tool-call ids become parts of record and workflow ids
+_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_MAX_NAME = 256
+_MAX_MODEL = 200
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Message:
+    index: int
+    role: str
+    text: str
+    name: str = ""
+    tool_call_id: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: types of the parts that are not text (image_url, input_audio, file …)
+    other_parts: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.text}
+        if self.name:
+            out["name"] = self.name
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls]
+        if self.other_parts:
+            out["other_parts"] = list(self.other_parts)
+        return out
+
+
+@dataclass(frozen=True)
+class Conversation:
+    #: the client's conversation_id, or None
+    conversation_id: str | None
+    model: str
+    messages: tuple[Message, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: SHA-256 of the messages as sent (canonical JSON)
+    messages_hash: str = ""
+
+    @property
+    def record_id(self) -> str:
+        """The client's id; without one, the hash of the whole transcript (every distinct
+        transcript is then its own record: nothing is merged by guess)."""
+        return self.conversation_id or f"sha256:{self.messages_hash[:32]}"
+
+    @property
+    def event_id(self) -> str:
+        """Conversation and content: the same push twice is a duplicate, a conversation
+        that grew (or changed) is a new event."""
+        return f"{self.record_id}:{self.messages_hash[:32]}"
+
+    def tool_name(self, tool_call_id: str) -> str:
+        for message in self.messages:
+            for call in message.tool_calls:
+                if call.id == tool_call_id:
+                    return call.name
+        return ""
+
+
+def decode_body(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"the body is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise PayloadError("the body is empty: expected a JSON object with messages")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PayloadError("the body is not JSON this service accepts: nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise PayloadError(f"the body is not strict JSON: {name} is not a JSON number")
+
+
+def _type(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    for kind, name in ((dict, "object"), (list, "array"), (str, "string")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _optional_string(doc: dict[str, Any], key: str, where: str, limit: int) -> str:
+    value = doc.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(f"{where}{key} must be a string, not {_type(value)}")
+    if len(value) > limit:
+        raise PayloadError(f"{where}{key} is longer than {limit} characters")
+    return value
+
+
+def _an_id(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise PayloadError(f"{where} must be a string, not {_type(value)}")
+    if not _ID.fullmatch(value):
+        raise PayloadError(f"{where} must be 1 to 128 printable ASCII characters without spaces")
+    return value
+
+
+def _content(value: Any, where: str) -> tuple[str, tuple[str, ...]]:
+    if value is None:
+        return "", ()
+    if isinstance(value, str):
+        return value, ()
+    if not isinstance(value, list):
+        raise PayloadError(f"{where}.content must be a string, null or a list of parts, not {_type(value)}")
+    texts: list[str] = []
+    others: list[str] = []
+    for n, part in enumerate(value):
+        at = f"{where}.content[{n}]"
+        if not isinstance(part, dict):
+            raise PayloadError(f"{at} must be an object with a type, not {_type(part)}")
+        kind = part.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise PayloadError(f"{at}.type must be a non-empty string")
+        if kind in _TEXT_PARTS:
+            text = part.get(_TEXT_PARTS[kind])
+            if not isinstance(text, str):
+                raise PayloadError(f"{at}.{_TEXT_PARTS[kind]} must be a string, not {_type(text)}")
+            texts.append(text)
+        else:
+            others.append(kind[:64])
+    return "\n".join(texts), tuple(others)
+
+
+def _tool_calls(value: Any, where: str, limit: int) -> tuple[ToolCall, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise PayloadError(f"{where}.tool_calls must be a list, not {_type(value)}")
+    if len(value) > limit:
+        raise PayloadError(f"{where}.tool_calls has {len(value)} calls, more than {limit} (APEX_LLM_MAX_TOOL_CALLS)")
+    calls: list[ToolCall] = []
+    for n, call in enumerate(value):
+        at = f"{where}.tool_calls[{n}]"
+        if not isinstance(call, dict):
+            raise PayloadError(f"{at} must be an object, not {_type(call)}")
+        call_id = _an_id(call.get("id"), f"{at}.id")
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise PayloadError(f"{at}.function must be an object with a name, not {_type(function)}")
+        name = function.get("name")
+        if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
+            raise PayloadError(f"{at}.function.name must be a non-empty string of at most {_MAX_NAME} characters")
+        arguments = function.get("arguments", "")
+        if isinstance(arguments, dict | list):  # some clients send the object itself
+            arguments = json.dumps(arguments, sort_keys=True, ensure_ascii=False)
+        if not isinstance(arguments, str):
+            raise PayloadError(f"{at}.function.arguments must be a string of JSON, not {_type(arguments)}")
+        calls.append(ToolCall(call_id, name, arguments))
+    return tuple(calls)
+
+
+def _message(value: Any, index: int, settings: LlmSettings) -> Message:
+    where = f"messages[{index}]"
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where} must be an object with a role and content, not {_type(value)}")
+    role = value.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        shown = repr(role[:32]) if isinstance(role, str) else _type(role)
+        raise PayloadError(f"{where}.role {shown} is not one of {', '.join(ROLES)}")
+    if "content" not in value and role != "assistant":
+        raise PayloadError(f"{where}.content is missing")
+    text, others = _content(value.get("content"), where)
+    if len(text) > settings.max_message_chars:
+        raise PayloadError(
+            f"{where}.content is longer than {settings.max_message_chars} characters (APEX_LLM_MAX_MESSAGE_CHARS)"
+        )
+    name = _optional_string(value, "name", f"{where}.", _MAX_NAME)
+    tool_call_id = ""
+    if role == "tool":
+        tool_call_id = _an_id(value.get("tool_call_id"), f"{where}.tool_call_id")
+    elif value.get("tool_call_id") is not None:
+        raise PayloadError(f"{where}.tool_call_id is only allowed on tool messages")
+    calls = _tool_calls(value.get("tool_calls"), where, settings.max_tool_calls)
+    if calls and role != "assistant":
+        raise PayloadError(f"{where}.tool_calls is only allowed on assistant messages")
+    if role == "function" and not name:
+        raise PayloadError(f"{where}.name is required on function messages (the function's name)")
+    return Message(index, role, text, name, tool_call_id, calls, others)
+
+
+def read_conversation(doc: Any, settings: LlmSettings) -> Conversation:
+    """Validate a decoded body; `PayloadError` names the first problem."""
+    if not isinstance(doc, dict):
+        raise PayloadError(f"the body must be a JSON object with messages, not {_type(doc)}")
+    if "messages" not in doc:
+        raise PayloadError("messages is missing: expected a list of {role, content} objects")
+    raw = doc["messages"]
+    if not isinstance(raw, list):
+        raise PayloadError(f"messages must be a list, not {_type(raw)}")
+    if not raw:
+        raise PayloadError("messages is empty")
+    if len(raw) > settings.max_messages:
+        raise PayloadError(f"too many messages: {len(raw)}, at most {settings.max_messages} (APEX_LLM_MAX_MESSAGES)")
+    messages = tuple(_message(m, i, settings) for i, m in enumerate(raw))
+    total = sum(len(m.text) for m in messages)
+    if total > settings.max_total_chars:
+        raise PayloadError(
+            f"the conversation is too long: {total} characters, at most {settings.max_total_chars} "
+            "(APEX_LLM_MAX_TOTAL_CHARS)"
+        )
+    model = _optional_string(doc, "model", "", _MAX_MODEL)
+    conversation_id = doc.get("conversation_id")
+    if conversation_id is not None:
+        conversation_id = _an_id(conversation_id, "conversation_id")
+    metadata = doc.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise PayloadError(f"metadata must be an object, not {_type(metadata)}")
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    if size > settings.max_metadata_bytes:
+        raise PayloadError(
+            f"metadata is {size} bytes as JSON, more than {settings.max_metadata_bytes} (APEX_LLM_MAX_METADATA_BYTES)"
+        )
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return Conversation(
+        conversation_id=conversation_id,
+        model=model,
+        messages=messages,
+        metadata=metadata,
+        messages_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+    )

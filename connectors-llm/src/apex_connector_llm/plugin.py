@@ -1,0 +1,19 @@
+"""Hook implementations of the LLM plugin (entry point `llm` in group `apex.plugins`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import apex_platform
+from apex_connector_llm.connector import LlmConnector
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from apex_platform.contracts import SourceConnector
+
+
+@apex_platform.hookimpl
+def apex_register_sources(register: Callable[[SourceConnector], None]) -> None:
+    # Settings are read on first use, not here.
+    register(LlmConnector())

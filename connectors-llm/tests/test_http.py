@@ -1,0 +1,257 @@
+"""Over real HTTP: `apex-platform api` and `apex-platform worker` as child processes, the
+session's Temporal dev server, PostgreSQL through apex-sink-postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from apex_connector_llm import LlmConnector, LlmSettings, samples
+from apex_platform.stack.ports import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+CLI = str(Path(sys.executable).parent / "apex-platform")
+KEY = "llm-test-key-" + uuid.uuid4().hex
+ROWS = "select id, kind, version from apex.records where source = 'llm' and id = any($1::text[]) order by id"
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        with log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [CLI, *args], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.log = log
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def wait_healthy(url: str, proc: Proc, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc.poll() is not None:
+            raise RuntimeError(f"the API exited early:\n{proc.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer:\n{proc.log.read_text()[-3000:]}")
+
+
+def environment(base: Path, temporal: Any, postgres: Any, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
+    env.update(
+        {
+            "APEX_HOME": str(base / "home"),
+            "APEX_TEMPORAL_ADDRESS": temporal.address,
+            "APEX_TEMPORAL_TASK_QUEUE_PREFIX": f"llm{uuid.uuid4().hex[:6]}",
+            "APEX_POSTGRES_DSN": postgres.dsn,
+            "APEX_PLUGINS": "llm,postgres",
+            "APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS": "5",
+            "APEX_LLM_MAX_MESSAGES": "50",
+            **extra,
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def api(
+    tmp_path_factory: pytest.TempPathFactory, apex_temporal_server: Any, apex_postgres_server: Any
+) -> Iterator[str]:
+    """An API with a configured key, and a worker."""
+    pytest.importorskip("apex_sink_postgres")
+    base = tmp_path_factory.mktemp("llm-http")
+    port = free_port()
+    env = environment(base, apex_temporal_server, apex_postgres_server, APEX_API_KEYS=f"other-key,{KEY}")
+    env["APEX_API_PORT"] = str(port)
+    procs = [Proc(["api"], env, base / "api.log"), Proc(["worker"], env, base / "worker.log")]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, procs[0])
+        yield url
+    finally:
+        for p in procs:
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def api_without_keys(
+    tmp_path_factory: pytest.TempPathFactory, apex_temporal_server: Any, apex_postgres_server: Any
+) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("llm-http-nokeys")
+    port = free_port()
+    env = environment(base, apex_temporal_server, apex_postgres_server, APEX_API_PORT=str(port))
+    proc = Proc(["api"], env, base / "api.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+async def temporal(apex_temporal_server: Any) -> Client:
+    return await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+
+
+def post(url: str, body: bytes, key: str | None = KEY, **headers: str) -> httpx.Response:
+    hdrs = {"Content-Type": "application/json", **headers}
+    if key is not None:
+        hdrs["Authorization"] = f"Bearer {key}".strip()
+    return httpx.post(f"{url}/v1/records/llm", content=body, headers=hdrs, timeout=30)
+
+
+def conversation(cid: str, grown: bool = False) -> dict[str, Any]:
+    body = samples.conversation(grown=grown)
+    body["conversation_id"] = cid
+    return body
+
+
+def workflow_id(body: dict[str, Any]) -> str:
+    return "apex:llm:" + LlmConnector(LlmSettings()).receive({}, json.dumps(body).encode()).event_id
+
+
+async def started(client: Client, wf_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(wf_id).describe()
+    except RPCError:
+        return False
+    return True
+
+
+async def rows(dsn: str, ids: list[str], count: int, within: float = 60) -> list[Any]:
+    deadline = time.monotonic() + within
+    found: list[Any] = []
+    while time.monotonic() < deadline:
+        conn = await asyncpg.connect(dsn)
+        try:
+            found = await conn.fetch(ROWS, ids)
+        except asyncpg.UndefinedTableError:
+            found = []
+        finally:
+            await conn.close()
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{count} rows for {ids} not there in {within}s: {found}")
+
+
+async def test_push_lands_once_and_growth_is_a_new_version(
+    api: str, temporal: Client, apex_postgres_server: Any
+) -> None:
+    cid = f"thr-{uuid.uuid4().hex[:12]}"
+    body = json.dumps(conversation(cid)).encode()
+    first = post(api, body)
+    assert first.status_code == 202, first.text
+    assert first.json()["workflow_id"] == workflow_id(conversation(cid))
+    tool_id = f"{cid}:call_track_4471823"
+    found = await rows(apex_postgres_server.dsn, [cid, tool_id], 2)
+    assert {(r["id"], r["kind"], r["version"]) for r in found} == {
+        (cid, "llm.conversation", 5_000_000),
+        (tool_id, "llm.tool_output", 4),
+    }
+
+    again = post(api, body)
+    assert again.status_code == 200, again.text
+    assert again.json() == {"status": "duplicate", "workflow_id": first.json()["workflow_id"]}
+
+    grown = post(api, json.dumps(conversation(cid, grown=True)).encode())
+    assert grown.status_code == 202, grown.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        (conv,) = [r for r in await rows(apex_postgres_server.dsn, [cid], 1) if r["id"] == cid]
+        if conv["version"] == 7_000_000:
+            break
+        await asyncio.sleep(0.2)
+    assert conv["version"] == 7_000_000
+
+
+@pytest.mark.parametrize(
+    "key",
+    [None, "wrong-key", "", f"{KEY}x"],
+    ids=["missing", "wrong", "empty", "longer"],
+)
+async def test_missing_or_wrong_key_is_401_and_starts_nothing(api: str, temporal: Client, key: str | None) -> None:
+    body_doc = conversation(f"thr-{uuid.uuid4().hex[:12]}")
+    resp = post(api, json.dumps(body_doc).encode(), key=key)
+    assert resp.status_code == 401, resp.text
+    assert "API key" in resp.json()["error"]
+    assert KEY not in resp.text
+    assert not await started(temporal, workflow_id(body_doc))
+
+
+def test_other_schemes_are_401(api: str) -> None:
+    resp = httpx.post(
+        f"{api}/v1/records/llm",
+        content=json.dumps(conversation("x")).encode(),
+        headers={"Authorization": f"Basic {KEY}"},
+        timeout=30,
+    )
+    assert resp.status_code == 401
+
+
+async def test_api_without_keys_is_disabled(api_without_keys: str, temporal: Client) -> None:
+    body_doc = conversation(f"thr-{uuid.uuid4().hex[:12]}")
+    resp = post(api_without_keys, json.dumps(body_doc).encode())
+    assert resp.status_code == 401
+    assert "APEX_API_KEYS" in resp.json()["error"]
+    assert not await started(temporal, workflow_id(body_doc))
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[]", "must be a JSON object"),
+        (b'{"model": "gpt-4o"}', "messages is missing"),
+        (b'{"messages": []}', "messages is empty"),
+        (b'{"messages": [{"role": "robot", "content": "hi"}]}', "messages[0].role 'robot'"),
+        (b'{"messages": [{"role": "user", "content": 7}]}', "messages[0].content must be"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}] * 51}).encode(), "APEX_LLM_MAX_MESSAGES"),
+        (b"\xff\xfe", "UTF-8"),
+    ],
+)
+def test_malformed_pushes_are_400_naming_the_problem(api: str, body: bytes, says: str) -> None:
+    resp = post(api, body)
+    assert resp.status_code == 400, resp.text
+    assert says in resp.json()["error"]
+    assert resp.json()["source"] == "llm"
+
+
+def test_oversized_push_is_413(api: str) -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * (1024 * 1024 + 10)}]}).encode()
+    assert post(api, body).status_code == 413
+
+
+def test_unknown_push_source_is_404(api: str) -> None:
+    resp = httpx.post(f"{api}/v1/records/nosuch", content=b"{}", headers={"Authorization": f"Bearer {KEY}"})
+    assert resp.status_code == 404
+    assert "nosuch" in resp.json()["error"]

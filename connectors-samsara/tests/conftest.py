@@ -105,3 +105,8 @@ class CountingSink(MemorySink):
 @pytest.fixture
 def counting_sink() -> CountingSink:
     return CountingSink()
+
+
+@pytest.fixture
+def new_counting_sink() -> Callable[[], CountingSink]:
+    return CountingSink

@@ -77,6 +77,8 @@ class FakeSamsara:
     #: the next n feed calls answer 503
     fail_next_5xx: int = 0
     forbidden: bool = False
+    #: seconds each feed call takes (to stop a reader mid-stream in tests)
+    delay: float = 0.0
     calls: list[tuple[str | None, int]] = field(default_factory=list)
     _items: list[FeedItem] = field(default_factory=list, init=False, repr=False)
     _generation: int = field(default=0, init=False)
@@ -150,6 +152,8 @@ class FakeSamsara:
         self, authorization: str | None, types: str | None, after: str | None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """(status, JSON body, headers) of one feed call."""
+        if self.delay:
+            time.sleep(self.delay)
         with self._lock:
             status, body, headers = self._feed(authorization, types, after)
             self.calls.append((after, status))

@@ -46,13 +46,16 @@ class FakePollSource:
     poll_interval_seconds = 3600.0
 
     def __init__(self) -> None:
+        # poller ids are per source and account, and the Temporal server lives for the
+        # whole session: a fresh account per test keeps tests from seeing each other's runs
+        self.account = f"acct-{uuid.uuid4().hex[:8]}"
         self.pages: dict[str | None, Page] = {}
         self.calls: list[str | None] = []
         self.restart_at: set[str | None] = set()
         self.rate_limit_at: set[str | None] = set()
 
     def accounts(self) -> list[str]:
-        return ["acct-1"]
+        return [self.account]
 
     def parse(self, event: InboundEvent) -> list[Record]:
         return []
@@ -141,7 +144,7 @@ async def run_once(env: Env) -> PollState:
     handle: WorkflowHandle[Any, PollState] = await start_poller(
         env.client,
         env.poll,
-        "acct-1",
+        env.poll.account,
         env.temporal,
         once=True,  # type: ignore[arg-type]
     )
@@ -181,7 +184,7 @@ async def test_saga_failure_on_page_3_keeps_the_cursor_at_page_2_then_completes(
     handle: WorkflowHandle[Any, PollState] = await start_poller(
         env.client,
         env.poll,
-        "acct-1",
+        env.poll.account,
         env.temporal,
         once=True,  # type: ignore[arg-type]
     )
@@ -207,7 +210,7 @@ async def test_continue_as_new_carries_the_cursor(env: Env) -> None:
     wf_id = f"{poller_id(env.poll, 'acct-1')}:{env.prefix}"  # type: ignore[arg-type]
     handle = await env.client.start_workflow(
         PollWorkflow.run,
-        PollInput(source="fakepoll", account="acct-1", once=True, pages_before_continue=2),
+        PollInput(source="fakepoll", account=env.poll.account, once=True, pages_before_continue=2),
         id=wf_id,
         task_queue=task_queue("P1", env.temporal),
     )
@@ -229,8 +232,8 @@ async def test_rate_limited_page_is_retried_and_nothing_is_lost(env: Env) -> Non
 
 async def test_starting_twice_is_harmless_and_sync_now_wakes_the_poller(env: Env) -> None:
     paginate(env.poll, [[rec("a")]])
-    h1 = await start_poller(env.client, env.poll, "acct-1", env.temporal)  # type: ignore[arg-type]
-    h2 = await start_poller(env.client, env.poll, "acct-1", env.temporal)  # type: ignore[arg-type]
+    h1 = await start_poller(env.client, env.poll, env.poll.account, env.temporal)  # type: ignore[arg-type]
+    h2 = await start_poller(env.client, env.poll, env.poll.account, env.temporal)  # type: ignore[arg-type]
     assert h1.id == h2.id
     assert h1.result_run_id == h2.result_run_id
     for _ in range(100):
@@ -277,3 +280,14 @@ async def test_accumulator_batches_webhook_events_and_drops_duplicates(env: Env)
     writes = env.sink.faults.calls.count("write")
     assert writes <= 10, f"{writes} saga writes for 61 events: not batched"
     await env.client.get_workflow_handle(wf_id).terminate("test over")
+
+
+async def test_a_second_one_off_sync_continues_from_the_first_ones_cursor(env: Env) -> None:
+    paginate(env.poll, [[rec("a")], [rec("b")]])
+    assert (await run_once(env)).cursor == "c2"
+    env.poll.pages["c2"] = Page(records=(rec("c"),), next_cursor="c3", has_more=False)
+    env.poll.calls.clear()
+    state = await run_once(env)
+    assert env.poll.calls == ["c2"]  # not a full re-read from the beginning
+    assert (state.cursor, state.pages) == ("c3", 1)
+    assert RecordKey("fakepoll", "c") in env.rows

@@ -67,6 +67,10 @@ async def start_poller(
             heartbeat_seconds=temporal.activity_heartbeat_seconds,
         ),
     )
+    if once:
+        # a one-off sync continues from where the last run of this account stopped
+        cursor = await last_cursor(client, source, account)
+        inp = inp.model_copy(update={"cursor": cursor, "loop_cursor": cursor})
     extra: dict[str, Any] = {}
     if sync_now:
         extra = {"start_signal": "sync_now"}
@@ -82,6 +86,24 @@ async def start_poller(
         **extra,
     )
     return handle
+
+
+async def last_cursor(client: Client, source: SourceConnector, account: str) -> str | None:
+    """The committed cursor of the most recently closed run of the account's poller or
+    one-off syncs (None: start from the beginning)."""
+    best: tuple[Any, str | None] | None = None
+    for wf_id in (poller_id(source, account), poller_id(source, account) + ":once"):
+        handle = client.get_workflow_handle(wf_id, result_type=PollState)
+        try:
+            desc = await handle.describe()
+        except RPCError:
+            continue
+        if desc.status != WorkflowExecutionStatus.COMPLETED or desc.close_time is None:
+            continue
+        state = await handle.result()
+        if best is None or desc.close_time > best[0]:
+            best = (desc.close_time, state.cursor)
+    return best[1] if best else None
 
 
 async def poller_state(client: Client, source: SourceConnector, account: str) -> dict[str, Any]:

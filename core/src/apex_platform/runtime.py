@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 from temporalio.client import Client
 
@@ -28,6 +29,8 @@ class Runtime:
     saga: Saga
     codec: BatchCodec
     client: Client | None = None
+    #: state of the HTTP edge that lives as long as the process (group commits)
+    edge: dict[str, Any] = field(default_factory=dict)
     _opened: list[str] = field(default_factory=list)
 
     @classmethod
@@ -78,12 +81,23 @@ class Runtime:
             listed = ", ".join(f"{who} = {dim}" for who, dim in dims.items())
             raise SettingsError(f"embedding dimensions disagree: {listed}; set them to one value")
 
-    async def open_sinks(self) -> None:
+    @property
+    def opened(self) -> list[str]:
+        return list(self._opened)
+
+    async def open_sinks(self, *, skip_single_process: bool = False) -> None:
         """Open every sink (creating schemas). A sink that cannot open stops the start:
-        a worker that silently skipped a store would break the all-or-nothing promise."""
+        a worker that silently skipped a store would break the all-or-nothing promise.
+
+        `skip_single_process` (the standalone API) leaves closed the sinks that only one
+        process may open (`single_process`, e.g. Qdrant local mode): the worker owns them.
+        """
         self.check_embedding_dimensions()
         for name, sink in self.registry.sinks.items():
             if name in self._opened:
+                continue
+            if skip_single_process and getattr(sink, "single_process", False):
+                log.info("sink %s is left to the worker (one process only)", name)
                 continue
             try:
                 await sink.open()

@@ -39,6 +39,12 @@ class CoreSettings(BaseSettings):
     accumulator_shards: int = Field(default=2, ge=1, le=64, description="Accumulator workflows per batched source")
     accumulator_max_batch: int = Field(default=500, ge=1, le=5000, description="Events per accumulated batch")
     accumulator_max_wait_seconds: float = Field(default=1.0, gt=0, description="Longest wait to fill a batch")
+    accumulator_group_events: int = Field(
+        default=200, ge=1, le=2000, description="Deliveries that share one signal to the accumulator (group commit)"
+    )
+    accumulator_linger_seconds: float = Field(
+        default=0.02, ge=0, le=1, description="How long a delivery waits for others to share its signal"
+    )
     blob_dir: Path | None = Field(default=None, description="Blob store folder (default APEX_HOME/blobs)")
     log_level: str = "INFO"
 

@@ -37,7 +37,7 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
         await runtime.connect(lazy=True)
         if open_sinks:
             try:
-                await runtime.open_sinks()
+                await runtime.open_sinks(skip_single_process=True)
             except Exception as exc:  # noqa: BLE001 - the API still accepts webhooks; readyz says why
                 log.error("%s", exc)
         try:

@@ -95,6 +95,10 @@ class HealthController(Controller):
 
         jobs = [check("temporal", temporal)]
         for name, sink in runtime.registry.sinks.items():
+            if name not in runtime.opened and getattr(sink, "single_process", False):
+                # owned by the worker process (e.g. Qdrant local mode): not ours to open
+                checks[f"sink:{name}"] = "ok"
+                continue
             jobs.append(check(f"sink:{name}", sink.health))
         await asyncio.gather(*jobs)
         ready = all(v == "ok" for v in checks.values())

@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from apex_platform import metrics
 from apex_platform.api.errors import problem
+from apex_platform.api.group_commit import GroupCommit
 from apex_platform.contracts import PollTrigger, SourceConnector
 from apex_platform.models import InboundEvent
 from apex_platform.runtime import Runtime
@@ -75,7 +76,7 @@ async def start_ingest(
         heartbeat_seconds=runtime.temporal.activity_heartbeat_seconds,
     )
     if getattr(connector, "batch_webhooks", False):
-        return await _accumulate(runtime, connector, event, timeouts)
+        return await _accumulate(runtime, connector, event, timeouts, len(raw))
     try:
         client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
         await client.start_workflow(
@@ -104,30 +105,46 @@ async def start_ingest(
     return Response({"status": "accepted", "workflow_id": wf_id}, status_code=202)
 
 
+def _group_commit(runtime: Runtime, connector: SourceConnector, acc_id: str, timeouts: ActivityTimeouts) -> GroupCommit:
+    commits: dict[str, GroupCommit] = runtime.edge.setdefault("group_commits", {})
+    if acc_id not in commits:
+        inp = AccumulateInput(
+            source=connector.name,
+            max_batch=runtime.core.accumulator_max_batch,
+            max_wait_seconds=runtime.core.accumulator_max_wait_seconds,
+            timeouts=timeouts,
+        )
+
+        async def send(events: list[InboundEvent]) -> None:
+            client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
+            await client.start_workflow(
+                AccumulatorWorkflow.run,
+                inp,
+                id=acc_id,
+                task_queue=task_queue(connector.priority, runtime.temporal),
+                start_signal="add_many",
+                start_signal_args=[events],
+                search_attributes=TypedSearchAttributes([SearchAttributePair(SOURCE_ATTR, connector.name)]),
+                rpc_timeout=timedelta(seconds=10),
+            )
+
+        commits[acc_id] = GroupCommit(
+            send,
+            max_events=runtime.core.accumulator_group_events,
+            linger_seconds=runtime.core.accumulator_linger_seconds,
+        )
+    return commits[acc_id]
+
+
 async def _accumulate(
-    runtime: Runtime, connector: SourceConnector, event: InboundEvent, timeouts: ActivityTimeouts
+    runtime: Runtime, connector: SourceConnector, event: InboundEvent, timeouts: ActivityTimeouts, size: int
 ) -> Response[dict[str, Any]]:
-    """High-rate sources: signal-with-start the source's accumulator; the signal is in
-    Temporal's history once this returns, so the event is durably accepted."""
+    """High-rate sources: the event joins a group commit into the source's accumulator
+    workflow; 202 once Temporal persisted the signal that carries it."""
     source = connector.name
     acc_id = accumulator_id(source, event.event_id, runtime.core.accumulator_shards)
     try:
-        client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
-        await client.start_workflow(
-            AccumulatorWorkflow.run,
-            AccumulateInput(
-                source=source,
-                max_batch=runtime.core.accumulator_max_batch,
-                max_wait_seconds=runtime.core.accumulator_max_wait_seconds,
-                timeouts=timeouts,
-            ),
-            id=acc_id,
-            task_queue=task_queue(connector.priority, runtime.temporal),
-            start_signal="add",
-            start_signal_args=[event],
-            search_attributes=TypedSearchAttributes([SearchAttributePair(SOURCE_ATTR, source)]),
-            rpc_timeout=timedelta(seconds=10),
-        )
+        await _group_commit(runtime, connector, acc_id, timeouts).submit(event, size)
     except RPCError as exc:
         if exc.status not in _UNAVAILABLE:
             raise

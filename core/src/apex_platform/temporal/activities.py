@@ -190,7 +190,9 @@ class IngestActivities:
         except VendorError as exc:
             raise _vendor_failure(exc) from exc
         except PayloadError as exc:  # a vendor answer we cannot read: retry, it is not ours to drop
-            raise ApplicationError(f"{inp.source}: unreadable vendor response: {exc}", type="PayloadError") from exc
+            raise ApplicationError(
+                f"{inp.source}: unreadable vendor response: {exc}", type="UnreadableVendorResponse"
+            ) from exc
         for record in page.records:
             metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
         metrics.ACTIVITY_SECONDS.labels("poll_page", inp.source).observe(time.perf_counter() - started)

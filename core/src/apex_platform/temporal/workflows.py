@@ -279,6 +279,12 @@ class AccumulatorWorkflow:
         self._seen[event.event_id] = None
         self._pending.append(event)
 
+    @workflow.signal
+    def add_many(self, events: list[InboundEvent]) -> None:
+        """A group commit from the API: several deliveries in one signal."""
+        for event in events:
+            self.add(event)
+
     @workflow.query
     def pending(self) -> int:
         return len(self._pending)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -95,8 +95,18 @@ async def ingest_file(
             except Exception:  # noqa: BLE001, S110 - progress is cosmetic
                 pass
         await asyncio.wait([result_task], timeout=0.5)
-    result: BatchFileResult = result_task.result()
+    try:
+        result: BatchFileResult = result_task.result()
+    except WorkflowFailureError as exc:
+        raise ApexError(f"{path.name}: {root_cause(exc)}") from None
     return result
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost message of a Temporal failure chain (what the connector said)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc) or type(exc).__name__
 
 
 def _settled(path: Path) -> bool:

@@ -93,7 +93,7 @@ def run_dev(home: Path, plugins: str | None) -> None:
             console.print(f"[yellow]plugin problem:[/] {problem}")
         port = int(info["api"]["url"].rsplit(":", 1)[1])
         console.print("Worker and API running. Ctrl-C stops everything.")
-        asyncio.run(serve(runtime, api=True, worker=True, host="127.0.0.1", port=port))
+        asyncio.run(serve(runtime, api=True, worker=True, host="127.0.0.1", port=port, inboxes=True))
     finally:
         console.print("stopping the embedded stack…")
         stack.stop()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import uvicorn
 
@@ -25,6 +26,28 @@ class _Server(uvicorn.Server):
         yield
 
 
+def start_inbox_watchers(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """A drop-folder watcher for every batch source with a configured inbox (dev only:
+    one watcher per folder; in production run `apex-platform ingest SOURCE --watch DIR`)."""
+    from apex_platform.batches import watch_inbox
+    from apex_platform.contracts import BatchSource
+
+    tasks = []
+    for name, source in runtime.registry.sources.items():
+        inbox = getattr(source, "inbox", None)
+        folder = inbox() if callable(inbox) else None
+        if not isinstance(source, BatchSource) or folder is None:
+            continue
+
+        async def watch(source: BatchSource = source, folder: Path = folder) -> None:
+            client = await runtime.connect()
+            await watch_inbox(runtime, client, source, folder, stop)
+
+        log.warning("watching %s for %s files", folder, name)
+        tasks.append(asyncio.create_task(watch(), name=f"inbox:{name}"))
+    return tasks
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -41,6 +64,7 @@ async def serve(
     port: int = 8080,
     stop: asyncio.Event | None = None,
     started: asyncio.Event | None = None,
+    inboxes: bool = False,
 ) -> None:
     """Serve until `stop` is set (by a signal when none is given), then drain and return."""
     if stop is None:
@@ -50,6 +74,8 @@ async def serve(
     server: _Server | None = None
     if worker:
         jobs.append(asyncio.create_task(run_worker(runtime, priorities, stop), name="worker"))
+    if worker and inboxes:
+        jobs += start_inbox_watchers(runtime, stop)
     if api:
         app = create_app(runtime, open_sinks=not worker)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)

@@ -220,19 +220,21 @@ class IngestActivities:
             path = self.codec.blobs.path(inp.file_ref)
         except BlobNotFound as exc:
             raise _non_retryable(exc) from exc
-        refs: list[str] = []
-        warnings: list[str] = []
-        chunk: list[InboundEvent] = []
-        units = 0
         received = datetime.now(UTC)
 
-        def flush() -> None:
-            if chunk:
-                body = ChunkFile(events=tuple(chunk)).model_dump_json().encode()
-                refs.append(self.codec.blobs.put(body))
-                chunk.clear()
+        def split() -> SplitFileResult:
+            # runs in a thread: reading and tokenizing a large file must not stall the worker
+            refs: list[str] = []
+            warnings: list[str] = []
+            chunk: list[InboundEvent] = []
+            units = 0
 
-        try:
+            def flush() -> None:
+                if chunk:
+                    body = ChunkFile(events=tuple(chunk)).model_dump_json().encode()
+                    refs.append(self.codec.blobs.put(body))
+                    chunk.clear()
+
             for item in connector.split(path):
                 if isinstance(item, BatchWarning):
                     if len(warnings) < MAX_WARNINGS:
@@ -250,11 +252,14 @@ class IngestActivities:
                 )
                 if len(chunk) >= inp.chunk_size:
                     flush()
-                    activity.heartbeat(units)
+            flush()
+            return SplitFileResult(chunk_refs=tuple(refs), units=units, warnings=tuple(warnings))
+
+        try:
+            async with heartbeating():
+                return await asyncio.to_thread(split)
         except PayloadError as exc:
             raise _non_retryable(exc) from exc
-        flush()
-        return SplitFileResult(chunk_refs=tuple(refs), units=units, warnings=tuple(warnings))
 
     @activity.defn(name="apex.ingest_chunk")
     async def ingest_chunk(self, inp: IngestChunkInput) -> IngestChunkResult:

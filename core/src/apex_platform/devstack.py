@@ -197,6 +197,7 @@ async def _demo(runtime: Runtime, info: dict[str, Any], wait_seconds: float) -> 
         await _wait_workflows(runtime, outcomes, wait_seconds)
         await _wait_batched(runtime, outcomes, wait_seconds)
         outcomes += await _sync_pollers(runtime, pollers, wait_seconds)
+        outcomes += await _ingest_files(runtime, Path(info["home"]) / "demo-files", wait_seconds)
         landed = await _check_stores(runtime, outcomes)
         return 0 if landed else 1
     finally:
@@ -224,6 +225,44 @@ async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]], runtime:
                 outcome.workflow_id = None
             outcomes.append(outcome)
     console.print(f"sent {len(outcomes)} deliveries over HTTP to {url}")
+    return outcomes
+
+
+def _demo_files(source: Any, folder: Path) -> list[Path]:
+    """Sample files of a batch source: `demo_files(folder)` in its package's `demo` or
+    `samples` module."""
+    package = type(source).__module__.split(".")[0]
+    for module in ("demo", "samples"):
+        try:
+            make = getattr(importlib.import_module(f"{package}.{module}"), "demo_files", None)
+        except ImportError:
+            continue
+        if callable(make):
+            return list(make(folder))
+    return []
+
+
+async def _ingest_files(runtime: Runtime, folder: Path, wait_seconds: float) -> list[DemoOutcome]:
+    """Each batch source's sample files through BatchFileWorkflow, as a drop folder would."""
+    from apex_platform.batches import ingest_file
+    from apex_platform.contracts import BatchSource
+
+    client = await runtime.connect()
+    outcomes: list[DemoOutcome] = []
+    for name, source in sorted(runtime.registry.sources.items()):
+        if not isinstance(source, BatchSource):
+            continue
+        for path in _demo_files(source, folder / name):
+            outcome = DemoOutcome(name, f"file {path.name}", 0)
+            try:
+                result = await asyncio.wait_for(ingest_file(runtime, client, source, path), timeout=wait_seconds)
+                outcome.records = [RecordKey(name, ref.id) for ref in result.records]
+                outcome.status = result.units
+                if result.failed_units:
+                    outcome.error = f"{len(result.failed_units)} units failed: {'; '.join(result.warnings[:3])}"
+            except Exception as exc:  # noqa: BLE001 - shown in the table
+                outcome.error = f"{type(exc).__name__}: {exc}"
+            outcomes.append(outcome)
     return outcomes
 
 

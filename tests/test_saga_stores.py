@@ -154,7 +154,8 @@ async def test_failed_compensation_is_one_dead_letter_and_replay_completes_it(st
     pg = stores.real["postgres"]
     letters = await pg.list_dead_letters(status="open")  # type: ignore[attr-defined]
     assert [d.id for d in letters] == [letter_id]
-    assert letters[0].failed == ["qdrant"] and "postgres" in letters[0].succeeded
+    assert letters[0].failed == ["qdrant"]
+    assert "postgres" in letters[0].succeeded
     # postgres kept the write it could not undo: the stores disagree until the replay
     stores.faulty["qdrant"].faults = Faults()
     stores.faulty["postgres"].faults = Faults()

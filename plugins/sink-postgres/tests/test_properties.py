@@ -39,7 +39,8 @@ async def test_versioned_writes_leave_the_max_version(
     got = (await sink.read([RecordKey("turvo", key_id)])).get(RecordKey("turvo", key_id))
     if any(r.deleted for r in at_top):
         assert stored == (top, True)
-        assert got is not None and (got.deleted, got.version) == (True, top)
+        assert got is not None
+        assert (got.deleted, got.version) == (True, top)
     else:
         assert stored == (top, False)
         assert got == at_top[-1]  # equal versions: the last write is a correction and wins

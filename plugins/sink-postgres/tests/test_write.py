@@ -133,7 +133,9 @@ async def test_tombstone_wins_over_the_same_version_in_one_batch(
     await sink.write([record("a", 3, deleted=True), record("a", 3)])
     await sink.write([record("b", 3), record("b", 3, deleted=True)])
     found = await sink.read([RecordKey("turvo", "a"), RecordKey("turvo", "b")])
-    assert _live(found) == {} and {r.version for r in found.values()} == {3} and len(found) == 2
+    assert _live(found) == {}
+    assert len(found) == 2
+    assert {r.version for r in found.values()} == {3}
 
 
 async def test_tombstone_for_an_unknown_key(record: Callable[..., Record], sink: PostgresSink) -> None:

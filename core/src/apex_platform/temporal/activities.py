@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from apex_platform import metrics
 from apex_platform.blobs import BlobNotFound, BlobStore
 from apex_platform.contracts import BatchSource, BatchUnit, BatchWarning, FetchingSource, PollSource
-from apex_platform.errors import PayloadError, PluginError, RestartPagination, VendorError
+from apex_platform.errors import PayloadError, PluginError, RestartPagination, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Record, WriteResult
 from apex_platform.plugins import Registry
 from apex_platform.saga import Saga, SagaWriteError
@@ -135,7 +135,7 @@ class IngestActivities:
             if isinstance(connector, FetchingSource):
                 event = await connector.fetch(event)
             records = connector.parse(event)
-        except (PayloadError, PluginError, BlobNotFound) as exc:
+        except (PayloadError, PluginError, BlobNotFound, SettingsError) as exc:
             raise _non_retryable(exc) from exc
         except VendorError as exc:
             raise _vendor_failure(exc) from exc
@@ -185,7 +185,7 @@ class IngestActivities:
         try:
             async with heartbeating():
                 page = await connector.poll(inp.account, inp.cursor)
-        except RestartPagination as exc:
+        except (RestartPagination, SettingsError) as exc:
             raise _non_retryable(exc) from exc
         except VendorError as exc:
             raise _vendor_failure(exc) from exc

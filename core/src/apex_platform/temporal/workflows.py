@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # Errors that retrying cannot fix: the activity raises them as non-retryable.
-NON_RETRYABLE = ["PayloadError", "PluginError", "BlobNotFound"]
+NON_RETRYABLE = ["PayloadError", "PluginError", "BlobNotFound", "SettingsError", "RestartPagination"]
 
 #: the most record ids kept in the ApexRecordId search attribute of one workflow
 MAX_RECORD_IDS_INDEXED = 50

@@ -113,3 +113,18 @@ def test_demo_lands_everything_and_exits_zero(tmp_path: Path) -> None:
     assert "every record landed in every store" in out.stdout
     assert "What landed where" in out.stdout
     assert not (home / "stack.json").exists()  # the stack stopped
+
+
+@pytest.mark.e2e
+def test_demo_exits_non_zero_when_something_does_not_land(tmp_path: Path) -> None:
+    """Front's events with no store installed: nothing can land, the demo says so and fails."""
+    env = {
+        "APEX_TEMPORAL_PORT": str(free_port()),
+        "APEX_TEMPORAL_UI_PORT": str(free_port()),
+        "APEX_POSTGRES_PORT": str(free_port()),
+        "APEX_REDIS_PORT": str(free_port()),
+        "APEX_API_PORT": str(free_port()),
+    }
+    out = run("demo", "--home", str(tmp_path / "home"), "--plugins", "frontapp", "--timeout", "8", env=env, timeout=200)
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "some records did not land" in out.stdout

@@ -250,9 +250,9 @@ async def test_signed_sync_updates_available_wakes_the_items_poller(env: Env, ap
     async with httpx.AsyncClient(base_url=api, timeout=30) as http:
         resp = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
         assert resp.status_code == 202, resp.text
-        assert resp.json()["workflow_id"] == f"apex:poll:plaid:{item}"
+        assert resp.json()["workflow_id"] == poller_id(env.connector, item, env.temporal.task_queue_prefix)
         await wait_for(lambda: set(env.live(item)) == set(env.fake.final_state(item)))
-        handle = env.client.get_workflow_handle(f"apex:poll:plaid:{item}", result_type=PollState)
+        handle = env.client.get_workflow_handle(poller_id(env.connector, item, env.temporal.task_queue_prefix), result_type=PollState)
         for _ in range(100):
             if (await handle.query(PollWorkflow.state)).stage == "waiting":
                 break
@@ -280,5 +280,5 @@ async def test_forged_or_stale_webhooks_are_401_and_start_nothing(env: Env, api:
     assert "signature does not match" in forged.text
     assert "s ago" in stale.text
     with pytest.raises(RPCError):
-        await env.client.get_workflow_handle(f"apex:poll:plaid:{item}").describe()
+        await env.client.get_workflow_handle(poller_id(env.connector, item, env.temporal.task_queue_prefix)).describe()
     assert item not in env.fake.sync_calls

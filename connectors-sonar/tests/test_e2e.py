@@ -121,9 +121,11 @@ async def test_429_with_retry_after_is_waited_out(stack: Stack) -> None:
 
 async def test_a_revised_value_supersedes_the_stored_one(stack: Stack) -> None:
     await stack.sync_once("OTRI.ATL")
-    stack.fake.revise("OTRI.ATL", date(2026, 3, 9), 13.25)
+    # the second sync continues from the first one's cursor and re-reads the look-back
+    # window (one day in these settings), where SONAR revised a value
+    stack.fake.revise("OTRI.ATL", date(2026, 3, 10), 13.25)
     await stack.sync_once("OTRI.ATL")
-    assert stack.value("OTRI.ATL:2026-03-09") == 13.25
+    assert stack.value("OTRI.ATL:2026-03-10") == 13.25
 
 
 async def test_signed_alert_lands(stack: Stack) -> None:

@@ -309,8 +309,9 @@ def page_records(doc: dict[str, Any], item_id: str, version: int, read_at: datet
             if _has_id(entry, id_key):
                 try:
                     record = build(entry, item_id, version, read_at)
-                except ValidationError:
-                    record = None  # a field no store can hold: keep the raw entry instead
+                except (ValidationError, TypeError, ValueError, AttributeError):
+                    # a field of an unexpected type, or one no store can hold: keep the raw entry
+                    record = None
             out.append(record or _unreadable(entry, where, version, read_at, item_id))
     return out
 

@@ -160,7 +160,10 @@ def sources_list(
             item: dict[str, Any] = {"name": name, "mode": src.mode, "priority": src.priority}
             if isinstance(src, PollSource):
                 item["accounts"] = [
-                    await poller_state(client, src, acct) if client else {"account": acct} for acct in src.accounts()
+                    await poller_state(client, src, acct, runtime.temporal.task_queue_prefix)
+                    if client
+                    else {"account": acct}
+                    for acct in src.accounts()
                 ]
             out.append(item)
         return out
@@ -195,6 +198,8 @@ def _poll_command(name: str, account: str | None, plugins: str | None, action: s
     source = runtime.registry.source(name)
     accounts = accounts_of(source, account)
 
+    prefix = runtime.temporal.task_queue_prefix
+
     async def go() -> None:
         client = await runtime.connect()
         for acct in accounts:
@@ -202,9 +207,9 @@ def _poll_command(name: str, account: str | None, plugins: str | None, action: s
                 handle = await start_poller(client, source, acct, runtime.temporal)
                 console.print(f"{name}/{acct}: running as {handle.id}")
             elif action == "sync":
-                running = await poller_state(client, source, acct)
+                running = await poller_state(client, source, acct, runtime.temporal.task_queue_prefix)
                 if running.get("running"):  # one reader per cursor: wake the running poller
-                    await client.get_workflow_handle(poller_id(source, acct)).signal("sync_now")
+                    await client.get_workflow_handle(poller_id(source, acct, prefix)).signal("sync_now")
                     console.print(f"{name}/{acct}: sync requested from the running poller")
                     continue
                 handle = await start_poller(client, source, acct, runtime.temporal, once=True)
@@ -213,7 +218,7 @@ def _poll_command(name: str, account: str | None, plugins: str | None, action: s
                     f"{name}/{acct}: synced {state.pages} pages, {state.records} records, cursor {state.cursor}"
                 )
             else:
-                handle = client.get_workflow_handle(poller_id(source, acct))
+                handle = client.get_workflow_handle(poller_id(source, acct, prefix))
                 await handle.signal("stop")
                 console.print(f"{name}/{acct}: stop requested ({handle.id})")
 
@@ -443,8 +448,8 @@ def ingest(
 
                 try:
                     result = await ingest_file(runtime, client, src, path, chunk_size=chunk_size, on_progress=show)
-                except ApexError as exc:
-                    err.print(f"[red]{path}:[/] {exc}")
+                except ApexError as exc:  # the message names the file
+                    err.print(f"[red]error:[/] {exc}")
                     continue
                 finally:
                     progress.remove_task(sub)
@@ -523,7 +528,10 @@ def main() -> None:
     SDK's occasional abort during interpreter teardown (sdk-python issue 300)."""
     code = 0
     try:
-        app(standalone_mode=False)
+        # without standalone mode, click returns a typer.Exit's code instead of raising it
+        returned = app(standalone_mode=False)
+        if isinstance(returned, int):
+            code = returned
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:

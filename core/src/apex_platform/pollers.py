@@ -20,9 +20,11 @@ from apex_platform.temporal.inputs import ActivityTimeouts, PollInput, PollState
 from apex_platform.temporal.workflows import PollWorkflow, StreamWorkflow
 
 
-def poller_id(source: SourceConnector, account: str) -> str:
+def poller_id(source: SourceConnector, account: str, prefix: str = "apex") -> str:
+    """`apex:poll:{source}:{account}` (or `apex:stream:…`); the first part is the task-queue
+    prefix, so two deployments sharing a namespace with different prefixes never collide."""
     kind = "stream" if source.mode == "stream" else "poll"
-    return f"apex:{kind}:{source.name}:{account}"
+    return f"{prefix}:{kind}:{source.name}:{account}"
 
 
 def _workflow(source: SourceConnector) -> Any:
@@ -56,7 +58,7 @@ async def start_poller(
 ) -> WorkflowHandle[Any, PollState]:
     """Start the account's poller, or find the running one (and signal `sync_now`)."""
     poll = as_poll_source(source)
-    wf_id = poller_id(source, account) + (":once" if once else "")
+    wf_id = poller_id(source, account, temporal.task_queue_prefix) + (":once" if once else "")
     inp = PollInput(
         source=source.name,
         account=account,
@@ -69,7 +71,7 @@ async def start_poller(
     )
     if once:
         # a one-off sync continues from where the last run of this account stopped
-        cursor = await last_cursor(client, source, account)
+        cursor = await last_cursor(client, source, account, temporal.task_queue_prefix)
         inp = inp.model_copy(update={"cursor": cursor, "loop_cursor": cursor})
     extra: dict[str, Any] = {}
     if sync_now:
@@ -88,11 +90,11 @@ async def start_poller(
     return handle
 
 
-async def last_cursor(client: Client, source: SourceConnector, account: str) -> str | None:
+async def last_cursor(client: Client, source: SourceConnector, account: str, prefix: str = "apex") -> str | None:
     """The committed cursor of the most recently closed run of the account's poller or
     one-off syncs (None: start from the beginning)."""
     best: tuple[Any, str | None] | None = None
-    for wf_id in (poller_id(source, account), poller_id(source, account) + ":once"):
+    for wf_id in (poller_id(source, account, prefix), poller_id(source, account, prefix) + ":once"):
         handle = client.get_workflow_handle(wf_id, result_type=PollState)
         try:
             desc = await handle.describe()
@@ -106,9 +108,9 @@ async def last_cursor(client: Client, source: SourceConnector, account: str) -> 
     return best[1] if best else None
 
 
-async def poller_state(client: Client, source: SourceConnector, account: str) -> dict[str, Any]:
+async def poller_state(client: Client, source: SourceConnector, account: str, prefix: str = "apex") -> dict[str, Any]:
     """State of the account's poller: running or not, cursor, last success."""
-    handle = client.get_workflow_handle(poller_id(source, account), result_type=PollState)
+    handle = client.get_workflow_handle(poller_id(source, account, prefix), result_type=PollState)
     try:
         desc = await handle.describe()
     except RPCError:

@@ -252,7 +252,8 @@ async def test_signed_sync_updates_available_wakes_the_items_poller(env: Env, ap
         assert resp.status_code == 202, resp.text
         assert resp.json()["workflow_id"] == poller_id(env.connector, item, env.temporal.task_queue_prefix)
         await wait_for(lambda: set(env.live(item)) == set(env.fake.final_state(item)))
-        handle = env.client.get_workflow_handle(poller_id(env.connector, item, env.temporal.task_queue_prefix), result_type=PollState)
+        wf_id = poller_id(env.connector, item, env.temporal.task_queue_prefix)
+        handle = env.client.get_workflow_handle(wf_id, result_type=PollState)
         for _ in range(100):
             if (await handle.query(PollWorkflow.state)).stage == "waiting":
                 break

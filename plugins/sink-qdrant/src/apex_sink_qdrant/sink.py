@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.models import Record, RecordKey
@@ -31,6 +32,13 @@ from apex_sink_qdrant.points import (
     winners,
 )
 from apex_sink_qdrant.settings import Location, QdrantSinkSettings, resolve_location
+
+T = TypeVar("T")
+
+
+async def _as_coroutine(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
 
 if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient
@@ -84,6 +92,10 @@ class QdrantSink:
         self._client: AsyncQdrantClient | None = None
         self._location: Location | None = None
         self._lock = asyncio.Lock()
+        # Local mode runs Qdrant inside this process and commits SQLite once per point: its
+        # calls go to one dedicated thread, so they neither block the event loop (the worker
+        # writes the other stores meanwhile) nor run concurrently with each other.
+        self._local_thread: ThreadPoolExecutor | None = None
 
     @property
     def settings(self) -> QdrantSinkSettings:
@@ -111,6 +123,15 @@ class QdrantSink:
     @property
     def is_open(self) -> bool:
         return self._client is not None
+
+    @property
+    def single_process(self) -> bool:
+        """Local mode (no server URL): only one process may open the folder, so the
+        platform lets the worker own it and the API leaves it closed."""
+        try:
+            return self.settings.url is None
+        except Exception:  # noqa: BLE001 - unreadable settings: open() will say what is wrong
+            return False
 
     def __repr__(self) -> str:
         where = self._location.describe() if self._location else "unresolved"
@@ -175,6 +196,8 @@ class QdrantSink:
                 await client.close()
                 raise
             self._client = client
+            if location.path is not None:
+                self._local_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-local")
 
     async def _ensure_collection(self, client: AsyncQdrantClient, location: Location) -> None:
         from qdrant_client.http import models
@@ -235,6 +258,9 @@ class QdrantSink:
         """Close the client; local mode releases the folder's lock."""
         async with self._lock:
             client, self._client = self._client, None
+            thread, self._local_thread = self._local_thread, None
+            if thread is not None:
+                thread.shutdown(wait=True)
             if client is not None:
                 await client.close()
 
@@ -255,7 +281,7 @@ class QdrantSink:
             raise SinkError(f"qdrant sink: {self._where()} is not open (local mode is checked by open())")
         try:
             async with asyncio.timeout(timeout):
-                exists = await client.collection_exists(self.collection)
+                exists = await self._call(lambda: client.collection_exists(self.collection))
         except client_errors() as exc:
             reason = f"no answer within {timeout:.1f}s" if isinstance(exc, TimeoutError) else _describe(exc)
             raise SinkError(f"qdrant sink: {self._where()} is unhealthy ({reason})") from exc
@@ -265,10 +291,19 @@ class QdrantSink:
         if not exists and self._client is not None:
             raise SinkError(f"qdrant sink: {self._where()} is unhealthy (the collection is gone)")
 
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run a client call: on the local-mode thread (in a loop of its own: the local
+        client's coroutines never wait on I/O), or directly against a server."""
+        thread = self._local_thread
+        if thread is None:
+            return await make()
+        return await asyncio.get_running_loop().run_in_executor(thread, lambda: asyncio.run(_as_coroutine(make)))
+
     async def _retrieve(self, ids: Sequence[str], with_payload: bool | list[str], op: str) -> list[models.Record]:
         try:
-            return await self.client.retrieve(
-                self.collection, ids=list(ids), with_payload=with_payload, with_vectors=False
+            client = self.client
+            return await self._call(
+                lambda: client.retrieve(self.collection, ids=list(ids), with_payload=with_payload, with_vectors=False)
             )
         except client_errors() as exc:
             raise SinkError(
@@ -292,6 +327,7 @@ class QdrantSink:
         from qdrant_client.http import models
 
         structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
+        client = self.client
         try:
             if delete:
                 operations: list[models.UpdateOperation] = [
@@ -299,9 +335,9 @@ class QdrantSink:
                 ]
                 if structs:
                     operations.append(models.UpsertOperation(upsert=models.PointsList(points=structs)))
-                await self.client.batch_update_points(self.collection, operations, wait=True)
+                await self._call(lambda: client.batch_update_points(self.collection, operations, wait=True))
             else:
-                await self.client.upsert(self.collection, points=structs, wait=True)
+                await self._call(lambda: client.upsert(self.collection, points=structs, wait=True))
         except client_errors() as exc:
             keys = ", ".join(str(p.key) for p in points[:5]) + (" …" if len(points) > 5 else "")
             raise SinkError(
@@ -373,14 +409,17 @@ class QdrantSink:
             must_not=[models.FieldCondition(key="deleted", match=models.MatchValue(value=True))],
         )
         try:
-            response = await self.client.query_points(
-                self.collection,
-                query=[float(v) for v in vector],
-                using=VECTOR_NAME,
-                query_filter=query_filter,
-                limit=limit,
-                with_payload=True,
-                with_vectors=False,
+            client = self.client
+            response = await self._call(
+                lambda: client.query_points(
+                    self.collection,
+                    query=[float(v) for v in vector],
+                    using=VECTOR_NAME,
+                    query_filter=query_filter,
+                    limit=limit,
+                    with_payload=True,
+                    with_vectors=False,
+                )
             )
         except client_errors() as exc:
             raise SinkError(f"qdrant sink: search in {self._where()} failed: {_describe(exc)}") from exc
@@ -396,7 +435,8 @@ class QdrantSink:
                 must_not=[models.FieldCondition(key="deleted", match=models.MatchValue(value=True))]
             )
         try:
-            result = await self.client.count(self.collection, count_filter=count_filter, exact=True)
+            client = self.client
+            result = await self._call(lambda: client.count(self.collection, count_filter=count_filter, exact=True))
         except client_errors() as exc:
             raise SinkError(f"qdrant sink: count in {self._where()} failed: {_describe(exc)}") from exc
         return result.count

@@ -1,0 +1,1 @@
+"""Apex source connector for Example (template)."""

@@ -10,12 +10,12 @@ from litestar import Controller, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from apex_platform import operations
+from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import problem
 from apex_platform.errors import ApexError
-from apex_platform.runtime import Runtime
 from apex_platform.settings import AdminSettings, load
 
 
@@ -37,9 +37,9 @@ class AdminController(Controller):
     @get("/trace", operation_id="traceRecord", summary="Where a record is, in every store")
     async def trace(
         self,
-        runtime: Runtime,
-        source: Annotated[str, Parameter(query="source", max_length=64)],
-        record_id: Annotated[str, Parameter(query="id", max_length=512)],
+        runtime: RuntimeDep,
+        source: Annotated[str, QueryParameter(name="source", max_length=64)],
+        record_id: Annotated[str, QueryParameter(name="id", max_length=512)],
     ) -> dict[str, Any]:
         """For each installed sink: present or not, and which version; the workflows that wrote it."""
         client = await runtime.connect(lazy=True)
@@ -48,25 +48,25 @@ class AdminController(Controller):
     @get("/dead-letters", operation_id="listDeadLetters", summary="Dead letters")
     async def list_letters(
         self,
-        runtime: Runtime,
-        status: Annotated[str | None, Parameter(query="status")] = "open",
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 100,
+        runtime: RuntimeDep,
+        status: Annotated[str | None, QueryParameter(name="status")] = "open",
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
     ) -> Response[Any]:
         """Failed compensations, oldest first."""
         return await _run(operations.dlq_list(runtime, None if status == "all" else status, limit))
 
     @get("/dead-letters/{letter_id:int}", operation_id="showDeadLetter", summary="One dead letter")
-    async def show(self, runtime: Runtime, letter_id: int) -> Response[Any]:
+    async def show(self, runtime: RuntimeDep, letter_id: int) -> Response[Any]:
         """Everything kept to replay it: records, which sinks succeeded and failed, the error."""
         return await _run(operations.dlq_show(runtime, letter_id))
 
     @post("/dead-letters/{letter_id:int}/replay", operation_id="replayDeadLetter", status_code=200)
-    async def replay(self, runtime: Runtime, letter_id: int) -> Response[Any]:
+    async def replay(self, runtime: RuntimeDep, letter_id: int) -> Response[Any]:
         """Write the letter's records through the saga again, then mark it replayed."""
         return await _run(operations.dlq_replay(runtime, letter_id))
 
     @post("/dead-letters/{letter_id:int}/discard", operation_id="discardDeadLetter", status_code=200)
-    async def discard(self, runtime: Runtime, letter_id: int) -> Response[Any]:
+    async def discard(self, runtime: RuntimeDep, letter_id: int) -> Response[Any]:
         """Mark a dead letter discarded (it is kept, never deleted)."""
         return await _run(operations.dlq_discard(runtime, letter_id))
 

@@ -13,6 +13,7 @@ from litestar.params import Parameter
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from apex_platform import __version__, metrics
+from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import problem
 from apex_platform.api.ingest import start_ingest, trigger_poll
 from apex_platform.contracts import PollTrigger, WebhookReply, WebhookSource
@@ -35,7 +36,7 @@ class WebhookController(Controller):
         summary="Receive a vendor webhook",
         responses=None,
     )
-    async def receive(self, source: SourceName, request: Request[Any, Any, Any], runtime: Runtime) -> Response[Any]:
+    async def receive(self, source: SourceName, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
         """Verify the signature on the raw body, then start the ingest workflow durably."""
         connector = runtime.registry.sources.get(source)
         if connector is None or not isinstance(connector, WebhookSource):
@@ -78,7 +79,7 @@ class HealthController(Controller):
         return {"status": "ok", "version": __version__}
 
     @get("/readyz", operation_id="readyz", summary="Readiness: Temporal and every store answer")
-    async def readyz(self, runtime: Runtime) -> Response[dict[str, Any]]:
+    async def readyz(self, runtime: RuntimeDep) -> Response[dict[str, Any]]:
         """200 only when Temporal and each configured sink answer within a few seconds."""
         checks: dict[str, str] = {}
 
@@ -110,7 +111,7 @@ class PluginsController(Controller):
     tags = ["plugins"]
 
     @get("/", operation_id="listPlugins", summary="Installed plugins and what they provide")
-    async def list_plugins(self, runtime: Runtime) -> dict[str, Any]:
+    async def list_plugins(self, runtime: RuntimeDep) -> dict[str, Any]:
         """Plugins with their distributions and versions, sources, enrichers, sinks, problems."""
         return plugins_document(runtime)
 

@@ -11,11 +11,11 @@ from litestar import Controller, Request, Response, post
 from litestar.params import Parameter
 
 from apex_platform import metrics
+from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import problem
 from apex_platform.api.ingest import start_ingest
 from apex_platform.contracts import PushSource
 from apex_platform.errors import PayloadError
-from apex_platform.runtime import Runtime
 from apex_platform.settings import PushSettings, load
 
 
@@ -48,7 +48,7 @@ class PushController(Controller):
         self,
         source: Annotated[str, Parameter(max_length=64)],
         request: Request[Any, Any, Any],
-        runtime: Runtime,
+        runtime: RuntimeDep,
     ) -> Response[Any]:
         """Authenticate with `Authorization: Bearer <key>` (APEX_API_KEYS), decode with the
         source's connector, and start the ingest workflow durably (202 / 200 duplicate / 503)."""

@@ -10,21 +10,22 @@ from typing import Any
 import pytest
 
 from apex_connector_sonar import SonarConnector, SonarSettings, TokenBucket
-from apex_connector_sonar.fake_vendor import FakeServer, FakeSonar, start
+from apex_connector_sonar.fake_vendor import FakeSonar, start
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 TODAY = date(2026, 3, 10)
 NOW = 1773151512.0  # 2026-03-10T14:05:12Z
 
 
 @pytest.fixture(scope="session")
-def fake_server() -> Iterator[tuple[FakeSonar, FakeServer]]:
+def fake_server() -> Iterator[tuple[FakeSonar, FakeVendorServer]]:
     state, server = start(FakeSonar())
     yield state, server
     server.stop()
 
 
 @pytest.fixture
-def fake(fake_server: tuple[FakeSonar, FakeServer]) -> FakeSonar:
+def fake(fake_server: tuple[FakeSonar, FakeVendorServer]) -> FakeSonar:
     state, _ = fake_server
     state.reset()
     state.published_until = TODAY
@@ -32,8 +33,8 @@ def fake(fake_server: tuple[FakeSonar, FakeServer]) -> FakeSonar:
 
 
 @pytest.fixture
-def base_url(fake_server: tuple[FakeSonar, FakeServer]) -> str:
-    return fake_server[1].url
+def base_url(fake_server: tuple[FakeSonar, FakeVendorServer]) -> str:
+    return fake_server[1].base_url
 
 
 def settings_for(fake: FakeSonar, base_url: str, **overrides: Any) -> SonarSettings:

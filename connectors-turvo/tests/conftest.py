@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from apex_connector_turvo import TurvoConnector, TurvoSettings
-from apex_connector_turvo.fake_vendor import FakeServer, FakeTurvo, start
+from apex_connector_turvo.fake_vendor import FakeTurvo, start
 from apex_platform.models import InboundEvent
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 NOW = 1773157331.0  # 2026-03-10T15:42:11Z, just after the sample shipment's update
 
@@ -27,22 +28,22 @@ class Clock:
 
 
 @pytest.fixture(scope="session")
-def fake_server() -> Iterator[tuple[FakeTurvo, FakeServer]]:
+def fake_server() -> Iterator[tuple[FakeTurvo, FakeVendorServer]]:
     state, server = start(FakeTurvo())
     yield state, server
     server.stop()
 
 
 @pytest.fixture
-def fake(fake_server: tuple[FakeTurvo, FakeServer]) -> FakeTurvo:
+def fake(fake_server: tuple[FakeTurvo, FakeVendorServer]) -> FakeTurvo:
     state, _ = fake_server
     state.reset()
     return state
 
 
 @pytest.fixture
-def base_url(fake_server: tuple[FakeTurvo, FakeServer]) -> str:
-    return fake_server[1].url + "/v1"
+def base_url(fake_server: tuple[FakeTurvo, FakeVendorServer]) -> str:
+    return fake_server[1].base_url + "/v1"
 
 
 def settings_for(fake: FakeTurvo, base_url: str, **overrides: Any) -> TurvoSettings:

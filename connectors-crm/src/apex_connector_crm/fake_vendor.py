@@ -20,18 +20,17 @@ Every call is recorded in `calls`.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
+
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 TOKEN = "pat-na1-fake-hubspot-token"  # noqa: S105 - the fake server's own token
 SEARCH_CAP = 10_000
@@ -429,51 +428,12 @@ def create_app(fake: FakeHubSpot) -> Litestar:
     )
 
 
-class FakeHubSpotServer:
-    """Runs a `FakeHubSpot` under uvicorn on 127.0.0.1 (a free port) in a daemon thread."""
+class FakeHubSpotServer(FakeVendorServer):
+    """Serves a `FakeHubSpot` on 127.0.0.1 (a free port) in a background thread."""
 
     def __init__(self, fake: FakeHubSpot | None = None) -> None:
         self.fake = fake or FakeHubSpot()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.base_url = ""
-
-    def start(self) -> str:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.fake), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-hubspot", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake HubSpot server did not start")
-            time.sleep(0.02)
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-
-@contextlib.contextmanager
-def running(fake: FakeHubSpot | None = None) -> Iterator[FakeHubSpotServer]:
-    server = FakeHubSpotServer(fake)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+        super().__init__(create_app(self.fake), name="fake HubSpot")
 
 
 def seed(fake: FakeHubSpot) -> dict[str, str]:

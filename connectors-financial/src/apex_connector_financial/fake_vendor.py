@@ -20,20 +20,19 @@ otherwise). Faults are queued with `fail(...)`: 429 throttling, 5xx, 400, a faul
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import json
 import secrets
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
 from litestar import Litestar, Request, Response, get, post
+
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 CLIENT_ID = "fake-intuit-client-id"
 CLIENT_SECRET = "fake-intuit-client-secret"  # noqa: S105 - the fake server's own secret
@@ -321,55 +320,16 @@ def create_app(fake: FakeQuickBooks) -> Litestar:
     return Litestar(route_handlers=[token, cdc], logging_config=None, openapi_config=None)
 
 
-class FakeQuickBooksServer:
-    """Runs a `FakeQuickBooks` under uvicorn on 127.0.0.1 (a free port) in a daemon thread."""
+class FakeQuickBooksServer(FakeVendorServer):
+    """Serves a `FakeQuickBooks` on 127.0.0.1 (a free port) in a background thread."""
 
     def __init__(self, fake: FakeQuickBooks | None = None) -> None:
         self.fake = fake or FakeQuickBooks()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.base_url = ""
+        super().__init__(create_app(self.fake), name="fake QuickBooks")
 
     @property
     def token_url(self) -> str:
         return f"{self.base_url}/oauth2/v1/tokens/bearer"
-
-    def start(self) -> str:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.fake), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-quickbooks", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake QuickBooks server did not start")
-            time.sleep(0.02)
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-
-@contextlib.contextmanager
-def running(fake: FakeQuickBooks | None = None) -> Iterator[FakeQuickBooksServer]:
-    server = FakeQuickBooksServer(fake)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def seed(fake: FakeQuickBooks, realm: str = REALM) -> dict[str, str]:

@@ -21,7 +21,6 @@ import base64
 import hashlib
 import json
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -31,10 +30,11 @@ from typing import Any
 
 import httpx
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from litestar import Litestar, Request, Response, post
+
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 Change = tuple[str, dict[str, Any]]  # ("added" | "modified" | "removed", transaction or {transaction_id, account_id})
 
@@ -361,36 +361,9 @@ def create_app(fake: FakePlaid) -> Litestar:
     return Litestar(route_handlers=[sync, verification_key, fire_webhook], logging_config=None, openapi_config=None)
 
 
-class FakeVendorServer:
-    """Runs a `FakePlaid` under uvicorn on 127.0.0.1 (a free port) in a daemon thread."""
+class FakePlaidServer(FakeVendorServer):
+    """Serves a `FakePlaid` on 127.0.0.1 (a free port) in a background thread."""
 
     def __init__(self, fake: FakePlaid) -> None:
         self.fake = fake
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.base_url = ""
-
-    def start(self) -> str:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.fake), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-plaid", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake Plaid server did not start")
-            time.sleep(0.02)
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().__init__(create_app(fake), name="fake Plaid")

@@ -29,6 +29,7 @@ from litestar import Litestar, Request, Response, get
 
 from apex_connector_samsara import signatures
 from apex_connector_samsara.feed import FEED_PATH
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 _CITIES = [
@@ -219,47 +220,12 @@ def create_app(fake: FakeSamsara) -> Litestar:
     return Litestar(route_handlers=[feed], logging_config=None, openapi_config=None)
 
 
-class FakeServer:
-    """Runs a `FakeSamsara` with uvicorn on 127.0.0.1 (a free port) in a background thread."""
+class FakeServer(FakeVendorServer):
+    """Serves a `FakeSamsara` on 127.0.0.1 (a free port unless `port` is given) in a background thread."""
 
-    def __init__(self, fake: FakeSamsara | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        import socket
-
-        import uvicorn
-
+    def __init__(self, fake: FakeSamsara | None = None, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.fake = fake or FakeSamsara()
-        if port == 0:
-            with socket.socket() as sock:
-                sock.bind((host, 0))
-                port = sock.getsockname()[1]
-        self.host, self.port = host, port
-        config = uvicorn.Config(create_app(self.fake), host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fake-samsara", daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> str:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"the fake Samsara server did not start on {self.base_url}")
-            time.sleep(0.02)
-        return self.base_url
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> FakeServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(create_app(self.fake), name="fake Samsara", host=host, port=port, start_timeout=20.0)
 
 
 def webhook_request(

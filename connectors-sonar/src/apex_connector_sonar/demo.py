@@ -11,7 +11,7 @@ from apex_connector_sonar.samples import DEMO_TICKERS
 
 def start_fake_vendor() -> tuple[str, Callable[[], None]]:
     _, server = start(FakeSonar())
-    return server.url, server.stop
+    return server.base_url, server.stop
 
 
 def demo_environment(base_url: str) -> dict[str, str]:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import math
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import Parameter
 
 from apex_connector_sonar import samples
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 
 @dataclass
@@ -218,37 +217,9 @@ def create_app(state: FakeSonar) -> Litestar:
     return Litestar([authenticate, one_day, date_range], debug=False)
 
 
-class FakeServer:
-    """Runs an ASGI app with uvicorn on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 15.0) -> FakeServer:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake SONAR server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
-
-
-def start(state: FakeSonar | None = None) -> tuple[FakeSonar, FakeServer]:
-    """A running fake SONAR API: its state and server (the API base URL is ``server.url``)."""
+def start(state: FakeSonar | None = None) -> tuple[FakeSonar, FakeVendorServer]:
+    """A running fake SONAR API: its state and server (the API base URL is ``server.base_url``)."""
     state = state or FakeSonar()
-    return state, FakeServer(create_app(state)).start()
+    server = FakeVendorServer(create_app(state), name="fake SONAR")
+    server.start()
+    return state, server

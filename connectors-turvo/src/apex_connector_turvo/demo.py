@@ -13,7 +13,7 @@ from apex_connector_turvo.fake_vendor import FakeTurvo, start
 def start_fake_vendor() -> tuple[str, Callable[[], None]]:
     """Start the fake Turvo API with the sample entities; returns (API base URL, stop)."""
     _, server = start(FakeTurvo())
-    return server.url + "/v1", server.stop
+    return server.base_url + "/v1", server.stop
 
 
 def demo_environment(base_url: str) -> dict[str, str]:

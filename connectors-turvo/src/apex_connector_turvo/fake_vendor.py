@@ -9,18 +9,17 @@ Serves ``POST /v1/oauth/token`` (password and refresh_token grants, expiring tok
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
-import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import Parameter
 
 from apex_connector_turvo import samples
+from apex_platform.testing.vendor_server import FakeVendorServer
 
 
 @dataclass
@@ -217,38 +216,9 @@ def create_app(state: FakeTurvo) -> Litestar:
     return Litestar([token, read], debug=False)
 
 
-class FakeServer:
-    """Runs an ASGI app with uvicorn on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 15.0) -> FakeServer:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake Turvo server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
-
-
-def start(state: FakeTurvo | None = None) -> tuple[FakeTurvo, FakeServer]:
-    """A running fake Turvo: its state and server; the API base URL is ``server.url + "/v1"``."""
+def start(state: FakeTurvo | None = None) -> tuple[FakeTurvo, FakeVendorServer]:
+    """A running fake Turvo: its state and server; the API base URL is ``server.base_url + "/v1"``."""
     state = state or FakeTurvo()
-    return state, FakeServer(create_app(state)).start()
+    server = FakeVendorServer(create_app(state), name="fake Turvo")
+    server.start()
+    return state, server

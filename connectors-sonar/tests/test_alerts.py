@@ -58,6 +58,8 @@ def test_lane_ticker_entities(c: SonarConnector) -> None:
         (b"[]", "JSON object"),
         (b"", "empty"),
         (b"\xfe", "UTF-8"),
+        (b'{"alertId": "a1", "ticker": "\\ud800"}', "unpaired UTF-16 surrogate"),
+        (b'{"alertId": "a1", "ticker": "OTRI.ATL", "x": ' + b"[" * 40 + b"]" * 40 + b"}", "nests deeper than 32"),
         (b'{"alertId": "a1", "value": 3}', "no 'ticker'"),
         (b'{"alertId": "a1", "ticker": "OTRI"}', "no granularity"),
         (b'{"alertId": "a1", "ticker": "OTRI/../ATL"}', "not INDEX.GRANULARITY"),

@@ -23,6 +23,7 @@ from typing import Any
 
 from apex_connector_llm.settings import LlmSettings
 from apex_platform.errors import PayloadError
+from apex_platform.payloads import json_type
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _TEXT_PARTS = {"text": "text", "refusal": "refusal"}
@@ -112,26 +113,12 @@ def _no_constant(name: str) -> Any:
     raise PayloadError(f"the body is not strict JSON: {name} is not a JSON number")
 
 
-def _type(value: Any) -> str:
-    """The JSON name of a value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    for kind, name in ((dict, "object"), (list, "array"), (str, "string")):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
 def _optional_string(doc: dict[str, Any], key: str, where: str, limit: int) -> str:
     value = doc.get(key)
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise PayloadError(f"{where}{key} must be a string, not {_type(value)}")
+        raise PayloadError(f"{where}{key} must be a string, not {json_type(value)}")
     if len(value) > limit:
         raise PayloadError(f"{where}{key} is longer than {limit} characters")
     return value
@@ -139,7 +126,7 @@ def _optional_string(doc: dict[str, Any], key: str, where: str, limit: int) -> s
 
 def _an_id(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise PayloadError(f"{where} must be a string, not {_type(value)}")
+        raise PayloadError(f"{where} must be a string, not {json_type(value)}")
     if not _ID.fullmatch(value):
         raise PayloadError(f"{where} must be 1 to 128 printable ASCII characters without spaces")
     return value
@@ -151,20 +138,20 @@ def _content(value: Any, where: str) -> tuple[str, tuple[str, ...]]:
     if isinstance(value, str):
         return value, ()
     if not isinstance(value, list):
-        raise PayloadError(f"{where}.content must be a string, null or a list of parts, not {_type(value)}")
+        raise PayloadError(f"{where}.content must be a string, null or a list of parts, not {json_type(value)}")
     texts: list[str] = []
     others: list[str] = []
     for n, part in enumerate(value):
         at = f"{where}.content[{n}]"
         if not isinstance(part, dict):
-            raise PayloadError(f"{at} must be an object with a type, not {_type(part)}")
+            raise PayloadError(f"{at} must be an object with a type, not {json_type(part)}")
         kind = part.get("type")
         if not isinstance(kind, str) or not kind:
             raise PayloadError(f"{at}.type must be a non-empty string")
         if kind in _TEXT_PARTS:
             text = part.get(_TEXT_PARTS[kind])
             if not isinstance(text, str):
-                raise PayloadError(f"{at}.{_TEXT_PARTS[kind]} must be a string, not {_type(text)}")
+                raise PayloadError(f"{at}.{_TEXT_PARTS[kind]} must be a string, not {json_type(text)}")
             texts.append(text)
         else:
             others.append(kind[:64])
@@ -175,18 +162,18 @@ def _tool_calls(value: Any, where: str, limit: int) -> tuple[ToolCall, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise PayloadError(f"{where}.tool_calls must be a list, not {_type(value)}")
+        raise PayloadError(f"{where}.tool_calls must be a list, not {json_type(value)}")
     if len(value) > limit:
         raise PayloadError(f"{where}.tool_calls has {len(value)} calls, more than {limit} (APEX_LLM_MAX_TOOL_CALLS)")
     calls: list[ToolCall] = []
     for n, call in enumerate(value):
         at = f"{where}.tool_calls[{n}]"
         if not isinstance(call, dict):
-            raise PayloadError(f"{at} must be an object, not {_type(call)}")
+            raise PayloadError(f"{at} must be an object, not {json_type(call)}")
         call_id = _an_id(call.get("id"), f"{at}.id")
         function = call.get("function")
         if not isinstance(function, dict):
-            raise PayloadError(f"{at}.function must be an object with a name, not {_type(function)}")
+            raise PayloadError(f"{at}.function must be an object with a name, not {json_type(function)}")
         name = function.get("name")
         if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
             raise PayloadError(f"{at}.function.name must be a non-empty string of at most {_MAX_NAME} characters")
@@ -194,7 +181,7 @@ def _tool_calls(value: Any, where: str, limit: int) -> tuple[ToolCall, ...]:
         if isinstance(arguments, dict | list):  # some clients send the object itself
             arguments = json.dumps(arguments, sort_keys=True, ensure_ascii=False)
         if not isinstance(arguments, str):
-            raise PayloadError(f"{at}.function.arguments must be a string of JSON, not {_type(arguments)}")
+            raise PayloadError(f"{at}.function.arguments must be a string of JSON, not {json_type(arguments)}")
         calls.append(ToolCall(call_id, name, arguments))
     return tuple(calls)
 
@@ -202,10 +189,10 @@ def _tool_calls(value: Any, where: str, limit: int) -> tuple[ToolCall, ...]:
 def _message(value: Any, index: int, settings: LlmSettings) -> Message:
     where = f"messages[{index}]"
     if not isinstance(value, dict):
-        raise PayloadError(f"{where} must be an object with a role and content, not {_type(value)}")
+        raise PayloadError(f"{where} must be an object with a role and content, not {json_type(value)}")
     role = value.get("role")
     if not isinstance(role, str) or role not in ROLES:
-        shown = repr(role[:32]) if isinstance(role, str) else _type(role)
+        shown = repr(role[:32]) if isinstance(role, str) else json_type(role)
         raise PayloadError(f"{where}.role {shown} is not one of {', '.join(ROLES)}")
     if "content" not in value and role != "assistant":
         raise PayloadError(f"{where}.content is missing")
@@ -231,12 +218,12 @@ def _message(value: Any, index: int, settings: LlmSettings) -> Message:
 def read_conversation(doc: Any, settings: LlmSettings) -> Conversation:
     """Validate a decoded body; `PayloadError` names the first problem."""
     if not isinstance(doc, dict):
-        raise PayloadError(f"the body must be a JSON object with messages, not {_type(doc)}")
+        raise PayloadError(f"the body must be a JSON object with messages, not {json_type(doc)}")
     if "messages" not in doc:
         raise PayloadError("messages is missing: expected a list of {role, content} objects")
     raw = doc["messages"]
     if not isinstance(raw, list):
-        raise PayloadError(f"messages must be a list, not {_type(raw)}")
+        raise PayloadError(f"messages must be a list, not {json_type(raw)}")
     if not raw:
         raise PayloadError("messages is empty")
     if len(raw) > settings.max_messages:
@@ -256,7 +243,7 @@ def read_conversation(doc: Any, settings: LlmSettings) -> Conversation:
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise PayloadError(f"metadata must be an object, not {_type(metadata)}")
+        raise PayloadError(f"metadata must be an object, not {json_type(metadata)}")
     size = len(json.dumps(metadata, ensure_ascii=False).encode())
     if size > settings.max_metadata_bytes:
         raise PayloadError(

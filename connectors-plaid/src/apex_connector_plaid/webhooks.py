@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from apex_platform.errors import PayloadError
+from apex_platform.payloads import decode_json_object
 
 #: TRANSACTIONS webhooks that mean "this Item has new transaction data": each wakes the
 #: Item's poller. SYNC_UPDATES_AVAILABLE is what /transactions/sync users get; the others
@@ -19,50 +19,9 @@ MAX_DEPTH = 32
 _MAX_FIELD = 256
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _depth_ok(doc: object) -> bool:
-    stack: list[tuple[object, int]] = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                return False
-            items = value.values() if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
-        elif isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise PayloadError("Plaid webhook body contains an unpaired UTF-16 surrogate escape") from None
-    return True
-
-
 def decode(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or `PayloadError` saying what is wrong."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"Plaid webhook body is not UTF-8 (invalid byte at offset {exc.start})") from None
-    if not text.strip():
-        raise PayloadError("Plaid webhook body is empty; expected a JSON object")
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(
-            f"Plaid webhook body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise PayloadError(f"Plaid webhook body nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        raise PayloadError(f"Plaid webhook body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise PayloadError(f"Plaid webhook body must be a JSON object, got {type(doc).__name__}")
-    if not _depth_ok(doc):
-        raise PayloadError(f"Plaid webhook body nests deeper than {MAX_DEPTH} levels")
-    return doc
+    return decode_json_object(body, what="Plaid webhook body", max_depth=MAX_DEPTH)
 
 
 def _field(doc: dict[str, Any], key: str, *, required: bool) -> str | None:

@@ -8,12 +8,12 @@ one that can be parsed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from apex_platform.errors import PayloadError
+from apex_platform.payloads import decode_json_object, json_type
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Samsara payloads nest a handful of levels; a deeper body is hostile or broken and could
@@ -24,80 +24,9 @@ MAX_EVENT_ID = 200
 PLAUSIBLE_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def json_type(value: object) -> str:
-    """The JSON name of a decoded value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity, which are not JSON and cannot be re-encoded strictly.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _check_string(value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadError("Samsara webhook body contains an unpaired UTF-16 surrogate escape") from None
-
-
-def check_structure(doc: object, what: str = "Samsara webhook body") -> None:
-    """Refuse nesting deeper than MAX_DEPTH and strings with unpaired surrogates (iteratively)."""
-    stack: list[tuple[object, int]] = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            _check_string(value)
-            continue
-        if not isinstance(value, dict | list):
-            continue
-        if depth > MAX_DEPTH:
-            raise PayloadError(f"{what} nests deeper than {MAX_DEPTH} levels")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                _check_string(key)
-                stack.append((item, depth + 1))
-        else:
-            stack.extend((item, depth + 1) for item in value)
-
-
-def decode_json(body: bytes, what: str = "Samsara webhook body") -> Any:
-    """Strict JSON of raw bytes, or `PayloadError` saying exactly what is wrong."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"{what} is not UTF-8 (invalid byte at offset {exc.start})") from None
-    if not text.strip():
-        raise PayloadError(f"{what} is empty; expected a JSON object")
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise PayloadError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # NaN/Infinity, or an integer with thousands of digits
-        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
-    check_structure(doc, what)
-    return doc
-
-
 def decode_body(body: bytes) -> dict[str, Any]:
-    doc = decode_json(body)
-    if not isinstance(doc, dict):
-        raise PayloadError(f"Samsara webhook body must be a JSON object, got {json_type(doc)}")
-    return doc
+    """The body as a JSON object, or `PayloadError` saying exactly what is wrong."""
+    return decode_json_object(body, what="Samsara webhook body", max_depth=MAX_DEPTH)
 
 
 def parse_time(value: object, where: str) -> datetime:

@@ -17,12 +17,13 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from apex_connector_samsara.envelope import EPOCH, check_structure, json_type, micros, parse_time
+from apex_connector_samsara.envelope import EPOCH, MAX_DEPTH, micros, parse_time
 from apex_connector_samsara.graph import Graph, coordinate_oddities, object_id, text_of
 from apex_connector_samsara.records import SOURCE
 from apex_connector_samsara.settings import SamsaraSettings
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import Page, Record
+from apex_platform.payloads import check_json_structure, json_type
 
 FEED_PATH = "/fleet/vehicles/stats/feed"
 KIND_LOCATION = "samsara.vehicle_location"
@@ -171,7 +172,7 @@ class FeedReader:
             doc = response.json()
         except ValueError:
             raise PayloadError(f"{where} answered 200 with a body that is not JSON") from None
-        check_structure(doc, f"{where} answer")
+        check_json_structure(doc, what=f"{where} answer", max_depth=MAX_DEPTH)
         return feed_answer(doc, account)
 
 

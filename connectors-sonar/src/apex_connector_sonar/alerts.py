@@ -16,38 +16,16 @@ from typing import Any
 from apex_connector_sonar.tickers import SOURCE, Ticker
 from apex_platform.errors import PayloadError
 from apex_platform.models import Record
+from apex_platform.payloads import decode_json_object
 
 KIND_ALERT = "sonar.alert"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 MAX_DEPTH = 32
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def decode(body: bytes) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"SONAR alert body is not UTF-8 (invalid byte at offset {exc.start})") from None
-    if not text.strip():
-        raise PayloadError("SONAR alert body is empty; expected a JSON object")
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(
-            f"SONAR alert body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except (RecursionError, ValueError) as exc:
-        raise PayloadError(f"SONAR alert body is not valid JSON: {type(exc).__name__}") from None
-    if not isinstance(doc, dict):
-        raise PayloadError(f"SONAR alert body must be a JSON object, got {type(doc).__name__}")
-    try:
-        json.dumps(doc)  # unpaired surrogates and absurd nesting cannot travel on
-    except (ValueError, RecursionError):
-        raise PayloadError("SONAR alert body holds values that cannot be re-encoded as JSON") from None
-    return doc
+    """The body as a JSON object, or `PayloadError` saying what is wrong."""
+    return decode_json_object(body, what="SONAR alert body", max_depth=MAX_DEPTH)
 
 
 def ticker_of(doc: dict[str, Any]) -> Ticker:

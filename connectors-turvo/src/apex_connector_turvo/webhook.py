@@ -20,6 +20,7 @@ from typing import Any
 from apex_connector_turvo.settings import TurvoSettings, split_list
 from apex_connector_turvo.times import to_us
 from apex_platform.errors import PayloadError, SignatureError
+from apex_platform.payloads import decode_json_object
 
 # An entity id goes into an API path: only characters that cannot change the path.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -57,53 +58,9 @@ def check_token(headers: Mapping[str, str], settings: TurvoSettings) -> None:
         )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def decode_body(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or `PayloadError` saying what is wrong."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"Turvo webhook body is not UTF-8 (invalid byte at offset {exc.start})") from None
-    if not text.strip():
-        raise PayloadError("Turvo webhook body is empty; expected a JSON object")
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(
-            f"Turvo webhook body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise PayloadError(f"Turvo webhook body nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        raise PayloadError(f"Turvo webhook body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise PayloadError(f"Turvo webhook body must be a JSON object, got {type(doc).__name__}")
-    _check_depth(doc)
-    return doc
-
-
-def _check_depth(doc: object) -> None:
-    stack: list[tuple[object, int]] = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise PayloadError("Turvo webhook body contains an unpaired UTF-16 surrogate escape") from None
-            continue
-        if not isinstance(value, dict | list):
-            continue
-        if depth > MAX_DEPTH:
-            raise PayloadError(f"Turvo webhook body nests deeper than {MAX_DEPTH} levels")
-        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
-        for key, item in items:
-            if isinstance(key, str):
-                stack.append((key, depth))
-            stack.append((item, depth + 1))
+    return decode_json_object(body, what="Turvo webhook body", max_depth=MAX_DEPTH)
 
 
 def dig(doc: Any, path: str) -> Any:

@@ -10,13 +10,15 @@ from litestar import Controller, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from apex_platform import operations
 from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import problem
 from apex_platform.errors import ApexError
 from apex_platform.settings import AdminSettings, load
+
+LetterId = Annotated[int, PathParameter(description="Dead letter id", ge=1)]
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -56,17 +58,17 @@ class AdminController(Controller):
         return await _run(operations.dlq_list(runtime, None if status == "all" else status, limit))
 
     @get("/dead-letters/{letter_id:int}", operation_id="showDeadLetter", summary="One dead letter")
-    async def show(self, runtime: RuntimeDep, letter_id: int) -> Response[Any]:
+    async def show(self, runtime: RuntimeDep, letter_id: LetterId) -> Response[Any]:
         """Everything kept to replay it: records, which sinks succeeded and failed, the error."""
         return await _run(operations.dlq_show(runtime, letter_id))
 
     @post("/dead-letters/{letter_id:int}/replay", operation_id="replayDeadLetter", status_code=200)
-    async def replay(self, runtime: RuntimeDep, letter_id: int) -> Response[Any]:
+    async def replay(self, runtime: RuntimeDep, letter_id: LetterId) -> Response[Any]:
         """Write the letter's records through the saga again, then mark it replayed."""
         return await _run(operations.dlq_replay(runtime, letter_id))
 
     @post("/dead-letters/{letter_id:int}/discard", operation_id="discardDeadLetter", status_code=200)
-    async def discard(self, runtime: RuntimeDep, letter_id: int) -> Response[Any]:
+    async def discard(self, runtime: RuntimeDep, letter_id: LetterId) -> Response[Any]:
         """Mark a dead letter discarded (it is kept, never deleted)."""
         return await _run(operations.dlq_discard(runtime, letter_id))
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import anyio
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import PathParameter
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from apex_platform import __version__, metrics
@@ -22,7 +22,7 @@ from apex_platform.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-SourceName = Annotated[str, Parameter(description="Installed source connector name", max_length=64)]
+SourceName = Annotated[str, PathParameter(description="Installed source connector name", max_length=64)]
 
 
 class WebhookController(Controller):

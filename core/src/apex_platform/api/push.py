@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
-from litestar.params import Parameter
+from litestar.params import PathParameter
 
 from apex_platform import metrics
 from apex_platform.api.deps import RuntimeDep
@@ -46,7 +46,7 @@ class PushController(Controller):
     @post("/{source:str}", operation_id="pushRecords", status_code=202, summary="Push a record (API key)")
     async def push(
         self,
-        source: Annotated[str, Parameter(max_length=64)],
+        source: Annotated[str, PathParameter(max_length=64)],
         request: Request[Any, Any, Any],
         runtime: RuntimeDep,
     ) -> Response[Any]:

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import wait_random_exponential
 
 from apex_platform.errors import VendorError
+from apex_platform.vendor_http import TransientFailure, parse_retry_after, retry_transient
 
 _USER_AGENT = "apex-connector-crm/0.1"
 _MAX_MESSAGE = 300
-
-
-class _Transient(Exception):
-    def __init__(self, error: VendorError) -> None:
-        super().__init__(str(error))
-        self.error = error
+_MAX_WAIT = 3600.0
+_QUICK_RETRY_WAIT = wait_random_exponential(multiplier=0.2, max=2.0)
 
 
 def retry_after_seconds(headers: Mapping[str, str], body: Any, default: float, now: datetime | None = None) -> float:
@@ -36,24 +32,12 @@ def retry_after_seconds(headers: Mapping[str, str], body: Any, default: float, n
     of `X-HubSpot-RateLimit-Interval-Milliseconds` when the remaining count is spent;
     otherwise a second for the per-second policy, else `default`.
     """
-    raw = headers.get("retry-after")
-    if raw:
-        raw = raw.strip()
-        try:
-            return max(0.0, min(float(raw), 3600.0))
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(raw)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                delta = (when - (now or datetime.now(UTC))).total_seconds()
-                return max(0.0, min(delta, 3600.0))
+    wait = parse_retry_after(headers.get("retry-after"), default=None, cap=_MAX_WAIT, now=now)
+    if wait is not None:
+        return wait
     interval = headers.get("x-hubspot-ratelimit-interval-milliseconds")
     if interval and interval.strip().isdigit():
-        return min(int(interval.strip()) / 1000.0, 3600.0)
+        return min(int(interval.strip()) / 1000.0, _MAX_WAIT)
     if isinstance(body, dict) and str(body.get("policyName", "")).upper() == "SECONDLY":
         return 1.0
     return default
@@ -130,18 +114,9 @@ class HubSpotClient:
     ) -> dict[str, Any]:
         """One call as a decoded JSON object, with quick retries of transient failures."""
         where = self.where(method, path)
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_Transient),
-                stop=stop_after_attempt(self.attempts),
-                wait=wait_random_exponential(multiplier=0.2, max=2.0),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._once(method, path, where, body, params)
-        except _Transient as exc:
-            raise exc.error from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retry_transient(
+            lambda: self._once(method, path, where, body, params), attempts=self.attempts, wait=_QUICK_RETRY_WAIT
+        )
 
     async def _once(
         self, method: str, path: str, where: str, body: Any, params: Mapping[str, str] | None
@@ -150,17 +125,17 @@ class HubSpotClient:
             resp = await self.http.request(method, path, json=body, params=params, headers=self._headers)
             text = resp.text
         except httpx.TimeoutException as exc:
-            raise _Transient(
+            raise TransientFailure(
                 VendorError(f"{where}: HubSpot did not answer in time ({type(exc).__name__})", retryable=True)
             ) from exc
         except httpx.TransportError as exc:
-            raise _Transient(
+            raise TransientFailure(
                 VendorError(f"{where}: cannot reach HubSpot ({type(exc).__name__}: {exc})", retryable=True)
             ) from exc
         if resp.status_code >= 400:
             error = error_for(resp.status_code, resp.headers, text, where=where, default_wait=self.rate_limit_backoff)
             if resp.status_code >= 500:
-                raise _Transient(error)
+                raise TransientFailure(error)
             raise error
         try:
             doc = json.loads(text)

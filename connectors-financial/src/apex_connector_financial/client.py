@@ -13,19 +13,16 @@ import json
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import wait_random_exponential
 
 from apex_connector_financial.tokens import TokenManager
 from apex_platform.errors import VendorError
+from apex_platform.vendor_http import TransientFailure, parse_retry_after, retry_transient
 
 _USER_AGENT = "apex-connector-financial/0.1"
 _MAX_MESSAGE = 300
-
-
-class _Transient(Exception):
-    def __init__(self, error: VendorError) -> None:
-        super().__init__(str(error))
-        self.error = error
+_MAX_WAIT = 3600.0
+_QUICK_RETRY_WAIT = wait_random_exponential(multiplier=0.2, max=2.0)
 
 
 def fault_of(doc: Any) -> str | None:
@@ -43,14 +40,6 @@ def fault_of(doc: Any) -> str | None:
     return f"{kind}: {'; '.join(parts) or 'no detail'}"[:_MAX_MESSAGE]
 
 
-def _retry_after(resp: httpx.Response, default: float) -> float:
-    raw = resp.headers.get("retry-after", "").strip()
-    try:
-        return max(0.0, min(float(raw), 3600.0))
-    except ValueError:
-        return default
-
-
 def error_for(resp: httpx.Response, text: str, *, where: str, default_wait: float) -> VendorError:
     try:
         doc: Any = json.loads(text) if text else None
@@ -59,7 +48,7 @@ def error_for(resp: httpx.Response, text: str, *, where: str, default_wait: floa
     detail = fault_of(doc) or (text.strip().replace("\n", " ")[:_MAX_MESSAGE] or "no body")
     status = resp.status_code
     if status == 429:
-        wait = _retry_after(resp, default_wait)
+        wait = parse_retry_after(resp.headers.get("retry-after"), default=default_wait, cap=_MAX_WAIT)
         return VendorError(
             f"{where}: QuickBooks throttled the call (429, {detail}); retry in {wait:g}s",
             retryable=True,
@@ -110,18 +99,10 @@ class QboClient:
             "minorversion": str(self.minor_version),
         }
         where = self.where(path)
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_Transient),
-                stop=stop_after_attempt(self.attempts),
-                wait=wait_random_exponential(multiplier=0.2, max=2.0),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._authorised(path, params, where), where
-        except _Transient as exc:
-            raise exc.error from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        doc = await retry_transient(
+            lambda: self._authorised(path, params, where), attempts=self.attempts, wait=_QUICK_RETRY_WAIT
+        )
+        return doc, where
 
     async def _authorised(self, path: str, params: dict[str, str], where: str) -> dict[str, Any]:
         token = await self.tokens.access_token(self.realm, self.http)
@@ -134,7 +115,7 @@ class QboClient:
         if resp.status_code >= 400:
             error = error_for(resp, text, where=where, default_wait=self.rate_limit_backoff)
             if resp.status_code >= 500:
-                raise _Transient(error)
+                raise TransientFailure(error)
             raise error
         try:
             doc = json.loads(text)
@@ -158,10 +139,10 @@ class QboClient:
             resp = await self.http.get(path, params=params, headers=headers)
             return resp, resp.text
         except httpx.TimeoutException as exc:
-            raise _Transient(
+            raise TransientFailure(
                 VendorError(f"{where}: QuickBooks did not answer in time ({type(exc).__name__})", retryable=True)
             ) from exc
         except httpx.TransportError as exc:
-            raise _Transient(
+            raise TransientFailure(
                 VendorError(f"{where}: cannot reach QuickBooks ({type(exc).__name__}: {exc})", retryable=True)
             ) from exc

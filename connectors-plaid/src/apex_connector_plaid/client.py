@@ -6,29 +6,18 @@ import json
 from typing import Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import wait_exponential, wait_random
 
-from apex_connector_plaid.plaid_errors import PlaidError, redact, retry_after_seconds, to_exception
+from apex_connector_plaid.plaid_errors import PlaidError, to_exception
 from apex_connector_plaid.settings import PlaidSettings
 from apex_platform.errors import PayloadError, SignatureError, VendorError
+from apex_platform.vendor_http import TransientFailure, parse_retry_after, redact, retry_transient
 
 SYNC_PATH = "/transactions/sync"
 KEY_PATH = "/webhook_verification_key/get"
 _USER_AGENT = "apex-connector-plaid/0.1"
-
-
-class _Transient(Exception):
-    """A failure worth one more quick try inside the same activity attempt."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
+#: Plaid does not document a Retry-After; one that is sent is honoured up to an hour
+_MAX_RETRY_AFTER = 3600.0
 
 
 def _credentials(settings: PlaidSettings, item_id: str | None = None) -> tuple[str, str]:
@@ -73,7 +62,7 @@ async def transactions_sync(
                 resp = await http.post(url, json=body)
             except httpx.HTTPError as exc:
                 # httpx messages hold the URL at most, never the request body.
-                raise _Transient(
+                raise TransientFailure(
                     VendorError(
                         f"plaid item {item_id}: POST {SYNC_PATH} at {settings.base_url} failed: "
                         f"{type(exc).__name__}: {redact(str(exc), hidden)}",
@@ -94,26 +83,17 @@ async def transactions_sync(
                 PlaidError.from_response(resp.status_code, resp.content),
                 item_id=item_id,
                 endpoint=SYNC_PATH,
-                retry_after=retry_after_seconds(resp.headers.get("retry-after")),
+                retry_after=parse_retry_after(resp.headers.get("retry-after"), default=None, cap=_MAX_RETRY_AFTER),
                 default_backoff=settings.rate_limit_backoff_seconds,
                 secrets=hidden,
             )
             if resp.status_code >= 500:
-                raise _Transient(error)
+                raise TransientFailure(error)
             raise error
 
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_Transient),
-                stop=stop_after_attempt(3),
-                wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
-                reraise=True,
-            ):
-                with attempt:
-                    return await once()
-        except _Transient as exc:
-            raise exc.error from None
-    raise AssertionError("unreachable")  # pragma: no cover
+        return await retry_transient(
+            once, attempts=3, wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2)
+        )
 
 
 def fetch_verification_key(

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from apex_platform.errors import RestartPagination, VendorError
+from apex_platform.vendor_http import redact
 
 MUTATION_DURING_PAGINATION = "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"
 
@@ -52,14 +53,6 @@ class PlaidError:
         return self.error_type in _RETRYABLE_TYPES or self.error_code in _RETRYABLE_CODES
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret replaced, in case a vendor echoes one back."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
 def to_exception(
     error: PlaidError,
     *,
@@ -94,14 +87,3 @@ _HINTS = {
     "INVALID_API_KEYS": "check APEX_PLAID_CLIENT_ID and APEX_PLAID_SECRET for this APEX_PLAID_BASE_URL",
     "ITEM_NOT_FOUND": "the Item was removed at Plaid; drop it from the configuration",
 }
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A Retry-After header in seconds (Plaid does not document one; honoured if sent)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds <= 3600 else None

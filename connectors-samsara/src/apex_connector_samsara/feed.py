@@ -11,11 +11,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import wait_exponential
 
 from apex_connector_samsara.envelope import EPOCH, MAX_DEPTH, micros, parse_time
 from apex_connector_samsara.graph import Graph, coordinate_oddities, object_id, text_of
@@ -24,6 +23,7 @@ from apex_connector_samsara.settings import SamsaraSettings
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import Page, Record
 from apex_platform.payloads import check_json_structure, json_type
+from apex_platform.vendor_http import TransientFailure, parse_retry_after, retry_transient
 
 FEED_PATH = "/fleet/vehicles/stats/feed"
 KIND_LOCATION = "samsara.vehicle_location"
@@ -37,13 +37,6 @@ _VEHICLE_KEYS = {"id", "name", "externalIds"}
 MAX_RETRY_AFTER = 300.0
 
 
-class _Transient(Exception):
-    """A failure worth retrying inside the call: connection trouble or a 5xx."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-
 @dataclass(frozen=True)
 class FeedAnswer:
     records: list[Record]
@@ -53,22 +46,12 @@ class FeedAnswer:
 
 def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds: Samsara sends decimals ("0.40235"); an HTTP date is accepted too."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        seconds = (moment - datetime.now(UTC)).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return parse_retry_after(value, default=None, cap=MAX_RETRY_AFTER)
+
+
+def _transient(message: str) -> TransientFailure:
+    """Connection trouble or a 5xx: retried inside the call, then a retryable `VendorError`."""
+    return TransientFailure(VendorError(message, retryable=True))
 
 
 def _vendor_message(response: httpx.Response) -> str:
@@ -117,28 +100,22 @@ class FeedReader:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             transport=self._transport,
         ) as client:
-            try:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self.settings.http_attempts),
-                    wait=wait_exponential(multiplier=0.2, max=2.0),
-                    retry=retry_if_exception_type(_Transient),
-                    reraise=True,
-                ):
-                    with attempt:
-                        response = await self._get(client, params, where)
-            except _Transient as exc:
-                raise VendorError(str(exc), retryable=True) from None
+            response = await retry_transient(
+                lambda: self._get(client, params, where),
+                attempts=self.settings.http_attempts,
+                wait=wait_exponential(multiplier=0.2, max=2.0),
+            )
         return self._answer(response, account, cursor, where)
 
     async def _get(self, client: httpx.AsyncClient, params: dict[str, str], where: str) -> httpx.Response:
         try:
             response = await client.get(FEED_PATH, params=params)
         except httpx.TimeoutException:
-            raise _Transient(f"{where} timed out after {self.settings.http_timeout_seconds} s") from None
+            raise _transient(f"{where} timed out after {self.settings.http_timeout_seconds} s") from None
         except httpx.TransportError as exc:
-            raise _Transient(f"{where} failed: {type(exc).__name__}: {exc}"[:500]) from None
+            raise _transient(f"{where} failed: {type(exc).__name__}: {exc}"[:500]) from None
         if response.status_code >= 500:
-            raise _Transient(f"{where} answered {response.status_code}: {_vendor_message(response)}")
+            raise _transient(f"{where} answered {response.status_code}: {_vendor_message(response)}")
         return response
 
     def _answer(self, response: httpx.Response, account: str, cursor: str | None, where: str) -> FeedAnswer:

@@ -9,42 +9,22 @@ import time
 import weakref
 from collections.abc import Callable
 from datetime import date
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from apex_connector_sonar.ratelimit import TokenBucket
 from apex_connector_sonar.settings import SonarSettings
 from apex_connector_sonar.tickers import Ticker
 from apex_platform.errors import VendorError
+from apex_platform.vendor_http import TransientFailure, retry_transient, status_error
 
 AUTH_PATH = "/Credential/authenticate"
 _USER_AGENT = "apex-connector-sonar/0.1"
 
 
-class _Transient(Exception):
-    def __init__(self, error: VendorError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class _Unauthorized(Exception):
     pass
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value.strip()).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 class SonarClient:
@@ -68,17 +48,13 @@ class SonarClient:
         self._renewing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     def _status_error(self, resp: httpx.Response, where: str) -> VendorError:
-        code = resp.status_code
-        if code == 429:
-            wait = retry_after_seconds(resp.headers.get("retry-after")) or self.settings.rate_limit_backoff_seconds
-            return VendorError(f"{where} answered 429 Too Many Requests", retryable=True, retry_after=wait)
-        if code >= 500:
-            return VendorError(
-                f"{where} answered HTTP {code}",
-                retryable=True,
-                retry_after=retry_after_seconds(resp.headers.get("retry-after")),
-            )
-        return VendorError(f"{where} answered HTTP {code}: {resp.text[:200].strip()}", retryable=False)
+        s = self.settings
+        with self._lock:
+            token = self._token[0] if self._token is not None else ""
+        password = s.password.get_secret_value() if s.password is not None else ""
+        return status_error(
+            resp, where=where, rate_limit_backoff=s.rate_limit_backoff_seconds, secrets=(password, token)
+        )
 
     def invalidate(self) -> None:
         with self._lock:
@@ -112,7 +88,8 @@ class SonarClient:
                 s.base_url + AUTH_PATH, json={"username": s.username, "password": s.password.get_secret_value()}
             )
         except httpx.HTTPError as exc:
-            raise _Transient(VendorError(f"{auth_where} failed: {type(exc).__name__}", retryable=True)) from None
+            error = VendorError(f"{auth_where} failed: {type(exc).__name__}", retryable=True)
+            raise TransientFailure(error) from None
         if resp.status_code in (400, 401, 403):
             raise VendorError(
                 f"{auth_where} refused the credentials (HTTP {resp.status_code}); check APEX_SONAR_USERNAME "
@@ -121,7 +98,7 @@ class SonarClient:
             )
         if resp.status_code != 200:
             error = self._status_error(resp, auth_where)
-            raise _Transient(error) if resp.status_code >= 500 else error
+            raise TransientFailure(error) if resp.status_code >= 500 else error
         try:
             doc: Any = resp.json()
         except ValueError:
@@ -149,14 +126,16 @@ class SonarClient:
                 try:
                     resp = await http.get(s.base_url + path, headers={"Authorization": f"Bearer {token}"})
                 except httpx.HTTPError as exc:
-                    raise _Transient(VendorError(f"{where} failed: {type(exc).__name__}", retryable=True)) from None
+                    raise TransientFailure(
+                        VendorError(f"{where} failed: {type(exc).__name__}", retryable=True)
+                    ) from None
                 if resp.status_code == 401:
                     raise _Unauthorized
                 if resp.status_code in (204, 404):
                     return []  # no data published for these dates
                 if resp.status_code != 200:
                     error = self._status_error(resp, where)
-                    raise _Transient(error) if resp.status_code >= 500 else error
+                    raise TransientFailure(error) if resp.status_code >= 500 else error
                 try:
                     doc = resp.json()
                 except ValueError:
@@ -180,15 +159,4 @@ class SonarClient:
                         retryable=False,
                     ) from None
 
-            try:
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(_Transient),
-                    stop=stop_after_attempt(s.http_retries + 1),
-                    wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.1),
-                    reraise=True,
-                ):
-                    with attempt:
-                        return await with_renewal()
-            except _Transient as exc:
-                raise exc.error from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            return await retry_transient(with_renewal, attempts=s.http_retries + 1)

@@ -13,44 +13,20 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from apex_connector_turvo.settings import TurvoSettings
 from apex_platform.errors import VendorError
+from apex_platform.vendor_http import TransientFailure, retry_transient, status_error
 
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
 _USER_AGENT = "apex-connector-turvo/0.1"
 
 
-class _Transient(Exception):
-    """A failure worth a quick retry inside the same activity attempt (5xx, network)."""
-
-    def __init__(self, error: VendorError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class _Unauthorized(Exception):
     """The API refused the access token: renew it and try once more."""
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 @dataclass
@@ -87,11 +63,6 @@ class TurvoClient:
             values += [self._token.access] + ([self._token.refresh] if self._token.refresh else [])
         return [v for v in values if v]
 
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets():
-            text = text.replace(secret, "***")
-        return text
-
     def _missing(self) -> list[str]:
         s = self.settings
         needed = {
@@ -109,18 +80,12 @@ class TurvoClient:
         return VendorError(message, retryable=True, retry_after=self.settings.auth_backoff_seconds)
 
     def _status_error(self, resp: httpx.Response, where: str) -> VendorError:
-        code = resp.status_code
-        if code == 429:
-            wait = retry_after_seconds(resp.headers.get("retry-after")) or self.settings.rate_limit_backoff_seconds
-            return VendorError(f"turvo: {where} answered 429 Too Many Requests", retryable=True, retry_after=wait)
-        if code >= 500:
-            return VendorError(
-                f"turvo: {where} answered HTTP {code}",
-                retryable=True,
-                retry_after=retry_after_seconds(resp.headers.get("retry-after")),
-            )
-        detail = self._redact(resp.text[:200]).strip()
-        return VendorError(f"turvo: {where} answered HTTP {code}: {detail}", retryable=False)
+        return status_error(
+            resp,
+            where=f"turvo: {where}",
+            rate_limit_backoff=self.settings.rate_limit_backoff_seconds,
+            secrets=self._secrets(),
+        )
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -238,7 +203,7 @@ class TurvoClient:
                         headers={"Authorization": f"Bearer {token}", "x-api-key": s.api_key.get_secret_value()},
                     )
                 except httpx.HTTPError as exc:
-                    raise _Transient(
+                    raise TransientFailure(
                         VendorError(f"turvo: {where} failed: {type(exc).__name__}", retryable=True)
                     ) from None
                 if resp.status_code == 401:
@@ -257,7 +222,7 @@ class TurvoClient:
                     return doc
                 error = self._status_error(resp, where)
                 if resp.status_code >= 500:
-                    raise _Transient(error)
+                    raise TransientFailure(error)
                 raise error
 
             async def with_renewal() -> dict[str, Any] | None:
@@ -274,15 +239,4 @@ class TurvoClient:
                         "and the API user's permissions"
                     ) from None
 
-            try:
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(_Transient),
-                    stop=stop_after_attempt(s.http_retries + 1),
-                    wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.1),
-                    reraise=True,
-                ):
-                    with attempt:
-                        return await with_renewal()
-            except _Transient as exc:
-                raise exc.error from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            return await retry_transient(with_renewal, attempts=s.http_retries + 1)

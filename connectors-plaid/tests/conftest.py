@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
-from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakePlaidServer
+from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakeVendorServer
 
 CLIENT_ID = "test-client-id"
 SECRET = "test-secret-9f8e7d6c5b4a"
@@ -77,7 +77,7 @@ def plaid() -> Iterator[Plaid]:
     token = f"access-sandbox-{uuid.uuid4()}"
     fake = FakePlaid(CLIENT_ID, SECRET)
     fake.add_item(FakeItem(item, token, accounts=samples.demo_accounts(), log=history(5)))
-    server = FakePlaidServer(fake)
+    server = FakeVendorServer(fake)
     url = server.start()
     try:
         yield Plaid(fake, url, item, token)

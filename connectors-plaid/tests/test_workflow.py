@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
 from apex_connector_plaid.cursor import SyncCursor
-from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakePlaidServer
+from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakeVendorServer
 from apex_platform import hookimpl
 from apex_platform.api import create_app
 from apex_platform.models import Record, RecordKey
@@ -93,7 +93,7 @@ def changes(prefix: str, n: int) -> list[Change]:
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[tuple[FakePlaid, str]]:
     fake = FakePlaid(CLIENT_ID, SECRET)
-    server = FakePlaidServer(fake)
+    server = FakeVendorServer(fake)
     url = server.start()
     yield fake, url
     server.stop()

@@ -9,11 +9,11 @@ import threading
 from collections.abc import Callable
 
 from apex_connector_plaid import samples
-from apex_connector_plaid.fake_vendor import FakeItem, FakePlaid, FakePlaidServer
+from apex_connector_plaid.fake_vendor import FakeItem, FakePlaid, FakeVendorServer
 from apex_platform.contracts import SampleDelivery
 
 _lock = threading.Lock()
-_running: FakePlaidServer | None = None
+_running: FakeVendorServer | None = None
 
 
 def demo_fake() -> FakePlaid:
@@ -35,7 +35,7 @@ def start_fake_vendor() -> tuple[str, Callable[[], None]]:
     global _running
     with _lock:
         if _running is None:
-            server = FakePlaidServer(demo_fake())
+            server = FakeVendorServer(demo_fake())
             server.start()
             _running = server
         server = _running

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from litestar import Litestar, Request, Response, post
 
-from apex_platform.testing.vendor_server import FakeVendorServer
+from apex_platform.testing import vendor_server
 
 Change = tuple[str, dict[str, Any]]  # ("added" | "modified" | "removed", transaction or {transaction_id, account_id})
 
@@ -361,7 +361,7 @@ def create_app(fake: FakePlaid) -> Litestar:
     return Litestar(route_handlers=[sync, verification_key, fire_webhook], logging_config=None, openapi_config=None)
 
 
-class FakePlaidServer(FakeVendorServer):
+class FakeVendorServer(vendor_server.FakeVendorServer):
     """Serves a `FakePlaid` on 127.0.0.1 (a free port) in a background thread."""
 
     def __init__(self, fake: FakePlaid) -> None:

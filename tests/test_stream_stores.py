@@ -99,3 +99,75 @@ async def test_ten_thousand_feed_points_land_in_every_store_exactly_once(
         stop.set()
         await asyncio.wait_for(worker, 120)
         server.stop()
+
+
+async def test_a_plaid_sync_ends_with_the_vendors_final_state_in_every_store(
+    apex_temporal_server: Any, apex_postgres_server: Any, apex_redis_server: Any, tmp_path: Path
+) -> None:
+    """Several pages of added, modified and removed transactions: every store ends with the
+    vendor's final state (the modified amount, and the removed one as a tombstone)."""
+    from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
+    from apex_connector_plaid.fake_vendor import FakeItem, FakePlaid, FakeVendorServer
+
+    from apex_platform.pollers import start_poller
+
+    fake = FakePlaid("cid", "csecret")
+    server = FakeVendorServer(fake)
+    url = server.start()
+    item = f"item-{uuid.uuid4().hex[:8]}"
+
+    def txn(tid: str, amount: float, name: str = "FUEL") -> dict[str, Any]:
+        return samples.transaction(tid, samples.FUEL_CARD, amount, "2026-03-02", name, merchant_name="Pilot")
+
+    changes: list[Any] = [("added", txn(f"t{i}", 10.0 + i)) for i in range(7)]
+    changes += [
+        ("modified", txn("t1", 99.5, "CORRECTED")),
+        ("removed", {"transaction_id": "t2", "account_id": samples.FUEL_CARD}),
+    ]
+    fake.add_item(FakeItem(item, "access-sandbox-x", samples.demo_accounts(), changes))
+    connector = PlaidConnector(
+        PlaidSettings(base_url=url, client_id="cid", secret="csecret", page_size=2),  # type: ignore[arg-type]
+        token_provider=lambda _item: "access-sandbox-x",
+    )
+    tag = f"p{uuid.uuid4().hex[:10]}"
+    hostport = apex_redis_server.url.removeprefix("redis://").split("/", 1)[0]
+    sinks = [
+        GraphSink(GraphSinkSettings(uri=f"falkordb://{hostport}", name=tag)),  # type: ignore[arg-type]
+        PostgresSink(PostgresSinkSettings(dsn=apex_postgres_server.dsn, schema=tag)),  # type: ignore[arg-type]
+        QdrantSink(QdrantSinkSettings(path=tmp_path / "qdrant", collection=tag)),
+        RedisSink(RedisSinkSettings(url=apex_redis_server.url, prefix=tag)),  # type: ignore[arg-type]
+    ]
+
+    class Plugin:
+        @hookimpl
+        def apex_register_sources(self, register: Any) -> None:
+            register(connector)
+
+        @hookimpl
+        def apex_register_sinks(self, register: Any) -> None:
+            for sink in sinks:
+                register(sink)
+
+    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=tag)
+    runtime = Runtime.build(
+        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path / "home"), temporal=temporal
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(runtime, ["P1"], stop))
+    try:
+        client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+        handle = await start_poller(client, connector, item, temporal, once=True)
+        state = await asyncio.wait_for(handle.result(), 180)
+        assert state.pages >= 4
+        truth = fake.final_state(item)
+        keys = [RecordKey("plaid", f"t{i}") for i in range(7)]
+        for sink in sinks:
+            found = await sink.read(keys)
+            live = {k.id for k, r in found.items() if not r.deleted}
+            assert live == set(truth) == {f"t{i}" for i in (0, 1, 3, 4, 5, 6)}, sink.name
+            assert found[RecordKey("plaid", "t2")].deleted, sink.name
+            assert found[RecordKey("plaid", "t1")].attributes["amount"] == 99.5, sink.name
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 120)
+        server.stop()

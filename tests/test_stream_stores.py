@@ -108,7 +108,6 @@ async def test_a_plaid_sync_ends_with_the_vendors_final_state_in_every_store(
     vendor's final state (the modified amount, and the removed one as a tombstone)."""
     from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
     from apex_connector_plaid.fake_vendor import FakeItem, FakePlaid, FakeVendorServer
-
     from apex_platform.pollers import start_poller
 
     fake = FakePlaid("cid", "csecret")

@@ -286,3 +286,28 @@ async def test_url_that_is_not_qdrant(not_qdrant: str) -> None:
         await sink.health()
     with pytest.raises(SinkError, match="cannot open Qdrant server"):
         await sink.open()
+
+
+@pytest.mark.parametrize(("mode", "journal"), [("normal", "wal"), ("full", "delete")])
+async def test_local_durability_setting_picks_the_sqlite_journal(
+    make_settings: Callable[..., QdrantSinkSettings],
+    tmp_path: Path,
+    record: Callable[..., Record],
+    mode: str,
+    journal: str,
+) -> None:
+    """'normal' (the default) switches local mode's SQLite to WAL; what it wrote survives a
+    reopen either way."""
+    import sqlite3
+
+    folder = tmp_path / f"q-{mode}"
+    sink = QdrantSink(make_settings(path=folder, local_synchronous=mode))
+    await sink.open()
+    await sink.write([record("a", 1)])
+    await sink.close()
+    (db,) = list(folder.rglob("storage.sqlite"))
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == journal
+    again = QdrantSink(make_settings(path=folder, local_synchronous=mode))
+    await again.open()
+    assert RecordKey(record("a", 1).source, "a") in await again.read([record("a", 1).key])
+    await again.close()

@@ -36,6 +36,20 @@ from apex_sink_qdrant.settings import Location, QdrantSinkSettings, resolve_loca
 T = TypeVar("T")
 
 
+def _use_wal(client: AsyncQdrantClient) -> None:
+    """Local mode commits SQLite once per point with a full fsync; WAL with synchronous=NORMAL
+    keeps every commit across a process crash and is about ten times faster. This reaches
+    into qdrant-client's local storage: if its layout changes, the default stays."""
+    try:
+        collections = client._client.collections  # type: ignore[attr-defined]
+        for collection in collections.values():
+            connection = collection.storage.storage
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+    except Exception as exc:  # noqa: BLE001 - an optimisation only
+        log.warning("qdrant sink: could not switch local storage to WAL (%s); keeping the default", exc)
+
+
 async def _as_coroutine(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
@@ -198,6 +212,8 @@ class QdrantSink:
             self._client = client
             if location.path is not None:
                 self._local_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-local")
+                if self.settings.local_synchronous == "normal":
+                    _use_wal(client)
 
     async def _ensure_collection(self, client: AsyncQdrantClient, location: Location) -> None:
         from qdrant_client.http import models

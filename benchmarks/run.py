@@ -212,10 +212,12 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=2000, help="events for the batched run")
-    parser.add_argument("--baseline-events", type=int, default=300, help="events for the per-event baseline")
-    parser.add_argument("--batch", type=int, default=500, help="accumulator batch size")
-    parser.add_argument("--concurrency", type=int, default=32, help="HTTP requests in flight")
+    parser.add_argument("--events", type=int, default=6000, help="events for the batched run")
+    parser.add_argument("--baseline-events", type=int, default=150, help="events for the per-event baseline")
+    parser.add_argument("--batch", type=int, default=1000, help="accumulator batch size")
+    parser.add_argument(
+        "--concurrency", type=int, default=128, help="deliveries in flight (a vendor delivering on many connections)"
+    )
     parser.add_argument("--saga-records", type=int, default=2000, help="records for the saga run")
     parser.add_argument("--sinks", default="postgres,redis,graph,qdrant", help="plugins to load (sinks)")
     args = parser.parse_args()

@@ -36,8 +36,10 @@ class CoreSettings(BaseSettings):
         le=1_500_000,
         description="Larger payloads are stored as blobs and passed to workflows by reference",
     )
-    accumulator_shards: int = Field(default=2, ge=1, le=64, description="Accumulator workflows per batched source")
-    accumulator_max_batch: int = Field(default=500, ge=1, le=5000, description="Events per accumulated batch")
+    accumulator_shards: int = Field(
+        default=1, ge=1, le=64, description="Accumulator workflows per batched source (more only on bigger clusters)"
+    )
+    accumulator_max_batch: int = Field(default=1000, ge=1, le=5000, description="Events per accumulated batch")
     accumulator_max_wait_seconds: float = Field(default=1.0, gt=0, description="Longest wait to fill a batch")
     accumulator_group_events: int = Field(
         default=200, ge=1, le=2000, description="Deliveries that share one signal to the accumulator (group commit)"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import SecretStr
 
 from apex_platform.models import Entity, Record, Relation
+from apex_platform.testing.records import make_record as _record
 from apex_sink_graph import GraphSink, GraphSinkSettings
 
 if TYPE_CHECKING:
@@ -84,8 +85,6 @@ def dump() -> Dump:
 # Records for tests. Fixtures rather than an importable module: the workspace runs
 # pytest with --import-mode=importlib, where test folders are not on sys.path.
 
-EPOCH = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
 
 @pytest.fixture
 def record() -> RecordFactory:
@@ -97,29 +96,6 @@ def record() -> RecordFactory:
 def rich_record() -> RecordFactory:
     """`rich_record(id, version)`: every field, unicode, nested JSON, awkward floats, an embedding."""
     return _rich_record
-
-
-def _record(
-    id: str | None = None,
-    version: int = 1,
-    *,
-    source: str = "turvo",
-    kind: str = "turvo.shipment",
-    deleted: bool = False,
-    **fields: Any,
-) -> Record:
-    return Record(
-        source=source,
-        kind=kind,
-        id=id or uuid.uuid4().hex,
-        version=version,
-        occurred_at=fields.pop("occurred_at", EPOCH + timedelta(seconds=version % 10**8)),
-        title=fields.pop("title", f"shipment v{version}"),
-        text=fields.pop("text", f"status at version {version}"),
-        attributes=fields.pop("attributes", {"version": version}),
-        deleted=deleted,
-        **fields,
-    )
 
 
 def _rich_record(id: str | None = None, version: int = 7) -> Record:

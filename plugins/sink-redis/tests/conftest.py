@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from apex_platform.models import Entity, Record, Relation
+from apex_platform.testing.records import make_record as _record
 from apex_sink_redis import RedisSink, RedisSinkSettings
 
 if TYPE_CHECKING:
@@ -79,36 +80,6 @@ def record() -> RecordFactory:
 def rich_record() -> RecordFactory:
     """`rich_record(id, version)`: every field, unicode, nested JSON, awkward floats."""
     return _rich_record
-
-
-EPOCH = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def _record(
-    id: str | None = None,
-    version: int = 1,
-    *,
-    source: str = "turvo",
-    kind: str = "turvo.shipment",
-    text: str = "",
-    deleted: bool = False,
-    embedding: tuple[float, ...] | None = None,
-    attributes: dict[str, Any] | None = None,
-    **fields: Any,
-) -> Record:
-    return Record(
-        source=source,
-        kind=kind,
-        id=id or uuid.uuid4().hex,
-        version=version,
-        occurred_at=EPOCH + timedelta(seconds=version % 10**8),
-        title=fields.pop("title", f"shipment v{version}"),
-        text=text or f"status at version {version}",
-        attributes=attributes if attributes is not None else {"version": version},
-        deleted=deleted,
-        embedding=embedding,
-        **fields,
-    )
 
 
 def _rich_record(id: str | None = None, version: int = 7) -> Record:

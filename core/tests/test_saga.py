@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from apex_platform.breaker import CircuitBreaker, CircuitOpenError
 from apex_platform.contracts import DeadLetter
@@ -154,7 +155,9 @@ async def test_same_batch_twice_is_skipped_by_the_coordinator() -> None:
     coord = MemoryCoordinator()
     saga = Saga(sinks, FAST, coordinator=coord)  # type: ignore[arg-type]
     assert (await saga.write([rec("a")])).written == 1
+    skipped_before = REGISTRY.get_sample_value("apex_records_skipped_total", {"source": "demo"}) or 0.0
     again = await saga.write([rec("a")])
+    assert REGISTRY.get_sample_value("apex_records_skipped_total", {"source": "demo"}) == skipped_before + 1
     assert (again.written, again.skipped) == (0, 1)
     assert all(s.inner.writes == 1 for s in sinks.values())  # type: ignore[attr-defined]
     assert coord.locked == [[RecordKey("demo", "a")]]

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -135,37 +136,27 @@ class Saga:
     async def write(self, records: Sequence[Record], *, batch_id: str | None = None) -> WriteResult:
         if not self.sinks:
             raise SinkError("no sink is installed: install one (e.g. apex-sink-postgres) or check APEX_PLUGINS")
-        batch_id = batch_id or uuid.uuid4().hex
-        batch = latest_per_key(records)
-        skipped = len(records) - len(batch)
-        if self.coordinator is not None and batch:
-            done = await self.coordinator.committed([r.idempotency_key for r in batch])
-            before = len(batch)
-            batch = [r for r in batch if r.idempotency_key not in done]
-            skipped += before - len(batch)
-        if not batch:
-            self._count_skipped(records)
-            return WriteResult(written=0, skipped=skipped, sinks=tuple(self.sinks))
+        batch = await self._uncommitted(latest_per_key(records))
+        if batch:
+            async with self._locked([r.key for r in batch]):
+                # another writer may have committed some of them while we waited for the locks
+                batch = await self._uncommitted(batch)
+                if batch:
+                    await self._write_all(batch, [r.key for r in batch], batch_id or uuid.uuid4().hex)
+                    if self.coordinator is not None:
+                        await self.coordinator.mark_committed([r.idempotency_key for r in batch])
+        written = Counter(r.source for r in batch)
+        for source, seen in Counter(r.source for r in records).items():
+            metrics.RECORDS_WRITTEN.labels(source).inc(written[source])
+            metrics.RECORDS_SKIPPED.labels(source).inc(seen - written[source])
+        return WriteResult(written=len(batch), skipped=len(records) - len(batch), sinks=tuple(self.sinks))
 
-        keys = [r.key for r in batch]
-        async with self._locked(keys):
-            if self.coordinator is not None:  # another writer may have finished while we waited
-                done = await self.coordinator.committed([r.idempotency_key for r in batch])
-                skipped += sum(1 for r in batch if r.idempotency_key in done)
-                batch = [r for r in batch if r.idempotency_key not in done]
-                keys = [r.key for r in batch]
-                if not batch:
-                    return WriteResult(written=0, skipped=skipped, sinks=tuple(self.sinks))
-            await self._write_all(batch, keys, batch_id)
-            if self.coordinator is not None:
-                await self.coordinator.mark_committed([r.idempotency_key for r in batch])
-        for record in batch:
-            metrics.RECORDS_WRITTEN.labels(record.source).inc()
-        return WriteResult(written=len(batch), skipped=skipped, sinks=tuple(self.sinks))
-
-    def _count_skipped(self, records: Sequence[Record]) -> None:
-        for record in records:
-            metrics.RECORDS_SKIPPED.labels(record.source).inc()
+    async def _uncommitted(self, batch: list[Record]) -> list[Record]:
+        """The records whose idempotency key the coordinator's ledger does not hold yet."""
+        if self.coordinator is None or not batch:
+            return batch
+        done = await self.coordinator.committed([r.idempotency_key for r in batch])
+        return [r for r in batch if r.idempotency_key not in done]
 
     async def _write_all(self, batch: list[Record], keys: list[RecordKey], batch_id: str) -> None:
         names = list(self.sinks)

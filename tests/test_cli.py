@@ -128,3 +128,23 @@ def test_demo_exits_non_zero_when_something_does_not_land(tmp_path: Path) -> Non
     out = run("demo", "--home", str(tmp_path / "home"), "--plugins", "frontapp", "--timeout", "8", env=env, timeout=200)
     assert out.returncode == 1, out.stdout[-3000:]
     assert "some records did not land" in out.stdout
+
+
+def test_sources_list_names_every_installed_source_with_mode_and_priority() -> None:
+    out = run(
+        "sources", "list", "--json", env={"APEX_PLUGINS": "all", "APEX_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}
+    )
+    assert out.returncode == 0, out.stderr
+    items = {i["name"]: i for i in json.loads(out.stdout)}
+    assert {"frontapp", "turvo", "llm", "samsara", "plaid", "sonar", "crm", "financial", "edi"} <= set(items)
+    assert (items["plaid"]["mode"], items["plaid"]["priority"]) == ("poll", "P1")
+    assert (items["samsara"]["mode"], items["llm"]["mode"], items["edi"]["mode"]) == ("stream", "push", "batch")
+    assert "not reachable" in out.stderr  # Temporal down: installed sources only, said so
+
+
+def test_sources_start_on_a_webhook_source_is_a_clear_error() -> None:
+    out = run("sources", "start", "frontapp", env={"APEX_PLUGINS": "frontapp"})
+    assert out.returncode == 1
+    assert "frontapp" in out.stderr
+    assert "no poller or stream" in out.stderr
+    assert "Traceback" not in out.stderr

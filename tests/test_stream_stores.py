@@ -12,19 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_connector_samsara import SamsaraConnector, SamsaraSettings
 from apex_connector_samsara.fake_vendor import FakeSamsara, FakeServer
-from apex_platform import hookimpl
 from apex_platform.models import RecordKey
-from apex_platform.runtime import Runtime
-from apex_platform.settings import CoreSettings, TemporalSettings
 from apex_platform.temporal.client import task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, PollInput, PollState
-from apex_platform.temporal.worker import run_worker
 from apex_platform.temporal.workflows import StreamWorkflow
+from apex_platform.testing.worker import running_worker
 from apex_sink_graph import GraphSink, GraphSinkSettings
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings
 from apex_sink_qdrant import QdrantSink, QdrantSinkSettings
@@ -49,55 +44,39 @@ async def test_ten_thousand_feed_points_land_in_every_store_exactly_once(
         RedisSink(RedisSinkSettings(url=apex_redis_server.url, prefix=tag)),  # type: ignore[arg-type]
     ]
     connector = SamsaraConnector(SamsaraSettings(base_url=server.base_url, api_token=TOKEN))  # type: ignore[arg-type]
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            for sink in sinks:
-                register(sink)
-
-    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=tag)
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path / "home"), temporal=temporal
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(runtime, ["P1"], stop))
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    wf_id = f"{tag}:stream:samsara:default"
-    handle = await client.start_workflow(
-        StreamWorkflow.run,
-        PollInput(source="samsara", account="default", interval_seconds=5, timeouts=ActivityTimeouts()),
-        id=wf_id,
-        task_queue=task_queue("P1", temporal),
-        result_type=PollState,
-    )
     try:
-        deadline = time.monotonic() + 500
-        while (state := await handle.query(StreamWorkflow.state)).records < 10_000:
-            assert time.monotonic() < deadline, f"stream stuck at {state}"
-            assert worker.done() is False, worker
-            await asyncio.sleep(0.5)
-        expected = server.fake.expected_ids("gps")
-        assert len(expected) == 10_000
-        keys = [RecordKey("samsara", i) for i in sorted(expected)]
-        for sink in sinks:
-            found: dict[RecordKey, Any] = {}
-            for start in range(0, len(keys), 1000):
-                found.update(await sink.read(keys[start : start + 1000]))
-            assert set(found) == set(keys), f"{sink.name}: {len(found)} of {len(keys)}"
-            assert all(not r.deleted for r in found.values())
-        assert await pg.count(source="samsara") == 10_000  # one row per point: nothing twice
-        assert state.pages == 20
+        async with running_worker(
+            apex_temporal_server.address, tmp_path / "home", sources=[connector], sinks=sinks, priorities=["P1"],
+            prefix=tag, saga=None,
+        ) as harness:  # fmt: skip
+            handle = await harness.client.start_workflow(
+                StreamWorkflow.run,
+                PollInput(source="samsara", account="default", interval_seconds=5, timeouts=ActivityTimeouts()),
+                id=f"{tag}:stream:samsara:default",
+                task_queue=task_queue("P1", harness.temporal),
+                result_type=PollState,
+            )
+            try:
+                deadline = time.monotonic() + 500
+                while (state := await handle.query(StreamWorkflow.state)).records < 10_000:
+                    assert time.monotonic() < deadline, f"stream stuck at {state}"
+                    await asyncio.sleep(0.5)
+                expected = server.fake.expected_ids("gps")
+                assert len(expected) == 10_000
+                keys = [RecordKey("samsara", i) for i in sorted(expected)]
+                for sink in sinks:
+                    found: dict[RecordKey, Any] = {}
+                    for start in range(0, len(keys), 1000):
+                        found.update(await sink.read(keys[start : start + 1000]))
+                    assert set(found) == set(keys), f"{sink.name}: {len(found)} of {len(keys)}"
+                    assert all(not r.deleted for r in found.values())
+                assert await pg.count(source="samsara") == 10_000  # one row per point: nothing twice
+                assert state.pages == 20
+            finally:
+                await handle.signal(StreamWorkflow.stop)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(handle.result(), 60)
     finally:
-        await handle.signal(StreamWorkflow.stop)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(handle.result(), 60)
-        stop.set()
-        await asyncio.wait_for(worker, 120)
         server.stop()
 
 
@@ -137,36 +116,23 @@ async def test_a_plaid_sync_ends_with_the_vendors_final_state_in_every_store(
         RedisSink(RedisSinkSettings(url=apex_redis_server.url, prefix=tag)),  # type: ignore[arg-type]
     ]
 
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            for sink in sinks:
-                register(sink)
-
-    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=tag)
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path / "home"), temporal=temporal
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(runtime, ["P1"], stop))
     try:
-        client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-        handle = await start_poller(client, connector, item, temporal, once=True)
-        state = await asyncio.wait_for(handle.result(), 180)
+        async with running_worker(
+            apex_temporal_server.address, tmp_path / "home", sources=[connector], sinks=sinks, priorities=["P1"],
+            prefix=tag, saga=None,
+        ) as harness:  # fmt: skip
+            handle = await start_poller(harness.client, connector, item, harness.temporal, once=True)
+            state = await asyncio.wait_for(handle.result(), 180)
         assert state.pages >= 4
         truth = fake.final_state(item)
         keys = [RecordKey("plaid", f"t{i}") for i in range(7)]
         for sink in sinks:
+            await sink.open()  # the harness closed them when the worker stopped
             found = await sink.read(keys)
+            await sink.close()
             live = {k.id for k, r in found.items() if not r.deleted}
             assert live == set(truth) == {f"t{i}" for i in (0, 1, 3, 4, 5, 6)}, sink.name
             assert found[RecordKey("plaid", "t2")].deleted, sink.name
             assert found[RecordKey("plaid", "t1")].attributes["amount"] == 99.5, sink.name
     finally:
-        stop.set()
-        await asyncio.wait_for(worker, 120)
         server.stop()

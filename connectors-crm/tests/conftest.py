@@ -11,19 +11,15 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_connector_crm import CrmConnector, CrmSettings
 from apex_connector_crm.fake_vendor import TOKEN, FakeHubSpot, FakeHubSpotServer
-from apex_platform import hookimpl
 from apex_platform.models import Page, Record, RecordKey
 from apex_platform.pollers import start_poller
-from apex_platform.runtime import Runtime
-from apex_platform.saga import SagaSettings
-from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.inputs import PollState
-from apex_platform.temporal.worker import run_worker
 from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.worker import running_worker
 
 
 @pytest.fixture
@@ -106,27 +102,13 @@ class WorkerEnv:
 async def worker(apex_temporal_server: Any, hubspot: FakeHubSpotServer, tmp_path: Path) -> AsyncIterator[WorkerEnv]:
     connector = CrmConnector(make_settings(hubspot.base_url))
     sink = MemorySink("memory")
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
-    prefix = f"crm{uuid.uuid4().hex[:8]}"
-    temporal = TemporalSettings(
-        address=apex_temporal_server.address, task_queue_prefix=prefix, activity_heartbeat_seconds=10
-    )
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
-    )
-    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(runtime, ["P2"], stop))
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    yield WorkerEnv(client, temporal, connector, sink)
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with running_worker(
+        apex_temporal_server.address,
+        tmp_path,
+        sources=[connector],
+        sinks=[sink],
+        priorities=["P2"],
+        prefix=f"crm{uuid.uuid4().hex[:8]}",
+        activity_heartbeat_seconds=10,
+    ) as harness:
+        yield WorkerEnv(harness.client, harness.temporal, connector, sink)

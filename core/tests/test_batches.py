@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,18 +14,14 @@ from typing import Any, ClassVar
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
-from apex_platform import hookimpl
 from apex_platform.batches import ingest_file, watch_inbox
 from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent, Record, RecordKey
 from apex_platform.runtime import Runtime
-from apex_platform.saga import SagaSettings
-from apex_platform.settings import CoreSettings, TemporalSettings
-from apex_platform.temporal.worker import run_worker
 from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.worker import running_worker
 
 pytestmark = pytest.mark.timeout(120)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -71,28 +66,10 @@ class LinesSource:
 @pytest.fixture
 async def env(apex_temporal_server: Any, tmp_path: Path) -> AsyncIterator[tuple[Runtime, Client, MemorySink]]:
     sink = MemorySink("memory")
-    source = LinesSource()
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(source)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
-    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=f"b{uuid.uuid4().hex[:8]}")
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path / "home"), temporal=temporal
-    )
-    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(runtime, ["P2"], stop))
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    yield runtime, client, sink
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with running_worker(
+        apex_temporal_server.address, tmp_path / "home", sources=[LinesSource()], sinks=[sink], priorities=["P2"]
+    ) as harness:
+        yield harness.runtime, harness.client, sink
 
 
 def write_lines(path: Path, n: int, *, bad: set[int] = frozenset(), warn: bool = False) -> Path:  # type: ignore[assignment]

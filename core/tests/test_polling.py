@@ -13,20 +13,16 @@ from typing import Any, ClassVar
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 
-from apex_platform import hookimpl
 from apex_platform.errors import RestartPagination, VendorError
 from apex_platform.models import InboundEvent, Page, Record, RecordKey
 from apex_platform.pollers import poller_id, start_poller
-from apex_platform.runtime import Runtime
-from apex_platform.saga import SagaSettings
-from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.client import task_queue
 from apex_platform.temporal.inputs import AccumulateInput, ActivityTimeouts, PollState
-from apex_platform.temporal.worker import run_worker
 from apex_platform.temporal.workflows import AccumulatorWorkflow, PollWorkflow
 from apex_platform.testing.sinks import FaultySink, MemorySink
+from apex_platform.testing.worker import running_worker
 
 pytestmark = pytest.mark.timeout(120)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -109,29 +105,10 @@ class Env:
 async def env(apex_temporal_server: Any, tmp_path: Any) -> AsyncIterator[Env]:
     poll = FakePollSource()
     sink = FaultySink(MemorySink("memory"))
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(poll)
-            register(FakeBatchSource())
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=prefix)
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
-    )
-    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(runtime, ["P1"], stop))
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    yield Env(client, prefix, sink, poll)
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with running_worker(
+        apex_temporal_server.address, tmp_path, sources=[poll, FakeBatchSource()], sinks=[sink], priorities=["P1"]
+    ) as harness:
+        yield Env(harness.client, harness.prefix, sink, poll)
 
 
 def paginate(poll: FakePollSource, pages: list[list[Record]], start: str | None = None) -> None:

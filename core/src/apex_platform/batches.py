@@ -23,7 +23,7 @@ from apex_platform.contracts import BatchSource
 from apex_platform.errors import ApexError, PluginError
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, task_queue
-from apex_platform.temporal.inputs import ActivityTimeouts, BatchFileInput, BatchFileResult
+from apex_platform.temporal.inputs import ActivityTimeouts, BatchFileInput, BatchFileResult, RecordRef
 from apex_platform.temporal.workflows import BatchFileWorkflow
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ async def ingest_file(
     source: BatchSource,
     path: Path,
     *,
-    chunk_size: int = 50,
+    chunk_size: int = 500,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BatchFileResult:
     ref = runtime.codec.blobs.put_file(path)
@@ -100,6 +100,14 @@ async def ingest_file(
     except WorkflowFailureError as exc:
         raise ApexError(f"{path.name}: {root_cause(exc)}") from None
     return result
+
+
+def record_refs(runtime: Runtime, result: BatchFileResult) -> list[RecordRef]:
+    """Every record a file produced (the result itself carries a sample only)."""
+    if result.records_ref is None:
+        return list(result.records)
+    data = runtime.codec.blobs.get(result.records_ref)
+    return [RecordRef.model_validate_json(line) for line in data.splitlines() if line.strip()]
 
 
 def root_cause(exc: BaseException) -> str:
@@ -161,7 +169,7 @@ async def watch_inbox(
                 if on_result:
                     on_result(path, None, reason)
                 continue
-            if result.units == 0 or len(result.failed_units) == result.units:
+            if result.units == 0 or result.failed_count == result.units:
                 reason = "nothing could be read: " + "; ".join(result.warnings[:20])
                 _move(path, failed, reason)
                 if on_result:

@@ -419,14 +419,14 @@ def ingest(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per record created")] = False,
     watch: Annotated[Path | None, typer.Option("--watch", help="Keep ingesting files dropped into this folder")] = None,
-    chunk_size: Annotated[int, typer.Option(min=1, max=5000, help="Units (e.g. X12 sets) per batch")] = 50,
+    chunk_size: Annotated[int, typer.Option(min=1, max=5000, help="Units (e.g. X12 sets) per batch")] = 500,
 ) -> None:
     """Ingest files of a batch source (one workflow per file, fan-out per unit). Needs a
     running worker (`apex-platform dev` or `worker`). Warnings go to stderr; the exit code
     is non-zero only when nothing could be read."""
     from rich.progress import Progress
 
-    from apex_platform.batches import batch_source, expand, ingest_file, watch_inbox
+    from apex_platform.batches import batch_source, expand, ingest_file, record_refs, watch_inbox
 
     _stack_aware_env()
     runtime = _runtime(None)
@@ -456,15 +456,15 @@ def ingest(
                     progress.advance(task)
                 for warning in result.warnings:
                     err.print(f"[yellow]warning:[/] {path.name}: {warning}")
-                read_any = read_any or len(result.failed_units) < result.units
+                read_any = read_any or result.failed_count < result.units
                 if as_json:
-                    for ref in result.records:
+                    for ref in record_refs(runtime, result):
                         sys.stdout.write(json.dumps({"source": source, "id": ref.id, "kind": ref.kind}) + "\n")
                 else:
                     console.print(
-                        f"{path.name}: {result.units} units, {len(result.records)} records "
+                        f"{path.name}: {result.units} units, {result.record_count} records "
                         f"({result.written} written, {result.skipped} already there), "
-                        f"{len(result.failed_units)} units failed"
+                        f"{result.failed_count} units failed"
                     )
         if watch is not None:
             from apex_platform.serve import install_stop_signals
@@ -476,7 +476,7 @@ def ingest(
                 if reason:
                     err.print(f"[red]{path.name} → failed/:[/] {reason}")
                 else:
-                    console.print(f"{path.name} → done/: {len(result.records)} records")
+                    console.print(f"{path.name} → done/: {result.record_count} records")
 
             console.print(f"watching {watch} (Ctrl-C stops)")
             await watch_inbox(runtime, client, src, watch, stop, on_result=report)

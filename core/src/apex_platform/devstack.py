@@ -22,7 +22,6 @@ from apex_platform.contracts import DemoSource, PollSource, SampleDelivery
 from apex_platform.models import RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.serve import install_stop_signals, serve
-from apex_platform.temporal.inputs import IngestResult
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -111,6 +110,8 @@ class DemoOutcome:
     expected: list[RecordKey] = field(default_factory=list)
     #: a delivery that ingests nothing itself (e.g. a "sync now" trigger)
     note: str | None = None
+    #: the inbox key of an accepted delivery, awaited until delivered
+    event_id: str | None = None
 
 
 def _demo_environment(runtime_sources: Sequence[Any]) -> list[Callable[[], None]]:
@@ -194,8 +195,7 @@ async def _demo(runtime: Runtime, info: dict[str, Any], wait_seconds: float) -> 
             console.print("[red]no installed source provides sample traffic[/]")
             return 1
         outcomes = await _send(url, deliveries, runtime) if deliveries else []
-        await _wait_workflows(runtime, outcomes, wait_seconds)
-        await _wait_batched(runtime, outcomes, wait_seconds)
+        await _wait_delivered(runtime, outcomes, wait_seconds)
         outcomes += await _sync_pollers(runtime, pollers, wait_seconds)
         outcomes += await _ingest_files(runtime, Path(info["home"]) / "demo-files", wait_seconds)
         landed = await _check_stores(runtime, outcomes)
@@ -217,12 +217,10 @@ async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]], runtime:
             elif body.get("status") == "sync requested":
                 outcome.note = f"sync requested ({body.get('account')}); synced below"
                 outcome.workflow_id = None
-            elif body.get("batched"):
-                # accumulated with others: the records to expect are what the connector parses
-                connector = runtime.registry.sources[source]
-                event = connector.receive({k.lower(): v for k, v in d.headers.items()}, d.body)  # type: ignore[attr-defined]
-                outcome.expected = [r.key for r in connector.parse(event)]
-                outcome.workflow_id = None
+            elif body.get("event_id"):
+                outcome.event_id = body["event_id"]
+            elif resp.status_code == 200:
+                outcome.note = "answered at once (handshake or ping)"
             outcomes.append(outcome)
     console.print(f"sent {len(outcomes)} deliveries over HTTP to {url}")
     return outcomes
@@ -244,7 +242,7 @@ def _demo_files(source: Any, folder: Path) -> list[Path]:
 
 async def _ingest_files(runtime: Runtime, folder: Path, wait_seconds: float) -> list[DemoOutcome]:
     """Each batch source's sample files through BatchFileWorkflow, as a drop folder would."""
-    from apex_platform.batches import ingest_file
+    from apex_platform.batches import ingest_file, record_refs
     from apex_platform.contracts import BatchSource
 
     client = await runtime.connect()
@@ -256,10 +254,10 @@ async def _ingest_files(runtime: Runtime, folder: Path, wait_seconds: float) -> 
             outcome = DemoOutcome(name, f"file {path.name}", 0)
             try:
                 result = await asyncio.wait_for(ingest_file(runtime, client, source, path), timeout=wait_seconds)
-                outcome.records = [RecordKey(name, ref.id) for ref in result.records]
+                outcome.records = [RecordKey(name, ref.id) for ref in record_refs(runtime, result)]
                 outcome.status = result.units
-                if result.failed_units:
-                    outcome.error = f"{len(result.failed_units)} units failed: {'; '.join(result.warnings[:3])}"
+                if result.failed_count:
+                    outcome.error = f"{result.failed_count} units failed: {'; '.join(result.warnings[:3])}"
             except Exception as exc:  # noqa: BLE001 - shown in the table
                 outcome.error = f"{type(exc).__name__}: {exc}"
             outcomes.append(outcome)
@@ -291,39 +289,31 @@ async def _sync_pollers(runtime: Runtime, pollers: list[PollSource], wait_second
     return outcomes
 
 
-async def _wait_batched(runtime: Runtime, outcomes: list[DemoOutcome], wait_seconds: float) -> None:
-    """Batched deliveries have no workflow of their own: wait until their records are in
-    every sink (or the time is up, and the table shows what is missing)."""
-    pending = [o for o in outcomes if o.expected and not o.error]
-    if not pending:
-        return
-    keys = list(dict.fromkeys(k for o in pending for k in o.expected))
+async def _wait_delivered(runtime: Runtime, outcomes: list[DemoOutcome], wait_seconds: float) -> None:
+    """Wait until every accepted delivery is marked delivered in the inbox, then take the
+    records it produced from the lineage (the table then checks every store)."""
+    pending = [o for o in outcomes if o.event_id and not o.error]
     deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        found = [set((await sink.read(keys)).keys()) for sink in runtime.registry.sinks.values()]
-        if all(set(keys) <= f for f in found):
-            break
-        await asyncio.sleep(0.5)
+    while pending and time.monotonic() < deadline:
+        still = []
+        for o in pending:
+            assert o.event_id is not None
+            row = await runtime.inbox.get(o.source, o.event_id)
+            if row is None or row["status"] != "delivered":
+                still.append(o)
+                continue
+            o.records = [
+                RecordKey(s, rid)
+                for s, rid, _v in await runtime.inbox.records_from(f"delivery:{o.source}:{o.event_id}")
+            ]
+            if not o.records:
+                o.note = "delivered (nothing to store)"
+        pending = still
+        if pending:
+            await asyncio.sleep(0.25)
     for o in pending:
-        o.records = list(o.expected)
-
-
-async def _wait_workflows(runtime: Runtime, outcomes: list[DemoOutcome], wait_seconds: float) -> None:
-    client = await runtime.connect()
-    deadline = time.monotonic() + wait_seconds
-
-    async def one(outcome: DemoOutcome) -> None:
-        if outcome.workflow_id is None:
-            return
-        try:
-            handle = client.get_workflow_handle(outcome.workflow_id, result_type=IngestResult)
-            result = await asyncio.wait_for(handle.result(), timeout=max(1.0, deadline - time.monotonic()))
-        except Exception as exc:  # noqa: BLE001 - shown in the table
-            outcome.error = f"{type(exc).__name__}: {exc}"
-            return
-        outcome.records = [RecordKey(outcome.source, rid) for rid in result.record_ids]
-
-    await asyncio.gather(*(one(o) for o in outcomes))
+        row = await runtime.inbox.get(o.source, o.event_id or "")
+        o.error = f"not delivered within {wait_seconds:.0f}s: {(row or {}).get('last_error') or 'still pending'}"
 
 
 ROWS_SHOWN_PER_DELIVERY = 4

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from apex_platform.blobs import BlobStore
 from apex_platform.errors import SettingsError, SinkError
+from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.plugins import Registry, build_registry
 from apex_platform.saga import Saga, SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings, load
@@ -28,6 +29,7 @@ class Runtime:
     temporal: TemporalSettings
     saga: Saga
     codec: BatchCodec
+    inbox: Inbox = field(default_factory=Inbox)
     client: Client | None = None
     #: state of the HTTP edge that lives as long as the process (group commits)
     edge: dict[str, Any] = field(default_factory=dict)
@@ -57,7 +59,8 @@ class Runtime:
             core=core,
             temporal=temporal or load(TemporalSettings),
             saga=Saga.from_sinks(registry.sinks, load(SagaSettings)),
-            codec=BatchCodec(BlobStore(core.blob_path), core.inline_payload_bytes),
+            codec=BatchCodec(BlobStore(core.blob_path, max_bytes=core.blob_max_bytes), core.inline_payload_bytes),
+            inbox=Inbox(load(InboxSettings)),
         )
 
     async def connect(self, *, lazy: bool = False) -> Client:

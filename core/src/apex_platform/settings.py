@@ -6,16 +6,33 @@ Connectors and sinks define their own classes with `APEX_<NAME>_` prefixes.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apex_platform.errors import SettingsError
 
 _S = TypeVar("_S", bound=BaseSettings)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """`30d`, `12h`, `90m`, `45s`, a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration: use e.g. 30d, 12h, 90m or a number of seconds")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def apex_config(prefix: str = "APEX_") -> SettingsConfigDict:
@@ -48,7 +65,19 @@ class CoreSettings(BaseSettings):
         default=0.02, ge=0, le=1, description="How long a delivery waits for others to share its signal"
     )
     blob_dir: Path | None = Field(default=None, description="Blob store folder (default APEX_HOME/blobs)")
+    blob_retention: timedelta = Field(
+        default=timedelta(days=7),
+        description="Blobs (batch files, chunks) untouched this long are garbage-collected",
+    )
+    blob_max_bytes: int = Field(
+        default=0, ge=0, description="Refuse new blobs once the store holds this many bytes (0: no limit)"
+    )
     log_level: str = "INFO"
+
+    @field_validator("blob_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return parse_duration(value)
 
     @property
     def blob_path(self) -> Path:
@@ -103,6 +132,12 @@ class TemporalSettings(BaseSettings):
     activity_heartbeat_seconds: float = Field(default=30.0, gt=0)
     activity_timeout_seconds: float = Field(default=300.0, gt=0)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    max_payload_bytes: int = Field(
+        default=128 * 1024,
+        ge=0,
+        le=2 * 1024 * 1024,
+        description="Largest payload Apex hands Temporal (references only); 0 turns the guard off",
+    )
 
 
 class PostgresSettings(BaseSettings):

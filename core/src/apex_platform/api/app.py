@@ -41,10 +41,15 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
             except Exception as exc:  # noqa: BLE001 - the API still accepts webhooks; readyz says why
                 log.error("%s", exc)
         try:
+            await runtime.inbox.pool()
+        except Exception as exc:  # noqa: BLE001 - deliveries get 503 until it answers; readyz says why
+            log.error("the inbox is not reachable yet: %s", exc)
+        try:
             yield
         finally:
             if open_sinks:
                 await runtime.close_sinks()
+            await runtime.inbox.close()
 
     def provide_runtime() -> Runtime:
         return runtime

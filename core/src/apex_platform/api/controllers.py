@@ -15,7 +15,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from apex_platform import __version__, metrics
 from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import problem
-from apex_platform.api.ingest import start_ingest, trigger_poll
+from apex_platform.api.ingest import accept, trigger_poll
 from apex_platform.contracts import PollTrigger, WebhookReply, WebhookSource
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.runtime import Runtime
@@ -37,7 +37,7 @@ class WebhookController(Controller):
         responses=None,
     )
     async def receive(self, source: SourceName, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-        """Verify the signature on the raw body, then start the ingest workflow durably."""
+        """Verify the signature on the raw body, then commit the delivery to the inbox (202)."""
         connector = runtime.registry.sources.get(source)
         if connector is None or not isinstance(connector, WebhookSource):
             metrics.WEBHOOKS.labels("unknown", "not_found").inc()
@@ -67,7 +67,7 @@ class WebhookController(Controller):
             return await trigger_poll(runtime, connector, received)
         if received.source != source:
             return problem(500, f"connector {source!r} produced an event for {received.source!r}")
-        return await start_ingest(runtime, connector, received, body)
+        return await accept(runtime, connector, received, headers, body)
 
 
 class HealthController(Controller):
@@ -94,7 +94,11 @@ class HealthController(Controller):
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
 
-        jobs = [check("temporal", temporal)]
+        async def inbox() -> None:
+            pool = await runtime.inbox.pool()
+            await pool.fetchval("SELECT 1")
+
+        jobs = [check("temporal", temporal), check("inbox", inbox)]
         for name, sink in runtime.registry.sinks.items():
             if name not in runtime.opened and getattr(sink, "single_process", False):
                 # owned by the worker process (e.g. Qdrant local mode): not ours to open

@@ -13,7 +13,7 @@ from litestar.params import PathParameter
 from apex_platform import metrics
 from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import problem
-from apex_platform.api.ingest import start_ingest
+from apex_platform.api.ingest import accept
 from apex_platform.contracts import PushSource
 from apex_platform.errors import PayloadError
 from apex_platform.settings import PushSettings, load
@@ -51,7 +51,7 @@ class PushController(Controller):
         runtime: RuntimeDep,
     ) -> Response[Any]:
         """Authenticate with `Authorization: Bearer <key>` (APEX_API_KEYS), decode with the
-        source's connector, and start the ingest workflow durably (202 / 200 duplicate / 503)."""
+        source's connector, and commit it to the inbox (202 / 200 duplicate / 503)."""
         connector = runtime.registry.sources.get(source)
         if connector is None or connector.mode != "push" or not isinstance(connector, PushSource):
             return problem(404, f"no push source named {source!r} is installed")
@@ -61,9 +61,10 @@ class PushController(Controller):
             metrics.WEBHOOKS.labels(source, "unauthorized").inc()
             return problem(401, "a valid API key is required: Authorization: Bearer <key>")
         body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            event = connector.receive({k.lower(): v for k, v in request.headers.items()}, body)
+            event = connector.receive(headers, body)
         except PayloadError as exc:
             metrics.WEBHOOKS.labels(source, "malformed").inc()
             return problem(400, str(exc), source=source)
-        return await start_ingest(runtime, connector, event, body)
+        return await accept(runtime, connector, event, headers, body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -17,16 +18,22 @@ from temporalio.exceptions import ApplicationError
 from apex_platform import metrics
 from apex_platform.blobs import BlobNotFound, BlobStore
 from apex_platform.contracts import BatchSource, BatchUnit, BatchWarning, FetchingSource, PollSource
-from apex_platform.errors import PayloadError, PluginError, RestartPagination, SettingsError, VendorError
+from apex_platform.errors import ApexError, PayloadError, PluginError, RestartPagination, SettingsError, VendorError
+from apex_platform.inbox import Inbox, Lineage, StoredDelivery
 from apex_platform.models import InboundEvent, Record, WriteResult
 from apex_platform.plugins import Registry
 from apex_platform.saga import Saga, SagaWriteError
 from apex_platform.temporal.inputs import (
+    MAX_LISTED,
+    DrainBatchInput,
+    DrainBatchResult,
     EnrichInput,
+    FinishFileInput,
     IngestChunkInput,
     IngestChunkResult,
     ParseInput,
     ParseManyInput,
+    PollIngestResult,
     PollPageInput,
     PollPageResult,
     RecordBatch,
@@ -49,9 +56,15 @@ def _vendor_failure(exc: VendorError) -> ApplicationError:
     return ApplicationError(str(exc), type="VendorError", next_retry_delay=delay)
 
 
-def unparsed_record(event: InboundEvent, error: str) -> Record:
+def unparsed_record(event: InboundEvent, error: str, body: bytes | None = None) -> Record:
     """What a batch keeps of an event its connector could not parse: nothing is dropped,
-    the raw payload is stored as an `apex.unparsed` record to fix and replay."""
+    the raw payload is stored as an `apex.unparsed` record to fix and replay (the body
+    itself stays in the inbox for `apex-platform inbox replay`)."""
+    attributes: dict[str, object] = {"error": error[:2000], "event_id": event.event_id}
+    if body is not None:
+        attributes["body_excerpt"] = body[:4096].decode("utf-8", "replace").replace("\x00", "\ufffd")
+    else:
+        attributes["payload"] = event.payload
     return Record(
         source=event.source,
         kind="apex.unparsed",
@@ -60,14 +73,22 @@ def unparsed_record(event: InboundEvent, error: str) -> Record:
         occurred_at=event.received_at,
         title=f"unparsed {event.source} event {event.event_id}",
         text=error[:2000],
-        attributes={"payload": event.payload, "error": error[:2000], "event_id": event.event_id},
+        attributes=attributes,
     )
 
 
+#: records per saga call when a page, a drained batch or a file chunk holds more
+SAGA_CHUNK_RECORDS = 1000
+
+
 @contextlib.asynccontextmanager
-async def heartbeating(every: float = 5.0) -> AsyncIterator[None]:
+async def heartbeating(every: float | None = None) -> AsyncIterator[None]:
     """Heartbeat in the background while a long call runs, so a dead worker is noticed
-    within the heartbeat timeout and a live one is never timed out."""
+    within the heartbeat timeout and a live one is never timed out (a third of the
+    timeout between beats, at most 5 s)."""
+    if every is None:
+        timeout = activity.info().heartbeat_timeout
+        every = min(5.0, timeout.total_seconds() / 3) if timeout else 5.0
 
     async def beat() -> None:
         while True:
@@ -111,7 +132,20 @@ class BatchCodec:
         return event.model_copy(update={"payload": payload, "payload_ref": None})
 
 
-MAX_WARNINGS = 1000
+#: a chunk of a batch file is cut at this many bytes of unit payloads, whatever its count
+CHUNK_MAX_BYTES = 4 * 1024 * 1024
+#: longest event id (InboundEvent's limit); longer unit ids are shortened with a hash
+MAX_EVENT_ID = 256
+
+
+def unit_event_id(file_name: str, unit_id: str) -> str:
+    """`<file>:<unit>`, shortened with a hash when an odd file name or control number would
+    make it longer than an event id may be (it must stay stable across retries)."""
+    event_id = f"{file_name}:{unit_id}"
+    if len(event_id) <= MAX_EVENT_ID:
+        return event_id
+    digest = hashlib.sha256(event_id.encode()).hexdigest()[:16]
+    return f"{event_id[: MAX_EVENT_ID - 18]}~{digest}"
 
 
 class ChunkFile(BaseModel):
@@ -121,10 +155,192 @@ class ChunkFile(BaseModel):
 
 
 class IngestActivities:
-    def __init__(self, registry: Registry, saga: Saga, codec: BatchCodec) -> None:
+    def __init__(self, registry: Registry, saga: Saga, codec: BatchCodec, inbox: Inbox | None = None) -> None:
         self.registry = registry
         self.saga = saga
         self.codec = codec
+        self.inbox = inbox or Inbox()
+
+    async def _enrich(self, records: list[Record]) -> list[Record]:
+        for enricher in self.registry.enrichers.values():
+            records = await enricher.enrich(records)
+        return records
+
+    async def _write(self, records: Sequence[Record], batch_id: str) -> WriteResult:
+        """Through the saga in chunks of `SAGA_CHUNK_RECORDS` (each all-or-nothing; a retry
+        of the activity skips what is already committed)."""
+        written = skipped = 0
+        sinks: tuple[str, ...] = ()
+        for start in range(0, len(records), SAGA_CHUNK_RECORDS):
+            chunk = records[start : start + SAGA_CHUNK_RECORDS]
+            try:
+                result = await self.saga.write(chunk, batch_id=f"{batch_id}#{start // SAGA_CHUNK_RECORDS}")
+            except SagaWriteError as exc:
+                # Retryable: every store was restored, Temporal tries the batch again later.
+                raise ApplicationError(str(exc), type="SagaWriteError") from exc
+            written += result.written
+            skipped += result.skipped
+            sinks = result.sinks
+        return WriteResult(written=written, skipped=skipped, sinks=sinks)
+
+    @activity.defn(name="apex.drain_inbox")
+    async def drain_inbox(self, inp: DrainBatchInput) -> DrainBatchResult:
+        """One batch of a source's inbox: wait (at most `idle_wait_seconds`) for pending
+        deliveries, parse, enrich and write them, then mark them delivered with this run.
+        Only counts go back to the workflow. Any failure leaves the rows pending (with the
+        reason) and is retried by Temporal: a missing connector, a settings error or a
+        store that is down heals once the environment does."""
+        info = activity.info()
+        inbox = self.inbox
+        wake = inbox.notifications(inp.source)
+        deadline = time.monotonic() + inp.idle_wait_seconds
+        async with heartbeating():
+            with contextlib.suppress(Exception):  # notifications only make it faster
+                await inbox.listen()
+            while True:
+                wake.clear()
+                try:
+                    rows = await inbox.pending(inp.source, inp.max_count, inp.max_bytes)
+                except ApexError as exc:
+                    raise ApplicationError(f"{inp.source}: inbox: {exc}", type="InboxUnavailable") from exc
+                if rows or time.monotonic() >= deadline or activity.is_worker_shutdown():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=1.0)
+            if not rows:
+                return DrainBatchResult()
+            started = time.perf_counter()
+            seqs = [r.seq for r in rows]
+            try:
+                records, counts, unparsed, origins = await self._parse_deliveries(inp.source, rows)
+                records = await self._enrich(records)
+                result = await self._write(records, batch_id=f"{info.workflow_id}@{seqs[0]}-{seqs[-1]}")
+            except (ApplicationError, ApexError) as exc:
+                with contextlib.suppress(Exception):
+                    await inbox.mark_failed(seqs, f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, ApplicationError):
+                    raise
+                raise ApplicationError(f"{inp.source}: {exc}", type=type(exc).__name__) from exc
+            lineage = [
+                Lineage(r.source, r.id, r.version, origins.get((r.id, r.version), f"inbox:{inp.source}"))
+                for r in records
+            ]
+            await inbox.mark_delivered(
+                seqs, counts, workflow_id=info.workflow_id, run_id=info.workflow_run_id, lineage=lineage
+            )
+        metrics.ACTIVITY_SECONDS.labels("drain_inbox", inp.source).observe(time.perf_counter() - started)
+        return DrainBatchResult(
+            deliveries=len(rows),
+            records=len(records),
+            unparsed=unparsed,
+            first_seq=seqs[0],
+            last_seq=seqs[-1],
+            write=result,
+        )
+
+    async def _parse_deliveries(
+        self, source: str, rows: Sequence[StoredDelivery]
+    ) -> tuple[list[Record], list[int], int, dict[tuple[str, int], str]]:
+        """Records of every delivery, in order; a delivery its connector cannot read becomes
+        an `apex.unparsed` record (permanent: retrying cannot fix a body)."""
+        try:
+            connector = self.registry.source(source)
+        except PluginError as exc:
+            # not installed on this worker: retryable, another worker (or a fixed one) takes it
+            raise ApplicationError(
+                f"{exc} on this worker; the deliveries wait in the inbox", type="SourceNotInstalled"
+            ) from exc
+        receive = getattr(connector, "receive", None)
+        if not callable(receive):
+            raise ApplicationError(f"source {source!r} takes no deliveries", type="SourceNotInstalled")
+        records: list[Record] = []
+        counts: list[int] = []
+        origins: dict[tuple[str, int], str] = {}
+        unparsed = 0
+        for row in rows:
+            origin = f"delivery:{source}:{row.event_id}"
+            fallback = InboundEvent(source=source, event_id=row.event_id, received_at=row.received_at)
+            try:
+                received = receive(row.headers, row.body)
+                if not isinstance(received, InboundEvent):
+                    counts.append(0)  # a reply or a trigger: nothing to store
+                    continue
+                event = received.model_copy(update={"received_at": row.received_at, "event_id": row.event_id})
+                if isinstance(connector, FetchingSource):
+                    try:
+                        event = await connector.fetch(event)
+                    except VendorError as exc:
+                        if exc.retryable:
+                            raise _vendor_failure(exc) from exc
+                        raise PayloadError(f"vendor refused the fetch: {exc}") from exc
+                parsed = connector.parse(event)
+            except ApplicationError:
+                raise
+            except SettingsError as exc:
+                raise ApplicationError(f"{source}: {exc}", type="SettingsError") from exc
+            except Exception as exc:  # noqa: BLE001 - one body never blocks its neighbours
+                activity.logger.warning("delivery %s of %s not parsed: %s", row.event_id, source, exc)
+                metrics.RECORDS_PARSED.labels(source, "apex.unparsed").inc()
+                bad = unparsed_record(fallback, f"{type(exc).__name__}: {exc}", row.body)
+                records.append(bad)
+                origins[(bad.id, bad.version)] = origin
+                counts.append(1)
+                unparsed += 1
+                continue
+            for record in parsed:
+                metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+                if not record.entities:
+                    metrics.RECORDS_WITHOUT_ENTITIES.labels(record.source).inc()
+                origins[(record.id, record.version)] = origin
+            records.extend(parsed)
+            counts.append(len(parsed))
+        return records, counts, unparsed, origins
+
+    @activity.defn(name="apex.poll_ingest")
+    async def poll_ingest(self, inp: PollPageInput) -> PollIngestResult:
+        """Read one page, enrich it and write it through the saga; return the next cursor.
+        The page itself never enters Temporal; a retry reads the same page again."""
+        started = time.perf_counter()
+        try:
+            connector = self.registry.source(inp.source)
+        except PluginError as exc:
+            raise ApplicationError(f"{exc} on this worker", type="SourceNotInstalled") from exc
+        if not isinstance(connector, PollSource):
+            raise _non_retryable(PluginError(f"source {inp.source!r} cannot be polled"))
+        info = activity.info()
+        async with heartbeating():
+            try:
+                page = await connector.poll(inp.account, inp.cursor)
+            except (RestartPagination, SettingsError) as exc:
+                raise _non_retryable(exc) from exc
+            except VendorError as exc:
+                raise _vendor_failure(exc) from exc
+            except PayloadError as exc:  # a vendor answer we cannot read: retry, it is not ours to drop
+                raise ApplicationError(
+                    f"{inp.source}: unreadable vendor response: {exc}", type="UnreadableVendorResponse"
+                ) from exc
+            records = list(page.records)
+            for record in records:
+                metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+            result = WriteResult()
+            if records:
+                records = await self._enrich(records)
+                result = await self._write(records, batch_id=f"{info.workflow_id}@{inp.cursor}")
+                origin = f"page:{inp.account}@{inp.cursor or ''}"[:1000]
+                await self.inbox.record_lineage(
+                    [Lineage(r.source, r.id, r.version, origin) for r in records],
+                    workflow_id=info.workflow_id,
+                    run_id=info.workflow_run_id,
+                )
+        metrics.ACTIVITY_SECONDS.labels("poll_ingest", inp.source).observe(time.perf_counter() - started)
+        return PollIngestResult(
+            next_cursor=page.next_cursor,
+            has_more=page.has_more,
+            retry_after=page.retry_after,
+            count=len(records),
+            record_ids=tuple(dict.fromkeys(r.id for r in records[-20:])),
+            write=result,
+        )
 
     @activity.defn(name="apex.parse")
     async def parse(self, inp: ParseInput) -> RecordBatch:
@@ -214,7 +430,8 @@ class IngestActivities:
 
     @activity.defn(name="apex.split_file")
     async def split_file(self, inp: SplitFileInput) -> SplitFileResult:
-        """Stream the file's units into chunk blobs: only one chunk is ever in memory."""
+        """Stream the file's units into chunk blobs (only one chunk is ever in memory) and
+        list them in one manifest blob: the workflow gets the manifest's reference only."""
         connector = self._batch_source(inp.source)
         try:
             path = self.codec.blobs.path(inp.file_ref)
@@ -226,34 +443,43 @@ class IngestActivities:
             # runs in a thread: reading and tokenizing a large file must not stall the worker
             refs: list[str] = []
             warnings: list[str] = []
+            dropped = 0
             chunk: list[InboundEvent] = []
+            chunk_bytes = 0
             units = 0
 
             def flush() -> None:
+                nonlocal chunk_bytes
                 if chunk:
                     body = ChunkFile(events=tuple(chunk)).model_dump_json().encode()
                     refs.append(self.codec.blobs.put(body))
                     chunk.clear()
+                    chunk_bytes = 0
 
             for item in connector.split(path):
                 if isinstance(item, BatchWarning):
-                    if len(warnings) < MAX_WARNINGS:
-                        warnings.append(item.message)
+                    if len(warnings) < MAX_LISTED:
+                        warnings.append(item.message[:1000])
+                    else:
+                        dropped += 1
                     continue
                 unit: BatchUnit = item
                 units += 1
-                chunk.append(
-                    InboundEvent(
-                        source=inp.source,
-                        event_id=f"{inp.file_name}:{unit.id}",
-                        received_at=received,
-                        payload=unit.payload,
-                    )
+                event = InboundEvent(
+                    source=inp.source,
+                    event_id=unit_event_id(inp.file_name, unit.id),
+                    received_at=received,
+                    payload=unit.payload,
                 )
-                if len(chunk) >= inp.chunk_size:
+                chunk.append(event)
+                chunk_bytes += len(str(unit.payload))
+                if len(chunk) >= inp.chunk_size or chunk_bytes >= CHUNK_MAX_BYTES:
                     flush()
             flush()
-            return SplitFileResult(chunk_refs=tuple(refs), units=units, warnings=tuple(warnings))
+            manifest = self.codec.blobs.put(json.dumps(refs).encode())
+            return SplitFileResult(
+                manifest_ref=manifest, chunks=len(refs), units=units, warnings=tuple(warnings), warnings_dropped=dropped
+            )
 
         try:
             async with heartbeating():
@@ -261,41 +487,89 @@ class IngestActivities:
         except PayloadError as exc:
             raise _non_retryable(exc) from exc
 
+    def _chunk_ref(self, inp: IngestChunkInput) -> str:
+        if inp.manifest_ref is None:
+            if inp.chunk_ref is None:
+                raise _non_retryable(PayloadError("chunk input names neither a manifest nor a chunk"))
+            return inp.chunk_ref
+        try:
+            refs = json.loads(self.codec.blobs.get(inp.manifest_ref))
+        except BlobNotFound as exc:
+            raise _non_retryable(exc) from exc
+        return str(refs[inp.index])
+
     @activity.defn(name="apex.ingest_chunk")
     async def ingest_chunk(self, inp: IngestChunkInput) -> IngestChunkResult:
-        """Parse → enrich → saga for one chunk of units, as one batch."""
+        """Parse → enrich → saga for one chunk of units, as one batch; the records made are
+        listed in a blob, the result carries counts and short samples."""
         connector = self._batch_source(inp.source)
+        info = activity.info()
+        ref = self._chunk_ref(inp)
         try:
-            events = ChunkFile.model_validate_json(self.codec.blobs.get(inp.chunk_ref)).events
+            events = ChunkFile.model_validate_json(self.codec.blobs.get(ref)).events
         except BlobNotFound as exc:
             raise _non_retryable(exc) from exc
         records: list[Record] = []
         failed: list[str] = []
         warnings: list[str] = []
+        origins: dict[tuple[str, int], str] = {}
         for event in events:
             try:
                 parsed = connector.parse(event)
             except PayloadError as exc:
                 failed.append(event.event_id)
-                warnings.append(f"{event.event_id}: not ingested: {exc}")
+                if len(warnings) < MAX_LISTED:
+                    warnings.append(f"{event.event_id}: not ingested: {exc}"[:1000])
                 continue
+            for record in parsed:
+                origins[(record.id, record.version)] = f"file:{event.event_id}"[:1000]
             records.extend(parsed)
-        for enricher in self.registry.enrichers.values():
-            records = await enricher.enrich(records)
-        try:
-            async with heartbeating():
-                written = await self.saga.write(records, batch_id=inp.batch_id)
-        except SagaWriteError as exc:
-            raise ApplicationError(str(exc), type="SagaWriteError") from exc
+        async with heartbeating():
+            records = await self._enrich(records)
+            written = await self._write(records, batch_id=inp.batch_id)
+            await self.inbox.record_lineage(
+                [
+                    Lineage(r.source, r.id, r.version, origins.get((r.id, r.version), f"file:{inp.file_name}"))
+                    for r in records
+                ],
+                workflow_id=info.workflow_id,
+                run_id=info.workflow_run_id,
+            )
         for record in records:
             metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+        refs = [RecordRef(id=r.id, kind=r.kind, deleted=r.deleted) for r in records]
+        listing = "".join(r.model_dump_json() + "\n" for r in refs).encode()
         return IngestChunkResult(
             units=len(events),
-            failed_units=tuple(failed),
-            records=tuple(RecordRef(id=r.id, kind=r.kind, deleted=r.deleted) for r in records),
+            failed_units=tuple(failed[:MAX_LISTED]),
+            failed_count=len(failed),
+            records=tuple(refs[:MAX_LISTED]),
+            record_count=len(refs),
+            records_ref=self.codec.blobs.put(listing) if refs else None,
             warnings=tuple(warnings),
             write=written,
         )
+
+    @activity.defn(name="apex.finish_file")
+    async def finish_file(self, inp: FinishFileInput) -> str | None:
+        """Join the chunks' record listings into one blob, and drop the chunk blobs: no
+        workflow needs them once every chunk is written."""
+
+        def join() -> str | None:
+            blobs = self.codec.blobs
+            parts = [blobs.get(ref) for ref in inp.records_refs]
+            joined = blobs.put(b"".join(parts)) if parts else None
+            try:
+                chunk_refs = json.loads(blobs.get(inp.manifest_ref))
+            except BlobNotFound:
+                chunk_refs = []
+            for ref in [*chunk_refs, *inp.records_refs, inp.manifest_ref]:
+                if ref != joined:
+                    blobs.delete(ref)
+            return joined
+
+        async with heartbeating():
+            return await asyncio.to_thread(join)
 
     @activity.defn(name="apex.enrich")
     async def enrich(self, inp: EnrichInput) -> RecordBatch:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
 
 from apex_platform.models import Priority
 from apex_platform.settings import TemporalSettings
@@ -36,6 +42,52 @@ def _tls(settings: TemporalSettings) -> TLSConfig | bool:
     )
 
 
+#: rule 2 of intake: nothing near Temporal's 2 MB limit ever crosses it (references only)
+DEFAULT_MAX_PAYLOAD_BYTES = 128 * 1024
+GUARD_FILE_ENV = "APEX_PAYLOAD_GUARD_FILE"
+
+
+class PayloadTooLarge(ValueError):
+    """A payload bound for Temporal is larger than references-only intake allows."""
+
+
+class PayloadGuard(PayloadCodec):
+    """Fails loudly when any payload bound for Temporal exceeds `limit` bytes: a body, a
+    page or a file travelling inline instead of by reference is a defect, found here
+    rather than as Temporal's 2 MB `PayloadLimitViolation` under load. With
+    `APEX_PAYLOAD_GUARD_FILE` set (the test suite does), every violation is also
+    appended to that file, so a session can fail on one even when it was retried away."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        for payload in payloads:
+            size = len(payload.data)
+            if size > self.limit:
+                message = (
+                    f"a Temporal payload of {size} bytes exceeds APEX_TEMPORAL_MAX_PAYLOAD_BYTES={self.limit}: "
+                    f"bodies, pages and files must travel by reference (starts {payload.data[:120]!r})"
+                )
+                log.error("%s", message)
+                path = os.environ.get(GUARD_FILE_ENV)
+                if path:
+                    with Path(path).open("a", encoding="utf-8") as fh:  # noqa: ASYNC230 - rare, tiny, tests only
+                        fh.write(message + "\n")
+                raise PayloadTooLarge(message)
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+
+def data_converter(settings: TemporalSettings) -> DataConverter:
+    """Pydantic JSON, behind the payload guard (0 turns the guard off)."""
+    if not settings.max_payload_bytes:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=PayloadGuard(settings.max_payload_bytes))
+
+
 async def connect(settings: TemporalSettings, *, lazy: bool = False) -> Client:
     """A client with the pydantic data converter (records cross Temporal as JSON)."""
     return await Client.connect(
@@ -43,7 +95,7 @@ async def connect(settings: TemporalSettings, *, lazy: bool = False) -> Client:
         namespace=settings.namespace,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         tls=_tls(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         lazy=lazy,
     )
 

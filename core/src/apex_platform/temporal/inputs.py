@@ -93,6 +93,8 @@ class PollInput(BaseModel):
     pages: int = 0
     records: int = 0
     last_success: str | None = None
+    #: a `sync_now` that arrived while the previous run continued-as-new
+    sync_pending: bool = False
 
 
 class PollPageInput(BaseModel):
@@ -160,7 +162,7 @@ class BatchFileInput(BaseModel):
     source: str
     file_name: str
     file_ref: str
-    chunk_size: int = 50
+    chunk_size: int = 500
     parallel_chunks: int = 4
     timeouts: ActivityTimeouts = ActivityTimeouts()
 
@@ -175,11 +177,16 @@ class SplitFileInput(BaseModel):
 
 
 class SplitFileResult(BaseModel):
+    """Where the chunks are: one manifest blob listing them (never the units themselves)."""
+
     model_config = ConfigDict(frozen=True)
 
-    chunk_refs: tuple[str, ...] = ()
+    chunk_refs: tuple[str, ...] = ()  # kept for histories written before manifests; empty now
+    manifest_ref: str | None = None
+    chunks: int = 0
     units: int = 0
     warnings: tuple[str, ...] = ()
+    warnings_dropped: int = 0
 
 
 class IngestChunkInput(BaseModel):
@@ -187,8 +194,10 @@ class IngestChunkInput(BaseModel):
 
     source: str
     file_name: str
-    chunk_ref: str
+    chunk_ref: str | None = None
     batch_id: str
+    manifest_ref: str | None = None
+    index: int = 0
 
 
 class RecordRef(BaseModel):
@@ -199,24 +208,108 @@ class RecordRef(BaseModel):
     deleted: bool = False
 
 
+#: the most items of a list (warnings, failed units, record samples) a result carries inline
+MAX_LISTED = 100
+
+
 class IngestChunkResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     units: int = 0
     failed_units: tuple[str, ...] = ()
+    failed_count: int = 0
     records: tuple[RecordRef, ...] = ()
+    record_count: int = 0
+    records_ref: str | None = None
     warnings: tuple[str, ...] = ()
     write: WriteResult = WriteResult()
 
 
+class FinishFileInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    file_name: str
+    manifest_ref: str
+    records_refs: tuple[str, ...] = ()
+
+
 class BatchFileResult(BaseModel):
+    """What became of one file. `records` is a sample (at most `MAX_LISTED`); every record
+    made is listed in the blob `records_ref` (one JSON `RecordRef` per line)."""
+
     model_config = ConfigDict(frozen=True)
 
     source: str
     file_name: str
     units: int = 0
     failed_units: tuple[str, ...] = ()
+    failed_count: int = 0
     records: tuple[RecordRef, ...] = ()
+    record_count: int = 0
+    records_ref: str | None = None
     warnings: tuple[str, ...] = ()
     written: int = 0
     skipped: int = 0
+
+
+class DrainInput(BaseModel):
+    """A source's drain loop over the inbox (started by every worker that has the source)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    max_count: int = 1000
+    max_bytes: int = 8 * 1024 * 1024
+    idle_wait_seconds: float = 20.0
+    batches_before_continue: int = 500
+    timeouts: ActivityTimeouts = ActivityTimeouts()
+    # carried across continue-as-new, for operators
+    deliveries: int = 0
+    records: int = 0
+
+
+class DrainBatchInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    max_count: int
+    max_bytes: int
+    idle_wait_seconds: float
+
+
+class DrainBatchResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    deliveries: int = 0
+    records: int = 0
+    unparsed: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    write: WriteResult = WriteResult()
+
+
+class DrainState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    stage: str = "starting"
+    batches: int = 0
+    deliveries: int = 0
+    records: int = 0
+    last_seq: int | None = None
+    last_batch_at: str | None = None
+
+
+class PollIngestResult(BaseModel):
+    """One page read, enriched and written in one activity: only the cursor and counts
+    come back to the workflow (the page itself never enters Temporal)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    next_cursor: str | None = None
+    has_more: bool = False
+    retry_after: float | None = None
+    count: int = 0
+    record_ids: tuple[str, ...] = ()
+    write: WriteResult = WriteResult()

@@ -9,15 +9,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from apex_platform.contracts import SourceConnector
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.activities import IngestActivities
-from apex_platform.temporal.client import ensure_search_attributes, task_queue
+from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, ensure_search_attributes, task_queue
+from apex_platform.temporal.inputs import ActivityTimeouts, DrainInput
 from apex_platform.temporal.workflows import (
     AccumulatorWorkflow,
     BatchFileWorkflow,
+    DrainWorkflow,
     IngestWorkflow,
     PollWorkflow,
     StreamWorkflow,
@@ -45,12 +50,17 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 
 
 def workflows() -> list[type]:
-    return [IngestWorkflow, PollWorkflow, StreamWorkflow, AccumulatorWorkflow, BatchFileWorkflow]
+    # IngestWorkflow and AccumulatorWorkflow take no new work (intake goes through the
+    # inbox); they stay registered so runs started by earlier versions can finish.
+    return [DrainWorkflow, PollWorkflow, StreamWorkflow, BatchFileWorkflow, IngestWorkflow, AccumulatorWorkflow]
 
 
 def activities(runtime: Runtime) -> list[Any]:
-    ingest = IngestActivities(runtime.registry, runtime.saga, runtime.codec)
+    ingest = IngestActivities(runtime.registry, runtime.saga, runtime.codec, runtime.inbox)
     return [
+        ingest.drain_inbox,
+        ingest.poll_ingest,
+        ingest.finish_file,
         ingest.parse,
         ingest.parse_many,
         ingest.poll_page,
@@ -81,7 +91,73 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
                 )
                 await stack.enter_async_context(worker)
                 log.info("worker polling %s", queue)
+            keeper = asyncio.create_task(keep_drains(runtime, client, priorities, stop), name="drains")
             await stop.wait()
             log.info("stopping workers: draining in-flight work")
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
     finally:
         await runtime.close_sinks()
+        await runtime.inbox.close()
+
+
+def intake_sources(runtime: Runtime, priorities: Sequence[str]) -> list[SourceConnector]:
+    """The sources that take deliveries (webhook and push) on these priorities."""
+    wanted = {p.upper() for p in priorities}
+    return [
+        source
+        for _, source in sorted(runtime.registry.sources.items())
+        if source.priority in wanted and callable(getattr(source, "receive", None))
+    ]
+
+
+async def keep_drains(runtime: Runtime, client: Client, priorities: Sequence[str], stop: asyncio.Event) -> None:
+    """Start the drain loop of every intake source this worker serves (fixed ids: a
+    running one is kept), again every minute (a terminated loop comes back by itself),
+    and collect the inbox's garbage every `APEX_INBOX_GC_INTERVAL_SECONDS`."""
+    last_gc = 0.0
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        for source in intake_sources(runtime, priorities):
+            try:
+                await start_drain(client, runtime, source)
+            except Exception as exc:  # noqa: BLE001 - Temporal down: try again next round
+                log.warning("could not start the drain of %s (retrying in a minute): %s", source.name, exc)
+        if loop.time() - last_gc >= runtime.inbox.settings.gc_interval_seconds:
+            try:
+                done = await runtime.inbox.collect_garbage()
+                blobs = await asyncio.to_thread(runtime.codec.blobs.collect_garbage, runtime.core.blob_retention)
+                last_gc = loop.time()
+                log.info("inbox garbage collected: %s; blobs: %s", done, blobs)
+            except Exception as exc:  # noqa: BLE001 - the inbox may be down; next round
+                log.warning("inbox garbage collection failed: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=60)
+
+
+def drain_id(source: str, prefix: str = "apex") -> str:
+    return f"{prefix}:drain:{source}"
+
+
+async def start_drain(client: Client, runtime: Runtime, source: SourceConnector) -> None:
+    settings = runtime.inbox.settings
+    await client.start_workflow(
+        DrainWorkflow.run,
+        DrainInput(
+            source=source.name,
+            max_count=settings.batch_max_count,
+            max_bytes=settings.batch_max_bytes,
+            idle_wait_seconds=settings.idle_wait_seconds,
+            timeouts=ActivityTimeouts(
+                start_to_close_seconds=max(runtime.temporal.activity_timeout_seconds, settings.idle_wait_seconds + 60),
+                heartbeat_seconds=runtime.temporal.activity_heartbeat_seconds,
+            ),
+        ),
+        id=drain_id(source.name, runtime.temporal.task_queue_prefix),
+        task_queue=task_queue(source.priority, runtime.temporal),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(SOURCE_ATTR, source.name), SearchAttributePair(STATUS_ATTR, "draining")]
+        ),
+    )

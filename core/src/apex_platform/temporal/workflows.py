@@ -16,11 +16,17 @@ with workflow.unsafe.imports_passed_through():
     from apex_platform.models import InboundEvent, WriteResult
     from apex_platform.temporal.client import RECORD_ID_ATTR, STATUS_ATTR
     from apex_platform.temporal.inputs import (
+        MAX_LISTED,
         AccumulateInput,
         ActivityTimeouts,
         BatchFileInput,
         BatchFileResult,
+        DrainBatchInput,
+        DrainBatchResult,
+        DrainInput,
+        DrainState,
         EnrichInput,
+        FinishFileInput,
         IngestChunkInput,
         IngestChunkResult,
         IngestInput,
@@ -28,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         IngestStatus,
         ParseInput,
         ParseManyInput,
+        PollIngestResult,
         PollInput,
         PollPageInput,
         PollPageResult,
@@ -168,6 +175,7 @@ class _CursorLoop:
             records=inp.records,
             last_success=inp.last_success,
         )
+        self._sync = self._sync or inp.sync_pending
         write_opts = activity_options(inp.timeouts)
         poll_opts = activity_options(inp.timeouts, maximum_attempts=8)
         pages_this_run = 0
@@ -175,12 +183,16 @@ class _CursorLoop:
             s = self._state
             self._set(stage="reading")
             try:
-                page: PollPageResult = await workflow.execute_activity(
-                    "apex.poll_page",
-                    PollPageInput(source=inp.source, account=inp.account, cursor=s.cursor),
-                    result_type=PollPageResult,
-                    **poll_opts,
-                )
+                if workflow.patched("apex-page-in-one-activity"):
+                    # read, enrich and write in one activity: the page never enters Temporal
+                    page = await workflow.execute_activity(
+                        "apex.poll_ingest",
+                        PollPageInput(source=inp.source, account=inp.account, cursor=s.cursor),
+                        result_type=PollIngestResult,
+                        **poll_opts,
+                    )
+                else:
+                    page = await self._page_then_write(inp, s.cursor, poll_opts, write_opts)
             except ActivityError as err:
                 if _cause_type(err) == "RestartPagination":
                     # the pages since the loop began are void: start again from its first cursor
@@ -188,26 +200,16 @@ class _CursorLoop:
                     continue
                 self._set(last_error=str(err.cause or err), stage="waiting after error")
                 await self._wait(inp.interval_seconds)
+                if _history_is_long():
+                    self._continue(inp)
                 continue
-            batch = page.batch
-            if batch.count:
-                self._set(stage="writing")
-                batch = await workflow.execute_activity(
-                    "apex.enrich", EnrichInput(batch=batch), result_type=RecordBatch, **write_opts
-                )
-                await workflow.execute_activity(
-                    "apex.saga_write",
-                    SagaWriteInput(batch=batch, batch_id=f"{workflow.info().workflow_id}@{s.cursor}"),
-                    result_type=WriteResult,
-                    **write_opts,
-                )
             # the saga acknowledged the page: only now does the cursor move
             cursor = page.next_cursor if page.next_cursor is not None else s.cursor
             self._set(
                 cursor=cursor,
                 pages=s.pages + 1,
-                records=s.records + batch.count,
-                recent_ids=(s.recent_ids + batch.record_ids)[-20:],
+                records=s.records + page.count,
+                recent_ids=(s.recent_ids + page.record_ids)[-20:],
                 last_success=workflow.now().isoformat(timespec="seconds"),
                 last_error=None,
             )
@@ -220,20 +222,57 @@ class _CursorLoop:
             elif page.retry_after:
                 await workflow.sleep(timedelta(seconds=page.retry_after))
             if not self._stop and (pages_this_run >= inp.pages_before_continue or _history_is_long()):
-                s = self._state
-                workflow.continue_as_new(
-                    inp.model_copy(
-                        update={
-                            "cursor": s.cursor,
-                            "loop_cursor": s.loop_cursor,
-                            "pages": s.pages,
-                            "records": s.records,
-                            "last_success": s.last_success,
-                        }
-                    )
-                )
+                self._continue(inp)
         self._set(stage="stopped" if self._stop else "done")
         return self._state
+
+    def _continue(self, inp: PollInput) -> None:
+        s = self._state
+        workflow.continue_as_new(
+            inp.model_copy(
+                update={
+                    "cursor": s.cursor,
+                    "loop_cursor": s.loop_cursor,
+                    "pages": s.pages,
+                    "records": s.records,
+                    "last_success": s.last_success,
+                    # a sync asked for while this run ended is not lost
+                    "sync_pending": self._sync,
+                }
+            )
+        )
+
+    async def _page_then_write(
+        self, inp: PollInput, cursor: str | None, poll_opts: dict[str, Any], write_opts: dict[str, Any]
+    ) -> PollIngestResult:
+        """The path of runs started before `apex-page-in-one-activity` (kept for replay)."""
+        page: PollPageResult = await workflow.execute_activity(
+            "apex.poll_page",
+            PollPageInput(source=inp.source, account=inp.account, cursor=cursor),
+            result_type=PollPageResult,
+            **poll_opts,
+        )
+        batch = page.batch
+        written = WriteResult()
+        if batch.count:
+            self._set(stage="writing")
+            batch = await workflow.execute_activity(
+                "apex.enrich", EnrichInput(batch=batch), result_type=RecordBatch, **write_opts
+            )
+            written = await workflow.execute_activity(
+                "apex.saga_write",
+                SagaWriteInput(batch=batch, batch_id=f"{workflow.info().workflow_id}@{cursor}"),
+                result_type=WriteResult,
+                **write_opts,
+            )
+        return PollIngestResult(
+            next_cursor=page.next_cursor,
+            has_more=page.has_more,
+            retry_after=page.retry_after,
+            count=batch.count,
+            record_ids=batch.record_ids,
+            write=written,
+        )
 
     async def _wait(self, seconds: float) -> None:
         self._set(stage="waiting")
@@ -354,16 +393,20 @@ class BatchFileWorkflow:
             result_type=SplitFileResult,
             **opts,
         )
-        self._chunks = len(split.chunk_refs)
+        self._chunks = split.chunks
         semaphore = asyncio.Semaphore(max(1, inp.parallel_chunks))
         wf_id = workflow.info().workflow_id
 
-        async def one(index: int, ref: str) -> IngestChunkResult:
+        async def one(index: int) -> IngestChunkResult:
             async with semaphore:
                 result: IngestChunkResult = await workflow.execute_activity(
                     "apex.ingest_chunk",
                     IngestChunkInput(
-                        source=inp.source, file_name=inp.file_name, chunk_ref=ref, batch_id=f"{wf_id}#{index}"
+                        source=inp.source,
+                        file_name=inp.file_name,
+                        manifest_ref=split.manifest_ref,
+                        index=index,
+                        batch_id=f"{wf_id}#{index}",
                     ),
                     result_type=IngestChunkResult,
                     **opts,
@@ -371,14 +414,87 @@ class BatchFileWorkflow:
                 self._done_chunks += 1
                 return result
 
-        results = await asyncio.gather(*(one(i, ref) for i, ref in enumerate(split.chunk_refs)))
+        results = await asyncio.gather(*(one(i) for i in range(split.chunks)))
+        records_ref = None
+        if split.manifest_ref is not None:
+            records_ref = await workflow.execute_activity(
+                "apex.finish_file",
+                FinishFileInput(
+                    source=inp.source,
+                    file_name=inp.file_name,
+                    manifest_ref=split.manifest_ref,
+                    records_refs=tuple(r.records_ref for r in results if r.records_ref),
+                ),
+                result_type=str | None,  # type: ignore[arg-type]
+                **opts,
+            )
+        warnings = split.warnings + tuple(w for r in results for w in r.warnings)
         return BatchFileResult(
             source=inp.source,
             file_name=inp.file_name,
             units=split.units,
-            failed_units=tuple(u for r in results for u in r.failed_units),
-            records=tuple(rec for r in results for rec in r.records),
-            warnings=split.warnings + tuple(w for r in results for w in r.warnings),
+            failed_units=tuple(u for r in results for u in r.failed_units)[:MAX_LISTED],
+            failed_count=sum(r.failed_count for r in results),
+            records=tuple(rec for r in results for rec in r.records)[:MAX_LISTED],
+            record_count=sum(r.record_count for r in results),
+            records_ref=records_ref,
+            warnings=warnings[:MAX_LISTED],
             written=sum(r.write.written for r in results),
             skipped=sum(r.write.skipped for r in results),
         )
+
+
+@workflow.defn(name="DrainWorkflow")
+class DrainWorkflow:
+    """A source's drain loop over the inbox: one activity per batch of pending
+    deliveries (bounded by count and bytes). The activity waits for new rows itself
+    (woken by PostgreSQL notifications), so an idle loop adds a few history events per
+    `idle_wait_seconds`, a busy one a few per batch, and a batch waiting on a slow store
+    adds none: it is one activity being retried. Continue-as-new keeps history short."""
+
+    def __init__(self) -> None:
+        self._state = DrainState(source="")
+
+    @workflow.query
+    def state(self) -> DrainState:
+        return self._state
+
+    @workflow.run
+    async def run(self, inp: DrainInput) -> None:
+        self._state = DrainState(source=inp.source, deliveries=inp.deliveries, records=inp.records)
+        opts = activity_options(inp.timeouts)
+        opts["retry_policy"] = RetryPolicy(
+            initial_interval=timedelta(seconds=0.5),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=30),
+        )
+        batches = 0
+        while True:
+            self._state = self._state.model_copy(update={"stage": "draining"})
+            result: DrainBatchResult = await workflow.execute_activity(
+                "apex.drain_inbox",
+                DrainBatchInput(
+                    source=inp.source,
+                    max_count=inp.max_count,
+                    max_bytes=inp.max_bytes,
+                    idle_wait_seconds=inp.idle_wait_seconds,
+                ),
+                result_type=DrainBatchResult,
+                **opts,
+            )
+            batches += 1
+            s = self._state
+            self._state = s.model_copy(
+                update={
+                    "batches": s.batches + 1,
+                    "deliveries": s.deliveries + result.deliveries,
+                    "records": s.records + result.records,
+                    "last_seq": result.last_seq if result.last_seq is not None else s.last_seq,
+                    "last_batch_at": workflow.now().isoformat(timespec="seconds")
+                    if result.deliveries
+                    else s.last_batch_at,
+                }
+            )
+            if batches >= inp.batches_before_continue or _history_is_long():
+                s = self._state
+                workflow.continue_as_new(inp.model_copy(update={"deliveries": s.deliveries, "records": s.records}))

@@ -488,6 +488,127 @@ def ingest(
         raise typer.Exit(code)
 
 
+inbox_app = typer.Typer(help="The durable inbox: backlog, stuck deliveries, replay.", no_args_is_help=True)
+app.add_typer(inbox_app, name="inbox")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _inbox(job: Any) -> Any:
+    """Run `job(runtime)` against the inbox database (found through APEX_HOME while
+    `apex-platform dev` runs, else APEX_INBOX_DSN / APEX_POSTGRES_DSN)."""
+    from apex_platform.runtime import Runtime
+
+    _stack_aware_env()
+    runtime = Runtime.build([], use_entry_points=False)
+
+    async def go() -> Any:
+        try:
+            return await job(runtime)
+        finally:
+            await runtime.inbox.close()
+
+    return asyncio.run(go())
+
+
+@inbox_app.command("status")
+def inbox_status(as_json: JsonOpt = False) -> None:
+    """Per source: backlog, oldest undelivered age, stuck deliveries, rate; blob store use."""
+    from apex_platform import operations
+
+    doc = _inbox(operations.inbox_status)
+
+    def render(d: dict[str, Any]) -> None:
+        table = Table(title="Apex inbox")
+        for col in ("source", "backlog", "bytes", "oldest pending", "stuck", "per minute", "delivered"):
+            table.add_column(col)
+        for row in d["sources"]:
+            age = row["oldest_pending_seconds"]
+            table.add_row(
+                row["source"],
+                str(row["backlog"]),
+                str(row["backlog_bytes"]),
+                "-" if age is None else f"{age:.1f}s",
+                str(row["stuck"]),
+                str(row["rate_per_minute"]),
+                str(row["delivered"]),
+            )
+        console.print(table)
+        console.print(f"blobs: {d['blobs']['blobs']} ({d['blobs']['bytes']} bytes)")
+
+    _emit(doc, as_json, render)
+
+
+@inbox_app.command("list")
+def inbox_list(
+    source: Annotated[str | None, typer.Option("--source", help="One source")] = None,
+    stuck: Annotated[
+        bool, typer.Option("--stuck", help="Only pending deliveries that failed or wait too long")
+    ] = False,
+    status: Annotated[str | None, typer.Option("--status", help="pending or delivered")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deliveries in the inbox, oldest first, with attempts and the last error."""
+    if status not in (None, "pending", "delivered"):
+        raise typer.BadParameter("pending or delivered", param_hint="--status")
+    rows = _inbox(lambda rt: rt.inbox.deliveries(source=source, stuck=stuck, status=status, limit=limit))
+
+    def render(items: list[dict[str, Any]]) -> None:
+        table = Table(title="Inbox deliveries" + (" (stuck)" if stuck else ""))
+        for col in ("source", "event id", "received", "status", "attempts", "last error"):
+            table.add_column(col, overflow="fold")
+        for d in items:
+            table.add_row(
+                d["source"],
+                d["event_id"],
+                d["received_at"],
+                d["status"],
+                str(d["attempts"]),
+                (d["last_error"] or "")[:100],
+            )
+        console.print(table)
+
+    _emit(rows, as_json, render)
+
+
+@inbox_app.command("replay")
+def inbox_replay(
+    event_ids: Annotated[list[str] | None, typer.Argument(help="Event ids to re-drive (with --source)")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="The source of the event ids")] = None,
+    stuck: Annotated[bool, typer.Option("--stuck", help="Every stuck delivery (of --source, or of all)")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-drive deliveries: stuck ones start afresh, delivered ones go through again
+    (idempotent: stores keep the newest version)."""
+    if not event_ids and not stuck:
+        raise typer.BadParameter("give event ids (with --source) or --stuck")
+    if event_ids and source is None:
+        raise typer.BadParameter("event ids need --source", param_hint="--source")
+    doc = _inbox(lambda rt: rt.inbox.replay(source=source, event_ids=event_ids or [], stuck=stuck))
+
+    def render(d: dict[str, Any]) -> None:
+        console.print(f"{d['replayed']} deliveries re-driven")
+        if d["body_expired"]:
+            err.print(
+                f"[yellow]{d['body_expired']} deliveries no longer keep their body (APEX_INBOX_BODY_RETENTION)[/]"
+            )
+
+    _emit(doc, as_json, render)
+
+
+@inbox_app.command("gc")
+def inbox_gc(as_json: JsonOpt = False) -> None:
+    """Collect garbage now: delivered rows past APEX_INBOX_RETENTION, bodies past
+    APEX_INBOX_BODY_RETENTION, blobs unused for APEX_BLOB_RETENTION (workers do it hourly)."""
+
+    async def job(rt: Any) -> dict[str, Any]:
+        done = await rt.inbox.collect_garbage()
+        done["blobs"] = await asyncio.to_thread(rt.codec.blobs.collect_garbage, rt.core.blob_retention)
+        return dict(done)
+
+    _emit(_inbox(job), as_json, lambda d: console.print(json.dumps(d)))
+
+
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")]
 
 

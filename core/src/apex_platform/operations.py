@@ -60,15 +60,41 @@ async def trace(runtime: Runtime, client: Client | None, source: str, record_id:
                 )
         except Exception as exc:  # noqa: BLE001 - the stores still answer
             log.warning("could not list workflows for %s: %s", key, exc)
+    lineage: list[dict[str, Any]] = []
+    lineage_error = None
+    try:
+        lineage = await runtime.inbox.lineage(source, record_id)
+    except Exception as exc:  # noqa: BLE001 - the stores still answer
+        lineage_error = f"{type(exc).__name__}: {exc}"
+    known = {w["workflow_id"] for w in workflows}
+    for entry in lineage:  # drains, pollers, streams and files write batches: the lineage names them
+        if entry["workflow_id"] and entry["workflow_id"] not in known:
+            known.add(entry["workflow_id"])
+            workflows.append(
+                {"workflow_id": entry["workflow_id"], "run_id": entry["run_id"], "status": None, "started_at": None}
+            )
     versions = {s.get("version") for s in stores.values() if "error" not in s}
-    return {
+    doc: dict[str, Any] = {
         "source": source,
         "id": record_id,
         "consistent": len(versions) <= 1 and all("error" not in s for s in stores.values()),
         "stores": stores,
         "workflows": [w["workflow_id"] for w in workflows],
         "workflow_details": workflows,
+        "lineage": lineage,
     }
+    if lineage_error:
+        doc["lineage_error"] = lineage_error
+    return doc
+
+
+async def inbox_status(runtime: Runtime) -> dict[str, Any]:
+    """Per source: backlog, oldest pending age, stuck, rate; and the blob store's use."""
+    import asyncio
+
+    sources = await runtime.inbox.status()
+    blobs = await asyncio.to_thread(runtime.codec.blobs.usage)
+    return {"sources": sources, "blobs": blobs}
 
 
 def dead_letter_queue(runtime: Runtime) -> DeadLetterQueue:

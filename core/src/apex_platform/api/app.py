@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from apex_platform import __version__
 from apex_platform.api.admin import AdminController
 from apex_platform.api.controllers import HealthController, PluginsController, WebhookController
+from apex_platform.api.inbox import InboxController
 from apex_platform.api.push import PushController
 from apex_platform.runtime import Runtime
 
@@ -62,6 +63,7 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
             HealthController,
             PluginsController,
             AdminController,
+            InboxController,
             PrometheusController,
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},

@@ -99,12 +99,35 @@ def postgres_data_dir(tmp_path_factory: pytest.TempPathFactory, name: str = "ape
         shutil.rmtree(folder, ignore_errors=True)
 
 
+GUARD_FILE_ENV = "APEX_PAYLOAD_GUARD_FILE"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    """Every Temporal payload of the session (this process and the API and worker
+    processes it starts) goes through the payload guard; violations land in one file."""
     global _configured_depth
     _configured_depth += 1
+    if _configured_depth == 1 and not os.environ.get(GUARD_FILE_ENV):
+        fd, path = tempfile.mkstemp(prefix="apex-payload-guard-", suffix=".log")
+        os.close(fd)
+        os.environ[GUARD_FILE_ENV] = path
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A payload over the guard's limit anywhere in the session fails it, even when the
+    code that sent it recovered: bodies, pages and files must travel by reference."""
+    path = os.environ.get(GUARD_FILE_ENV)
+    if path and _configured_depth == 1 and os.path.exists(path):
+        violations = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        if violations:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            lines = [f"{len(violations)} Temporal payload(s) over the limit (references only):", *violations[:20]]
+            if reporter is not None:
+                reporter.write_line("\n".join(lines), red=True)
+            else:
+                sys.stderr.write("\n".join(lines) + "\n")
+            exitstatus = int(pytest.ExitCode.TESTS_FAILED)
+            session.exitstatus = exitstatus
     session.config.stash[_exit_status_key] = int(exitstatus)
 
 

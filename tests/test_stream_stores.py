@@ -47,6 +47,7 @@ async def test_ten_thousand_feed_points_land_in_every_store_exactly_once(
     try:
         async with running_worker(
             apex_temporal_server.address, tmp_path / "home", sources=[connector], sinks=sinks, priorities=["P1"],
+            inbox_dsn=apex_postgres_server.dsn,
             prefix=tag, saga=None,
         ) as harness:  # fmt: skip
             handle = await harness.client.start_workflow(
@@ -119,6 +120,7 @@ async def test_a_plaid_sync_ends_with_the_vendors_final_state_in_every_store(
     try:
         async with running_worker(
             apex_temporal_server.address, tmp_path / "home", sources=[connector], sinks=sinks, priorities=["P1"],
+            inbox_dsn=apex_postgres_server.dsn,
             prefix=tag, saga=None,
         ) as harness:  # fmt: skip
             handle = await start_poller(harness.client, connector, item, harness.temporal, once=True)

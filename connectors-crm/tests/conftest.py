@@ -99,11 +99,14 @@ class WorkerEnv:
 
 
 @pytest.fixture
-async def worker(apex_temporal_server: Any, hubspot: FakeHubSpotServer, tmp_path: Path) -> AsyncIterator[WorkerEnv]:
+async def worker(
+    apex_temporal_server: Any, apex_postgres_server: Any, hubspot: FakeHubSpotServer, tmp_path: Path
+) -> AsyncIterator[WorkerEnv]:
     connector = CrmConnector(make_settings(hubspot.base_url))
     sink = MemorySink("memory")
     async with running_worker(
         apex_temporal_server.address,
+        inbox_dsn=apex_postgres_server.dsn,
         tmp_path,
         sources=[connector],
         sinks=[sink],

@@ -107,10 +107,13 @@ class WorkerEnv:
 
 
 @pytest.fixture
-async def worker(apex_temporal_server: Any, connector: FinancialConnector, tmp_path: Path) -> AsyncIterator[WorkerEnv]:
+async def worker(
+    apex_temporal_server: Any, apex_postgres_server: Any, connector: FinancialConnector, tmp_path: Path
+) -> AsyncIterator[WorkerEnv]:
     sink = MemorySink("memory")
     async with running_worker(
         apex_temporal_server.address,
+        inbox_dsn=apex_postgres_server.dsn,
         tmp_path,
         sources=[connector],
         sinks=[sink],

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from temporalio.client import Client
 
-from apex_platform.batches import ingest_file, watch_inbox
+from apex_platform.batches import ingest_file, record_refs, watch_inbox
 from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent, Record, RecordKey
@@ -64,10 +64,17 @@ class LinesSource:
 
 
 @pytest.fixture
-async def env(apex_temporal_server: Any, tmp_path: Path) -> AsyncIterator[tuple[Runtime, Client, MemorySink]]:
+async def env(
+    apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Path
+) -> AsyncIterator[tuple[Runtime, Client, MemorySink]]:
     sink = MemorySink("memory")
     async with running_worker(
-        apex_temporal_server.address, tmp_path / "home", sources=[LinesSource()], sinks=[sink], priorities=["P2"]
+        apex_temporal_server.address,
+        tmp_path / "home",
+        sources=[LinesSource()],
+        sinks=[sink],
+        priorities=["P2"],
+        inbox_dsn=apex_postgres_server.dsn,
     ) as harness:
         yield harness.runtime, harness.client, sink
 
@@ -90,7 +97,9 @@ async def test_a_file_fans_out_in_chunks_and_keeps_good_units_when_one_is_broken
     result = await ingest_file(runtime, client, source, path, chunk_size=50)  # type: ignore[arg-type]
     assert result.units == 230
     assert result.failed_units == ("f1.jsonl:L9",)  # line 9: one warning line, then index 7
-    assert len(result.records) == 229
+    assert result.record_count == 229
+    assert len(record_refs(runtime, result)) == 229  # every record is listed in the result's blob
+    assert len(result.records) == 100  # the result itself carries a sample only
     assert any("GE01" in w for w in result.warnings)
     assert any("L9: not ingested: line is not JSON" in w for w in result.warnings)
     assert len(sink.rows) == 229
@@ -110,8 +119,17 @@ async def test_split_streams_a_large_file_chunk_by_chunk(
     result = await ingest_file(runtime, client, source, path, chunk_size=200)  # type: ignore[arg-type]
     assert (result.units, len(sink.rows)) == (3000, 3000)
     assert RecordKey("lines", "r2999") in sink.rows
-    blobs = [p for p in (runtime.core.blob_path).rglob("*") if p.is_file()]
-    assert len(blobs) == 1 + 15  # the file, and 15 chunk blobs of at most 200 units
+    progress: list[tuple[int, int]] = []
+    await ingest_file(runtime, client, source, path, chunk_size=200, on_progress=lambda d, t: progress.append((d, t)))  # type: ignore[arg-type]
+    wf = client.get_workflow_handle(
+        f"apex:batch:lines:{runtime.codec.blobs.put_file(path).removeprefix('sha256:')[:32]}"
+    )
+    assert await wf.query("progress") == [15, 15]  # 15 chunks of at most 200 units
+    blobs = sorted(p for p in (runtime.core.blob_path).rglob("*") if p.is_file())
+    # the file and the listing of its records stay; the 15 chunks and their manifest were
+    # dropped once every chunk was written (no workflow needs them any more)
+    assert len(blobs) == 2
+    assert result.records_ref is not None and len(record_refs(runtime, result)) == 3000
 
 
 async def test_drop_folder_moves_files_to_done_and_failed_with_reasons(

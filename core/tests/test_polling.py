@@ -102,11 +102,16 @@ class Env:
 
 
 @pytest.fixture
-async def env(apex_temporal_server: Any, tmp_path: Any) -> AsyncIterator[Env]:
+async def env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Any) -> AsyncIterator[Env]:
     poll = FakePollSource()
     sink = FaultySink(MemorySink("memory"))
     async with running_worker(
-        apex_temporal_server.address, tmp_path, sources=[poll, FakeBatchSource()], sinks=[sink], priorities=["P1"]
+        apex_temporal_server.address,
+        tmp_path,
+        sources=[poll, FakeBatchSource()],
+        sinks=[sink],
+        priorities=["P1"],
+        inbox_dsn=apex_postgres_server.dsn,
     ) as harness:
         yield Env(harness.client, harness.prefix, sink, poll)
 

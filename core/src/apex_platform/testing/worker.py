@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_platform.hookspecs import hookimpl
+from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.runtime import Runtime
 from apex_platform.saga import SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings
@@ -70,13 +71,22 @@ async def running_worker(
     prefix: str | None = None,
     saga: SagaSettings | None = FAST_SAGA,
     core: CoreSettings | None = None,
+    inbox_dsn: str | None = None,
+    inbox: InboxSettings | None = None,
     **temporal: Any,
 ) -> AsyncIterator[WorkerHarness]:
     """Register exactly these plugins (no entry points), poll fresh task queues named after
-    `prefix` (random by default, so tests never take each other's work) and yield."""
-    settings = TemporalSettings(
-        address=temporal_address, task_queue_prefix=prefix or f"t{uuid.uuid4().hex[:10]}", **temporal
-    )
+    `prefix` (random by default, so tests never take each other's work) and yield.
+
+    The inbox and the lineage live in PostgreSQL (`inbox_dsn`, e.g. the session's
+    `apex_postgres_server.dsn`), in a schema of this harness's own unless `inbox` says
+    otherwise, so tests never see each other's deliveries."""
+    prefix = prefix or f"t{uuid.uuid4().hex[:10]}"
+    settings = TemporalSettings(address=temporal_address, task_queue_prefix=prefix, **temporal)
+    if inbox is None:
+        if inbox_dsn is None:
+            raise ValueError("running_worker needs inbox_dsn (a PostgreSQL for the inbox and the lineage)")
+        inbox = InboxSettings(dsn=inbox_dsn, schema_name=f"inbox_{prefix.lower()}"[:63], idle_wait_seconds=5)
     runtime = Runtime.build(
         [],
         modules=[_Plugin(sources, enrichers, sinks)],
@@ -84,6 +94,7 @@ async def running_worker(
         core=core or CoreSettings(home=home),
         temporal=settings,
     )
+    runtime.inbox = Inbox(inbox)
     if saga is not None:
         runtime.saga.settings = saga
     stop = asyncio.Event()

@@ -106,8 +106,8 @@ async def worker(
     sink = MemorySink("memory")
     async with running_worker(
         apex_temporal_server.address,
-        inbox_dsn=apex_postgres_server.dsn,
         tmp_path,
+        inbox_dsn=apex_postgres_server.dsn,
         sources=[connector],
         sinks=[sink],
         priorities=["P2"],

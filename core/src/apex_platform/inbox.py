@@ -33,11 +33,11 @@ from typing import Any, Literal
 
 import asyncpg
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.group_commit import GroupCommit
-from apex_platform.settings import apex_config, core_settings, parse_duration
+from apex_platform.settings import core_settings, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "
 class InboxSettings(BaseSettings):
     """Where the inbox lives and how it is drained (`APEX_INBOX_*`)."""
 
-    model_config = apex_config("APEX_INBOX_")
+    # by name in code (`InboxSettings(schema_name=...)`), by APEX_INBOX_SCHEMA in the environment
+    model_config = apex_config("APEX_INBOX_") | SettingsConfigDict(populate_by_name=True)
 
     dsn: SecretStr | None = Field(
         default=None, description="postgresql:// URL; unset: APEX_POSTGRES_DSN, else the embedded stack's server"
@@ -82,7 +83,10 @@ class InboxSettings(BaseSettings):
         default=0.002, ge=0, le=1, description="How long a delivery waits for others to share its commit"
     )
     pool_max: int = Field(default=10, ge=1, description="Connections per process")
-    command_timeout: float = Field(default=10.0, gt=0, description="Seconds an inbox statement may take")
+    command_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds an inbox statement (or waiting for a connection) may take"
+    )
+    connect_timeout: float = Field(default=3.0, gt=0, description="Seconds to wait for a new connection")
     stuck_after: timedelta = Field(
         default=timedelta(minutes=5), description="A pending delivery older than this, or that failed, is stuck"
     )
@@ -147,7 +151,13 @@ class StoredDelivery:
 
 
 def keep_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
+    """The headers kept with a delivery: all but our own API's credentials (NUL, which
+    PostgreSQL's jsonb refuses, never comes from a conforming HTTP client: replaced)."""
+    return {
+        k.lower().replace("\x00", "\ufffd"): v.replace("\x00", "\ufffd")
+        for k, v in headers.items()
+        if k.lower() not in DROPPED_HEADERS
+    }
 
 
 def lock_key(scope: str) -> int:
@@ -229,7 +239,9 @@ class Inbox:
                 dsn = resolve_dsn(self.settings)
                 try:
                     conn = await asyncpg.connect(
-                        dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME}
+                        dsn,
+                        timeout=self.settings.connect_timeout,
+                        server_settings={"application_name": APPLICATION_NAME},
                     )
                     try:
                         async with conn.transaction():
@@ -242,7 +254,7 @@ class Inbox:
                         dsn,
                         min_size=1,
                         max_size=self.settings.pool_max,
-                        timeout=10,
+                        timeout=self.settings.connect_timeout,
                         command_timeout=self.settings.command_timeout,
                         server_settings={"application_name": APPLICATION_NAME},
                     )
@@ -285,7 +297,7 @@ class Inbox:
         unique = [group[i] for i in first.values()]
         s = self.schema
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with pool.acquire(timeout=self.settings.command_timeout) as conn, conn.transaction():
                 inserted = await conn.fetch(
                     f"""INSERT INTO {s}.deliveries (source, event_id, received_at, headers, body, size)
                         SELECT t.source, t.event_id, t.received_at, t.headers::jsonb, t.body, octet_length(t.body)

@@ -37,7 +37,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.group_commit import GroupCommit
-from apex_platform.settings import core_settings, parse_duration
+from apex_platform.settings import apex_config, core_settings, parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.group_commit import GroupCommit
-from apex_platform.settings import apex_config, core_settings, parse_duration
+from apex_platform.settings import core_settings, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ class InboxSettings(BaseSettings):
     """Where the inbox lives and how it is drained (`APEX_INBOX_*`)."""
 
     # by name in code (`InboxSettings(schema_name=...)`), by APEX_INBOX_SCHEMA in the environment
-    model_config = apex_config("APEX_INBOX_") | SettingsConfigDict(populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="APEX_INBOX_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
 
     dsn: SecretStr | None = Field(
         default=None, description="postgresql:// URL; unset: APEX_POSTGRES_DSN, else the embedded stack's server"

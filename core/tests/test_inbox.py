@@ -90,7 +90,7 @@ async def test_a_schema_name_given_in_code_is_the_schema_used(inbox: Inbox, db: 
     """`InboxSettings(schema_name=...)` is honoured (not silently replaced by the default)."""
     assert inbox.settings.schema_name.startswith("t_")
     await inbox.put(delivery("e1"))
-    assert await db.fetchval(f"SELECT count(*) FROM {table(inbox)}") == 1  # noqa: S608
+    assert await db.fetchval(f"SELECT count(*) FROM {table(inbox)}") == 1
 
 
 async def test_concurrent_puts_share_a_few_transactions_and_each_is_accepted(
@@ -102,13 +102,13 @@ async def test_concurrent_puts_share_a_few_transactions_and_each_is_accepted(
     inbox = await make_inbox(group_max=50)
     outcomes = await asyncio.gather(*(inbox.put(delivery(f"e{i}")) for i in range(200)))
     assert outcomes == ["accepted"] * 200
-    rows = await db.fetch(f"SELECT event_id, xmin::text AS tx FROM {table(inbox)}")  # noqa: S608
+    rows = await db.fetch(f"SELECT event_id, xmin::text AS tx FROM {table(inbox)}")
     assert sorted(r["event_id"] for r in rows) == sorted(f"e{i}" for i in range(200))
     assert len({r["tx"] for r in rows}) == 4
 
     single = await make_inbox()  # default groups (500): one transaction for all of them
     assert set(await asyncio.gather(*(single.put(delivery(f"e{i}")) for i in range(200)))) == {"accepted"}
-    assert await db.fetchval(f"SELECT count(DISTINCT xmin::text) FROM {table(single)}") == 1  # noqa: S608
+    assert await db.fetchval(f"SELECT count(DISTINCT xmin::text) FROM {table(single)}") == 1
 
 
 async def test_a_known_key_is_pending_until_delivered_then_a_duplicate(inbox: Inbox, db: asyncpg.Connection) -> None:
@@ -120,7 +120,7 @@ async def test_a_known_key_is_pending_until_delivered_then_a_duplicate(inbox: In
     assert [(r.event_id, r.body) for r in rows] == [("e1", b"first")]
     await deliver(inbox, rows)
     assert await inbox.put(delivery("e1", b"third")) == "duplicate"
-    assert await db.fetchval(f"SELECT count(*) FROM {table(inbox)}") == 1  # noqa: S608
+    assert await db.fetchval(f"SELECT count(*) FROM {table(inbox)}") == 1
     assert await inbox.pending("src", 10, 1 << 20) == []
 
 
@@ -131,8 +131,8 @@ async def test_the_same_key_twice_in_one_group_is_accepted_once(inbox: Inbox, db
         inbox.put(delivery("same")), inbox.put(delivery("same")), inbox.put(delivery("other"))
     )
     assert (first, second, other) == ("accepted", "pending", "accepted")
-    assert await db.fetchval(f"SELECT count(DISTINCT xmin::text) FROM {table(inbox)}") == 1  # noqa: S608
-    assert await db.fetchval(f"SELECT count(*) FROM {table(inbox)} WHERE event_id = 'same'") == 1  # noqa: S608
+    assert await db.fetchval(f"SELECT count(DISTINCT xmin::text) FROM {table(inbox)}") == 1
+    assert await db.fetchval(f"SELECT count(*) FROM {table(inbox)} WHERE event_id = 'same'") == 1
 
     await deliver(inbox, await inbox.pending("src", 10, 1 << 20))
     again = await asyncio.gather(inbox.put(delivery("same")), inbox.put(delivery("same")))
@@ -181,8 +181,9 @@ async def test_credential_headers_are_not_stored_and_others_are_lower_cased(
         "content-type": "application/json",
         "x-request-id": "r-1",
     }
-    raw = await db.fetchval(f"SELECT headers::text FROM {table(inbox)}")  # noqa: S608
-    assert "secret" not in raw and "c2VjcmV0" not in raw
+    raw = await db.fetchval(f"SELECT headers::text FROM {table(inbox)}")
+    assert "secret" not in raw
+    assert "c2VjcmV0" not in raw
 
 
 # -- the drain: bounded batches -----------------------------------------------------------
@@ -247,7 +248,8 @@ async def test_failed_and_old_pending_rows_are_stuck_until_replayed(inbox: Inbox
 
     stuck = await inbox.deliveries(stuck=True)
     assert [(d["event_id"], d["attempts"]) for d in stuck] == [("fails", 2), ("old", 0)]
-    assert stuck[0]["last_error"] == "SinkError: store still down" and stuck[0]["last_attempt_at"]
+    assert stuck[0]["last_error"] == "SinkError: store still down"
+    assert stuck[0]["last_attempt_at"] is not None
     assert [d["event_id"] for d in await inbox.deliveries(source="src", status="delivered")] == ["done"]
     assert [d["event_id"] for d in await inbox.deliveries(source="other")] == ["elsewhere"]
 
@@ -398,7 +400,8 @@ def test_blob_put_get_delete_and_usage(tmp_path: Path) -> None:
     a = store.put(b"a" * 100)
     b = store.put(b"\x00\xff" * 50)
     assert store.put(b"a" * 100) == a
-    assert store.get(a) == b"a" * 100 and store.get(b) == b"\x00\xff" * 50
+    assert store.get(a) == b"a" * 100
+    assert store.get(b) == b"\x00\xff" * 50
     assert store.usage() == {"blobs": 2, "bytes": 200}
     store.delete(a)
     store.delete(a)

@@ -52,7 +52,8 @@ async def test_a_payload_over_the_limit_raises_and_is_logged_to_the_guard_file(
     with pytest.raises(PayloadTooLarge, match=rf"{LIMIT + 1} bytes exceeds APEX_TEMPORAL_MAX_PAYLOAD_BYTES={LIMIT}"):
         await guard.encode([payload(10), payload(LIMIT + 1)])
     lines = guard_file.read_text().splitlines()
-    assert len(lines) == 1 and f"{LIMIT + 1} bytes" in lines[0]
+    assert len(lines) == 1
+    assert f"{LIMIT + 1} bytes" in lines[0]
 
 
 async def test_a_payload_at_or_under_the_limit_passes_unchanged(
@@ -83,10 +84,12 @@ async def test_the_data_converter_carries_the_guard_unless_it_is_off(
     assert DEFAULT_MAX_PAYLOAD_BYTES == LIMIT
     assert data_converter(TemporalSettings(max_payload_bytes=0)).payload_codec is None
     default = data_converter(TemporalSettings())
-    assert isinstance(default.payload_codec, PayloadGuard) and default.payload_codec.limit == LIMIT
+    assert isinstance(default.payload_codec, PayloadGuard)
+    assert default.payload_codec.limit == LIMIT
     monkeypatch.setenv("APEX_TEMPORAL_MAX_PAYLOAD_BYTES", "4096")
     small = data_converter(load(TemporalSettings))
-    assert isinstance(small.payload_codec, PayloadGuard) and small.payload_codec.limit == 4096
+    assert isinstance(small.payload_codec, PayloadGuard)
+    assert small.payload_codec.limit == 4096
 
     monkeypatch.setenv(GUARD_FILE_ENV, str(tmp_path / "guard.log"))
     assert len(await small.encode([{"text": "y" * 1000}])) == 1
@@ -218,7 +221,8 @@ async def test_a_page_of_100k_records_lands_exactly_once_without_a_large_payload
 
     # the worker's client is the one behind the guard
     codec = harness.runtime.client.data_converter.payload_codec if harness.runtime.client else None
-    assert isinstance(codec, PayloadGuard) and codec.limit == LIMIT
+    assert isinstance(codec, PayloadGuard)
+    assert codec.limit == LIMIT
     assert guard_lines() == before
 
     history = await handle.fetch_history()

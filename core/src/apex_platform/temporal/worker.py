@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from apex_platform.contracts import SourceConnector
+from apex_platform.errors import ApexError, SettingsError
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.activities import IngestActivities
 from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, ensure_search_attributes, task_queue
@@ -75,6 +76,12 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
     """Poll the given priority queues until `stop` is set, then drain in-flight work."""
     client = await runtime.connect()
     await ensure_search_attributes(client)
+    try:
+        await runtime.inbox.pool()
+    except SettingsError:
+        raise  # no inbox configured: nothing could be drained, say so at once
+    except ApexError as exc:  # down for now: the drains wait and retry
+        log.warning("%s; the drains will retry", exc)
     await runtime.open_sinks()
     acts = activities(runtime)
     try:

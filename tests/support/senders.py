@@ -11,7 +11,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,11 @@ class Outcome:
     attempts: int = 0
     retry_after_seen: int = 0
     unacknowledged: set[str] = field(default_factory=set)
+    #: the event id the API answered for each acknowledged key (push sources derive their own)
+    event_ids: dict[str, str] = field(default_factory=dict)
+
+    def events(self, keys: Iterable[str]) -> list[str]:
+        return [self.event_ids.get(k, k) for k in keys]
 
     def count(self, status: int) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -92,6 +97,8 @@ async def send_all(
                 out.count(resp.status_code)
                 if 200 <= resp.status_code < 300:
                     out.acknowledged.add(d.key)
+                    if resp.headers.get("content-type", "").startswith("application/json"):
+                        out.event_ids[d.key] = resp.json().get("event_id") or d.key
                     if rng.random() < resend_acknowledged:
                         with_retry = await http.post(url + d.path, content=d.body, headers=d.sign(d.body))
                         out.count(with_retry.status_code)

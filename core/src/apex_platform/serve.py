@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator, Sequence
@@ -85,6 +86,9 @@ async def serve(
     async def announce() -> None:
         while server is not None and not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag only
             await asyncio.sleep(0.05)
+        # what start-up allocated (modules, plugins, pools) lives as long as the process:
+        # out of the collector's sight, full collections stop stalling every request in flight
+        gc.freeze()
         if started is not None:
             started.set()
 

@@ -79,6 +79,8 @@ def unparsed_record(event: InboundEvent, error: str, body: bytes | None = None) 
 
 #: records per saga call when a page, a drained batch or a file chunk holds more
 SAGA_CHUNK_RECORDS = 1000
+#: records enriched between two yields to the event loop (other sources' activities run between)
+ENRICH_SLICE = 50
 
 
 @contextlib.asynccontextmanager
@@ -162,9 +164,17 @@ class IngestActivities:
         self.inbox = inbox or Inbox()
 
     async def _enrich(self, records: list[Record]) -> list[Record]:
-        for enricher in self.registry.enrichers.values():
-            records = await enricher.enrich(records)
-        return records
+        """Every enricher over the batch, `ENRICH_SLICE` records at a time with a yield
+        between slices: enrichers are CPU-bound, and a P1 batch being enriched must not
+        hold a P0 delivery's activity (same worker process, same event loop) for seconds."""
+        out: list[Record] = []
+        for start in range(0, len(records), ENRICH_SLICE):
+            part = records[start : start + ENRICH_SLICE]
+            for enricher in self.registry.enrichers.values():
+                part = await enricher.enrich(part)
+            out.extend(part)
+            await asyncio.sleep(0)
+        return out
 
     async def _write(self, records: Sequence[Record], batch_id: str) -> WriteResult:
         """Through the saga in chunks of `SAGA_CHUNK_RECORDS` (each all-or-nothing; a retry
@@ -257,7 +267,9 @@ class IngestActivities:
         counts: list[int] = []
         origins: dict[tuple[str, int], str] = {}
         unparsed = 0
-        for row in rows:
+        for index, row in enumerate(rows):
+            if index % ENRICH_SLICE == ENRICH_SLICE - 1:
+                await asyncio.sleep(0)  # parsing is CPU-bound too: let other sources' activities run
             origin = f"delivery:{source}:{row.event_id}"
             fallback = InboundEvent(source=source, event_id=row.event_id, received_at=row.received_at)
             try:

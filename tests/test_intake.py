@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -306,7 +307,7 @@ async def test_a_backlog_drains_in_bounded_batches_once_workers_start(
 ) -> None:
     """Deliveries pile up with no worker running; once one starts they drain, and no
     workflow history of the drain grows past 10,000 events (every run checked)."""
-    n = int(os.environ.get("APEX_TEST_BACKLOG", "100000"))
+    n = int(os.environ.get("APEX_TEST_BACKLOG", "100000"))  # `nox -s tests` runs 20,000, `nox -s intake` 100,000
     url = cluster.start_api()
     deliveries = front_deliveries(n)
     outcome = await send_all([url], deliveries, concurrency=64, within=900)
@@ -429,3 +430,91 @@ async def test_a_10_mb_webhook_and_a_10_mb_push_land_by_reference(cluster: Clust
     )
     assert rows
     assert rows[0]["n"] > len(big)  # the whole transcript, through the inbox and the drain
+
+
+def power_cut(dev: ApexProcess) -> None:
+    """SIGKILL `apex-platform dev` and every process under it at once: nothing drains,
+    nothing stops cleanly (Temporal, PostgreSQL, Redis, the worker and the API alike)."""
+    assert dev.proc is not None
+    root = psutil.Process(dev.proc.pid)
+    victims = [root, *root.children(recursive=True)]
+    for proc in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(victims, timeout=30)
+    dev.proc.wait(10)
+
+
+async def test_a_power_cut_of_the_whole_dev_stack_mid_traffic_loses_nothing(tmp_path: Path) -> None:
+    """`apex-platform dev` (Temporal, PostgreSQL, Redis, Qdrant local, worker and API) is
+    SIGKILLed with every child while webhook, batched and push traffic flows; it restarts
+    on the same home; the senders re-send what was not answered 2xx (and some that was).
+    Every acknowledged delivery lands once, in every store."""
+    home = tmp_path / "home"
+    env = {
+        "APEX_HOME": str(home),
+        "APEX_PLUGINS": "frontapp,samsara,llm,postgres,redis,graph,qdrant,entities,embeddings",
+        "APEX_FRONTAPP_SIGNING_SECRET": FRONT_SECRET,
+        "APEX_SAMSARA_WEBHOOK_SECRET": SAMSARA_SECRET,
+        "APEX_API_KEYS": PUSH_KEY,
+        "APEX_TEMPORAL_PORT": str(free_port()),
+        "APEX_TEMPORAL_UI_PORT": "0",
+        "APEX_POSTGRES_PORT": str(free_port()),
+        "APEX_REDIS_PORT": str(free_port()),
+        "APEX_API_PORT": str(free_port()),
+        "APEX_TEMPORAL_ACTIVITY_HEARTBEAT_SECONDS": "3",
+        "APEX_INBOX_IDLE_WAIT_SECONDS": "5",
+    }
+    url = f"http://127.0.0.1:{env['APEX_API_PORT']}"
+
+    def start() -> ApexProcess:
+        dev = ApexProcess(["dev"], env, tmp_path / f"dev-{time.time_ns()}.log").start()
+        wait_http(f"{url}/readyz", timeout=180, proc=dev)
+        return dev
+
+    dev = start()
+    deliveries = front_deliveries(300) + samsara_deliveries(600) + llm_deliveries(100)
+    outcome = Outcome()
+    sending = asyncio.create_task(
+        send_all([url], deliveries, concurrency=16, within=600, resend_acknowledged=0.05, outcome=outcome)
+    )
+    try:
+        while len(outcome.acknowledged) < 300 and not sending.done():
+            await asyncio.sleep(0.05)
+        power_cut(dev)
+        acknowledged_at_the_cut = len(outcome.acknowledged)
+        await asyncio.sleep(2)
+        dev = start()
+        result = await sending
+        assert acknowledged_at_the_cut < len(deliveries)  # the cut really happened mid-traffic
+        assert not result.unacknowledged
+        admin = (home / "admin_token").read_text().strip()
+        auth = {"Authorization": f"Bearer {admin}"}
+        async with httpx.AsyncClient(base_url=url, headers=auth, timeout=60) as http:
+            for source, items in (
+                ("frontapp", deliveries[:300]),
+                ("samsara", deliveries[300:900]),
+                ("llm", deliveries[900:]),
+            ):
+                pending = set(result.events(d.key for d in items))
+                deadline = time.monotonic() + 300
+                while pending and time.monotonic() < deadline:
+                    for event_id in sorted(pending)[:200]:
+                        row = (await http.get(f"/v1/inbox/{source}/{event_id}")).json()
+                        if row.get("status") == "delivered":
+                            pending.discard(event_id)
+                    await asyncio.sleep(0.5)
+                assert not pending, f"{len(pending)} acknowledged {source} deliveries never landed"
+            # every record of a sample of deliveries is in all four stores, at one version
+            for d in deliveries[::25]:
+                event_id = result.events([d.key])[0]
+                source = {"/webhooks/frontapp": "frontapp", "/webhooks/samsara": "samsara"}.get(d.path, "llm")
+                row = (await http.get(f"/v1/inbox/{source}/{event_id}")).json()
+                assert row["produced"], row
+                for rec in row["produced"]:
+                    doc = (await http.get("/v1/trace", params={"source": source, "id": rec["id"]})).json()
+                    assert set(doc["stores"]) == {"graph", "postgres", "qdrant", "redis"}
+                    assert all(s["present"] for s in doc["stores"].values()), doc
+                    assert doc["consistent"], doc
+    finally:
+        dev.stop(signal.SIGINT, timeout=90)

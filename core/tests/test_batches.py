@@ -129,7 +129,8 @@ async def test_split_streams_a_large_file_chunk_by_chunk(
     # the file and the listing of its records stay; the 15 chunks and their manifest were
     # dropped once every chunk was written (no workflow needs them any more)
     assert len(blobs) == 2
-    assert result.records_ref is not None and len(record_refs(runtime, result)) == 3000
+    assert result.records_ref is not None
+    assert len(record_refs(runtime, result)) == 3000
 
 
 async def test_drop_folder_moves_files_to_done_and_failed_with_reasons(

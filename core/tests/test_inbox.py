@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from apex_platform.blobs import BlobNotFound, BlobStore, BlobStoreFull
+from apex_platform.blobs import BlobNotFound, BlobStoreFull, LocalBlobStore
 from apex_platform.inbox import Delivery, Inbox, InboxSettings, InboxUnavailable, Lineage, StoredDelivery
 from apex_platform.stack.ports import free_port
 
@@ -388,14 +388,14 @@ def age(path: Path, seconds: float) -> None:
     os.utime(path, (then, then))
 
 
-def blob_file(store: BlobStore, ref: str) -> Path:
+def blob_file(store: LocalBlobStore, ref: str) -> Path:
     digest = ref.removeprefix("sha256:")
     return store.root / digest[:2] / digest
 
 
 def test_blob_put_get_delete_and_usage(tmp_path: Path) -> None:
     """Content-addressed put/get; usage counts blobs and bytes; delete forgets (twice is fine)."""
-    store = BlobStore(tmp_path / "blobs")
+    store = LocalBlobStore(tmp_path / "blobs")
     assert store.usage() == {"blobs": 0, "bytes": 0}
     a = store.put(b"a" * 100)
     b = store.put(b"\x00\xff" * 50)
@@ -419,7 +419,7 @@ def test_blob_put_get_delete_and_usage(tmp_path: Path) -> None:
 def test_blob_garbage_collection_removes_what_was_not_used_for_the_retention(tmp_path: Path) -> None:
     """Blobs not written or read for `older_than` go (with stale temporary files); a blob
     put again or read since is kept."""
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     stale, rewritten, read, fresh = (store.put(f"blob {n}".encode()) for n in range(4))
     for ref in (stale, rewritten, read):
         age(blob_file(store, ref), 10 * 86400)
@@ -435,13 +435,14 @@ def test_blob_garbage_collection_removes_what_was_not_used_for_the_retention(tmp
     assert not tmp.exists()
     assert [store.get(r) for r in (rewritten, read, fresh)] == [b"blob 1", b"blob 2", b"blob 3"]
     assert store.collect_garbage(timedelta(days=7)) == {"removed": 0, "freed_bytes": 0}
-    assert BlobStore(tmp_path / "never-made").collect_garbage(timedelta(days=7)) == {"removed": 0, "freed_bytes": 0}
+    never_made = LocalBlobStore(tmp_path / "never-made")
+    assert never_made.collect_garbage(timedelta(days=7)) == {"removed": 0, "freed_bytes": 0}
 
 
 def test_a_full_blob_store_refuses_new_blobs(tmp_path: Path) -> None:
     """Past `max_bytes` a new blob raises `BlobStoreFull` (naming the limit) and leaves no
     file behind; one it holds already is still answered; deleting makes room."""
-    store = BlobStore(tmp_path, max_bytes=1000)
+    store = LocalBlobStore(tmp_path, max_bytes=1000)
     first = store.put(b"1" * 600)
     with pytest.raises(BlobStoreFull, match="APEX_BLOB_MAX_BYTES=1000"):
         store.put(b"2" * 600)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from apex_platform.errors import RestartPagination, VendorError
+from apex_platform.inbox import Delivery, Inbox
 from apex_platform.models import InboundEvent, Page, Record, RecordKey
 from apex_platform.pollers import poller_id, start_poller
 from apex_platform.settings import TemporalSettings
@@ -78,7 +80,8 @@ class FakeBatchSource:
         return None
 
     def receive(self, headers: Any, body: bytes) -> InboundEvent:
-        raise NotImplementedError
+        doc = json.loads(body)
+        return InboundEvent(source="fakebatch", event_id=doc["id"], received_at=datetime.now(UTC), payload=doc)
 
     def parse(self, event: InboundEvent) -> list[Record]:
         if event.payload.get("bad"):
@@ -89,7 +92,8 @@ class FakeBatchSource:
 
 
 class Env:
-    def __init__(self, client: Client, prefix: str, sink: FaultySink, poll: FakePollSource) -> None:
+    def __init__(self, client: Client, prefix: str, sink: FaultySink, poll: FakePollSource, inbox: Inbox) -> None:
+        self.inbox = inbox
         self.client = client
         self.prefix = prefix
         self.sink = sink
@@ -113,7 +117,7 @@ async def env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: An
         priorities=["P1"],
         inbox_dsn=apex_postgres_server.dsn,
     ) as harness:
-        yield Env(harness.client, harness.prefix, sink, poll)
+        yield Env(harness.client, harness.prefix, sink, poll, harness.runtime.inbox)
 
 
 def paginate(poll: FakePollSource, pages: list[list[Record]], start: str | None = None) -> None:
@@ -233,11 +237,39 @@ async def test_starting_twice_is_harmless_and_sync_now_wakes_the_poller(env: Env
     assert (await h1.result()).stage == "stopped"
 
 
-async def test_accumulator_batches_webhook_events_and_drops_duplicates(env: Env) -> None:
+async def test_the_drain_batches_deliveries_drops_redeliveries_and_keeps_an_unparsable_one(env: Env) -> None:
+    """Deliveries committed to the inbox (as the edge does) are drained by the source's
+    DrainWorkflow (started by the worker) in few saga writes; a redelivery is one
+    delivery; a body the connector cannot parse lands as `apex.unparsed`."""
+    now = datetime.now(UTC)
+    bodies = [json.dumps({"id": f"d{i}", "n": i}).encode() for i in range(60)] + [b'{"id": "bad", "bad": true}']
+    deliveries = [Delivery("fakebatch", json.loads(b)["id"], now, {"x-kept": "1"}, b) for b in bodies]
+    outcomes = await asyncio.gather(*(env.inbox.put(d) for d in deliveries + deliveries[:10]))
+    assert outcomes.count("accepted") == 61
+    assert set(outcomes[61:]) <= {"pending", "duplicate"}
+    for _ in range(300):
+        if len(env.rows) >= 61:
+            break
+        await asyncio.sleep(0.1)
+    assert {k.id for k in env.rows} == {f"d{i}" for i in range(60)} | {"unparsed:bad"}
+    assert env.rows[RecordKey("fakebatch", "unparsed:bad")].kind == "apex.unparsed"
+    writes = env.sink.faults.calls.count("write")
+    assert writes <= 10, f"{writes} saga writes for 61 deliveries: not batched"
+    row = await env.inbox.get("fakebatch", "d7")
+    assert row is not None
+    assert row["status"] == "delivered"
+    assert row["workflow_id"] == f"{env.prefix}:drain:fakebatch"
+    assert await env.inbox.records_from("delivery:fakebatch:d7") == [("fakebatch", "d7", 1)]
+    assert await env.inbox.put(deliveries[0]) == "duplicate"
+
+
+async def test_accumulator_runs_started_before_the_inbox_still_finish(env: Env) -> None:
+    """AccumulatorWorkflow takes no new work, but stays registered so that runs started
+    by earlier versions (bodies in their signals) finish."""
     wf_id = f"apex:acc:fakebatch:{env.prefix}"
     counter = itertools.count()
     events = [
-        InboundEvent(source="fakebatch", event_id=f"e{next(counter)}", received_at=T0, payload={"n": i})
+        InboundEvent(source="fakebatch", event_id=f"e{next(counter)}", received_at=T0, payload={"id": "x", "n": i})
         for i in range(60)
     ]
     events += events[:10]  # redeliveries

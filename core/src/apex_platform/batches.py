@@ -61,7 +61,7 @@ async def ingest_file(
     chunk_size: int = 500,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BatchFileResult:
-    ref = runtime.codec.blobs.put_file(path)
+    ref = await asyncio.to_thread(runtime.codec.blobs.put_file, path)  # an upload, with a shared store
     wf_id = f"apex:batch:{source.name}:{ref.removeprefix('sha256:')[:32]}"
     inp = BatchFileInput(
         source=source.name,

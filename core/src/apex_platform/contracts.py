@@ -62,13 +62,13 @@ class WebhookSource(SourceConnector, Protocol):
     def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply | PollTrigger:
         """Decode a verified delivery; raise `PayloadError` naming what is malformed.
 
-        Returns the event to ingest (its `event_id` makes the workflow id), a reply to
-        send at once without ingesting anything (handshakes, pings), or a `PollTrigger`
-        asking the account's poller to sync now.
+        Returns the event to ingest (its `event_id` is the inbox key: the same id twice is
+        one delivery), a reply to send at once without ingesting anything (handshakes,
+        pings), or a `PollTrigger` asking the account's poller to sync now.
 
-        A webhook source with the class attribute `batch_webhooks = True` (high-rate
-        sources such as Samsara) has its events accumulated into batches by a
-        per-source workflow instead of one workflow per event.
+        Called twice for an ingested delivery: at the edge (to answer 400 or take the
+        event id) and again by the drain, on the body as stored in the inbox. So it must
+        be deterministic and do no I/O; the drain keeps the stored arrival time and event id.
         """
         ...
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from apex_platform.blobs import BlobStore
+from apex_platform.blobs import open_blob_store
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.plugins import Registry, build_registry
@@ -59,7 +59,7 @@ class Runtime:
             core=core,
             temporal=temporal or load(TemporalSettings),
             saga=Saga.from_sinks(registry.sinks, load(SagaSettings)),
-            codec=BatchCodec(BlobStore(core.blob_path, max_bytes=core.blob_max_bytes), core.inline_payload_bytes),
+            codec=BatchCodec(open_blob_store(core), core.inline_payload_bytes),
             inbox=Inbox(load(InboxSettings)),
         )
 

@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,16 +53,8 @@ class CoreSettings(BaseSettings):
         le=1_500_000,
         description="Larger payloads are stored as blobs and passed to workflows by reference",
     )
-    accumulator_shards: int = Field(
-        default=1, ge=1, le=64, description="Accumulator workflows per batched source (more only on bigger clusters)"
-    )
-    accumulator_max_batch: int = Field(default=1000, ge=1, le=5000, description="Events per accumulated batch")
-    accumulator_max_wait_seconds: float = Field(default=1.0, gt=0, description="Longest wait to fill a batch")
-    accumulator_group_events: int = Field(
-        default=200, ge=1, le=2000, description="Deliveries that share one signal to the accumulator (group commit)"
-    )
-    accumulator_linger_seconds: float = Field(
-        default=0.02, ge=0, le=1, description="How long a delivery waits for others to share its signal"
+    blob_backend: Literal["local", "s3"] = Field(
+        default="local", description="Where blobs (batch files) live: a local or shared folder, or an S3 bucket"
     )
     blob_dir: Path | None = Field(default=None, description="Blob store folder (default APEX_HOME/blobs)")
     blob_retention: timedelta = Field(
@@ -72,12 +64,23 @@ class CoreSettings(BaseSettings):
     blob_max_bytes: int = Field(
         default=0, ge=0, description="Refuse new blobs once the store holds this many bytes (0: no limit)"
     )
+    blob_s3_bucket: str | None = Field(default=None, description="The bucket of APEX_BLOB_BACKEND=s3")
+    blob_s3_prefix: str = Field(default="apex-blobs", description="Key prefix of the blobs in the bucket")
+    blob_s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible server (MinIO, Ceph, R2, ...); unset: AWS S3"
+    )
+    blob_s3_region: str | None = Field(default=None, description="Region of the bucket; unset: the AWS chain's")
     log_level: str = "INFO"
 
     @field_validator("blob_retention", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
+
+    @field_validator("blob_backend", mode="before")
+    @classmethod
+    def _backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def blob_path(self) -> Path:

@@ -445,14 +445,15 @@ class IngestActivities:
         """Stream the file's units into chunk blobs (only one chunk is ever in memory) and
         list them in one manifest blob: the workflow gets the manifest's reference only."""
         connector = self._batch_source(inp.source)
-        try:
-            path = self.codec.blobs.path(inp.file_ref)
-        except BlobNotFound as exc:
-            raise _non_retryable(exc) from exc
         received = datetime.now(UTC)
 
         def split() -> SplitFileResult:
-            # runs in a thread: reading and tokenizing a large file must not stall the worker
+            # runs in a thread: fetching (a shared store downloads it), reading and tokenizing
+            # a large file must not stall the worker
+            try:
+                path = self.codec.blobs.path(inp.file_ref)
+            except BlobNotFound as exc:
+                raise _non_retryable(exc) from exc
             refs: list[str] = []
             warnings: list[str] = []
             dropped = 0

@@ -518,3 +518,20 @@ async def test_a_power_cut_of_the_whole_dev_stack_mid_traffic_loses_nothing(tmp_
                     assert doc["consistent"], doc
     finally:
         dev.stop(signal.SIGINT, timeout=90)
+
+
+async def test_trace_names_the_delivery_and_the_drain_run_that_wrote_each_record(cluster: Cluster) -> None:
+    url = cluster.start_api()
+    cluster.start_worker()
+    [delivery] = front_deliveries(1)
+    outcome = await send_all([url], [delivery], within=60)
+    await wait_delivered(cluster.dsn, "frontapp", outcome.acknowledged, within=60, schema=cluster.inbox_schema)
+    msg_id = json.loads(delivery.body)["payload"]["target"]["data"]["id"]
+    doc = cluster.cli("trace", "frontapp", msg_id, "--json")
+    assert doc["stores"]["postgres"]["present"]
+    [entry] = doc["lineage"]
+    assert entry["origin"] == f"delivery:frontapp:{delivery.key}"
+    assert entry["workflow_id"] == f"{cluster.tag}:drain:frontapp"
+    assert entry["run_id"]
+    assert entry["version"] == doc["stores"]["postgres"]["version"]
+    assert entry["workflow_id"] in doc["workflows"]

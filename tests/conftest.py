@@ -10,11 +10,13 @@ import hmac
 import json
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from support.procs import ApexProcess, wait_http
 
 from apex_platform.stack.ports import free_port
+from apex_platform.testing.inbox import wait_delivered
 
 FRONT_SECRET = "front-test-signing-secret"
 
@@ -85,11 +88,20 @@ def front_event(
     }
 
 
+ADMIN_TOKEN = "deployment-admin-token-" + uuid.uuid4().hex
+
+
 def _write_env(base: Path, temporal: str, dsn: str, api_port: int, **extra: str) -> dict[str, str]:
+    # task queues and inbox schema of this deployment's own: tests never take each other's work
+    prefix = extra.get("APEX_TEMPORAL_TASK_QUEUE_PREFIX") or f"d{uuid.uuid4().hex[:10]}"
     env = {
         "APEX_HOME": str(base / "home"),
         "APEX_TEMPORAL_ADDRESS": temporal,
+        "APEX_TEMPORAL_TASK_QUEUE_PREFIX": prefix,
         "APEX_POSTGRES_DSN": dsn,
+        "APEX_INBOX_SCHEMA": f"inbox_{prefix.lower()}"[:63],
+        "APEX_INBOX_IDLE_WAIT_SECONDS": "5",
+        "APEX_ADMIN_TOKEN": ADMIN_TOKEN,
         "APEX_API_PORT": str(api_port),
         "APEX_PLUGINS": "frontapp,postgres",
         "APEX_FRONTAPP_SIGNING_SECRET": FRONT_SECRET,
@@ -116,6 +128,34 @@ class Deployment:
         self.dsn = dsn
         self.api = ApexProcess(["api"], self.env, base / "api.log")
         self.workers: list[ApexProcess] = []
+
+    @property
+    def prefix(self) -> str:
+        return self.env["APEX_TEMPORAL_TASK_QUEUE_PREFIX"]
+
+    @property
+    def inbox_schema(self) -> str:
+        return self.env["APEX_INBOX_SCHEMA"]
+
+    def drain_id(self, source: str = "frontapp") -> str:
+        """The id of the source's drain loop, as the API names it in its answers."""
+        return f"{self.prefix}:drain:{source}"
+
+    def delivery(self, event_id: str, source: str = "frontapp") -> httpx.Response:
+        """`GET /v1/inbox/{source}/{event_id}` (admin): the delivery's state and what it produced."""
+        return httpx.get(
+            f"{self.url}/v1/inbox/{source}/{event_id}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+        )
+
+    async def landed(self, event_id: str, source: str = "frontapp", within: float = 90) -> dict[str, Any]:
+        """Once the delivery is delivered: the admin API's document of it (with `produced`)."""
+        await wait_delivered(self.dsn, source, [event_id], schema=self.inbox_schema, within=within)
+        resp = self.delivery(event_id, source)
+        assert resp.status_code == 200, resp.text
+        doc: dict[str, Any] = resp.json()
+        return doc
 
     def start_worker(self, **extra: str) -> ApexProcess:
         w = ApexProcess(["worker"], {**self.env, **extra}, self.base / f"worker{len(self.workers)}.log").start()

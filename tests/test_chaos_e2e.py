@@ -1,8 +1,11 @@
-"""Chaos at the edges: Temporal down, a worker killed mid-write, a worker told to stop."""
+"""Chaos at the edges: Temporal down, a worker killed mid-write, a worker told to stop
+(deliveries go through the inbox and the source's drain workflow)."""
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_platform.stack.ports import free_port
 from apex_platform.stack.temporal_server import TemporalDevServer
-from apex_platform.temporal.inputs import IngestResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -25,27 +27,35 @@ def post(dep: Deployment, body: bytes) -> httpx.Response:
     return httpx.post(f"{dep.url}/webhooks/frontapp", content=body, headers=front_headers(body), timeout=60)
 
 
-async def test_temporal_down_is_503_and_the_vendor_retry_lands(
+async def test_temporal_down_the_edge_answers_202_and_the_delivery_lands_once_it_is_back(
     tmp_path: Path, apex_postgres_server: Any, pg: asyncpg.Pool
 ) -> None:
+    """Temporal is not on the intake path: with it down the delivery is committed to the
+    inbox and acknowledged; a vendor retry is known, not a second delivery; the drain lands
+    it exactly once when Temporal is back."""
     temporal = TemporalDevServer(tmp_path / "temporal", port=free_port(), ui_port=None)
     temporal.start()
     dep = Deployment(tmp_path, temporal.address, apex_postgres_server.dsn).start()
     try:
         temporal.stop()
         event = front_event()
+        eid = event["payload"]["id"]
         body = dumps(event)
+        started = time.monotonic()
         resp = post(dep, body)
-        assert resp.status_code == 503, resp.text
-        assert int(resp.headers["Retry-After"]) > 0
-        assert "retry" in resp.json()["error"]
+        assert resp.status_code == 202, resp.text
+        assert time.monotonic() - started < 10  # no wait on the workflow service
+        assert resp.json() == {"status": "accepted", "event_id": eid, "workflow_id": dep.drain_id()}
+        # the vendor retries the same delivery, as Front does: known, so not accepted twice
+        retry = post(dep, body)
+        assert (retry.status_code, retry.json()["status"]) in {(202, "accepted"), (200, "duplicate")}, retry.text
+        assert retry.status_code == 200 or retry.json()["inbox"] == "pending", retry.text
         temporal.start()  # same port, same database file
-        # the vendor retries the same delivery, as Front does
-        wait_for(lambda: post(dep, body).status_code in (200, 202), timeout=60, what="retry accepted")
-        client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
-        await client.get_workflow_handle(f"apex:frontapp:{event['payload']['id']}", result_type=IngestResult).result()
-        n = await pg.fetchval("select count(*) from apex.records where id = $1", event["payload"]["id"])
+        doc = await dep.landed(eid, within=120)
+        assert doc["records"] >= 3
+        n = await pg.fetchval("select count(*) from apex.records where id = $1", eid)
         assert n == 1
+        assert post(dep, body).json()["status"] == "duplicate"
     finally:
         dep.stop()
         temporal.stop()
@@ -61,26 +71,29 @@ async def test_worker_killed_mid_write_lands_exactly_once(
         apex_postgres_server.dsn,
         APEX_PLUGIN_MODULES="support.gate_plugin",
         APEX_TEST_GATE_DIR=str(gate),
-        # its own queues, so the session's worker (without the gate) does not take the work
+        # its own queues and inbox, so the session's worker (without the gate) does not take the work
         APEX_TEMPORAL_TASK_QUEUE_PREFIX=f"chaos{free_port()}",
     ).start()
     try:
         event = front_event()
+        eid = event["payload"]["id"]
         body = dumps(event)
         assert post(dep, body).status_code == 202
         first = dep.workers[0]
         wait_for(lambda: any(gate.glob("entered-*")), timeout=60, what="worker inside the saga write")
         # PostgreSQL is written concurrently with the gate; once it holds the row, the
-        # worker dies in the middle of the saga activity.
+        # worker dies in the middle of the drain activity's saga write.
         msg_id = event["payload"]["target"]["data"]["id"]
         before = await wait_rows(pg, "select xmin::text as x, version from apex.records where id = $1", msg_id)
         first.kill()
+        # the batch was not marked: the delivery waits in the inbox for the retry
+        pending = dep.delivery(eid).json()
+        assert pending["status"] == "pending", pending
         (gate / "release").write_text("go")
         dep.start_worker()
-        client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-        wf_id = f"apex:frontapp:{event['payload']['id']}"
-        result = await client.get_workflow_handle(wf_id, result_type=IngestResult).result()
-        assert result.write.written + result.write.skipped >= 3
+        doc = await dep.landed(eid, within=120)
+        assert doc["records"] >= 3
+        assert msg_id in {p["id"] for p in doc["produced"]}
         after = await pg.fetch("select xmin::text as x, version from apex.records where id = $1", msg_id)
         assert len(after) == 1
         # the retried saga found the same version already there and did not write it again
@@ -103,6 +116,7 @@ async def test_sigterm_drains_in_flight_work_and_exits_zero(
     ).start()
     try:
         event = front_event()
+        eid = event["payload"]["id"]
         assert post(dep, dumps(event)).status_code == 202
         worker = dep.workers[0]
         wait_for(lambda: any(gate.glob("entered-*")), timeout=60, what="worker inside the saga write")
@@ -110,17 +124,32 @@ async def test_sigterm_drains_in_flight_work_and_exits_zero(
         worker.proc.send_signal(signal.SIGTERM)
         (gate / "release").write_text("go")
         assert worker.stop(timeout=60) == 0, worker.output()[-2000:]
+        # the in-flight batch finished before the worker left: delivered, in one attempt,
+        # by the run of the drain loop, with no worker running now
+        doc = dep.delivery(eid).json()
+        assert (doc["status"], doc["attempts"]) == ("delivered", 1), doc
+        assert doc["records"] >= 3
+        assert doc["workflow_id"] == dep.drain_id()
         client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-        handle = client.get_workflow_handle(f"apex:frontapp:{event['payload']['id']}", result_type=IngestResult)
+        handle = client.get_workflow_handle(doc["workflow_id"], run_id=doc["run_id"])
         history = await handle.fetch_history()
-        # the in-flight saga activity completed and reported before the worker left
-        completed = [e for e in history.events if e.HasField("activity_task_completed_event_attributes")]
-        assert len(completed) == 3, history.events
+        # ... and the activity reported its completion (the batch holding it) before the worker left
+        completed = [
+            json.loads(e.activity_task_completed_event_attributes.result.payloads[0].data)
+            for e in history.events
+            if e.HasField("activity_task_completed_event_attributes")
+        ]
+        assert any(c["deliveries"] and c["first_seq"] <= doc["seq"] <= c["last_seq"] for c in completed), completed
         failed = [e for e in history.events if e.HasField("activity_task_failed_event_attributes")]
         assert failed == []
-        (gate / "release").write_text("go")
+        # a new worker goes on with the same drain loop
         dep.start_worker()
-        result = await handle.result()
-        assert result.write.written >= 3
+        second = front_event()
+        resp = post(dep, dumps(second))
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["workflow_id"] == dep.drain_id()
+        landed = await dep.landed(second["payload"]["id"], within=120)
+        assert landed["records"] >= 3
+        assert landed["workflow_id"] == dep.drain_id()
     finally:
         dep.stop()

@@ -77,7 +77,9 @@ def test_dev_trace_and_dlq_from_a_second_terminal_then_a_clean_stop_and_resume(t
         assert set(doc["stores"]) == SINKS
         versions = {s["version"] for s in doc["stores"].values()}
         assert len(versions) == 1
-        assert wf_id in doc["workflows"]
+        assert wf_id in doc["workflows"]  # the source's drain loop, named by the lineage
+        origin = f"delivery:frontapp:{event['payload']['id']}"
+        assert any(e["origin"] == origin and e["workflow_id"] == wf_id for e in doc["lineage"]), doc["lineage"]
         missing = cli("trace", "frontapp", "msg_does_not_exist", "--json", env={"APEX_HOME": str(home)})
         assert not any(s["present"] for s in missing["stores"].values())
         assert cli("dlq", "list", "--json", env={"APEX_HOME": str(home)}) == []

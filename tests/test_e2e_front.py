@@ -1,19 +1,19 @@
-"""A signed Front webhook over real HTTP → real Temporal → real PostgreSQL."""
+"""A signed Front webhook over real HTTP → the inbox (real PostgreSQL) → the source's drain
+workflow (real Temporal) → real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from conftest import FRONT_SECRET, Deployment, dumps, front_event, front_headers, wait_rows
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
 
-from apex_platform.temporal.inputs import IngestResult
-from apex_platform.temporal.workflows import IngestWorkflow
+from apex_platform.temporal.inputs import DrainState
+from apex_platform.temporal.workflows import DrainWorkflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -24,16 +24,17 @@ def post(dep: Deployment, body: bytes, headers: dict[str, str], source: str = "f
     return httpx.post(f"{dep.url}/webhooks/{source}", content=body, headers=headers, timeout=30)
 
 
-async def finished(client: Client, wf_id: str) -> Any:
-    return await client.get_workflow_handle(wf_id, result_type=IngestResult).result()
-
-
-async def not_started(client: Client, wf_id: str) -> bool:
-    try:
-        await client.get_workflow_handle(wf_id).describe()
-    except RPCError:
-        return True
-    return False
+async def drain_state(client: Client, dep: Deployment, seq: int) -> DrainState:
+    """The drain workflow's state once it has taken the delivery numbered `seq` (the state
+    follows the activity that marked it delivered)."""
+    handle = client.get_workflow_handle(dep.drain_id())
+    state = await handle.query(DrainWorkflow.state)
+    for _ in range(100):
+        if state.last_seq is not None and state.last_seq >= seq:
+            break
+        await asyncio.sleep(0.1)
+        state = await client.get_workflow_handle(dep.drain_id()).query(DrainWorkflow.state)
+    return state
 
 
 async def test_signed_event_lands_once(deployment: Deployment, temporal_client: Client, pg: asyncpg.Pool) -> None:
@@ -41,18 +42,25 @@ async def test_signed_event_lands_once(deployment: Deployment, temporal_client: 
     body = dumps(event)
     resp = post(deployment, body, front_headers(body))
     assert resp.status_code == 202, resp.text
-    wf_id = resp.json()["workflow_id"]
     eid = event["payload"]["id"]
-    assert wf_id == f"apex:frontapp:{eid}"
-    result = await finished(temporal_client, wf_id)
-    assert result.write.written >= 3
+    assert resp.json() == {"status": "accepted", "event_id": eid, "workflow_id": deployment.drain_id()}
+    doc = await deployment.landed(eid)
+    assert doc["status"] == "delivered"
+    assert doc["records"] >= 3
     ids = [eid, event["payload"]["conversation"]["id"], event["payload"]["target"]["data"]["id"]]
+    assert sorted(p["id"] for p in doc["produced"]) == sorted(ids)
     rows = await pg.fetch(ROWS, ids)
     assert sorted(r["kind"] for r in rows) == ["frontapp.conversation", "frontapp.event", "frontapp.message"]
-    desc = await temporal_client.get_workflow_handle(wf_id).describe()
-    assert desc.status == WorkflowExecutionStatus.COMPLETED
-    status = await temporal_client.get_workflow_handle(wf_id).query(IngestWorkflow.status)
-    assert status.stage == "completed"
+    assert {(r["id"], r["version"]) for r in rows} == {(p["id"], p["version"]) for p in doc["produced"]}
+    # the drain loop that wrote it keeps running, and its run is the one the inbox names
+    assert doc["workflow_id"] == deployment.drain_id()
+    desc = await temporal_client.get_workflow_handle(doc["workflow_id"], run_id=doc["run_id"]).describe()
+    assert desc.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW)
+    state = await drain_state(temporal_client, deployment, doc["seq"])
+    assert (state.source, state.stage) == ("frontapp", "draining")
+    assert state.deliveries >= 1
+    assert state.last_seq is not None
+    assert state.last_seq >= doc["seq"]
 
 
 async def test_same_delivery_three_times_lands_once(
@@ -60,28 +68,38 @@ async def test_same_delivery_three_times_lands_once(
 ) -> None:
     event = front_event()
     body = dumps(event)
+    eid = event["payload"]["id"]
     codes = [post(deployment, body, front_headers(body)) for _ in range(3)]
-    assert [r.status_code for r in codes] == [202, 200, 200]
-    assert codes[1].json()["status"] == "duplicate"
-    wf_id = codes[0].json()["workflow_id"]
-    assert {r.json()["workflow_id"] for r in codes} == {wf_id}
-    await finished(temporal_client, wf_id)
-    # a fourth delivery after completion is still a duplicate
+    assert codes[0].status_code == 202
+    assert codes[0].json()["status"] == "accepted"
+    assert "inbox" not in codes[0].json()
+    for again in codes[1:]:  # known: pending until it lands (it will), a duplicate after
+        assert (again.status_code, again.json()["status"]) in {(202, "accepted"), (200, "duplicate")}, again.text
+        assert again.status_code == 200 or again.json()["inbox"] == "pending", again.text
+    assert {r.json()["workflow_id"] for r in codes} == {deployment.drain_id()}
+    assert {r.json()["event_id"] for r in codes} == {eid}
+    doc = await deployment.landed(eid)
+    # a fourth delivery after it landed is a duplicate
     again = post(deployment, body, front_headers(body))
     assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "event_id": eid, "workflow_id": deployment.drain_id()}
     rows = await pg.fetch("select count(*) from apex.records where id = $1", event["payload"]["id"])
     assert rows[0][0] == 1
-    listed = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{wf_id}'")]
-    assert len(listed) == 1
+    # one row in the inbox, drained once
+    n = await pg.fetchval(
+        f'select count(*) from "{deployment.inbox_schema}".deliveries where source = $1 and event_id = $2',
+        "frontapp",
+        eid,
+    )
+    assert n == 1
+    assert doc["attempts"] == 1
 
 
 @pytest.mark.parametrize(
     "attack",
     ["tampered body", "wrong secret", "stale timestamp", "future timestamp", "no signature"],
 )
-async def test_bad_signatures_are_401_and_start_nothing(
-    deployment: Deployment, temporal_client: Client, attack: str
-) -> None:
+async def test_bad_signatures_are_401_and_store_nothing(deployment: Deployment, attack: str) -> None:
     event = front_event()
     body = dumps(event)
     if attack == "tampered body":
@@ -99,7 +117,9 @@ async def test_bad_signatures_are_401_and_start_nothing(
     assert resp.status_code == 401, resp.text
     assert resp.json()["error"]
     assert FRONT_SECRET not in resp.text
-    assert await not_started(temporal_client, f"apex:frontapp:{event['payload']['id']}")
+    # nothing was committed to the inbox: nothing can be drained
+    missing = deployment.delivery(event["payload"]["id"])
+    assert missing.status_code == 404, missing.text
 
 
 @pytest.mark.parametrize(
@@ -141,17 +161,21 @@ def test_front_challenge_handshake(deployment: Deployment) -> None:
 async def test_large_payload_travels_by_reference(
     deployment: Deployment, temporal_client: Client, pg: asyncpg.Pool
 ) -> None:
-    """Bodies over APEX_INLINE_PAYLOAD_BYTES (64 KiB here) go through the blob store; the
-    workflow history holds only the reference."""
+    """A body of ~440 KB stays in the inbox: the drain run that wrote it carried only
+    counts and sequence numbers through Temporal."""
     event = front_event(text="Pallet manifest line. " * 20000)  # ~440 KB
     body = dumps(event)
+    assert len(body) > 400_000
     resp = post(deployment, body, front_headers(body))
     assert resp.status_code == 202, resp.text
-    wf_id = resp.json()["workflow_id"]
-    await finished(temporal_client, wf_id)
-    history = await temporal_client.get_workflow_handle(wf_id).fetch_history()
-    started = history.events[0].workflow_execution_started_event_attributes
-    assert sum(len(p.data) for p in started.input.payloads) < 10_000
+    eid = event["payload"]["id"]
+    doc = await deployment.landed(eid)
+    await drain_state(temporal_client, deployment, doc["seq"])  # the run has recorded the batch
+    history = await temporal_client.get_workflow_handle(doc["workflow_id"], run_id=doc["run_id"]).fetch_history()
+    completed = [e for e in history.events if e.HasField("activity_task_completed_event_attributes")]
+    assert completed, "the drain run completed no batch"
+    largest = max(e.ByteSize() for e in history.events)
+    assert largest < 10_000, f"a history event of {largest} bytes"
     rows = await wait_rows(pg, "select text from apex.records where id = $1", event["payload"]["target"]["data"]["id"])
     assert "Pallet manifest line." in rows[0]["text"]
     assert len(rows[0]["text"]) > 400_000
@@ -188,8 +212,11 @@ async def test_recorded_histories_replay_against_the_current_workflow_code(
     event = front_event()
     body = dumps(event)
     wf_id = post(deployment, body, front_headers(body)).json()["workflow_id"]
-    await finished(temporal_client, wf_id)
-    fresh = await temporal_client.get_workflow_handle(wf_id).fetch_history()
+    doc = await deployment.landed(event["payload"]["id"])
+    await drain_state(temporal_client, deployment, doc["seq"])
+    assert doc["workflow_id"] == wf_id
+    fresh = await temporal_client.get_workflow_handle(wf_id, run_id=doc["run_id"]).fetch_history()
+    assert any(e.HasField("activity_task_completed_event_attributes") for e in fresh.events)
     replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
     await replayer.replay_workflow(fresh)
     kept = sorted((Path(__file__).parent / "histories").glob("*.json"))

@@ -3,6 +3,7 @@ the plugin machinery and its own tests pass against the current core."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,13 @@ def test_template_loads_as_a_plugin_and_its_tests_pass() -> None:
         sys.path.remove(str(TEMPLATE / "src"))
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(TEMPLATE / "tests"), "-q", "-p", "no:cacheprovider"],
-        env={"PYTHONPATH": str(TEMPLATE / "src"), "APEX_PYTEST_HARD_EXIT": "0", "PATH": "/usr/bin:/bin"},
+        env={
+            "PYTHONPATH": str(TEMPLATE / "src"),
+            "APEX_PYTEST_HARD_EXIT": "0",
+            "PATH": "/usr/bin:/bin",
+            # the session's payload guard log: a violation in the child fails this session too
+            **{k: v for k, v in os.environ.items() if k == "APEX_PAYLOAD_GUARD_FILE"},
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -29,13 +29,15 @@ def stack_env(
     the blob store the file is put into lives there)."""
     pytest.importorskip("apex_sink_postgres")
     base = tmp_path_factory.mktemp("edi-cli")
+    prefix = f"edicli{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,
         "APEX_HOME": str(base / "home"),
         "APEX_TEMPORAL_ADDRESS": apex_temporal_server.address,
-        "APEX_TEMPORAL_TASK_QUEUE_PREFIX": f"edicli{uuid.uuid4().hex[:6]}",
+        "APEX_TEMPORAL_TASK_QUEUE_PREFIX": prefix,
         "APEX_PLUGINS": "edi,postgres",
         "APEX_POSTGRES_DSN": apex_postgres_server.dsn,
+        "APEX_INBOX_SCHEMA": f"inbox_{prefix}",
         "APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS": "5",
         "APEX_LOG_LEVEL": "INFO",
     }

@@ -3,7 +3,6 @@ worker, the EDI connector, a MemorySink."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,18 +10,15 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_connector_edi import EdiConnector, EdiSettings, samples
-from apex_platform import hookimpl
-from apex_platform.batches import ingest_file
+from apex_platform.batches import ingest_file, record_refs
 from apex_platform.errors import ApexError
 from apex_platform.models import RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.saga import SagaSettings
-from apex_platform.settings import CoreSettings, TemporalSettings
-from apex_platform.temporal.worker import run_worker
 from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.worker import running_worker
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -30,30 +26,20 @@ Env = tuple[Runtime, Client, MemorySink, EdiConnector]
 
 
 @pytest.fixture
-async def env(apex_temporal_server: Any, tmp_path: Path) -> AsyncIterator[Env]:
+async def env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Path) -> AsyncIterator[Env]:
     sink = MemorySink("memory")
     source = EdiConnector(EdiSettings())
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(source)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
-    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=f"edi{uuid.uuid4().hex[:8]}")
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path / "home"), temporal=temporal
-    )
-    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(runtime, ["P2"], stop))
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    yield runtime, client, sink, source
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with running_worker(
+        apex_temporal_server.address,
+        tmp_path / "home",
+        sources=[source],
+        sinks=[sink],
+        priorities=["P2"],
+        prefix=f"edi{uuid.uuid4().hex[:8]}",
+        saga=SagaSettings(retry_attempts=1, retry_initial_seconds=0.01),
+        inbox_dsn=apex_postgres_server.dsn,
+    ) as harness:
+        yield harness.runtime, harness.client, sink, source
 
 
 def unique_copy(sample: Path, folder: Path) -> Path:
@@ -70,6 +56,7 @@ async def test_samples_land_with_their_warnings(env: Env, sample_214: Path, samp
     sample_214, sample_210 = unique_copy(sample_214, tmp_path), unique_copy(sample_210, tmp_path)
     result = await ingest_file(runtime, client, source, sample_214)
     assert (result.units, result.failed_units) == (1, ())
+    assert result.record_count == 1
     assert [(r.kind, r.id) for r in result.records] == [("edi.shipment_status", "BAWC:123456:X3:199709250830")]
     assert any(
         "interchange 000000263, group 000000001: GE01 says 2 sets but the group holds 1" in w for w in result.warnings
@@ -78,6 +65,7 @@ async def test_samples_land_with_their_warnings(env: Env, sample_214: Path, samp
     assert stored.attributes["location"]["city"] == "DECORAH"
 
     invoice = await ingest_file(runtime, client, source, sample_210)
+    assert invoice.record_count == 1
     assert [r.id for r in invoice.records] == ["NLMI:3410889"]
     assert sink.rows[RecordKey("edi", "NLMI:3410889")].attributes["amount_due"] == "51.65"
     assert any("GS01 is 'IN'" in w for w in invoice.warnings)
@@ -95,7 +83,12 @@ async def test_a_large_file_with_a_broken_set_fans_out(env: Env, tmp_path: Path)
     path.write_text(broken)
     result = await ingest_file(runtime, client, source, path, chunk_size=100)
     assert result.units == 999
-    assert len(result.records) == 999
+    assert result.record_count == 999
+    assert len(result.records) == 100  # a sample; every record is in the listing
+    listed = record_refs(runtime, result)
+    assert len(listed) == 999
+    assert {r.id for r in listed} == {f"APXL:SH{700000 + n}:X6:202603010915" for n in range(1, 1001) if n != 500}
+    assert {r.id for r in result.records} <= {r.id for r in listed}
     assert any("set 0500 (214): not read" in w for w in result.warnings)
     assert not any("GE01" in w for w in result.warnings)  # the broken set still counts as a set
     assert RecordKey("edi", "APXL:SH700999:X6:202603010915") in sink.rows

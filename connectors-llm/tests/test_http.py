@@ -18,17 +18,18 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 
 from apex_connector_llm import LlmConnector, LlmSettings, samples
 from apex_platform.stack.ports import free_port
+from apex_platform.testing.inbox import produced, wait_delivered
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CLI = str(Path(sys.executable).parent / "apex-platform")
 KEY = "llm-test-key-" + uuid.uuid4().hex
+PREFIX = f"llm{uuid.uuid4().hex[:6]}"
+INBOX_SCHEMA = f"inbox_{PREFIX}"
+DRAIN = f"{PREFIX}:drain:llm"
 ROWS = "select id, kind, version from apex.records where source = 'llm' and id = any($1::text[]) order by id"
 
 
@@ -65,13 +66,16 @@ def wait_healthy(url: str, proc: Proc, timeout: float = 90) -> None:
 
 
 def environment(base: Path, temporal: Any, postgres: Any, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
+    # none of the caller's APEX_* settings, but the session's payload guard log
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_") or k == "APEX_PAYLOAD_GUARD_FILE"}
     env.update(
         {
             "APEX_HOME": str(base / "home"),
             "APEX_TEMPORAL_ADDRESS": temporal.address,
-            "APEX_TEMPORAL_TASK_QUEUE_PREFIX": f"llm{uuid.uuid4().hex[:6]}",
+            "APEX_TEMPORAL_TASK_QUEUE_PREFIX": PREFIX,
             "APEX_POSTGRES_DSN": postgres.dsn,
+            "APEX_INBOX_SCHEMA": INBOX_SCHEMA,
+            "APEX_INBOX_IDLE_WAIT_SECONDS": "5",
             "APEX_PLUGINS": "llm,postgres",
             "APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS": "5",
             "APEX_LLM_MAX_MESSAGES": "50",
@@ -117,11 +121,6 @@ def api_without_keys(
         proc.stop()
 
 
-@pytest.fixture(scope="module")
-async def temporal(apex_temporal_server: Any) -> Client:
-    return await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-
-
 def post(url: str, body: bytes, key: str | None = KEY, **headers: str) -> httpx.Response:
     hdrs = {"Content-Type": "application/json", **headers}
     if key is not None:
@@ -135,16 +134,20 @@ def conversation(cid: str, grown: bool = False) -> dict[str, Any]:
     return body
 
 
-def workflow_id(body: dict[str, Any]) -> str:
-    return "apex:llm:" + LlmConnector(LlmSettings()).receive({}, json.dumps(body).encode()).event_id
+def event_id(body: dict[str, Any]) -> str:
+    return LlmConnector(LlmSettings()).receive({}, json.dumps(body).encode()).event_id
 
 
-async def started(client: Client, wf_id: str) -> bool:
+async def in_inbox(dsn: str, eid: str) -> bool:
+    """Whether the inbox holds this key (the table must exist: the API made it at start)."""
+    conn = await asyncpg.connect(dsn)
     try:
-        await client.get_workflow_handle(wf_id).describe()
-    except RPCError:
-        return False
-    return True
+        n = await conn.fetchval(
+            f'SELECT count(*) FROM "{INBOX_SCHEMA}".deliveries WHERE source = $1 AND event_id = $2', "llm", eid
+        )
+    finally:
+        await conn.close()
+    return bool(n)
 
 
 async def rows(dsn: str, ids: list[str], count: int, within: float = 60) -> list[Any]:
@@ -164,24 +167,28 @@ async def rows(dsn: str, ids: list[str], count: int, within: float = 60) -> list
     raise TimeoutError(f"{count} rows for {ids} not there in {within}s: {found}")
 
 
-async def test_push_lands_once_and_growth_is_a_new_version(
-    api: str, temporal: Client, apex_postgres_server: Any
-) -> None:
+async def test_push_lands_once_and_growth_is_a_new_version(api: str, apex_postgres_server: Any) -> None:
     cid = f"thr-{uuid.uuid4().hex[:12]}"
     body = json.dumps(conversation(cid)).encode()
     first = post(api, body)
     assert first.status_code == 202, first.text
-    assert first.json()["workflow_id"] == workflow_id(conversation(cid))
+    eid = event_id(conversation(cid))
+    assert first.json() == {"status": "accepted", "event_id": eid, "workflow_id": DRAIN}
     tool_id = f"{cid}:call_track_4471823"
     found = await rows(apex_postgres_server.dsn, [cid, tool_id], 2)
     assert {(r["id"], r["kind"], r["version"]) for r in found} == {
         (cid, "llm.conversation", 5_000_000),
         (tool_id, "llm.tool_output", 4),
     }
+    await wait_delivered(apex_postgres_server.dsn, "llm", [eid], schema=INBOX_SCHEMA, within=60)
+    assert await produced(apex_postgres_server.dsn, "llm", eid, schema=INBOX_SCHEMA) == [
+        {"id": cid, "version": 5_000_000},
+        {"id": tool_id, "version": 4},
+    ]
 
     again = post(api, body)
     assert again.status_code == 200, again.text
-    assert again.json() == {"status": "duplicate", "workflow_id": first.json()["workflow_id"]}
+    assert again.json() == {"status": "duplicate", "event_id": eid, "workflow_id": DRAIN}
 
     grown = post(api, json.dumps(conversation(cid, grown=True)).encode())
     assert grown.status_code == 202, grown.text
@@ -199,13 +206,15 @@ async def test_push_lands_once_and_growth_is_a_new_version(
     [None, "wrong-key", "", f"{KEY}x"],
     ids=["missing", "wrong", "empty", "longer"],
 )
-async def test_missing_or_wrong_key_is_401_and_starts_nothing(api: str, temporal: Client, key: str | None) -> None:
+async def test_missing_or_wrong_key_is_401_and_stores_nothing(
+    api: str, apex_postgres_server: Any, key: str | None
+) -> None:
     body_doc = conversation(f"thr-{uuid.uuid4().hex[:12]}")
     resp = post(api, json.dumps(body_doc).encode(), key=key)
     assert resp.status_code == 401, resp.text
     assert "API key" in resp.json()["error"]
     assert KEY not in resp.text
-    assert not await started(temporal, workflow_id(body_doc))
+    assert not await in_inbox(apex_postgres_server.dsn, event_id(body_doc))
 
 
 def test_other_schemes_are_401(api: str) -> None:
@@ -218,12 +227,12 @@ def test_other_schemes_are_401(api: str) -> None:
     assert resp.status_code == 401
 
 
-async def test_api_without_keys_is_disabled(api_without_keys: str, temporal: Client) -> None:
+async def test_api_without_keys_is_disabled(api_without_keys: str, apex_postgres_server: Any) -> None:
     body_doc = conversation(f"thr-{uuid.uuid4().hex[:12]}")
     resp = post(api_without_keys, json.dumps(body_doc).encode())
     assert resp.status_code == 401
     assert "APEX_API_KEYS" in resp.json()["error"]
-    assert not await started(temporal, workflow_id(body_doc))
+    assert not await in_inbox(apex_postgres_server.dsn, event_id(body_doc))
 
 
 @pytest.mark.parametrize(

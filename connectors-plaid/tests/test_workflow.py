@@ -15,7 +15,6 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
@@ -23,16 +22,16 @@ from apex_connector_plaid.cursor import SyncCursor
 from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakeVendorServer
 from apex_platform import hookimpl
 from apex_platform.api import create_app
+from apex_platform.inbox import Inbox
 from apex_platform.models import Record, RecordKey
 from apex_platform.pollers import poller_id, start_poller
 from apex_platform.runtime import Runtime
-from apex_platform.saga import SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings
 from apex_platform.temporal.client import task_queue
 from apex_platform.temporal.inputs import PollInput, PollState
-from apex_platform.temporal.worker import run_worker
 from apex_platform.temporal.workflows import PollWorkflow
 from apex_platform.testing.sinks import FaultySink, MemorySink
+from apex_platform.testing.worker import running_worker
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -101,7 +100,10 @@ def fake_server() -> Iterator[tuple[FakePlaid, str]]:
 
 @pytest.fixture(scope="module")
 async def env(
-    apex_temporal_server: Any, fake_server: tuple[FakePlaid, str], tmp_path_factory: pytest.TempPathFactory
+    apex_temporal_server: Any,
+    apex_postgres_server: Any,
+    fake_server: tuple[FakePlaid, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Env]:
     fake, url = fake_server
     settings = PlaidSettings(base_url=url, client_id=CLIENT_ID, secret=SECRET, page_size=2)
@@ -119,21 +121,24 @@ async def env(
             register(sink)
 
     prefix = f"plaid{uuid.uuid4().hex[:8]}"
-    temporal = TemporalSettings(address=apex_temporal_server.address, task_queue_prefix=prefix)
     home = tmp_path_factory.mktemp("plaid-worker")
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=home), temporal=temporal
-    )
-    runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(runtime, ["P1"], stop))
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    e = Env(fake, url, connector, client, sink, prefix)
-    e.plugin = Plugin()  # type: ignore[attr-defined]
-    e.runtime_args = {"temporal": temporal, "home": home}  # type: ignore[attr-defined]
-    yield e
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with running_worker(
+        apex_temporal_server.address,
+        home,
+        sources=[connector],
+        sinks=[sink],
+        priorities=["P1"],
+        prefix=prefix,
+        inbox_dsn=apex_postgres_server.dsn,
+    ) as harness:
+        e = Env(fake, url, connector, harness.client, sink, prefix)
+        e.plugin = Plugin()  # type: ignore[attr-defined]
+        e.runtime_args = {  # type: ignore[attr-defined]
+            "temporal": harness.temporal,
+            "home": home,
+            "inbox": harness.runtime.inbox.settings,
+        }
+        yield e
 
 
 async def test_multi_page_sync_lands_exactly_the_vendors_final_state(env: Env) -> None:
@@ -160,6 +165,15 @@ async def test_mutation_during_pagination_restarts_from_the_loops_first_cursor(e
     assert env.rows(item)["m-t2"].deleted
 
 
+async def poll_ingest_failures(handle: WorkflowHandle[Any, PollState]) -> list[str]:
+    """[last failure, attempt] of the pending `apex.poll_ingest` activity once it has failed, else []."""
+    desc = await handle.describe()
+    for pending in desc.raw_description.pending_activities:
+        if pending.activity_type.name == "apex.poll_ingest" and pending.last_failure.message:
+            return [pending.last_failure.message, str(pending.attempt)]
+    return []
+
+
 async def test_saga_failure_on_page_3_keeps_the_cursor_at_page_2_then_completes(env: Env) -> None:
     item = env.new_item(changes("s", 6))  # 8 changes: 4 pages; page 3 holds s-t4 and s-t5
     original = env.sink.write
@@ -175,14 +189,22 @@ async def test_saga_failure_on_page_3_keeps_the_cursor_at_page_2_then_completes(
         handle: WorkflowHandle[Any, PollState] = await start_poller(
             env.client, env.connector, item, env.temporal, once=True
         )
+        # page 3 is read, enriched and written in one activity (apex.poll_ingest): it
+        # keeps failing in the saga and being retried, and the cursor stays at page 2
+        failures: list[str] = []
         for _ in range(200):
             state = await handle.query(PollWorkflow.state)
-            if state.stage == "writing" and state.pages == 2:
+            failures = await poll_ingest_failures(handle)
+            if state.pages == 2 and len(failures) >= 1:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.5)  # the saga keeps failing and being retried
         state = await handle.query(PollWorkflow.state)
-        assert (state.pages, state.stage) == (2, "writing")
+        failures = await poll_ingest_failures(handle)
+        assert (state.pages, state.stage) == (2, "reading")
+        assert failures, "apex.poll_ingest has not failed"
+        assert "store down while writing page 3" in failures[0], failures
+        assert int(failures[1]) >= 2  # retried, not given up
         assert SyncCursor.decode(state.cursor).plaid == env.fake._cursor(item, 4)
         assert "s-t4" not in env.rows(item)
         failing["on"] = False
@@ -224,12 +246,13 @@ async def api(env: Env) -> AsyncIterator[str]:
         core=CoreSettings(home=env.runtime_args["home"]),  # type: ignore[attr-defined]
         temporal=env.runtime_args["temporal"],  # type: ignore[attr-defined]
     )
+    runtime.inbox = Inbox(env.runtime_args["inbox"])  # type: ignore[attr-defined]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(runtime, open_sinks=False), log_level="warning"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+    while not server.started:  # uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True

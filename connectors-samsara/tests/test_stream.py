@@ -1,6 +1,7 @@
-"""The Samsara stream end to end: core's StreamWorkflow and AccumulatorWorkflow on the real
-Temporal dev server, an in-process worker, the connector's real httpx client against the fake
-Samsara over TCP, and a sink that counts new versions per record id."""
+"""The Samsara stream end to end: core's StreamWorkflow and the webhook drain (inbox in the
+session's PostgreSQL, DrainWorkflow) on the real Temporal dev server, an in-process worker,
+the connector's real httpx client against the fake Samsara over TCP, and a sink that counts
+new versions per record id."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
@@ -21,13 +23,15 @@ from apex_connector_samsara import SamsaraConnector, SamsaraSettings, samples
 from apex_connector_samsara.fake_vendor import FakeServer, webhook_request
 from apex_platform import hookimpl
 from apex_platform.api.app import create_app
+from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.runtime import Runtime
 from apex_platform.saga import SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings
 from apex_platform.temporal.client import task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, PollInput, PollState
-from apex_platform.temporal.worker import run_worker
+from apex_platform.temporal.worker import drain_id, run_worker
 from apex_platform.temporal.workflows import StreamWorkflow
+from apex_platform.testing.inbox import produced, wait_delivered
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -37,8 +41,9 @@ TOKEN = "samsara-api-token-for-tests"
 class Stack:
     """One test's platform: runtime with the connector and a counting sink, a worker task."""
 
-    def __init__(self, client: Client, runtime: Runtime, sink: Any, server: FakeServer, prefix: str) -> None:
+    def __init__(self, client: Client, runtime: Runtime, sink: Any, server: FakeServer, prefix: str, dsn: str) -> None:
         self.client = client
+        self.dsn = dsn
         self.runtime = runtime
         self.sink = sink
         self.server = server
@@ -108,6 +113,7 @@ class Stack:
 @pytest.fixture
 async def make_stack(
     apex_temporal_server: Any,
+    apex_postgres_server: Any,
     tmp_path: Path,
     fake_server: Callable[..., FakeServer],
     new_counting_sink: Callable[[], Any],
@@ -137,10 +143,14 @@ async def make_stack(
             activity_heartbeat_seconds=5,
             graceful_shutdown_seconds=0,
         )
-        core = CoreSettings(home=tmp_path / prefix, accumulator_max_batch=500, accumulator_max_wait_seconds=1.0)
+        core = CoreSettings(home=tmp_path / prefix)
         runtime = Runtime.build([], modules=[Plugin()], use_entry_points=False, core=core, temporal=temporal)
         runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
-        stack = Stack(client, runtime, sink, server, prefix)
+        # the inbox and the lineage: the session's PostgreSQL, in a schema of this stack's own
+        runtime.inbox = Inbox(
+            InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
+        )
+        stack = Stack(client, runtime, sink, server, prefix, apex_postgres_server.dsn)
         stacks.append(stack)
         return stack
 
@@ -232,9 +242,7 @@ async def test_continue_as_new_carries_the_cursor(make_stack: Callable[..., Stac
     assert afters.count(None) == 1  # each new run went on from the carried cursor
 
 
-async def test_webhooks_at_rate_are_accumulated_into_few_saga_writes(
-    make_stack: Callable[..., Stack], secret: str
-) -> None:
+async def test_webhooks_at_rate_are_drained_into_few_saga_writes(make_stack: Callable[..., Stack], secret: str) -> None:
     stack = make_stack()
     stack.start_worker()
     events = []
@@ -242,27 +250,49 @@ async def test_webhooks_at_rate_are_accumulated_into_few_saga_writes(
         doc = {**samples.GEOFENCE_ENTRY, "eventId": f"burst-{stack.prefix}-{i}"}
         doc["eventTime"] = f"2026-03-10T13:{i // 60 % 60:02d}:{i % 60:02d}.000Z"
         events.append(doc)
-    # The real API app in this event loop (it shares the worker's Temporal client), over ASGI.
+    # The real API app in this event loop (it shares the worker's inbox), over ASGI.
     app = create_app(stack.runtime, open_sinks=False)
-    statuses: list[int] = []
+    answers: list[tuple[int, dict[str, Any]]] = []
+    redeliveries: list[tuple[int, dict[str, Any]]] = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://apex") as http:
 
-        async def post(doc: dict[str, Any]) -> None:
+        async def post(doc: dict[str, Any], into: list[tuple[int, dict[str, Any]]]) -> None:
             body, headers = webhook_request(doc, secret)
             response = await http.post("/webhooks/samsara", content=body, headers=headers)
-            statuses.append(response.status_code)
+            into.append((response.status_code, response.json()))
 
         for start in range(0, len(events), 100):
-            await asyncio.gather(*(post(doc) for doc in events[start : start + 100]))
-        # a redelivery of the same events is accepted again and dropped by the accumulator
-        await asyncio.gather(*(post(doc) for doc in events[:50]))
+            await asyncio.gather(*(post(doc, answers) for doc in events[start : start + 100]))
+        # a redelivery of the same events is known to the inbox and never written again
+        await asyncio.gather(*(post(doc, redeliveries) for doc in events[:50]))
+    drain = drain_id("samsara", stack.prefix)
     try:
-        assert set(statuses) == {202}
+        assert {status for status, _ in answers} == {202}
+        assert {doc["status"] for _, doc in answers} == {"accepted"}
+        assert {doc["workflow_id"] for _, doc in answers} == {drain}
+        assert sorted(doc["event_id"] for _, doc in answers) == sorted(d["eventId"] for d in events)
+        for status, doc in redeliveries:  # a duplicate once delivered, pending (not a new delivery) before
+            assert (status, doc["status"]) in {(200, "duplicate"), (202, "accepted")}, doc
+            assert status == 200 or doc.get("inbox") == "pending", doc
+        schema = stack.runtime.inbox.settings.schema_name
+        await wait_delivered(stack.dsn, "samsara", [d["eventId"] for d in events], schema=schema, within=180)
         await stack.wait_rows(2_000)
-        await asyncio.sleep(1.5)  # let the redeliveries pass through
+        await asyncio.sleep(1.5)  # a redelivery, were it drained again, would show by now
+        conn = await asyncpg.connect(stack.dsn)
+        try:
+            rows = await conn.fetchval(f'SELECT count(*) FROM "{schema}".deliveries WHERE source = $1', "samsara")
+        finally:
+            await conn.close()
+        assert rows == 2_000  # the 50 redeliveries added no row
+        # the lineage names the record each delivery produced, at the version the store holds
+        landed = {key.id: record for key, record in stack.sink.rows.items()}
+        for doc in (events[0], events[7], events[-1]):
+            rid = f"event:{doc['eventId']}"
+            assert await produced(stack.dsn, "samsara", doc["eventId"], schema=schema) == [
+                {"id": rid, "version": landed[rid].version}
+            ]
     finally:
-        for shard in range(stack.runtime.core.accumulator_shards):
-            await terminate(stack.client.get_workflow_handle(f"apex:acc:samsara:{shard}"))
+        await terminate(stack.client.get_workflow_handle(drain))
     assert stack.ids() == {f"event:{doc['eventId']}" for doc in events}
     assert max(stack.sink.changes.values()) == 1
     writes = stack.sink.writes

@@ -12,22 +12,25 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 
 from apex_connector_sonar import SonarConnector, SonarSettings, TokenBucket, samples
 from apex_connector_sonar.fake_vendor import FakeSonar
 from apex_platform import hookimpl
+from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.models import RecordKey
 from apex_platform.pollers import start_poller
 from apex_platform.runtime import Runtime
 from apex_platform.serve import serve
 from apex_platform.settings import CoreSettings, TemporalSettings
 from apex_platform.stack.ports import free_port
-from apex_platform.temporal.inputs import IngestResult, PollState
+from apex_platform.temporal.inputs import PollState
+from apex_platform.temporal.worker import drain_id
+from apex_platform.testing.inbox import produced, wait_delivered
 from apex_platform.testing.sinks import MemorySink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -43,6 +46,8 @@ class Stack:
     fake: FakeSonar
     connector: SonarConnector
     temporal: TemporalSettings
+    inbox_dsn: str
+    inbox_schema: str
 
     async def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         async with httpx.AsyncClient(timeout=30) as http:  # async: the API runs on this loop
@@ -56,8 +61,22 @@ class Stack:
         return self.sink.rows[RecordKey("sonar", record_id)].attributes["value"]
 
 
+async def inbox_rows(dsn: str, schema: str, source: str, event_id: str) -> int:
+    """Rows of the inbox for this key (the table must exist: the API made it at start)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        n: int = await conn.fetchval(
+            f'SELECT count(*) FROM "{schema}".deliveries WHERE source = $1 AND event_id = $2', source, event_id
+        )
+    finally:
+        await conn.close()
+    return n
+
+
 @pytest.fixture
-async def stack(apex_temporal_server: Any, fake: FakeSonar, base_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    apex_temporal_server: Any, apex_postgres_server: Any, fake: FakeSonar, base_url: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
     settings = SonarSettings(
         base_url=base_url,
         username=fake.username,
@@ -83,12 +102,16 @@ async def stack(apex_temporal_server: Any, fake: FakeSonar, base_url: str, tmp_p
         def apex_register_sinks(self, register: Any) -> None:
             register(sink)
 
+    prefix = f"t{uuid.uuid4().hex[:8]}"
     temporal = TemporalSettings(
-        address=apex_temporal_server.address, task_queue_prefix=f"t{uuid.uuid4().hex[:8]}", activity_heartbeat_seconds=5
+        address=apex_temporal_server.address, task_queue_prefix=prefix, activity_heartbeat_seconds=5
     )
     runtime = Runtime.build(
         [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
     )
+    # the inbox and the lineage: the session's PostgreSQL, in a schema of this test's own
+    inbox = InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
+    runtime.inbox = Inbox(inbox)
     port = free_port()
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
@@ -96,7 +119,9 @@ async def stack(apex_temporal_server: Any, fake: FakeSonar, base_url: str, tmp_p
     )
     await asyncio.wait_for(ready.wait(), timeout=60)
     client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    yield Stack(f"http://127.0.0.1:{port}", client, sink, fake, connector, temporal)
+    yield Stack(
+        f"http://127.0.0.1:{port}", client, sink, fake, connector, temporal, apex_postgres_server.dsn, inbox.schema_name
+    )
     stop.set()
     await asyncio.wait_for(task, 60)
 
@@ -132,15 +157,21 @@ async def test_signed_alert_lands(stack: Stack) -> None:
     body, headers = stack.fake.alert(samples.ALERTS[0])
     resp = await stack.post(body, headers)
     assert resp.status_code == 202, resp.text
-    wf_id = resp.json()["workflow_id"]
-    assert wf_id == "apex:sonar:al-20260310-otri-atl"
-    result = await asyncio.wait_for(stack.client.get_workflow_handle(wf_id, result_type=IngestResult).result(), 60)
-    assert result.record_ids == ("alert:al-20260310-otri-atl",)
+    answer = resp.json()
+    assert answer["status"] == "accepted"
+    assert answer["event_id"] == "al-20260310-otri-atl"
+    assert answer["workflow_id"] == drain_id("sonar", stack.temporal.task_queue_prefix)
+    await wait_delivered(stack.inbox_dsn, "sonar", [answer["event_id"]], schema=stack.inbox_schema, within=60)
+    made = await produced(stack.inbox_dsn, "sonar", answer["event_id"], schema=stack.inbox_schema)
+    assert [m["id"] for m in made] == ["alert:al-20260310-otri-atl"]
     assert stack.sink.rows[RecordKey("sonar", "alert:al-20260310-otri-atl")].attributes["value"] == 9.84
+    # the same alert again: already delivered, a duplicate
+    again = await stack.post(body, headers)
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate"), again.text
 
 
 @pytest.mark.parametrize("attack", ["tampered", "wrong secret", "no signature"])
-async def test_bad_signature_is_401_and_starts_nothing(stack: Stack, attack: str) -> None:
+async def test_bad_signature_is_401_and_stores_nothing(stack: Stack, attack: str) -> None:
     doc = {**samples.ALERTS[0], "alertId": f"al-{attack.replace(' ', '-')}"}
     body, headers = stack.fake.alert(doc, **({"secret": "not-the-secret"} if attack == "wrong secret" else {}))
     if attack == "tampered":
@@ -150,8 +181,9 @@ async def test_bad_signature_is_401_and_starts_nothing(stack: Stack, attack: str
     resp = await stack.post(body, headers)
     assert resp.status_code == 401, resp.text
     assert stack.fake.webhook_secret not in resp.text
-    with pytest.raises(RPCError):
-        await stack.client.get_workflow_handle(f"apex:sonar:{doc['alertId']}").describe()
+    # nothing reached the inbox, so nothing can ever be drained from it
+    assert await inbox_rows(stack.inbox_dsn, stack.inbox_schema, "sonar", doc["alertId"]) == 0
+    assert RecordKey("sonar", f"alert:{doc['alertId']}") not in stack.sink.rows
 
 
 @pytest.mark.parametrize(

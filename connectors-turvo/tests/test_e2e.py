@@ -12,21 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 
 from apex_connector_turvo import TurvoConnector, TurvoSettings, samples
 from apex_connector_turvo.fake_vendor import FakeTurvo
 from apex_platform import hookimpl
+from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.models import RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.serve import serve
 from apex_platform.settings import CoreSettings, TemporalSettings
 from apex_platform.stack.ports import free_port
-from apex_platform.temporal.inputs import IngestResult
+from apex_platform.temporal.worker import drain_id
+from apex_platform.testing.inbox import produced, wait_delivered
 from apex_platform.testing.sinks import MemorySink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -39,26 +41,38 @@ class Stack:
     sink: MemorySink
     fake: FakeTurvo
     connector: TurvoConnector
+    prefix: str
+    inbox_dsn: str
+    inbox_schema: str
 
     async def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         # async: the API server runs on this test's event loop
         async with httpx.AsyncClient(timeout=30) as http:
             return await http.post(f"{self.url}/webhooks/turvo", content=body, headers=headers)
 
-    async def result(self, wf_id: str) -> IngestResult:
-        handle = self.client.get_workflow_handle(wf_id, result_type=IngestResult)
-        return await asyncio.wait_for(handle.result(), timeout=60)
+    async def landed(self, event_id: str) -> list[dict[str, Any]]:
+        """Once the delivery is drained: the records (id, version) it produced."""
+        await wait_delivered(self.inbox_dsn, "turvo", [event_id], schema=self.inbox_schema, within=60)
+        return await produced(self.inbox_dsn, "turvo", event_id, schema=self.inbox_schema)
 
-    async def started(self, wf_id: str) -> bool:
+    async def in_inbox(self, event_id: str) -> bool:
+        """Whether the inbox holds this key (the table must exist: the API made it at start)."""
+        conn = await asyncpg.connect(self.inbox_dsn)
         try:
-            await self.client.get_workflow_handle(wf_id).describe()
-        except RPCError:
-            return False
-        return True
+            n = await conn.fetchval(
+                f'SELECT count(*) FROM "{self.inbox_schema}".deliveries WHERE source = $1 AND event_id = $2',
+                "turvo",
+                event_id,
+            )
+        finally:
+            await conn.close()
+        return bool(n)
 
 
 @pytest.fixture
-async def stack(apex_temporal_server: Any, fake: FakeTurvo, base_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    apex_temporal_server: Any, apex_postgres_server: Any, fake: FakeTurvo, base_url: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
     settings = TurvoSettings(
         base_url=base_url,
         api_key=fake.api_key,  # type: ignore[arg-type]
@@ -81,12 +95,16 @@ async def stack(apex_temporal_server: Any, fake: FakeTurvo, base_url: str, tmp_p
         def apex_register_sinks(self, register: Any) -> None:
             register(sink)
 
+    prefix = f"t{uuid.uuid4().hex[:8]}"
     temporal = TemporalSettings(
-        address=apex_temporal_server.address, task_queue_prefix=f"t{uuid.uuid4().hex[:8]}", activity_heartbeat_seconds=5
+        address=apex_temporal_server.address, task_queue_prefix=prefix, activity_heartbeat_seconds=5
     )
     runtime = Runtime.build(
         [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
     )
+    # the inbox and the lineage: the session's PostgreSQL, in a schema of this test's own
+    inbox = InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
+    runtime.inbox = Inbox(inbox)
     port = free_port()
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
@@ -94,21 +112,26 @@ async def stack(apex_temporal_server: Any, fake: FakeTurvo, base_url: str, tmp_p
     )
     await asyncio.wait_for(ready.wait(), timeout=60)
     client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
-    yield Stack(f"http://127.0.0.1:{port}", client, sink, fake, connector)
+    yield Stack(
+        f"http://127.0.0.1:{port}", client, sink, fake, connector, prefix, apex_postgres_server.dsn, inbox.schema_name
+    )
     stop.set()
     await asyncio.wait_for(task, 60)
 
 
 async def test_sample_webhooks_land_fetched_and_parsed(stack: Stack) -> None:
-    wf_ids = []
+    event_ids = []
     for doc in samples.WEBHOOKS:
         body, headers = stack.fake.webhook(doc)
         resp = await stack.post(body, headers)
         assert resp.status_code == 202, resp.text
-        wf_ids.append(resp.json()["workflow_id"])
-    assert wf_ids[1] == "apex:turvo:wh-7730012-0001"
-    results = [await stack.result(w) for w in wf_ids]
-    assert results[0].records == 1 + 2 + 4  # shipment, two stops, four status changes
+        assert resp.json()["status"] == "accepted"
+        assert resp.json()["workflow_id"] == drain_id("turvo", stack.prefix)
+        event_ids.append(resp.json()["event_id"])
+    assert event_ids[1] == "wh-7730012-0001"
+    results = [await stack.landed(e) for e in event_ids]
+    assert len(results[0]) == 1 + 2 + 4  # shipment, two stops, four status changes
+    assert {"shipment:1000304706", "shipment:1000304706:stop:gr-82"} <= {r["id"] for r in results[0]}
     rows = stack.sink.rows
     ship = rows[RecordKey("turvo", "shipment:1000304706")]
     assert ship.attributes["custom_id"] == "M290969"
@@ -125,17 +148,17 @@ async def test_sample_webhooks_land_fetched_and_parsed(stack: Stack) -> None:
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")
 
 
-async def test_bad_token_is_401_and_starts_nothing(stack: Stack) -> None:
+async def test_bad_token_is_401_and_stores_nothing(stack: Stack) -> None:
     doc = {**samples.WEBHOOKS[0], "eventTime": "2026-03-11T08:00:00Z"}
     body, headers = stack.fake.webhook(doc, token="not-the-token")
-    wf_id = "apex:turvo:" + stack.connector.receive({}, body).event_id
+    event_id = stack.connector.receive({}, body).event_id
     resp = await stack.post(body, headers)
     assert resp.status_code == 401, resp.text
     assert "APEX_TURVO_WEBHOOK_TOKEN" in resp.json()["error"]
     assert stack.fake.webhook_token not in resp.text
     no_header = await stack.post(body, {"Content-Type": "application/json"})
     assert no_header.status_code == 401
-    assert not await stack.started(wf_id)
+    assert not await stack.in_inbox(event_id)
     assert stack.fake.log == []  # nothing was fetched either
 
 
@@ -153,7 +176,7 @@ async def test_malformed_body_with_a_good_token_is_400(stack: Stack, body: bytes
 async def test_a_deleted_shipment_becomes_a_tombstone(stack: Stack) -> None:
     first = {**samples.WEBHOOKS[0], "eventTime": "2026-03-12T09:00:00Z"}
     body, headers = stack.fake.webhook(first)
-    await stack.result((await stack.post(body, headers)).json()["workflow_id"])
+    await stack.landed((await stack.post(body, headers)).json()["event_id"])
     key = RecordKey("turvo", "shipment:1000304706")
     assert not stack.sink.rows[key].deleted
     stack.fake.delete("shipments", samples.SHIPMENT_ID)
@@ -163,7 +186,7 @@ async def test_a_deleted_shipment_becomes_a_tombstone(stack: Stack) -> None:
         "eventPayload": {"id": samples.SHIPMENT_ID},
     }
     body, headers = stack.fake.webhook(deleted)
-    result = await stack.result((await stack.post(body, headers)).json()["workflow_id"])
-    assert result.records == 1
+    result = await stack.landed((await stack.post(body, headers)).json()["event_id"])
+    assert [r["id"] for r in result] == ["shipment:1000304706"]
     assert stack.sink.rows[key].deleted
     assert json.loads(body)["eventName"] == "SHIPMENT_DELETE"

@@ -353,6 +353,10 @@ async def test_a_worker_without_the_connector_leaves_deliveries_waiting_then_the
     assert all(
         "not installed" in (row["last_error"] or "") or "unknown source" in (row["last_error"] or "") for row in listed
     )
+    # one source's trouble never delays another: Front lands while Samsara waits
+    front = await send_all([url], front_deliveries(20), within=60)
+    await wait_delivered(cluster.dsn, "frontapp", front.acknowledged, within=30, schema=cluster.inbox_schema)
+    assert all(row["status"] == "pending" for row in await stuck())
     cluster.start_worker()  # a worker that has samsara: the waiting deliveries land
     await wait_delivered(cluster.dsn, "samsara", rest.acknowledged, within=120, schema=cluster.inbox_schema)
     await assert_samsara_landed_once(cluster, first.acknowledged | rest.acknowledged)

@@ -20,7 +20,7 @@ from apex_platform.blobs import BlobNotFound, BlobStore
 from apex_platform.contracts import BatchSource, BatchUnit, BatchWarning, FetchingSource, PollSource
 from apex_platform.errors import ApexError, PayloadError, PluginError, RestartPagination, SettingsError, VendorError
 from apex_platform.inbox import Inbox, Lineage, StoredDelivery
-from apex_platform.models import InboundEvent, Record, WriteResult
+from apex_platform.models import InboundEvent, Page, Record, WriteResult
 from apex_platform.plugins import Registry
 from apex_platform.saga import Saga, SagaWriteError
 from apex_platform.temporal.inputs import (
@@ -104,6 +104,21 @@ async def heartbeating(every: float | None = None) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _read_page(connector: PollSource, inp: PollPageInput) -> Page:
+    """`connector.poll`, its errors sorted: restarts and settings problems are not retried,
+    vendor errors keep the vendor's Retry-After, an unreadable answer is retried."""
+    try:
+        return await connector.poll(inp.account, inp.cursor)
+    except (RestartPagination, SettingsError) as exc:
+        raise _non_retryable(exc) from exc
+    except VendorError as exc:
+        raise _vendor_failure(exc) from exc
+    except PayloadError as exc:  # a vendor answer we cannot read: retry, it is not ours to drop
+        raise ApplicationError(
+            f"{inp.source}: unreadable vendor response: {exc}", type="UnreadableVendorResponse"
+        ) from exc
 
 
 class BatchCodec:
@@ -321,16 +336,7 @@ class IngestActivities:
             raise _non_retryable(PluginError(f"source {inp.source!r} cannot be polled"))
         info = activity.info()
         async with heartbeating():
-            try:
-                page = await connector.poll(inp.account, inp.cursor)
-            except (RestartPagination, SettingsError) as exc:
-                raise _non_retryable(exc) from exc
-            except VendorError as exc:
-                raise _vendor_failure(exc) from exc
-            except PayloadError as exc:  # a vendor answer we cannot read: retry, it is not ours to drop
-                raise ApplicationError(
-                    f"{inp.source}: unreadable vendor response: {exc}", type="UnreadableVendorResponse"
-                ) from exc
+            page = await _read_page(connector, inp)
             records = list(page.records)
             for record in records:
                 metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
@@ -410,17 +416,8 @@ class IngestActivities:
             raise _non_retryable(exc) from exc
         if not isinstance(connector, PollSource):
             raise _non_retryable(PluginError(f"source {inp.source!r} cannot be polled"))
-        try:
-            async with heartbeating():
-                page = await connector.poll(inp.account, inp.cursor)
-        except (RestartPagination, SettingsError) as exc:
-            raise _non_retryable(exc) from exc
-        except VendorError as exc:
-            raise _vendor_failure(exc) from exc
-        except PayloadError as exc:  # a vendor answer we cannot read: retry, it is not ours to drop
-            raise ApplicationError(
-                f"{inp.source}: unreadable vendor response: {exc}", type="UnreadableVendorResponse"
-            ) from exc
+        async with heartbeating():
+            page = await _read_page(connector, inp)
         for record in page.records:
             metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
         metrics.ACTIVITY_SECONDS.labels("poll_page", inp.source).observe(time.perf_counter() - started)

@@ -393,7 +393,9 @@ class BatchFileWorkflow:
             result_type=SplitFileResult,
             **opts,
         )
-        self._chunks = split.chunks
+        # runs started before manifests got the chunk references themselves: same commands
+        legacy = split.chunk_refs if split.manifest_ref is None else ()
+        self._chunks = len(legacy) if legacy else split.chunks
         semaphore = asyncio.Semaphore(max(1, inp.parallel_chunks))
         wf_id = workflow.info().workflow_id
 
@@ -405,6 +407,7 @@ class BatchFileWorkflow:
                         source=inp.source,
                         file_name=inp.file_name,
                         manifest_ref=split.manifest_ref,
+                        chunk_ref=legacy[index] if legacy else None,
                         index=index,
                         batch_id=f"{wf_id}#{index}",
                     ),
@@ -414,7 +417,7 @@ class BatchFileWorkflow:
                 self._done_chunks += 1
                 return result
 
-        results = await asyncio.gather(*(one(i) for i in range(split.chunks)))
+        results = await asyncio.gather(*(one(i) for i in range(self._chunks)))
         records_ref = None
         if split.manifest_ref is not None:
             records_ref = await workflow.execute_activity(

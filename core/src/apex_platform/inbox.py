@@ -63,7 +63,7 @@ class InboxSettings(BaseSettings):
         default="apex_inbox",
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         validation_alias="APEX_INBOX_SCHEMA",
-        description="Schema of the deliveries, lineage and blobs tables",
+        description="Schema of the deliveries and lineage tables",
     )
     retention: timedelta = Field(
         default=timedelta(days=30), description="Dedupe horizon: delivered rows older than this are deleted"
@@ -205,11 +205,6 @@ def schema_statements(schema: str) -> list[str]:
             PRIMARY KEY (source, record_id, version, origin))""",
         f"CREATE INDEX IF NOT EXISTS lineage_written ON {s}.lineage (written_at)",
         f"CREATE INDEX IF NOT EXISTS lineage_origin ON {s}.lineage (origin)",
-        f"""CREATE TABLE IF NOT EXISTS {s}.blobs (
-            ref text PRIMARY KEY,
-            data bytea NOT NULL,
-            size bigint NOT NULL,
-            created_at timestamptz NOT NULL DEFAULT now())""",
     ]
 
 

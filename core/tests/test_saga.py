@@ -220,3 +220,52 @@ async def test_any_interleaving_of_failures_leaves_stores_consistent(
             assert first[RecordKey("demo", "k")].version == max(committed)
         else:
             assert first == {}
+
+
+async def test_a_record_one_sink_refuses_is_quarantined_and_the_rest_of_the_batch_commits() -> None:
+    """A permanent, record-level refusal (a NUL PostgreSQL cannot hold) is neither retried
+    nor counted: the record is taken back out of the sinks that took it and kept in the
+    dead-letter queue with the reason; every other record of the batch lands everywhere."""
+    sinks = four({"postgres": Faults(refuse_ids={"poison"})})
+    dlq = MemoryDLQ()
+    saga = Saga(sinks, FAST, dead_letters=dlq)
+    batch = [rec("a"), rec("poison", text="nul"), rec("b")]
+    result = await saga.write(batch, batch_id="b1")
+    assert (result.written, result.quarantined) == (2, 1)
+    for name, rows in state(sinks).items():
+        assert set(rows) == {RecordKey("demo", "a"), RecordKey("demo", "b")}, name
+    [letter] = dlq.letters
+    assert [r.id for r in letter.records] == ["poison"]
+    assert letter.failed == ["postgres"]
+    assert "injected refusal of poison" in letter.error
+    assert sinks["postgres"].faults.calls.count("write") == 1  # not retried
+
+
+async def test_refusals_never_open_a_breaker() -> None:
+    sinks = four({"postgres": Faults(refuse_ids={"poison"})})
+    saga = Saga(sinks, SagaSettings(retry_attempts=1, breaker_failures=2), dead_letters=MemoryDLQ())
+    for i in range(5):
+        await saga.write([rec(f"ok{i}"), rec("poison", version=i + 1)], batch_id=f"b{i}")
+    assert saga.breaker("postgres").state == "closed"
+    assert len(state(sinks)["postgres"]) == 5
+
+
+async def test_without_a_dead_letter_queue_a_refusal_fails_loudly() -> None:
+    saga = Saga(four({"redis": Faults(refuse_ids={"poison"})}), FAST)
+    with pytest.raises(SagaWriteError, match="no dead-letter queue"):
+        await saga.write([rec("poison")], batch_id="b")
+
+
+async def test_cancelling_a_saga_write_cancels_it_instead_of_retrying() -> None:
+    """tenacity must not swallow cancellation: a cancelled write raises CancelledError and
+    stops writing (it used to return written=1 after retrying)."""
+    import asyncio
+
+    sinks = four({"qdrant": Faults(delay=5.0)})
+    saga = Saga(sinks, SagaSettings(retry_attempts=5, retry_initial_seconds=0.01), dead_letters=MemoryDLQ())
+    task = asyncio.create_task(saga.write([rec("a")], batch_id="b"))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sinks["qdrant"].faults.calls.count("write") == 1

@@ -26,7 +26,9 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         reset_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        ignore: tuple[type[BaseException], ...] = (),
     ) -> None:
+        self.ignore = ignore
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
@@ -57,6 +59,11 @@ class CircuitBreaker:
     async def _attempt(self, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             result = await fn()
+        except self.ignore:
+            # a permanent, record-level refusal says nothing about the store's health
+            self._failures = 0
+            self._opened_at = None
+            raise
         except Exception:
             self._failures += 1
             if self._opened_at is not None or self._failures >= self.failure_threshold:

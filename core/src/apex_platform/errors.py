@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApexError(Exception):
     """Base of every error Apex raises on purpose."""
@@ -34,6 +36,21 @@ class VendorError(ApexError):
 
 class SinkError(ApexError):
     """A sink could not complete a write or a compensation."""
+
+
+class RecordsRefused(SinkError):
+    """A permanent, record-level refusal: the sink stored every record of the call but
+    these, which it can never hold as they are (a NUL character PostgreSQL refuses, a
+    number out of range…). `refused` maps each record key (`RecordKey`) to the reason.
+    Never retried, never counted by a circuit breaker: the saga quarantines the records
+    in the dead-letter queue and commits the rest of the batch."""
+
+    def __init__(self, sink: str, refused: dict[Any, str]) -> None:
+        self.sink = sink
+        self.refused = dict(refused)
+        listed = "; ".join(f"{key}: {reason}" for key, reason in list(self.refused.items())[:5])
+        more = f" and {len(self.refused) - 5} more" if len(self.refused) > 5 else ""
+        super().__init__(f"{sink} refused {len(self.refused)} record(s): {listed}{more}")
 
 
 class RestartPagination(ApexError):

@@ -23,3 +23,8 @@ SINK_SECONDS = Histogram("apex_sink_call_seconds", "Saga call latency per sink a
 COMPENSATIONS = Counter("apex_saga_compensations_total", "Compensations per sink and outcome", ["sink", "outcome"])
 DEAD_LETTERS = Counter("apex_dead_letters_total", "Batches sent to the dead-letter table")
 ACTIVITY_SECONDS = Histogram("apex_activity_seconds", "Activity run time", ["activity", "source"])
+RECORDS_QUARANTINED = Counter(
+    "apex_records_quarantined_total",
+    "Records a sink refused for good, kept in the dead-letter queue (the rest of their batch committed)",
+    ["source", "sinks"],
+)

@@ -138,3 +138,5 @@ class WriteResult(BaseModel):
     written: int = 0
     skipped: int = 0
     sinks: tuple[str, ...] = ()
+    #: records a sink refused for good: kept in the dead-letter queue, the rest committed
+    quarantined: int = 0

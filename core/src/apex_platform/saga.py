@@ -21,12 +21,12 @@ from typing import TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
-from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from apex_platform import metrics
 from apex_platform.breaker import CircuitBreaker, CircuitOpenError
 from apex_platform.contracts import Coordinator, DeadLetter, DeadLetterQueue, Sink
-from apex_platform.errors import ApexError, SinkError
+from apex_platform.errors import ApexError, RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey, WriteResult
 from apex_platform.settings import apex_config
 
@@ -52,6 +52,10 @@ class SagaWriteError(ApexError):
         super().__init__(message)
         self.failed = list(failed)
         self.dead_letter_id = dead_letter_id
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and not isinstance(exc, CircuitOpenError | RecordsRefused)
 
 
 def supersedes(new: Record, old: Record) -> bool:
@@ -97,6 +101,7 @@ class Saga:
                 key,
                 failure_threshold=self.settings.breaker_failures,
                 reset_timeout=self.settings.breaker_reset_seconds,
+                ignore=(RecordsRefused,),
             )
         return self.breakers[key]
 
@@ -109,7 +114,9 @@ class Saga:
             wait=wait_random_exponential(
                 multiplier=self.settings.retry_initial_seconds, max=self.settings.retry_max_seconds
             ),
-            retry=retry_if_not_exception_type(CircuitOpenError),
+            # transient failures only: an open circuit, a permanent refusal and cancellation
+            # (a BaseException) are never retried here
+            retry=retry_if_exception(_transient),
             reraise=True,
         )
         started = time.perf_counter()
@@ -137,19 +144,29 @@ class Saga:
         if not self.sinks:
             raise SinkError("no sink is installed: install one (e.g. apex-sink-postgres) or check APEX_PLUGINS")
         batch = await self._uncommitted(latest_per_key(records))
+        quarantined: list[Record] = []
         if batch:
             async with self._locked([r.key for r in batch]):
                 # another writer may have committed some of them while we waited for the locks
                 batch = await self._uncommitted(batch)
                 if batch:
-                    await self._write_all(batch, [r.key for r in batch], batch_id or uuid.uuid4().hex)
-                    if self.coordinator is not None:
+                    bid = batch_id or uuid.uuid4().hex
+                    quarantined = await self._write_all(batch, [r.key for r in batch], bid)
+                    if quarantined:
+                        poison = {r.key for r in quarantined}
+                        batch = [r for r in batch if r.key not in poison]
+                    if self.coordinator is not None and batch:
                         await self.coordinator.mark_committed([r.idempotency_key for r in batch])
         written = Counter(r.source for r in batch)
         for source, seen in Counter(r.source for r in records).items():
             metrics.RECORDS_WRITTEN.labels(source).inc(written[source])
             metrics.RECORDS_SKIPPED.labels(source).inc(seen - written[source])
-        return WriteResult(written=len(batch), skipped=len(records) - len(batch), sinks=tuple(self.sinks))
+        return WriteResult(
+            written=len(batch),
+            skipped=len(records) - len(batch) - len(quarantined),
+            sinks=tuple(self.sinks),
+            quarantined=len(quarantined),
+        )
 
     async def _uncommitted(self, batch: list[Record]) -> list[Record]:
         """The records whose idempotency key the coordinator's ledger does not hold yet."""
@@ -158,7 +175,9 @@ class Saga:
         done = await self.coordinator.committed([r.idempotency_key for r in batch])
         return [r for r in batch if r.idempotency_key not in done]
 
-    async def _write_all(self, batch: list[Record], keys: list[RecordKey], batch_id: str) -> None:
+    async def _write_all(self, batch: list[Record], keys: list[RecordKey], batch_id: str) -> list[Record]:
+        """Write every sink; return the records quarantined (refused for good by a sink:
+        taken back out of every other sink, kept in the dead-letter queue)."""
         names = list(self.sinks)
         snapshots: dict[str, dict[RecordKey, Record | None]] = {}
 
@@ -177,8 +196,14 @@ class Saga:
 
         results = await asyncio.gather(*(write(n) for n in names), return_exceptions=True)
         failed = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+        for result in results:  # cancellation is never turned into a compensation or a retry
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+        refusals = {n: r for n, r in failed.items() if isinstance(r, RecordsRefused)}
+        if refusals and len(refusals) == len(failed):
+            return await self._quarantine(batch, batch_id, snapshots, refusals)
         if not failed:
-            return
+            return []
         for name, exc in failed.items():
             log.warning("batch %s: sink %s failed: %s", batch_id, name, exc)
         succeeded = [n for n in names if n not in failed]
@@ -188,6 +213,53 @@ class Saga:
             failed=list(failed),
             dead_letter_id=dead_letter_id,
         )
+
+    async def _quarantine(
+        self,
+        batch: list[Record],
+        batch_id: str,
+        snapshots: Mapping[str, Mapping[RecordKey, Record | None]],
+        refusals: Mapping[str, RecordsRefused],
+    ) -> list[Record]:
+        """Records some sink can never hold: put every sink back as it was for those keys
+        only (the rest of the batch stays committed), and keep them in the dead-letter
+        queue with each sink's reason. Without a dead-letter queue this fails loudly."""
+        reasons: dict[RecordKey, list[str]] = {}
+        for name, exc in refusals.items():
+            for key, reason in exc.refused.items():
+                reasons.setdefault(RecordKey(*key), []).append(f"{name}: {reason}")
+        poison = [r for r in batch if r.key in reasons]
+        if self.dead_letters is None:
+            raise SagaWriteError(
+                "records refused for good and no dead-letter queue is installed to keep them "
+                f"(install apex-sink-postgres): {'; '.join(r for rs in reasons.values() for r in rs)[:500]}",
+                failed=list(refusals),
+            )
+        undo = {k: None for k in reasons}
+
+        async def restore(name: str) -> None:
+            previous = {key: snapshots[name].get(key) for key in undo}
+            await self._call(name, "restore", lambda: self.sinks[name].restore(previous))
+
+        names = list(self.sinks)
+        results = await asyncio.gather(*(restore(n) for n in names), return_exceptions=True)
+        broken = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+        error = "quarantined: " + "; ".join(f"{key}: {', '.join(rs)}" for key, rs in reasons.items())
+        if broken:
+            error += "; " + self._describe("taking them back failed in", broken)
+        letter = DeadLetter(
+            id=None,
+            batch_id=f"{batch_id}:quarantine",
+            records=poison,
+            succeeded=[n for n in names if n not in refusals and n not in broken],
+            failed=sorted(refusals),
+            error=error[:10_000],
+        )
+        await self.dead_letters.add_dead_letter(letter)
+        for record in poison:
+            metrics.RECORDS_QUARANTINED.labels(record.source, ",".join(sorted(refusals))).inc()
+        log.warning("batch %s: %d record(s) quarantined: %s", batch_id, len(poison), error[:500])
+        return poison
 
     async def _compensate(
         self,

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from pgvector import Vector
 
-from apex_platform.errors import SinkError
+from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings
 
@@ -175,9 +175,10 @@ async def test_read_of_nothing(sink: PostgresSink) -> None:
 
 async def test_wrong_embedding_length_names_the_record(record: Callable[..., Record], sink: PostgresSink) -> None:
     bad = record("a", 1, embedding=(1.0, 2.0))
-    with pytest.raises(SinkError, match=r"turvo:a .*2 dimensions.*384.*APEX_POSTGRES_EMBEDDING_DIM"):
+    with pytest.raises(RecordsRefused, match=r"turvo:a .*2 dimensions.*384.*APEX_POSTGRES_EMBEDDING_DIM") as info:
         await sink.write([record("ok", 1), bad])
-    assert await sink.count() == 0  # nothing of the batch was written
+    assert set(info.value.refused) == {bad.key}  # a permanent refusal of that record only
+    assert await sink.count() == 1  # the rest of the batch was written
 
 
 @pytest.mark.parametrize(
@@ -194,9 +195,11 @@ async def test_wrong_embedding_length_names_the_record(record: Callable[..., Rec
 async def test_unstorable_values_name_the_record(
     record: Callable[..., Record], sink: PostgresSink, bad: dict[str, Any]
 ) -> None:
-    with pytest.raises(SinkError, match="turvo:bad "):
+    with pytest.raises(RecordsRefused, match="turvo:bad ") as info:
         await sink.write([record("ok", 1), record("bad", 1, **bad)])
-    assert await sink.count() == 0
+    assert list(info.value.refused) == [RecordKey("turvo", "bad")]
+    assert await sink.count() == 1  # the good record is stored, the bad one refused alone
+    assert RecordKey("turvo", "bad") not in await sink.read([RecordKey("turvo", "bad")])
 
 
 async def test_write_before_open_is_a_clear_error(

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from apex_platform.contracts import Sink
-from apex_platform.errors import SinkError
+from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.saga import latest_per_key, supersedes
 
@@ -72,6 +72,8 @@ class Faults:
     fail_reads: int = 0
     write_after_failure: bool = False  # fail *after* the inner write happened (partial)
     delay: float = 0.0
+    #: record ids this sink can never hold: the rest is written, these raise RecordsRefused
+    refuse_ids: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
 
 
@@ -105,7 +107,10 @@ class FaultySink:
             if f.write_after_failure:
                 await self.inner.write(records)
             raise SinkError(f"injected write failure in {self.name}")
-        await self.inner.write(records)
+        refused = {r.key: f"injected refusal of {r.id}" for r in records if r.id in f.refuse_ids}
+        await self.inner.write([r for r in records if r.key not in refused])
+        if refused:
+            raise RecordsRefused(self.name, refused)
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
         f = self.faults

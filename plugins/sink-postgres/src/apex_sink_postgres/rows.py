@@ -197,14 +197,30 @@ def supersedes(new: Row, old: Row) -> bool:
 def winners(records: Sequence[Record], embedding_dim: int) -> list[Row]:
     """One row per key, the one the stored state would end with if the records were
     written one by one in order; sorted by key so concurrent batches lock rows in the
-    same order (no deadlocks)."""
+    same order (no deadlocks). Raises `SinkError` for the first record that cannot be stored."""
+    rows, refused = storable_winners(records, embedding_dim)
+    if refused:
+        raise SinkError(next(iter(refused.values())))
+    return rows
+
+
+def storable_winners(records: Sequence[Record], embedding_dim: int) -> tuple[list[Row], dict[RecordKey, str]]:
+    """`winners` of the records PostgreSQL can hold, and why each other key cannot be
+    stored (a permanent, record-level refusal: a NUL character, a version or a number out
+    of range, a wrong embedding). A key refused in any of its versions is refused whole,
+    so no older version of it is written in its place."""
     best: dict[RecordKey, Row] = {}
+    refused: dict[RecordKey, str] = {}
     for record in records:
-        row = to_row(record, embedding_dim)
+        try:
+            row = to_row(record, embedding_dim)
+        except SinkError as exc:
+            refused[record.key] = str(exc)
+            continue
         current = best.get(row.key)
         if current is None or supersedes(row, current):
             best[row.key] = row
-    return [best[key] for key in sorted(best)]
+    return [best[key] for key in sorted(best) if key not in refused], refused
 
 
 def from_json(text: str) -> Record:

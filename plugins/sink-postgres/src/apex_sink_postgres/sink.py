@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from apex_platform.errors import SinkError
+from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_postgres.database import Database, connection_errors
 from apex_sink_postgres.dead_letters import DeadLetterStore
 from apex_sink_postgres.migrations import quote_ident
-from apex_sink_postgres.rows import Row, from_json, to_row, winners
+from apex_sink_postgres.rows import Row, from_json, storable_winners, to_row
 from apex_sink_postgres.settings import PostgresSinkSettings
 
 if TYPE_CHECKING:
@@ -157,15 +157,34 @@ class PostgresSink:
         return f"{quote_ident(self._db.schema)}.records"
 
     async def write(self, records: Sequence[Record]) -> None:
-        """Upsert a batch in one statement; see the module docstring for what wins."""
+        """Upsert a batch in one statement; see the module docstring for what wins.
+
+        Records PostgreSQL can never hold as they are (NUL characters, numbers out of
+        range…) are refused one by one: the others are written, then `RecordsRefused`
+        names each refused key with the reason (the saga quarantines them). A data error
+        the checks did not foresee is narrowed down by halving the batch."""
         if not records:
             return
-        rows = winners(records, self.settings.embedding_dim)
-        pool = self._db.pool()
+        rows, refused = storable_winners(records, self.settings.embedding_dim)
+        refused.update(await self._upsert(rows))
+        if refused:
+            raise RecordsRefused(self.name, refused)
+
+    async def _upsert(self, rows: Sequence[Row]) -> dict[RecordKey, str]:
+        import asyncpg
+
+        if not rows:
+            return {}
         try:
-            await pool.execute(self._sql["upsert"], *_arrays(rows))
+            await self._db.pool().execute(self._sql["upsert"], *_arrays(rows))
+        except asyncpg.DataError as exc:  # class 22: the data, not the server
+            if len(rows) == 1:
+                return {rows[0].key: f"PostgreSQL refused the record: {type(exc).__name__}: {exc}"}
+            half = len(rows) // 2
+            return {**await self._upsert(rows[:half]), **await self._upsert(rows[half:])}
         except connection_errors() as exc:
             raise self._error("write", rows, exc) from exc
+        return {}
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
         """What is stored under `keys`: live records as written, tombstones as minimal

@@ -91,3 +91,22 @@ async def test_saga_dead_letter_capability(
     await sink.mark_dead_letter(letter_id, "discarded")
     assert [d.id for d in await sink.list_dead_letters(status="discarded")] == [letter_id]
     assert await sink.list_dead_letters(status="open") == []
+
+
+async def test_a_quarantined_record_with_nul_and_a_lone_surrogate_is_kept_faithfully(
+    record: Callable[..., Record], sink: PostgresSink
+) -> None:
+    """jsonb refuses NUL and lone surrogates: the dead letter keeps such records in a
+    reversible encoding, so `dlq show` / `replay` get exactly what was refused."""
+    from apex_platform.contracts import DeadLetter
+
+    poison = record("nul", 1, text="Route 66\x00 (night)", attributes={"driver": "Bob\x00", "odd": "\ud800"})
+    letter_id = await sink.add_dead_letter(
+        DeadLetter(id=None, batch_id="b:quarantine", records=[poison], succeeded=[], failed=["postgres"], error="NUL")
+    )
+    back = await sink.get_dead_letter(letter_id)
+    assert back is not None
+    assert back.records == [poison]
+    assert back.records[0].text == "Route 66\x00 (night)"
+    [listed] = await sink.list_dead_letters(status="open")
+    assert listed.id == letter_id

@@ -9,6 +9,7 @@ errors; `status` moves from 'open' to 'replayed' or 'discarded' (`apex-platform 
 
 from __future__ import annotations
 
+import base64
 import builtins
 import json
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,28 @@ if TYPE_CHECKING:
 
 DeadLetterStatus = Literal["open", "replayed", "discarded"]
 STATUSES: tuple[str, ...] = get_args(DeadLetterStatus)
+
+#: how a payload jsonb cannot hold is kept: `{"encoding": ENCODED, "data": base64(JSON)}`
+ENCODED = "json+base64"
+
+
+def encode_payload(payload: Mapping[str, Any]) -> dict[str, str]:
+    """A reversible encoding for payloads with NUL characters or lone surrogates."""
+    raw = json.dumps(dict(payload), ensure_ascii=True, allow_nan=False)  # \u0000 and \ud800 stay escapes
+    return {"encoding": ENCODED, "data": base64.b64encode(raw.encode("ascii")).decode("ascii")}
+
+
+def decode_payload(stored: dict[str, Any]) -> dict[str, Any]:
+    if stored.get("encoding") == ENCODED and isinstance(stored.get("data"), str):
+        decoded: dict[str, Any] = json.loads(base64.b64decode(stored["data"]))
+        return decoded
+    return stored
+
+
+def _listable(text: str) -> str:
+    """Record keys are listed for people: a NUL there is shown as U+FFFD (the payload keeps it)."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
 
 _COLUMNS = "id, created_at, updated_at, batch_id, source, record_keys::text, payload::text, error, status, attempts"
 
@@ -79,7 +102,7 @@ class StoredDeadLetter:
             batch_id=row["batch_id"],
             source=row["source"],
             record_keys=[RecordKey(source, id_) for source, id_ in json.loads(row["record_keys"])],
-            payload=json.loads(row["payload"]),
+            payload=decode_payload(json.loads(row["payload"])),
             error=row["error"],
             status=cast(DeadLetterStatus, row["status"]),
             attempts=row["attempts"],
@@ -140,7 +163,11 @@ class DeadLetterStore:
         """Store one open dead letter. `payload` must be JSON (records via `model_dump(mode="json")`)."""
         try:
             payload_json = dumps(dict(payload))
-        except (TypeError, ValueError) as exc:
+        except ValueError:
+            # jsonb cannot hold NUL (or lone surrogates): keep the payload faithfully, as the
+            # base64 of its JSON (`from_row` decodes it); quarantined records are often that
+            payload_json = dumps(encode_payload(payload))
+        except TypeError as exc:
             raise SinkError(f"dead letter of batch {batch_id}: payload is not JSON ({exc})") from None
         row = await self._db.pool().fetchrow(
             f"""INSERT INTO {self._table()} (batch_id, source, record_keys, payload, error, attempts)
@@ -148,7 +175,7 @@ class DeadLetterStore:
                 RETURNING {_COLUMNS}""",
             batch_id,
             source,
-            json.dumps([[k[0], k[1]] for k in record_keys], ensure_ascii=False),
+            json.dumps([[_listable(k[0]), _listable(k[1])] for k in record_keys], ensure_ascii=False),
             payload_json,
             error,
             attempts,

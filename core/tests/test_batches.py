@@ -17,7 +17,7 @@ from temporalio.client import Client
 
 from apex_platform.batches import ingest_file, record_refs, watch_inbox
 from apex_platform.contracts import BatchUnit, BatchWarning
-from apex_platform.errors import PayloadError
+from apex_platform.errors import ApexError, PayloadError
 from apex_platform.models import InboundEvent, Record, RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.testing.sinks import MemorySink
@@ -38,8 +38,11 @@ class LinesSource:
 
     def __init__(self) -> None:
         self.max_line_seen = 0
+        self.broken = False  # a connector bug (or missing setting) that a release fixes
 
     def split(self, path: Path) -> Iterator[BatchUnit | BatchWarning]:
+        if self.broken:
+            raise PayloadError(f"{path.name}: this connector version cannot read it")
         with path.open() as fh:
             for n, line in enumerate(fh, 1):
                 line = line.strip()
@@ -160,3 +163,21 @@ async def test_drop_folder_moves_files_to_done_and_failed_with_reasons(
     assert "nothing could be read" in (inbox / "failed" / "junk.jsonl.reason.txt").read_text()
     assert not any(p.is_file() for p in inbox.iterdir())
     assert len(sink.rows) == 3
+
+
+async def test_a_file_whose_ingest_failed_is_ingested_again_once_fixed(
+    env: tuple[Runtime, Client, MemorySink], tmp_path: Path
+) -> None:
+    """The same file twice is one ingest, but a failed ingest does not bar the file forever."""
+    runtime, client, sink = env
+    source = runtime.registry.source("lines")
+    path = write_lines(tmp_path / "again.jsonl", 10)
+    source.broken = True  # type: ignore[attr-defined]
+    with pytest.raises(ApexError, match="cannot read it"):
+        await ingest_file(runtime, client, source, path)  # type: ignore[arg-type]
+    source.broken = False  # type: ignore[attr-defined]
+    result = await ingest_file(runtime, client, source, path)  # type: ignore[arg-type]
+    assert result.record_count == 10
+    assert RecordKey("lines", "r9") in sink.rows
+    again = await ingest_file(runtime, client, source, path)  # type: ignore[arg-type]
+    assert again == result  # a file that landed is still one ingest

@@ -305,3 +305,27 @@ async def test_a_second_one_off_sync_continues_from_the_first_ones_cursor(env: E
     assert env.poll.calls == ["c2"]  # not a full re-read from the beginning
     assert (state.cursor, state.pages) == ("c3", 1)
     assert RecordKey("fakepoll", "c") in env.rows
+
+
+async def test_sources_start_after_a_terminated_poller_resumes_from_its_committed_cursor(env: Env) -> None:
+    """A poller that was terminated (or failed) keeps its committed cursor: the next
+    start continues from there instead of reading the vendor from the beginning."""
+    paginate(env.poll, [[rec("a")], [rec("b")]])
+    handle = await start_poller(env.client, env.poll, env.poll.account, env.temporal)  # type: ignore[arg-type]
+    for _ in range(100):
+        state = await handle.query(PollWorkflow.state)
+        if state.stage == "waiting" and state.cursor == "c2":
+            break
+        await asyncio.sleep(0.1)
+    assert state.cursor == "c2"
+    await handle.terminate("operator")
+    env.poll.calls.clear()
+    env.poll.pages["c2"] = Page(records=(rec("c"),), next_cursor="c3", has_more=False)
+    again = await start_poller(env.client, env.poll, env.poll.account, env.temporal)  # type: ignore[arg-type]
+    for _ in range(100):
+        if RecordKey("fakepoll", "c") in env.rows:
+            break
+        await asyncio.sleep(0.1)
+    assert env.poll.calls[0] == "c2"  # not None: the vendor is not read again from the start
+    assert RecordKey("fakepoll", "c") in env.rows
+    await again.signal(PollWorkflow.stop)

@@ -79,7 +79,8 @@ async def ingest_file(
             inp,
             id=wf_id,
             task_queue=task_queue(source.priority, runtime.temporal),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # the same file twice is one ingest; a file whose ingest failed can be ingested again
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(SOURCE_ATTR, source.name), SearchAttributePair(STATUS_ATTR, "batch")]
             ),

@@ -6,9 +6,11 @@ so starting twice is harmless: the second start finds the running one.
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
@@ -18,6 +20,8 @@ from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, PollInput, PollState
 from apex_platform.temporal.workflows import PollWorkflow, StreamWorkflow
+
+log = logging.getLogger(__name__)
 
 
 def poller_id(source: SourceConnector, account: str, prefix: str = "apex") -> str:
@@ -69,10 +73,10 @@ async def start_poller(
             heartbeat_seconds=temporal.activity_heartbeat_seconds,
         ),
     )
-    if once:
-        # a one-off sync continues from where the last run of this account stopped
-        cursor = await last_cursor(client, source, account, temporal.task_queue_prefix)
-        inp = inp.model_copy(update={"cursor": cursor, "loop_cursor": cursor})
+    # a new run (one-off or not) continues from where the last run of this account stopped;
+    # a poller already running keeps its own cursor (the start finds it)
+    cursor = await last_cursor(client, source, account, temporal.task_queue_prefix)
+    inp = inp.model_copy(update={"cursor": cursor, "loop_cursor": cursor})
     extra: dict[str, Any] = {}
     if sync_now:
         extra = {"start_signal": "sync_now"}
@@ -92,7 +96,8 @@ async def start_poller(
 
 async def last_cursor(client: Client, source: SourceConnector, account: str, prefix: str = "apex") -> str | None:
     """The committed cursor of the most recently closed run of the account's poller or
-    one-off syncs (None: start from the beginning)."""
+    one-off syncs (None: start from the beginning). A poller stopped, terminated or failed
+    still has its committed cursor in its last state (queried from its closed run)."""
     best: tuple[Any, str | None] | None = None
     for wf_id in (poller_id(source, account, prefix), poller_id(source, account, prefix) + ":once"):
         handle = client.get_workflow_handle(wf_id, result_type=PollState)
@@ -100,9 +105,19 @@ async def last_cursor(client: Client, source: SourceConnector, account: str, pre
             desc = await handle.describe()
         except RPCError:
             continue
-        if desc.status != WorkflowExecutionStatus.COMPLETED or desc.close_time is None:
+        if desc.status == WorkflowExecutionStatus.RUNNING or desc.close_time is None:
             continue
-        state = await handle.result()
+        if desc.status == WorkflowExecutionStatus.COMPLETED:
+            state = await handle.result()
+        else:  # terminated, failed, timed out: its last state still holds the committed cursor
+            try:
+                state = await handle.query(
+                    PollWorkflow.state if source.mode != "stream" else StreamWorkflow.state,
+                    rpc_timeout=timedelta(seconds=10),
+                )
+            except (RPCError, WorkflowQueryFailedError) as exc:
+                log.warning("no cursor from the closed run %s (%s); it is not resumed from", wf_id, exc)
+                continue
         if best is None or desc.close_time > best[0]:
             best = (desc.close_time, state.cursor)
     return best[1] if best else None

@@ -269,3 +269,17 @@ async def test_cancelling_a_saga_write_cancels_it_instead_of_retrying() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sinks["qdrant"].faults.calls.count("write") == 1
+
+
+async def test_an_open_breaker_is_checked_before_anything_is_written() -> None:
+    sinks = four({"qdrant": Faults(fail_writes_forever=True)})
+    saga = Saga(sinks, SagaSettings(retry_attempts=1, breaker_failures=2, breaker_reset_seconds=60))
+    for i in range(2):
+        with pytest.raises(SagaWriteError):
+            await saga.write([rec(f"x{i}")], batch_id=f"b{i}")
+    assert saga.breaker("qdrant").state == "open"
+    writes_before = {n: s.faults.calls.count("write") for n, s in sinks.items()}
+    with pytest.raises(SagaWriteError, match="circuit open for qdrant: nothing of the batch was written"):
+        await saga.write([rec("y")], batch_id="b3")
+    assert {n: s.faults.calls.count("write") for n, s in sinks.items()} == writes_before
+    assert REGISTRY.get_sample_value("apex_saga_breaker_state", {"sink": "qdrant", "op": "write"}) == 2

@@ -3,7 +3,7 @@ HTTP metrics). Names follow Prometheus conventions: `apex_` prefix, `_total` cou
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
     "apex_webhook_deliveries_total",
@@ -27,4 +27,7 @@ RECORDS_QUARANTINED = Counter(
     "apex_records_quarantined_total",
     "Records a sink refused for good, kept in the dead-letter queue (the rest of their batch committed)",
     ["source", "sinks"],
+)
+BREAKER_STATE = Gauge(
+    "apex_saga_breaker_state", "Circuit breaker per sink and operation: 0 closed, 1 half-open, 2 open", ["sink", "op"]
 )

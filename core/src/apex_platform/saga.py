@@ -54,6 +54,10 @@ class SagaWriteError(ApexError):
         self.dead_letter_id = dead_letter_id
 
 
+#: `apex_saga_breaker_state` values
+BREAKER_CODES = {"closed": 0, "half_open": 1, "open": 2}
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, Exception) and not isinstance(exc, CircuitOpenError | RecordsRefused)
 
@@ -129,6 +133,7 @@ class Saga:
             raise
         finally:
             metrics.SINK_SECONDS.labels(sink, op).observe(time.perf_counter() - started)
+            metrics.BREAKER_STATE.labels(sink, op).set(BREAKER_CODES[breaker.state])
         metrics.SINK_CALLS.labels(sink, op, "ok").inc()
         return result
 
@@ -179,6 +184,13 @@ class Saga:
         """Write every sink; return the records quarantined (refused for good by a sink:
         taken back out of every other sink, kept in the dead-letter queue)."""
         names = list(self.sinks)
+        # every breaker first: with one circuit open, writing the others only to restore
+        # them would be wasted work (and a window where stores disagree)
+        tripped = [n for n in names if self.breaker(n, "write").state == "open"]
+        if tripped:
+            raise SagaWriteError(
+                f"circuit open for {', '.join(tripped)}: nothing of the batch was written", failed=tripped
+            )
         snapshots: dict[str, dict[RecordKey, Record | None]] = {}
 
         async def snapshot(name: str) -> None:

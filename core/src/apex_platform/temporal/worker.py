@@ -86,6 +86,7 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
     acts = activities(runtime)
     try:
         async with contextlib.AsyncExitStack() as stack:
+            started: list[Worker] = []
             for priority in priorities:
                 queue = task_queue(priority, runtime.temporal)  # type: ignore[arg-type]
                 worker = Worker(
@@ -97,6 +98,7 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
                     graceful_shutdown_timeout=timedelta(seconds=runtime.temporal.graceful_shutdown_seconds),
                 )
                 await stack.enter_async_context(worker)
+                started.append(worker)
                 log.info("worker polling %s", queue)
             keeper = asyncio.create_task(keep_drains(runtime, client, priorities, stop), name="drains")
             await stop.wait()
@@ -104,6 +106,8 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+            # every queue drains at once, within one grace period (not one after another)
+            await asyncio.gather(*(w.shutdown() for w in started))
     finally:
         await runtime.close_sinks()
         await runtime.inbox.close()

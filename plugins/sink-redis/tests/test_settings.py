@@ -37,7 +37,7 @@ def test_defaults_and_environment(apex_home: Path, monkeypatch: pytest.MonkeyPat
     defaults = RedisSinkSettings()
     assert defaults.url is None
     assert (defaults.prefix, defaults.ttl_seconds, defaults.lock_ttl_seconds) == ("apex", 7 * 24 * 3600, 120)
-    assert (defaults.lock_wait_seconds, defaults.ledger_ttl_seconds) == (60, 30 * 24 * 3600)
+    assert (defaults.lock_wait_seconds, defaults.ledger_ttl_seconds) == (60, 24 * 3600)
     monkeypatch.setenv("APEX_REDIS_URL", "redis://:secret@cache:6379/2")
     monkeypatch.setenv("APEX_REDIS_PREFIX", "prod")
     monkeypatch.setenv("APEX_REDIS_TTL_SECONDS", "0")

@@ -49,7 +49,12 @@ class RedisSinkSettings(BaseSettings):
         default=60.0, ge=0, description="How long lock() waits for keys held by another writer"
     )
     ledger_ttl_seconds: int = Field(
-        default=30 * 24 * 3600, ge=1, description="How long the commit ledger remembers a committed write"
+        default=24 * 3600,
+        ge=1,
+        description=(
+            "How long the commit ledger remembers a committed write (it saves re-writes within retries; "
+            "the inbox, not the ledger, is the 30-day dedupe horizon of deliveries)"
+        ),
     )
     connect_timeout_seconds: float = Field(default=5.0, gt=0, description="Seconds to wait for a connection")
     socket_timeout_seconds: float = Field(default=30.0, gt=0, description="Seconds a command may take")

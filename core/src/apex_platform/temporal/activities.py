@@ -300,6 +300,13 @@ class IngestActivities:
                         if exc.retryable:
                             raise _vendor_failure(exc) from exc
                         raise PayloadError(f"vendor refused the fetch: {exc}") from exc
+                    except (ApexError, ValueError, TypeError):
+                        raise
+                    except Exception as exc:  # a network failure the connector did not classify: transient
+                        raise ApplicationError(
+                            f"{source}: fetching delivery {row.event_id} failed: {type(exc).__name__}: {exc}",
+                            type="FetchFailed",
+                        ) from exc
                 parsed = connector.parse(event)
             except ApplicationError:
                 raise

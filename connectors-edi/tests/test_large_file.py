@@ -6,11 +6,10 @@ short and nothing near the payload guard's limit crosses Temporal."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,15 @@ import pytest
 
 from apex_connector_edi import EdiConnector, EdiSettings, samples
 from apex_platform.batches import ingest_file, record_refs
-from apex_platform.models import Record, RecordKey
-from apex_platform.temporal.client import GUARD_FILE_ENV, PayloadGuard
+from apex_platform.models import RecordKey
+from apex_platform.temporal.client import PayloadGuard
 from apex_platform.temporal.workflows import BatchFileWorkflow
-from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.pytest_plugin import guard_violations
+from apex_platform.testing.sinks import CountingSink
 from apex_platform.testing.worker import WorkerHarness, running_worker
 
 SETS = 50_000
 LIMIT = 131072
-
-
-class CountingSink(MemorySink):
-    """A MemorySink that also counts how often each record id was handed to it."""
-
-    def __init__(self) -> None:
-        super().__init__("memory")
-        self.received: Counter[str] = Counter()
-
-    async def write(self, records: Sequence[Record]) -> None:
-        self.received.update(r.id for r in records)
-        await super().write(records)
 
 
 Env = tuple[WorkerHarness, EdiConnector, CountingSink]
@@ -58,13 +46,6 @@ async def env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Pa
         yield harness, source, sink
 
 
-def guard_lines() -> list[str]:
-    path = os.environ.get(GUARD_FILE_ENV)
-    if not path or not os.path.exists(path):
-        return []
-    return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-
-
 def status_id(n: int) -> str:
     """The record id of set `n` of `samples.write_statuses` (SCAC, shipment id, status, time)."""
     return f"APXL:SH{700000 + n}:X6:202603010915"
@@ -82,12 +63,12 @@ async def test_a_file_of_50000_sets_lands_every_set_exactly_once(env: Env, tmp_p
     with path.open("a") as fh:  # unique content, so the workflow id (from the hash) is this run's
         fh.write("\n" + " " * (uuid.uuid4().int % 1000 + 1) + "\n")
     assert path.stat().st_size > 12 * 1024 * 1024  # ~260 bytes a set
-    before = guard_lines()
+    before = guard_violations()
 
     started = time.monotonic()
     task = asyncio.ensure_future(ingest_file(runtime, client, source, path))
     while not task.done():  # a refused payload would be retried for ever: fail at once instead
-        assert guard_lines() == before, f"payload guard tripped: {guard_lines()[len(before) :][:1]}"
+        assert guard_violations() == before, f"payload guard tripped: {guard_violations()[len(before) :][:1]}"
         await asyncio.wait([task], timeout=0.5)
     result = task.result()
     elapsed = time.monotonic() - started
@@ -112,7 +93,7 @@ async def test_a_file_of_50000_sets_lands_every_set_exactly_once(env: Env, tmp_p
     codec = runtime.client.data_converter.payload_codec if runtime.client else None
     assert isinstance(codec, PayloadGuard)  # the worker ran behind the guard
     assert codec.limit == LIMIT
-    assert guard_lines() == before
+    assert guard_violations() == before
 
     handle = client.get_workflow_handle(f"apex:batch:edi:{runtime.codec.blobs.put_file(path)[7:39]}")
     assert tuple(await handle.query(BatchFileWorkflow.progress)) == (SETS // 500, SETS // 500)

@@ -5,11 +5,9 @@ through PollWorkflow on the real Temporal dev server without any payload near th
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +25,8 @@ from apex_platform.temporal.client import (
     PayloadTooLarge,
     data_converter,
 )
-from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.pytest_plugin import guard_violations
+from apex_platform.testing.sinks import CountingSink
 from apex_platform.testing.worker import WorkerHarness, running_worker
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -131,18 +130,6 @@ class BigPageSource:
         return Page(next_cursor=cursor, has_more=False)
 
 
-class CountingSink(MemorySink):
-    """A MemorySink that also counts how often each record id was handed to it."""
-
-    def __init__(self) -> None:
-        super().__init__("memory")
-        self.received: Counter[str] = Counter()
-
-    async def write(self, records: Sequence[Record]) -> None:
-        self.received.update(r.id for r in records)
-        await super().write(records)
-
-
 def big_page() -> Page:
     filler = "lorem ipsum dolor sit amet " * 38  # ~1 KB of text per record
     records = tuple(
@@ -176,13 +163,6 @@ async def big(
         yield harness, source, sink
 
 
-def guard_lines() -> list[str]:
-    path = os.environ.get(GUARD_FILE_ENV)
-    if not path or not os.path.exists(path):
-        return []
-    return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_a_page_of_100k_records_lands_exactly_once_without_a_large_payload(
@@ -193,12 +173,12 @@ async def test_a_page_of_100k_records_lands_exactly_once_without_a_large_payload
     itself never entered Temporal)."""
     harness, source, sink = big
     assert sum(len(r.text) for r in source.page.records) > 100_000_000
-    before = guard_lines()
+    before = guard_violations()
     started = time.monotonic()
     handle = await start_poller(harness.client, source, source.account, harness.temporal, once=True)  # type: ignore[arg-type]
     result = asyncio.ensure_future(handle.result())
     while not result.done():  # a refused payload makes the poller wait an hour: fail at once instead
-        assert guard_lines() == before, f"payload guard tripped: {guard_lines()[len(before) :][:1]}"
+        assert guard_violations() == before, f"payload guard tripped: {guard_violations()[len(before) :][:1]}"
         assert time.monotonic() - started < 300, "the 100k-record page was not ingested within 300 s"
         await asyncio.wait([result], timeout=0.5)
     state = result.result()
@@ -223,7 +203,7 @@ async def test_a_page_of_100k_records_lands_exactly_once_without_a_large_payload
     codec = harness.runtime.client.data_converter.payload_codec if harness.runtime.client else None
     assert isinstance(codec, PayloadGuard)
     assert codec.limit == LIMIT
-    assert guard_lines() == before
+    assert guard_violations() == before
 
     history = await handle.fetch_history()
     assert len(history.events) < 10_000

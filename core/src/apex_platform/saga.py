@@ -247,10 +247,9 @@ class Saga:
                 f"(install apex-sink-postgres): {'; '.join(r for rs in reasons.values() for r in rs)[:500]}",
                 failed=list(refusals),
             )
-        undo = {k: None for k in reasons}
 
         async def restore(name: str) -> None:
-            previous = {key: snapshots[name].get(key) for key in undo}
+            previous = {key: snapshots[name].get(key) for key in reasons}
             await self._call(name, "restore", lambda: self.sinks[name].restore(previous))
 
         names = list(self.sinks)

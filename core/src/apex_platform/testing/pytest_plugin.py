@@ -113,12 +113,19 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[GUARD_FILE_ENV] = path
 
 
+def guard_violations() -> list[str]:
+    """The payload-guard violations recorded so far in this session (any of its processes)."""
+    path = os.environ.get(GUARD_FILE_ENV)
+    if not path or not os.path.exists(path):
+        return []
+    return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A payload over the guard's limit anywhere in the session fails it, even when the
     code that sent it recovered: bodies, pages and files must travel by reference."""
-    path = os.environ.get(GUARD_FILE_ENV)
-    if path and _configured_depth == 1 and os.path.exists(path):
-        violations = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    if _configured_depth == 1:
+        violations = guard_violations()
         if violations:
             reporter = session.config.pluginmanager.get_plugin("terminalreporter")
             lines = [f"{len(violations)} Temporal payload(s) over the limit (references only):", *violations[:20]]

@@ -4,6 +4,7 @@ injects failures into any real sink (for saga and chaos tests)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +60,19 @@ class MemorySink:
                 self.rows.pop(key, None)
             else:
                 self.rows[key] = record
+
+
+class CountingSink(MemorySink):
+    """A MemorySink that also counts how often each record id was handed to it (to prove
+    that a large page or file is written exactly once, not only that it ended right)."""
+
+    def __init__(self, name: str = "memory") -> None:
+        super().__init__(name)
+        self.received: Counter[str] = Counter()
+
+    async def write(self, records: Sequence[Record]) -> None:
+        self.received.update(r.id for r in records)
+        await super().write(records)
 
 
 @dataclass

@@ -163,21 +163,38 @@ class Enricher(Protocol):
     async def enrich(self, records: Sequence[Record]) -> list[Record]: ...
 
 
+#: What a write replaced: for every key whose stored content the write changed, the
+#: state stored just before (None: the key was absent). Read atomically with the change.
+Previous = dict[RecordKey, Record | None]
+
+
 @runtime_checkable
 class Sink(Protocol):
     """A store that holds records. Every write is an idempotent upsert by `RecordKey`.
 
     Contract every sink keeps (the rule is `apex_platform.saga.supersedes`):
+
     - `write`: a higher `version` wins; at an equal version a tombstone (`deleted=True`)
       wins and stays; between live records of equal version the later write (a
       correction) wins, and an identical record changes nothing. A batch holding one key
       several times is reduced by the same rule. A tombstone keeps key, kind and version
       so an older version cannot resurrect the record; it is gone from every search.
+    - Fencing: `write(records, writer=token)` stamps every key it wins or finds already
+      holding the identical record with `touched_by = token`; a key whose content it
+      changes also gets `changed_by = token`. It returns `Previous`: for each key whose
+      content it changed, what was stored before (read atomically with the change: a
+      statement, a script, a compare-and-set). A record the sink can never hold is
+      refused per record with `RecordsRefused(sink, refused, previous=...)` after the
+      rest is written.
     - `read` returns what is stored now: live records exactly as written, tombstones as
       minimal records with `deleted=True`; absent keys are missing from the result.
-    - `restore` puts back exactly the given previous state, ignoring versions (a live
-      record, a tombstone, or None: removed completely). The saga uses `read` then
-      `restore` to compensate.
+    - `restore(previous, writer=token)` is the saga's compensation and is conditional:
+      a key is put back to `previous[key]` (a record, a tombstone, or None: removed
+      completely) only where the store still holds that writer's change — `changed_by`
+      and `touched_by` both equal `token` — and is left alone otherwise (a newer version
+      or another writer's identical write came since). Restored keys carry no tokens.
+      Without `writer` (an operator's rollback of a dead letter) it puts back exactly
+      `previous`, ignoring versions and tokens.
     """
 
     name: str
@@ -192,11 +209,11 @@ class Sink(Protocol):
         """Raise if the store does not answer."""
         ...
 
-    async def write(self, records: Sequence[Record]) -> None: ...
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous: ...
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]: ...
 
-    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None: ...
+    async def restore(self, previous: Mapping[RecordKey, Record | None], *, writer: str | None = None) -> None: ...
 
 
 @runtime_checkable

@@ -43,11 +43,14 @@ class RecordsRefused(SinkError):
     these, which it can never hold as they are (a NUL character PostgreSQL refuses, a
     number out of range…). `refused` maps each record key (`RecordKey`) to the reason.
     Never retried, never counted by a circuit breaker: the saga quarantines the records
-    in the dead-letter queue and commits the rest of the batch."""
+    in the dead-letter queue and commits the rest of the batch. `previous` is what the
+    write returns when it succeeds (see `contracts.Sink`): the state before, for every key
+    whose content the call changed."""
 
-    def __init__(self, sink: str, refused: dict[Any, str]) -> None:
+    def __init__(self, sink: str, refused: dict[Any, str], *, previous: dict[Any, Any] | None = None) -> None:
         self.sink = sink
         self.refused = dict(refused)
+        self.previous = dict(previous or {})
         listed = "; ".join(f"{key}: {reason}" for key, reason in list(self.refused.items())[:5])
         more = f" and {len(self.refused) - 5} more" if len(self.refused) > 5 else ""
         super().__init__(f"{sink} refused {len(self.refused)} record(s): {listed}{more}")

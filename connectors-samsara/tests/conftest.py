@@ -14,6 +14,7 @@ import pytest
 
 from apex_connector_samsara import SamsaraConnector, SamsaraSettings
 from apex_connector_samsara.fake_vendor import FakeSamsara, FakeServer
+from apex_platform.contracts import Previous
 from apex_platform.models import InboundEvent, Record
 from apex_platform.testing.sinks import MemorySink
 
@@ -93,13 +94,12 @@ class CountingSink(MemorySink):
         self.changes: dict[str, int] = {}
         self.records_written = 0
 
-    async def write(self, records: Sequence[Record]) -> None:
-        before = {r.key: self.rows.get(r.key) for r in records}
-        await super().write(records)
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
+        changed = await super().write(records, writer=writer)
         self.records_written += len(records)
-        for key, old in before.items():
-            if self.rows.get(key) != old:
-                self.changes[key.id] = self.changes.get(key.id, 0) + 1
+        for key in changed:
+            self.changes[key.id] = self.changes.get(key.id, 0) + 1
+        return changed
 
 
 @pytest.fixture

@@ -7,45 +7,28 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import apex_platform
-from apex_platform.models import Record, RecordKey
+from apex_platform.contracts import Previous
+from apex_platform.models import Record
+from apex_platform.testing.sinks import MemorySink
 
 
-class GateSink:
-    name = "gate"
-
+class GateSink(MemorySink):
     def __init__(self) -> None:
+        super().__init__("gate")
         self.dir = Path(os.environ["APEX_TEST_GATE_DIR"])
-        self.rows: dict[RecordKey, Record] = {}
 
     async def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    async def close(self) -> None:
-        return None
-
-    async def health(self) -> None:
-        return None
-
-    async def write(self, records: Sequence[Record]) -> None:
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         (self.dir / f"entered-{os.getpid()}").write_text(",".join(r.id for r in records))
         while not (self.dir / "release").exists():
             await asyncio.sleep(0.05)
-        for r in records:
-            self.rows[r.key] = r
-
-    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
-        return {k: self.rows[k] for k in keys if k in self.rows}
-
-    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
-        for key, record in previous.items():
-            if record is None:
-                self.rows.pop(key, None)
-            else:
-                self.rows[key] = record
+        return await super().write(records, writer=writer)
 
 
 @apex_platform.hookimpl

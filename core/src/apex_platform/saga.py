@@ -1,16 +1,26 @@
 """The saga: write one batch of records to every sink, all or nothing.
 
 Per batch: dedupe keys (highest version wins), skip what the coordinator says is
-committed everywhere, lock the keys, snapshot each sink's current state, write all
-sinks concurrently (each call behind tenacity retries and a circuit breaker), and on
-any failure restore every sink to its snapshot before raising a retryable error for
-Temporal.  A compensation that still fails is written to the dead-letter queue.
+committed everywhere, lock the keys, write all sinks concurrently (each call behind
+tenacity retries and a circuit breaker) with a writer token unique to this attempt, and
+on any failure undo, in every sink, what this attempt changed — each sink's write
+returns what it replaced — before raising a retryable error for Temporal.
+
+Compensation never destroys another writer's data: a restore is conditional (the store
+puts a key back only where it still holds this writer's change, see `contracts.Sink`),
+so an expired lock, a Redis failover or no coordinator at all can slow writers down
+but never roll back a newer version, nor an identical one another writer committed.
+A compensation that still fails is kept in the dead-letter queue (one letter per batch,
+resolved when a later attempt of the batch succeeds) with what it needs to roll back.
+Records a sink refuses for good are quarantined there and the rest commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import time
 import uuid
@@ -25,7 +35,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from apex_platform import metrics
 from apex_platform.breaker import CircuitBreaker, CircuitOpenError
-from apex_platform.contracts import Coordinator, DeadLetter, DeadLetterQueue, Sink
+from apex_platform.contracts import Coordinator, DeadLetter, DeadLetterQueue, Previous, Sink
 from apex_platform.errors import ApexError, RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey, WriteResult
 from apex_platform.settings import apex_config
@@ -60,6 +70,29 @@ BREAKER_CODES = {"closed": 0, "half_open": 1, "open": 2}
 
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, Exception) and not isinstance(exc, CircuitOpenError | RecordsRefused)
+
+
+@functools.cache
+def _fenced_type(cls: type[Sink]) -> bool:
+    try:
+        parameters = inspect.signature(cls.write).parameters
+    except (TypeError, ValueError):
+        return True
+    fenced = "writer" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if not fenced:
+        log.warning(
+            "sink %s.%s implements the earlier Sink contract (write without `writer`): its "
+            "compensation is an unconditional restore of a snapshot, not fenced; update it "
+            "(see apex_platform.contracts.Sink)",
+            cls.__module__,
+            cls.__qualname__,
+        )
+    return fenced
+
+
+def _fenced(sink: Sink) -> bool:
+    """Whether `sink` keeps the fenced contract (`write(..., writer=)` returning `Previous`)."""
+    return _fenced_type(type(sink))
 
 
 def supersedes(new: Record, old: Record) -> bool:
@@ -146,22 +179,30 @@ class Saga:
             yield
 
     async def write(self, records: Sequence[Record], *, batch_id: str | None = None) -> WriteResult:
+        """Write `records` to every sink or none. `batch_id` names the batch across attempts
+        (a retry of the same batch gives the same id): dead letters are kept per batch id
+        and resolved when a later attempt of that batch succeeds."""
         if not self.sinks:
             raise SinkError("no sink is installed: install one (e.g. apex-sink-postgres) or check APEX_PLUGINS")
         batch = await self._uncommitted(latest_per_key(records))
         quarantined: list[Record] = []
+        bid = batch_id or uuid.uuid4().hex
         if batch:
             async with self._locked([r.key for r in batch]):
                 # another writer may have committed some of them while we waited for the locks
                 batch = await self._uncommitted(batch)
                 if batch:
-                    bid = batch_id or uuid.uuid4().hex
-                    quarantined = await self._write_all(batch, [r.key for r in batch], bid)
+                    quarantined = await self._write_all(batch, bid)
                     if quarantined:
                         poison = {r.key for r in quarantined}
                         batch = [r for r in batch if r.key not in poison]
                     if self.coordinator is not None and batch:
                         await self.coordinator.mark_committed([r.idempotency_key for r in batch])
+        if batch_id is not None and self.dead_letters is not None:
+            # an earlier attempt's letter is settled: this attempt wrote every store
+            resolved = await self.dead_letters.resolve_dead_letters(batch_id)
+            if resolved:
+                log.info("batch %s: %d dead letter(s) of an earlier attempt resolved", batch_id, resolved)
         written = Counter(r.source for r in batch)
         for source, seen in Counter(r.source for r in records).items():
             metrics.RECORDS_WRITTEN.labels(source).inc(written[source])
@@ -180,7 +221,7 @@ class Saga:
         done = await self.coordinator.committed([r.idempotency_key for r in batch])
         return [r for r in batch if r.idempotency_key not in done]
 
-    async def _write_all(self, batch: list[Record], keys: list[RecordKey], batch_id: str) -> list[Record]:
+    async def _write_all(self, batch: list[Record], batch_id: str) -> list[Record]:
         """Write every sink; return the records quarantined (refused for good by a sink:
         taken back out of every other sink, kept in the dead-letter queue)."""
         names = list(self.sinks)
@@ -191,51 +232,83 @@ class Saga:
             raise SagaWriteError(
                 f"circuit open for {', '.join(tripped)}: nothing of the batch was written", failed=tripped
             )
-        snapshots: dict[str, dict[RecordKey, Record | None]] = {}
-
-        async def snapshot(name: str) -> None:
-            current = await self._call(name, "read", lambda: self.sinks[name].read(keys))
-            snapshots[name] = {key: current.get(key) for key in keys}
-
-        # Nothing is written before every sink could be read: a failure here needs no undo.
-        results = await asyncio.gather(*(snapshot(n) for n in names), return_exceptions=True)
-        failed = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
-        if failed:
-            raise SagaWriteError(self._describe("could not read the current state of", failed), failed=list(failed))
+        # unique per attempt: a slow earlier attempt of the same batch is another writer
+        writer = uuid.uuid4().hex
+        changed: dict[str, Previous] = {}
 
         async def write(name: str) -> None:
-            await self._call(name, "write", lambda: self.sinks[name].write(batch))
+            sink = self.sinks[name]
+            if not _fenced(sink):
+                changed[name] = await self._legacy_write(name, batch)
+                return
+            changed[name] = dict(await self._call(name, "write", lambda: sink.write(batch, writer=writer)))
 
         results = await asyncio.gather(*(write(n) for n in names), return_exceptions=True)
-        failed = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
         for result in results:  # cancellation is never turned into a compensation or a retry
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result
+        failed = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
         refusals = {n: r for n, r in failed.items() if isinstance(r, RecordsRefused)}
+        for name, refusal in refusals.items():
+            changed[name] = {RecordKey(*k): v for k, v in refusal.previous.items()}
         if refusals and len(refusals) == len(failed):
-            return await self._quarantine(batch, batch_id, snapshots, refusals)
+            return await self._quarantine(batch, batch_id, writer, changed, refusals)
         if not failed:
             return []
         for name, exc in failed.items():
             log.warning("batch %s: sink %s failed: %s", batch_id, name, exc)
-        succeeded = [n for n in names if n not in failed]
-        dead_letter_id = await self._compensate(batch, batch_id, snapshots, succeeded, list(failed))
+        dead_letter_id = await self._compensate(batch, batch_id, writer, changed, list(failed))
         raise SagaWriteError(
-            self._describe("write failed in", failed) + "; the other stores were restored",
+            self._describe("write failed in", failed) + "; what the others wrote was undone",
             failed=list(failed),
             dead_letter_id=dead_letter_id,
         )
+
+    async def _legacy_write(self, name: str, batch: list[Record]) -> Previous:
+        """A sink of the earlier contract (no `writer`, nothing returned): snapshot, then
+        write; its undo is the unconditional restore of the snapshot (not fenced)."""
+        sink = self.sinks[name]
+        keys = [r.key for r in batch]
+        current = await self._call(name, "read", lambda: sink.read(keys))
+        await self._call(name, "write", lambda: sink.write(batch))
+        return {key: current.get(key) for key in keys}
+
+    async def _restore(self, writer: str, previous: Mapping[str, Previous]) -> dict[str, BaseException]:
+        """Undo this writer's changes (conditional restore) in every sink that has some;
+        return the sinks where that failed."""
+        names = [n for n, p in previous.items() if p]
+
+        async def restore(name: str) -> None:
+            sink = self.sinks[name]
+            if not _fenced(sink):
+                await self._call(name, "restore", lambda: sink.restore(previous[name]))
+                return
+            await self._call(name, "restore", lambda: sink.restore(previous[name], writer=writer))
+
+        results = await asyncio.gather(*(restore(n) for n in names), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+        broken: dict[str, BaseException] = {}
+        for name, result in zip(names, results, strict=True):
+            ok = not isinstance(result, BaseException)
+            metrics.COMPENSATIONS.labels(name, "ok" if ok else "error").inc()
+            if isinstance(result, BaseException):
+                broken[name] = result
+        return broken
 
     async def _quarantine(
         self,
         batch: list[Record],
         batch_id: str,
-        snapshots: Mapping[str, Mapping[RecordKey, Record | None]],
+        writer: str,
+        changed: Mapping[str, Previous],
         refusals: Mapping[str, RecordsRefused],
     ) -> list[Record]:
-        """Records some sink can never hold: put every sink back as it was for those keys
-        only (the rest of the batch stays committed), and keep them in the dead-letter
-        queue with each sink's reason. Without a dead-letter queue this fails loudly."""
+        """Records some sink can never hold: undo them in every sink that took them, for
+        those keys only (the rest of the batch stays committed), and keep them in the
+        dead-letter queue with each sink's reason. Without a dead-letter queue this fails
+        loudly."""
         reasons: dict[RecordKey, list[str]] = {}
         for name, exc in refusals.items():
             for key, reason in exc.refused.items():
@@ -247,14 +320,8 @@ class Saga:
                 f"(install apex-sink-postgres): {'; '.join(r for rs in reasons.values() for r in rs)[:500]}",
                 failed=list(refusals),
             )
-
-        async def restore(name: str) -> None:
-            previous = {key: snapshots[name].get(key) for key in reasons}
-            await self._call(name, "restore", lambda: self.sinks[name].restore(previous))
-
-        names = list(self.sinks)
-        results = await asyncio.gather(*(restore(n) for n in names), return_exceptions=True)
-        broken = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+        taken = {name: {k: v for k, v in previous.items() if k in reasons} for name, previous in changed.items()}
+        broken = await self._restore(writer, taken)
         error = "quarantined: " + "; ".join(f"{key}: {', '.join(rs)}" for key, rs in reasons.items())
         if broken:
             error += "; " + self._describe("taking them back failed in", broken)
@@ -262,11 +329,13 @@ class Saga:
             id=None,
             batch_id=f"{batch_id}:quarantine",
             records=poison,
-            succeeded=[n for n in names if n not in refusals and n not in broken],
+            succeeded=[n for n in self.sinks if n not in refusals and n not in broken],
             failed=sorted(refusals),
             error=error[:10_000],
+            writer=writer,
+            previous={name: taken[name] for name in broken},
         )
-        await self.dead_letters.add_dead_letter(letter)
+        await self._dead_letter(letter)
         for record in poison:
             metrics.RECORDS_QUARANTINED.labels(record.source, ",".join(sorted(refusals))).inc()
         log.warning("batch %s: %d record(s) quarantined: %s", batch_id, len(poison), error[:500])
@@ -276,38 +345,43 @@ class Saga:
         self,
         batch: list[Record],
         batch_id: str,
-        snapshots: Mapping[str, Mapping[RecordKey, Record | None]],
-        succeeded: list[str],
+        writer: str,
+        changed: Mapping[str, Previous],
         failed: list[str],
     ) -> int | None:
-        async def restore(name: str) -> None:
-            await self._call(name, "restore", lambda: self.sinks[name].restore(snapshots[name]))
-
-        # The failed sinks are restored too, best effort: a sink may fail after a partial write.
-        names = succeeded + failed
-        results = await asyncio.gather(*(restore(n) for n in names), return_exceptions=True)
-        broken: dict[str, BaseException] = {}
-        for name, result in zip(names, results, strict=True):
-            ok = not isinstance(result, BaseException)
-            metrics.COMPENSATIONS.labels(name, "ok" if ok else "error").inc()
-            if not ok and name in succeeded:
-                assert isinstance(result, BaseException)
-                broken[name] = result
+        """Undo what this attempt changed. A failed sink that wrote part of the batch before
+        failing returned nothing to undo: its partial write is superseded or confirmed by
+        the retry, which writes the same records again."""
+        broken = await self._restore(writer, changed)
         if not broken:
             return None
         letter = DeadLetter(
             id=None,
             batch_id=batch_id,
             records=batch,
-            succeeded=succeeded,
+            succeeded=[n for n in self.sinks if n not in failed],
             failed=failed,
             error=self._describe("compensation failed in", broken),
+            writer=writer,
+            previous={name: dict(changed[name]) for name in broken},
         )
         metrics.DEAD_LETTERS.inc()
+        return await self._dead_letter(letter)
+
+    async def _dead_letter(self, letter: DeadLetter) -> int | None:
+        """Keep `letter`; a dead-letter queue that cannot be written fails the batch loudly."""
         if self.dead_letters is None:
             log.critical("no dead-letter queue installed; lost compensation: %s", letter)
             return None
-        return await self.dead_letters.add_dead_letter(letter)
+        try:
+            return await self.dead_letters.add_dead_letter(letter)
+        except Exception as exc:
+            log.critical("batch %s: the dead-letter queue could not keep its letter: %s", letter.batch_id, exc)
+            raise SagaWriteError(
+                f"batch {letter.batch_id}: {letter.error[:500]}; and the dead-letter queue could not keep "
+                f"the letter ({type(exc).__name__}: {exc})",
+                failed=letter.failed,
+            ) from exc
 
     @staticmethod
     def _describe(what: str, failures: Mapping[str, BaseException]) -> str:

@@ -71,12 +71,19 @@ async def test_a_failure_commits_nothing_and_restores_redis(sink: RedisSink, rec
     assert await sink.get_version("turvo", "c") == (1, True)
 
 
-async def test_a_partial_write_in_redis_itself_is_undone(sink: RedisSink, record: RecordFactory) -> None:
-    """Redis succeeds, a sink fails after writing: both are put back, nothing is committed."""
+async def test_a_partial_write_is_undone_where_known_and_completed_by_the_retry(
+    sink: RedisSink, record: RecordFactory
+) -> None:
+    """Redis succeeds, another sink fails after writing: Redis is put back, nothing is
+    committed. The failing sink returned nothing (it raised), so what it wrote before
+    failing stays until the retry, which writes the same records again and commits."""
     saga, _, faulty = make_saga(sink, Faults(fail_writes=1, write_after_failure=True))
     batch = [record("a", 1)]
     with pytest.raises(SagaWriteError):
         await saga.write(batch)
     assert await sink.read([batch[0].key]) == {}
-    assert faulty.inner.rows == {}  # type: ignore[attr-defined]
+    assert list(faulty.inner.rows.values()) == batch  # type: ignore[attr-defined]
     assert await sink.committed([batch[0].idempotency_key]) == set()
+    assert (await saga.write(batch)).written == 1
+    assert await sink.read([batch[0].key]) == {batch[0].key: batch[0]}
+    assert await sink.committed([batch[0].idempotency_key]) == {batch[0].idempotency_key}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from apex_platform.errors import SinkError
+from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_redis import RedisSink, RedisSinkSettings
 
@@ -221,14 +221,21 @@ async def test_restore_refuses_a_record_under_another_key(sink: RedisSink, recor
         await sink.restore({K: record("b", 1)})
 
 
-async def test_unstorable_records_fail_the_batch_naming_them(sink: RedisSink, record: RecordFactory) -> None:
-    with pytest.raises(SinkError, match=r"turvo:nan \(version 1\)"):
-        await sink.write([record("ok", 1), record("nan", 1, attributes={"x": float("nan")})])
-    with pytest.raises(SinkError, match="turvo:inf"):
+async def test_unstorable_records_are_refused_one_by_one(sink: RedisSink, record: RecordFactory) -> None:
+    """Each kind of record Redis cannot cache faithfully is refused by name, for good
+    (`RecordsRefused`: the saga quarantines it), while the rest of the batch is written."""
+    ok = record("ok", 1)
+    with pytest.raises(RecordsRefused, match=r"turvo:nan \(version 1\)") as caught:
+        await sink.write([ok, record("nan", 1, attributes={"x": float("nan")})])
+    assert set(caught.value.refused) == {RecordKey("turvo", "nan")}
+    assert caught.value.previous == {ok.key: None}
+    with pytest.raises(RecordsRefused, match="turvo:inf"):
         await sink.write([record("inf", 1, embedding=(1.0, float("inf")))])
-    with pytest.raises(SinkError, match="lone surrogate"):
-        await sink.write([record("sur", 1, text="bad \ud800")])
-    assert await sink.read([RecordKey("turvo", "ok")]) == {}  # nothing was sent
+    with pytest.raises(RecordsRefused, match="lone surrogate") as caught:
+        await sink.write([record("sur", 1, text="bad \ud800"), record("ok2", 1)])
+    assert set(caught.value.refused) == {RecordKey("turvo", "sur")}
+    stored = await sink.read([RecordKey("turvo", k) for k in ("ok", "ok2", "nan", "inf", "sur")])
+    assert set(stored) == {RecordKey("turvo", "ok"), RecordKey("turvo", "ok2")}
 
 
 async def test_concurrent_writers_leave_the_max_version(sink: RedisSink, record: RecordFactory) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from apex_platform.contracts import Sink
+from apex_platform.contracts import DeadLetter, Previous, Sink
 from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.saga import latest_per_key, supersedes
@@ -28,11 +28,13 @@ def _tombstone(record: Record) -> Record:
 
 class MemorySink:
     """Keeps the `Sink` contract in a dict; tombstones are remembered with their version
-    so an older version cannot resurrect a deleted record."""
+    so an older version cannot resurrect a deleted record. Fencing tokens are kept per
+    key in `tokens` as `(changed_by, touched_by)`."""
 
     def __init__(self, name: str = "memory") -> None:
         self.name = name
         self.rows: dict[RecordKey, Record] = {}
+        self.tokens: dict[RecordKey, tuple[str | None, str | None]] = {}
         self.writes = 0
 
     async def open(self) -> None:
@@ -44,18 +46,29 @@ class MemorySink:
     async def health(self) -> None:
         return None
 
-    async def write(self, records: Sequence[Record]) -> None:
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         self.writes += 1
+        changed: Previous = {}
         for record in latest_per_key(records):
+            stored = _tombstone(record) if record.deleted else record
             current = self.rows.get(record.key)
-            if current is None or (supersedes(record, current) and current != record):
-                self.rows[record.key] = _tombstone(record) if record.deleted else record
+            if current is None or (supersedes(record, current) and current != stored):
+                changed[record.key] = current
+                self.rows[record.key] = stored
+                self.tokens[record.key] = (writer, writer)
+            elif current == stored:
+                self.tokens[record.key] = (self.tokens.get(record.key, (None, None))[0], writer)
+        return changed
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
         return {k: r for k in keys if (r := self.rows.get(k)) is not None}
 
-    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
+    async def restore(self, previous: Mapping[RecordKey, Record | None], *, writer: str | None = None) -> None:
         for key, record in previous.items():
+            key = RecordKey(*key)
+            if writer is not None and self.tokens.get(key) != (writer, writer):
+                continue
+            self.tokens.pop(key, None)
             if record is None:
                 self.rows.pop(key, None)
             else:
@@ -70,9 +83,9 @@ class CountingSink(MemorySink):
         super().__init__(name)
         self.received: Counter[str] = Counter()
 
-    async def write(self, records: Sequence[Record]) -> None:
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         self.received.update(r.id for r in records)
-        await super().write(records)
+        return await super().write(records, writer=writer)
 
 
 @dataclass
@@ -109,7 +122,7 @@ class FaultySink:
     async def health(self) -> None:
         await self.inner.health()
 
-    async def write(self, records: Sequence[Record]) -> None:
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         f = self.faults
         f.calls.append("write")
         if f.delay:
@@ -119,12 +132,13 @@ class FaultySink:
         if f.fail_writes_forever or f.fail_writes > 0:
             f.fail_writes = max(0, f.fail_writes - 1)
             if f.write_after_failure:
-                await self.inner.write(records)
+                await self.inner.write(records, writer=writer)
             raise SinkError(f"injected write failure in {self.name}")
         refused = {r.key: f"injected refusal of {r.id}" for r in records if r.id in f.refuse_ids}
-        await self.inner.write([r for r in records if r.key not in refused])
+        changed = await self.inner.write([r for r in records if r.key not in refused], writer=writer)
         if refused:
-            raise RecordsRefused(self.name, refused)
+            raise RecordsRefused(self.name, refused, previous=changed)
+        return changed
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
         f = self.faults
@@ -134,10 +148,54 @@ class FaultySink:
             raise SinkError(f"injected read failure in {self.name}")
         return await self.inner.read(keys)
 
-    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
+    async def restore(self, previous: Mapping[RecordKey, Record | None], *, writer: str | None = None) -> None:
         f = self.faults
         f.calls.append("restore")
         if f.fail_restores_forever or f.fail_restores > 0:
             f.fail_restores = max(0, f.fail_restores - 1)
             raise SinkError(f"injected restore failure in {self.name}")
-        await self.inner.restore(previous)
+        await self.inner.restore(previous, writer=writer)
+
+
+class MemoryDeadLetters:
+    """The saga's `DeadLetterQueue` in memory, with the semantics of the PostgreSQL one:
+    one open letter per batch id (a later failure updates it and counts the attempt),
+    resolved when a later attempt of the batch succeeds. `fail` makes every call raise."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+        self.fail = False
+
+    def _check(self) -> None:
+        if self.fail:
+            raise SinkError("injected dead-letter queue failure")
+
+    async def add_dead_letter(self, letter: DeadLetter) -> int:
+        self._check()
+        for index, kept in enumerate(self.letters):
+            if kept.batch_id == letter.batch_id and kept.status == "open":
+                self.letters[index] = replace(letter, id=kept.id, attempts=kept.attempts + 1)
+                return index + 1
+        self.letters.append(replace(letter, id=len(self.letters) + 1))
+        return len(self.letters)
+
+    async def resolve_dead_letters(self, batch_id: str) -> int:
+        self._check()
+        resolved = 0
+        for index, kept in enumerate(self.letters):
+            if kept.batch_id == batch_id and kept.status == "open":
+                self.letters[index] = replace(kept, status="resolved")
+                resolved += 1
+        return resolved
+
+    async def list_dead_letters(self, status: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        self._check()
+        return [d for d in self.letters if status is None or d.status == status][:limit]
+
+    async def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
+        self._check()
+        return self.letters[letter_id - 1] if 0 < letter_id <= len(self.letters) else None
+
+    async def mark_dead_letter(self, letter_id: int, status: str) -> None:
+        self._check()
+        self.letters[letter_id - 1] = replace(self.letters[letter_id - 1], status=status)

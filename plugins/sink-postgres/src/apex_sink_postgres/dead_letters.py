@@ -1,7 +1,11 @@
-"""The dead-letter table: batches whose compensation failed, kept with what a replay needs.
+"""The dead-letter table: batches whose compensation failed and quarantined records,
+kept with what a replay (forward) and a rollback (back) need.
 
-`payload` holds the records as JSON, which sinks succeeded and which failed, and the
-errors; `status` moves from 'open' to 'replayed' or 'discarded' (`apex-platform dlq`).
+`payload` holds the records as JSON, which sinks succeeded and which failed, the
+errors, the attempt's writer token and, per sink whose undo failed, the state before the
+write. One open letter per batch id: a later failure of the same batch updates it and
+counts the attempt. `status` moves from 'open' to 'resolved' (a later attempt of the
+batch succeeded), 'replayed', 'rolled_back' or 'discarded' (`apex-platform dlq`).
 """
 
 # SQL here interpolates only the schema name, validated by PostgresSinkSettings and quoted.
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
 
     from apex_platform.contracts import DeadLetter
 
-DeadLetterStatus = Literal["open", "replayed", "discarded"]
+DeadLetterStatus = Literal["open", "replayed", "discarded", "resolved", "rolled_back"]
 STATUSES: tuple[str, ...] = get_args(DeadLetterStatus)
 
 #: how a payload jsonb cannot hold is kept: `{"encoding": ENCODED, "data": base64(JSON)}`
@@ -77,6 +81,17 @@ class StoredDeadLetter:
         """The records of the batch, from `payload["records"]`."""
         return [Record.model_validate(item) for item in self.payload.get("records", [])]
 
+    @property
+    def previous(self) -> dict[str, dict[RecordKey, Record | None]]:
+        """Per sink whose undo failed: the state before the write, from `payload["previous"]`."""
+        found: dict[str, dict[RecordKey, Record | None]] = {}
+        for sink, items in dict(self.payload.get("previous") or {}).items():
+            found[sink] = {
+                RecordKey(source, id_): None if record is None else Record.model_validate(record)
+                for source, id_, record in items
+            }
+        return found
+
     def to_letter(self) -> DeadLetter:
         """As the saga's `apex_platform.contracts.DeadLetter`."""
         from apex_platform.contracts import DeadLetter
@@ -91,6 +106,8 @@ class StoredDeadLetter:
             status=self.status,
             attempts=self.attempts,
             created_at=self.created_at,
+            writer=self.payload.get("writer"),
+            previous=self.previous,
         )
 
     @classmethod
@@ -160,7 +177,8 @@ class DeadLetterStore:
         error: str,
         attempts: int = 0,
     ) -> StoredDeadLetter:
-        """Store one open dead letter. `payload` must be JSON (records via `model_dump(mode="json")`)."""
+        """Store the open dead letter of `batch_id`, or update it (and count the attempt) if
+        one is open already. `payload` must be JSON (records via `model_dump(mode="json")`)."""
         try:
             payload_json = dumps(dict(payload))
         except ValueError:
@@ -169,17 +187,34 @@ class DeadLetterStore:
             payload_json = dumps(encode_payload(payload))
         except TypeError as exc:
             raise SinkError(f"dead letter of batch {batch_id}: payload is not JSON ({exc})") from None
-        row = await self._db.pool().fetchrow(
-            f"""INSERT INTO {self._table()} (batch_id, source, record_keys, payload, error, attempts)
-                VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6)
-                RETURNING {_COLUMNS}""",
-            batch_id,
-            source,
-            json.dumps([[_listable(k[0]), _listable(k[1])] for k in record_keys], ensure_ascii=False),
-            payload_json,
-            error,
-            attempts,
-        )
+        keys_json = json.dumps([[_listable(k[0]), _listable(k[1])] for k in record_keys], ensure_ascii=False)
+        async with self._db.acquire() as conn, conn.transaction():
+            # one open letter per batch: two workers failing the same batch take turns here
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self._table()}:{batch_id}")
+            row = await conn.fetchrow(
+                f"""UPDATE {self._table()}
+                    SET source = $2, record_keys = $3::jsonb, payload = $4::jsonb, error = $5,
+                        attempts = attempts + 1, updated_at = now()
+                    WHERE id = (SELECT max(id) FROM {self._table()} WHERE batch_id = $1 AND status = 'open')
+                    RETURNING {_COLUMNS}""",
+                batch_id,
+                source,
+                keys_json,
+                payload_json,
+                error,
+            )
+            if row is None:
+                row = await conn.fetchrow(
+                    f"""INSERT INTO {self._table()} (batch_id, source, record_keys, payload, error, attempts)
+                        VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6)
+                        RETURNING {_COLUMNS}""",
+                    batch_id,
+                    source,
+                    keys_json,
+                    payload_json,
+                    error,
+                    attempts,
+                )
         assert row is not None  # INSERT ... RETURNING always returns the row
         return StoredDeadLetter.from_row(row)
 
@@ -191,6 +226,11 @@ class DeadLetterStore:
             "succeeded": list(letter.succeeded),
             "failed": list(letter.failed),
             "error": letter.error,
+            "writer": letter.writer,
+            "previous": {
+                sink: [[k[0], k[1], None if r is None else r.model_dump(mode="json")] for k, r in changed.items()]
+                for sink, changed in letter.previous.items()
+            },
         }
         return await self.add(
             batch_id=letter.batch_id,
@@ -200,6 +240,15 @@ class DeadLetterStore:
             error=letter.error,
             attempts=letter.attempts,
         )
+
+    async def resolve(self, batch_id: str) -> int:
+        """Mark the open letters of `batch_id` resolved (a later attempt succeeded); how many."""
+        done = await self._db.pool().execute(
+            f"""UPDATE {self._table()} SET status = 'resolved', updated_at = now()
+                WHERE batch_id = $1 AND status = 'open'""",
+            batch_id,
+        )
+        return int(done.rsplit(" ", 1)[-1])
 
     async def list(self, status: str | None = None, limit: int = 100) -> builtins.list[StoredDeadLetter]:
         """Dead letters, oldest first, optionally only those with `status`."""

@@ -150,10 +150,25 @@ def _hnsw_supported(ctx: Context) -> bool:
     return True
 
 
+def _fencing(ctx: Context) -> list[str]:
+    """Writer tokens (see `apex_platform.contracts.Sink`): the saga's restore undoes a
+    key only where `changed_by` and `touched_by` are still its own; dead letters one per
+    batch, resolved when a later attempt succeeds, or rolled back by an operator."""
+    s = ctx.s
+    return [
+        f"ALTER TABLE {s}.records ADD COLUMN changed_by text, ADD COLUMN touched_by text",
+        f"ALTER TABLE {s}.dead_letters DROP CONSTRAINT dead_letters_status",
+        f"""ALTER TABLE {s}.dead_letters ADD CONSTRAINT dead_letters_status
+            CHECK (status IN ('open', 'replayed', 'discarded', 'resolved', 'rolled_back'))""",
+        f"CREATE INDEX dead_letters_open_batch_idx ON {s}.dead_letters (batch_id) WHERE status = 'open'",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "records table", _records),
     Migration(2, "dead_letters table", _dead_letters),
     Migration(3, "HNSW cosine index on records.embedding", _hnsw, _hnsw_supported),
+    Migration(4, "writer tokens on records; dead letters resolved and rolled back", _fencing),
 )
 
 

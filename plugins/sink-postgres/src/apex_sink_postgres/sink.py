@@ -3,7 +3,9 @@
 A batch is one statement: `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`
 whose `WHERE` is the winner rule of `rows.py` — an older version never overwrites a
 newer one, re-applying a batch changes nothing, a tombstone cannot be resurrected by
-an older (or equal) version.
+an older (or equal) version. The same statement reads (`FOR UPDATE`) what it replaces
+and stamps the writer tokens of the fenced contract (`changed_by`, `touched_by`), so a
+compensation (`restore(..., writer=)`) is one conditional statement per kind of undo.
 """
 
 # SQL here interpolates only the schema name, validated by PostgresSinkSettings and quoted.
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from apex_platform.contracts import Previous
 from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_postgres.database import Database, connection_errors
@@ -61,33 +64,91 @@ _ARRAY_TYPES = (
 )
 
 
-def _upsert_sql(schema: str, vector_type: str, *, versioned: bool) -> str:
-    s = quote_ident(schema)
-    casts = {
+_WINS = """(r.version < EXCLUDED.version
+           OR (r.version = EXCLUDED.version AND NOT r.deleted
+               AND (EXCLUDED.deleted
+                    OR r.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+                    OR r.record IS DISTINCT FROM EXCLUDED.record)))"""
+#: the stored row is the record written: only the writer's stamp changes
+_SAME = """(r.version = EXCLUDED.version AND r.deleted = EXCLUDED.deleted
+           AND r.content_hash IS NOT DISTINCT FROM EXCLUDED.content_hash
+           AND r.record IS NOT DISTINCT FROM EXCLUDED.record)"""
+_WRITER = f"${len(_COLUMNS) + 1}::text"
+
+
+def _casts(vector_type: str) -> dict[str, str]:
+    return {
         "attributes": "::jsonb",
         "entities": "::jsonb",
         "relations": "::jsonb",
         "record": "::jsonb",
         "embedding": f"::{vector_type}",
     }
+
+
+def _unnest() -> str:
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ARRAY_TYPES, start=1))
+    return f"unnest({arrays}) AS t({', '.join(_COLUMNS)})"
+
+
+def _upsert_sql(schema: str, vector_type: str) -> str:
+    """The fenced upsert: returns, for every key whose content it changed, the row it replaced."""
+    s = quote_ident(schema)
+    casts = _casts(vector_type)
     columns = ", ".join(_COLUMNS)
     select = ", ".join(f"t.{c}{casts.get(c, '')}" for c in _COLUMNS)
-    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ARRAY_TYPES, start=1))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[2:])
-    sql = f"""
+    # An identical record's columns equal the stored ones, so setting them is a no-op; the
+    # tokens tell a change (both stamped) from an identical write (touched_by only).
+    return f"""
+        WITH t AS (SELECT * FROM {_unnest()}),
+        old AS (
+            SELECT r.source, r.id, r.kind, r.version, r.deleted, r.occurred_at, r.content_hash,
+                   r.record AS record
+            FROM {s}.records r JOIN t USING (source, id)
+            FOR UPDATE OF r
+        ),
+        up AS (
+            INSERT INTO {s}.records AS r ({columns}, changed_by, touched_by)
+            SELECT {select}, {_WRITER}, {_WRITER} FROM t
+            ON CONFLICT (source, id) DO UPDATE SET {updates},
+                changed_by = CASE WHEN {_WINS} THEN EXCLUDED.changed_by ELSE r.changed_by END,
+                touched_by = CASE WHEN {_WINS} THEN EXCLUDED.touched_by
+                                  ELSE coalesce(EXCLUDED.touched_by, r.touched_by) END,
+                updated_at = now()
+            WHERE {_WINS} OR ({_SAME} AND r.touched_by IS DISTINCT FROM coalesce({_WRITER}, r.touched_by))
+            RETURNING r.source, r.id, r.version, r.deleted, r.content_hash, r.record
+        )
+        SELECT up.source, up.id, old.source IS NOT NULL AS existed, old.kind, old.version, old.deleted,
+               old.occurred_at, old.record::text AS record
+        FROM up LEFT JOIN old USING (source, id)
+        WHERE old.source IS NULL
+           OR old.version <> up.version OR old.deleted <> up.deleted
+           OR old.content_hash IS DISTINCT FROM up.content_hash OR old.record IS DISTINCT FROM up.record"""
+
+
+def _replace_sql(schema: str, vector_type: str) -> str:
+    """Put rows back as given, ignoring versions; without tokens."""
+    s = quote_ident(schema)
+    casts = _casts(vector_type)
+    columns = ", ".join(_COLUMNS)
+    select = ", ".join(f"t.{c}{casts.get(c, '')}" for c in _COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[2:])
+    return f"""
         INSERT INTO {s}.records AS r ({columns})
-        SELECT {select}
-        FROM unnest({arrays}) AS t({columns})
-        ON CONFLICT (source, id) DO UPDATE SET {updates}, updated_at = now()"""
-    if versioned:
-        # The winner rule of rows.py, in SQL.
-        sql += """
-        WHERE r.version < EXCLUDED.version
-           OR (r.version = EXCLUDED.version AND NOT r.deleted
-               AND (EXCLUDED.deleted
-                    OR r.content_hash IS DISTINCT FROM EXCLUDED.content_hash
-                    OR r.record IS DISTINCT FROM EXCLUDED.record))"""
-    return sql
+        SELECT {select} FROM {_unnest()}
+        ON CONFLICT (source, id) DO UPDATE SET {updates}, changed_by = NULL, touched_by = NULL, updated_at = now()"""
+
+
+def _undo_sql(schema: str, vector_type: str) -> str:
+    """Put rows back only where the store still holds the writer's change."""
+    s = quote_ident(schema)
+    casts = _casts(vector_type)
+    sets = ", ".join(f"{c} = t.{c}{casts.get(c, '')}" for c in _COLUMNS[2:])
+    return f"""
+        UPDATE {s}.records AS r SET {sets}, changed_by = NULL, touched_by = NULL, updated_at = now()
+        FROM {_unnest()}
+        WHERE r.source = t.source AND r.id = t.id AND r.changed_by = {_WRITER} AND r.touched_by = {_WRITER}"""
 
 
 def _arrays(rows: Sequence[Row]) -> list[list[Any]]:
@@ -96,6 +157,20 @@ def _arrays(rows: Sequence[Row]) -> list[list[Any]]:
 
 def _key_arrays(keys: Sequence[RecordKey]) -> tuple[list[str], list[str]]:
     return [k.source for k in keys], [k.id for k in keys]
+
+
+def _previous(row: Any) -> Record:
+    """The record a `records` row held (a tombstone as the minimal deleted record)."""
+    if row["deleted"]:
+        return Record(
+            source=row["source"],
+            kind=row["kind"],
+            id=row["id"],
+            version=row["version"],
+            occurred_at=row["occurred_at"],
+            deleted=True,
+        )
+    return from_json(row["record"])
 
 
 class PostgresSink:
@@ -142,8 +217,9 @@ class PostgresSink:
         vector = self._db.vector
         schema = self._db.schema
         self._sql = {
-            "upsert": _upsert_sql(schema, vector.type, versioned=True),
-            "replace": _upsert_sql(schema, vector.type, versioned=False),
+            "upsert": _upsert_sql(schema, vector.type),
+            "replace": _replace_sql(schema, vector.type),
+            "undo": _undo_sql(schema, vector.type),
         }
 
     async def close(self) -> None:
@@ -156,34 +232,43 @@ class PostgresSink:
     def _table(self) -> str:
         return f"{quote_ident(self._db.schema)}.records"
 
-    async def write(self, records: Sequence[Record]) -> None:
-        """Upsert a batch in one statement; see the module docstring for what wins.
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
+        """Upsert a batch in one statement; see the module docstring for what wins. Returns
+        what it replaced for every key whose content changed (the fenced contract of
+        `apex_platform.contracts.Sink`).
 
         Records PostgreSQL can never hold as they are (NUL characters, numbers out of
         range…) are refused one by one: the others are written, then `RecordsRefused`
         names each refused key with the reason (the saga quarantines them). A data error
         the checks did not foresee is narrowed down by halving the batch."""
         if not records:
-            return
+            return {}
         rows, refused = storable_winners(records, self.settings.embedding_dim)
-        refused.update(await self._upsert(rows))
+        changed: Previous = {}
+        refused.update(await self._upsert(rows, writer, changed))
         if refused:
-            raise RecordsRefused(self.name, refused)
+            raise RecordsRefused(self.name, refused, previous=changed)
+        return changed
 
-    async def _upsert(self, rows: Sequence[Row]) -> dict[RecordKey, str]:
+    async def _upsert(self, rows: Sequence[Row], writer: str | None, changed: Previous) -> dict[RecordKey, str]:
         import asyncpg
 
         if not rows:
             return {}
         try:
-            await self._db.pool().execute(self._sql["upsert"], *_arrays(rows))
+            found = await self._db.pool().fetch(self._sql["upsert"], *_arrays(rows), writer)
         except asyncpg.DataError as exc:  # class 22: the data, not the server
             if len(rows) == 1:
                 return {rows[0].key: f"PostgreSQL refused the record: {type(exc).__name__}: {exc}"}
             half = len(rows) // 2
-            return {**await self._upsert(rows[:half]), **await self._upsert(rows[half:])}
+            return {
+                **await self._upsert(rows[:half], writer, changed),
+                **await self._upsert(rows[half:], writer, changed),
+            }
         except connection_errors() as exc:
             raise self._error("write", rows, exc) from exc
+        for row in found:
+            changed[RecordKey(row["source"], row["id"])] = _previous(row) if row["existed"] else None
         return {}
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
@@ -205,25 +290,15 @@ class PostgresSink:
             raise SinkError(f"postgres sink: read of {len(keys)} keys from {self._db.where()} failed: {exc}") from exc
         found: dict[RecordKey, Record] = {}
         for row in rows:
-            if row["deleted"]:
-                record = Record(
-                    source=row["source"],
-                    kind=row["kind"],
-                    id=row["id"],
-                    version=row["version"],
-                    occurred_at=row["occurred_at"],
-                    deleted=True,
-                )
-            else:
-                record = from_json(row["record"])
+            record = _previous(row)
             found[record.key] = record
         return found
 
-    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
-        """Put back exactly `previous`, ignoring versions, in one transaction.
-
-        A key mapped to None is deleted completely, tombstone included.
-        """
+    async def restore(self, previous: Mapping[RecordKey, Record | None], *, writer: str | None = None) -> None:
+        """Put back `previous` in one transaction (a key mapped to None is deleted
+        completely, tombstone included). With `writer`, only the keys whose row still holds
+        that writer's change (`changed_by` and `touched_by`); without, exactly, ignoring
+        versions."""
         if not previous:
             return
         put: list[Row] = []
@@ -238,16 +313,20 @@ class PostgresSink:
             put.append(to_row(record, self.settings.embedding_dim))
         put.sort(key=lambda row: row.key)
         gone.sort()
+        fence = "" if writer is None else " AND r.changed_by = $3 AND r.touched_by = $3"
         try:
             async with self._db.acquire() as conn, conn.transaction():
                 if gone:
                     await conn.execute(
                         f"""DELETE FROM {self._table()} r USING unnest($1::text[], $2::text[]) AS k(source, id)
-                            WHERE r.source = k.source AND r.id = k.id""",
+                            WHERE r.source = k.source AND r.id = k.id{fence}""",
                         *_key_arrays(gone),
+                        *([] if writer is None else [writer]),
                     )
-                if put:
+                if put and writer is None:
                     await conn.execute(self._sql["replace"], *_arrays(put))
+                elif put:
+                    await conn.execute(self._sql["undo"], *_arrays(put), writer)
         except connection_errors() as exc:
             raise self._error("restore", put, exc, extra=len(gone)) from exc
 
@@ -282,6 +361,9 @@ class PostgresSink:
     async def add_dead_letter(self, letter: DeadLetter) -> int:
         stored = await self._dead_letters.add_letter(letter)
         return stored.id
+
+    async def resolve_dead_letters(self, batch_id: str) -> int:
+        return await self._dead_letters.resolve(batch_id)
 
     async def list_dead_letters(self, status: str | None = None, limit: int = 100) -> list[DeadLetter]:
         return [d.to_letter() for d in await self._dead_letters.list(status=status, limit=limit)]

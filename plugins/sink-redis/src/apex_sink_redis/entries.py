@@ -141,6 +141,22 @@ def winners(records: Sequence[Record]) -> list[Entry]:
     return [best[key] for key in sorted(best)]
 
 
+def storable_winners(records: Sequence[Record]) -> tuple[list[Entry], dict[RecordKey, str]]:
+    """`winners` of the records Redis can hold, and the reason for each it cannot."""
+    best: dict[RecordKey, Entry] = {}
+    refused: dict[RecordKey, str] = {}
+    for record in records:
+        try:
+            entry = to_entry(record)
+        except SinkError as exc:
+            refused[record.key] = str(exc)
+            continue
+        current = best.get(entry.key)
+        if current is None or supersedes(entry, current):
+            best[entry.key] = entry
+    return [best[key] for key in sorted(best) if key not in refused], refused
+
+
 def from_json(body: bytes | str) -> Record:
     """The `Record` stored in an `r` field."""
     return Record.model_validate_json(body)

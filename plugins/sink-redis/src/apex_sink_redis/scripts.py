@@ -1,17 +1,15 @@
 """The Lua scripts the sink runs (EVALSHA, loaded again on NOSCRIPT by redis-py).
 
-A script runs atomically on the server, so the version rule cannot be raced by a
-concurrent writer, and a whole batch is one round trip. Versions are compared as
+A script runs atomically on the server, so the version rule and the writer tokens of
+the fenced contract cannot be raced by a concurrent writer, and a whole batch is one
+round trip. Versions are compared as
 decimal strings (length, then digits): Lua numbers are doubles and would lose
 integers above 2**53.
 """
 
 from __future__ import annotations
 
-#: KEYS: record keys. ARGV[1]: TTL in ms (0: none); then per key, in order, the values
-#: of `entries.FIELDS`: version, deleted, fingerprint, content hash, record JSON.
-#: Returns how many keys changed. The TTL is refreshed on every key the batch touches.
-WRITE = """
+_COMPARE = """
 local function compare(a, b)
   if #a ~= #b then
     if #a > #b then return 1 end
@@ -27,13 +25,26 @@ local function compare(a, b)
   end
   return 0
 end
+"""
+
+#: KEYS: record keys. ARGV[1]: TTL in ms (0: none); ARGV[2]: the writer token ('' for
+#: none); then per key, in order, the values of `entries.FIELDS`: version, deleted,
+#: fingerprint, content hash, record JSON.
+#: A winner is written with `c` (changed_by) and `t` (touched_by) set to the token; a key
+#: already holding the identical record only gets `t`. Returns, for every key whose
+#: content changed, its index (1-based) and the `r` it held before ('' if absent).
+#: The TTL is refreshed on every key the batch touches.
+WRITE = (
+    _COMPARE
+    + """
 local ttl = tonumber(ARGV[1])
-local changed = 0
+local writer = ARGV[2]
+local changed = {}
 for i, key in ipairs(KEYS) do
-  local at = 1 + (i - 1) * 5
+  local at = 2 + (i - 1) * 5
   local v, d, f, h, r = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
-  local old = redis.call('HMGET', key, 'v', 'd', 'f')
-  local take
+  local old = redis.call('HMGET', key, 'v', 'd', 'f', 'r', 't')
+  local take, same
   if not old[1] then
     take = true
   else
@@ -42,13 +53,23 @@ for i, key in ipairs(KEYS) do
       take = c > 0
     elseif old[2] == '1' then
       take = false
+      same = d == '1'
     else
       take = d == '1' or f ~= old[3]
+      same = not take
     end
   end
   if take then
-    redis.call('HSET', key, 'v', v, 'd', d, 'f', f, 'h', h, 'r', r)
-    changed = changed + 1
+    if writer == '' then
+      redis.call('HSET', key, 'v', v, 'd', d, 'f', f, 'h', h, 'r', r)
+      redis.call('HDEL', key, 'c', 't')
+    else
+      redis.call('HSET', key, 'v', v, 'd', d, 'f', f, 'h', h, 'r', r, 'c', writer, 't', writer)
+    end
+    table.insert(changed, i)
+    table.insert(changed, old[4] or '')
+  elseif same and writer ~= '' and old[5] ~= writer then
+    redis.call('HSET', key, 't', writer)
   end
   if ttl > 0 then
     redis.call('PEXPIRE', key, ttl)
@@ -57,6 +78,38 @@ for i, key in ipairs(KEYS) do
   end
 end
 return changed
+"""
+)
+
+#: KEYS: record keys. ARGV[1]: TTL in ms (0: none); ARGV[2]: the writer token; then per
+#: key a mode ('0': remove the key, '1': put back the entry that follows) and, for '1',
+#: the values of `entries.FIELDS`. A key is touched only while `c` and `t` are both the
+#: token (the store still holds that writer's change); returns how many were undone.
+UNDO = """
+local ttl = tonumber(ARGV[1])
+local writer = ARGV[2]
+local at = 3
+local undone = 0
+for _, key in ipairs(KEYS) do
+  local mode = ARGV[at]
+  local mine = false
+  local tokens = redis.call('HMGET', key, 'c', 't')
+  if tokens[1] == writer and tokens[2] == writer then mine = true end
+  if mode == '0' then
+    if mine then redis.call('DEL', key); undone = undone + 1 end
+    at = at + 1
+  else
+    if mine then
+      redis.call('DEL', key)
+      redis.call('HSET', key, 'v', ARGV[at + 1], 'd', ARGV[at + 2], 'f', ARGV[at + 3], 'h', ARGV[at + 4],
+                 'r', ARGV[at + 5])
+      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+      undone = undone + 1
+    end
+    at = at + 6
+  end
+end
+return undone
 """
 
 #: KEYS: lock keys, sorted. ARGV[1]: token, ARGV[2]: TTL in ms.

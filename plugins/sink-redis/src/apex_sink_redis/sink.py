@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from apex_platform.errors import SettingsError, SinkError
+from apex_platform.contracts import Previous
+from apex_platform.errors import RecordsRefused, SettingsError, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.settings import load
 from apex_sink_redis import scripts
-from apex_sink_redis.entries import Entry, from_json, to_entry, winners
+from apex_sink_redis.entries import Entry, from_json, storable_winners, to_entry
 from apex_sink_redis.keys import KeySpace
 from apex_sink_redis.locks import KeyLocks
 from apex_sink_redis.settings import RedisSinkSettings, redact, resolve_url
@@ -56,6 +57,7 @@ class RedisSink:
         self._coordinator_where: str | None = None
         self._from_stack = False
         self._write: AsyncScript | None = None
+        self._undo: AsyncScript | None = None
         self._locks: KeyLocks | None = None
 
     @property
@@ -138,6 +140,7 @@ class RedisSink:
             raise
         self._client, self._coordinator = client, coordinator
         self._write = client.register_script(scripts.WRITE)
+        self._undo = client.register_script(scripts.UNDO)
         self._locks = KeyLocks(coordinator or client, self.keys)
         await self._check_eviction(coordinator or client)
 
@@ -161,7 +164,7 @@ class RedisSink:
     async def close(self) -> None:
         clients = (self._client, self._coordinator)
         self._client = self._coordinator = None
-        self._write = self._locks = None
+        self._write = self._undo = self._locks = None
         for client in clients:
             if client is not None:
                 await client.aclose()
@@ -210,20 +213,31 @@ class RedisSink:
     def _ledger_where(self) -> str:
         return self._coordinator_where or self._where
 
-    async def write(self, records: Sequence[Record]) -> None:
-        """Upsert a batch in one script call; see the module docstring for what wins."""
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
+        """Upsert a batch in one script call; see the module docstring for what wins.
+        Returns what it replaced for every key whose content changed (the fenced contract
+        of `apex_platform.contracts.Sink`). Records Redis cannot cache faithfully (lone
+        surrogates, non-finite numbers) are refused one by one (`RecordsRefused`) after
+        the others are written."""
         if not records:
-            return
+            return {}
         self._require()
         assert self._write is not None
-        entries = winners(records)
-        args: list[Any] = [self.settings.record_ttl_ms]
-        for entry in entries:
-            args.extend(entry.values())
-        try:
-            await self._write(keys=[self.keys.record(e.key) for e in entries], args=args)
-        except _redis_errors() as exc:
-            raise self._error("write", [e.key for e in entries], exc) from exc
+        entries, refused = storable_winners(records)
+        changed: Previous = {}
+        if entries:
+            args: list[Any] = [self.settings.record_ttl_ms, writer or ""]
+            for entry in entries:
+                args.extend(entry.values())
+            try:
+                found = await self._write(keys=[self.keys.record(e.key) for e in entries], args=args)
+            except _redis_errors() as exc:
+                raise self._error("write", [e.key for e in entries], exc) from exc
+            for index, body in zip(found[::2], found[1::2], strict=True):
+                changed[entries[int(index) - 1].key] = _readable(body)
+        if refused:
+            raise RecordsRefused(self.name, refused, previous=changed)
+        return changed
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
         """What is stored under `keys`: live records as written, tombstones as minimal
@@ -249,12 +263,10 @@ class RedisSink:
                 raise SinkError(f"redis sink: {self.keys.record(key)} holds no readable record: {exc}") from None
         return found
 
-    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
-        """Put back exactly `previous`, ignoring versions, in one MULTI/EXEC.
-
-        A key mapped to None is deleted completely, tombstone included; a tombstone
-        record is stored as a tombstone.
-        """
+    async def restore(self, previous: Mapping[RecordKey, Record | None], *, writer: str | None = None) -> None:
+        """Put back `previous` (a key mapped to None is deleted completely, tombstone
+        included). With `writer`, in one script call and only where the key still holds
+        that writer's change; without, exactly, ignoring versions, in one MULTI/EXEC."""
         if not previous:
             return
         client = self._require()
@@ -270,6 +282,18 @@ class RedisSink:
                 puts.append(to_entry(record))
         ttl_ms = self.settings.record_ttl_ms
         try:
+            if writer is not None:
+                assert self._undo is not None
+                args: list[Any] = [ttl_ms, writer]
+                names = []
+                for key in gone:
+                    names.append(self.keys.record(key))
+                    args.append("0")
+                for entry in puts:
+                    names.append(self.keys.record(entry.key))
+                    args.extend(("1", *entry.values()))
+                await self._undo(keys=names, args=args)
+                return
             async with client.pipeline(transaction=True) as pipe:
                 for key in gone:
                     pipe.delete(self.keys.record(key))
@@ -348,6 +372,17 @@ class RedisSink:
         return SinkError(
             f"redis sink: {op} of {shown or 'no records'} at {self._where} failed{self._hint()}: {_describe(exc)}"
         )
+
+
+def _readable(body: bytes) -> Record | None:
+    """What a key held before a write: None if absent, or not a record this sink wrote."""
+    if not body:
+        return None
+    try:
+        return from_json(body)
+    except ValueError:
+        log.warning("redis sink: a key held no readable record before a write (%.60r); undoing it removes it", body)
+        return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -89,14 +89,16 @@ class Record(BaseModel):
         """SHA-256 of the record's content (everything but the embedding)."""
         body = self.model_dump(mode="json", exclude={"embedding"})
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        # surrogatepass: a lone surrogate (valid JSON, no valid UTF-8) still hashes, so the
+        # record reaches the sinks, which store it encoded or refuse it by name
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
     @property
     def idempotency_key(self) -> str:
         """Hash of (source, id, version, content): equal keys mean the same write."""
         h = hashlib.sha256()
         for part in (self.source, self.id, str(self.version), self.content_hash()):
-            h.update(part.encode())
+            h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x1f")
         return h.hexdigest()
 

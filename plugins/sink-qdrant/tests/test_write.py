@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from apex_platform.errors import SinkError
+from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_qdrant import APEX_NAMESPACE, VECTOR_NAME, QdrantSink, point_id
 
@@ -28,16 +28,20 @@ async def raw_point(sink: QdrantSink, key: RecordKey) -> Any:
 
 
 def count_upserts(sink: QdrantSink, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Spy on the client's upsert calls (the store itself stays real)."""
+    """Spy on the client's update requests: points upserted per request (the store itself stays real)."""
+    from qdrant_client.http import models
+
     calls: list[int] = []
     client = sink.client
-    original = client.upsert
+    original = client.batch_update_points
 
-    async def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(len(kwargs.get("points", args[1] if len(args) > 1 else [])))
-        return await original(*args, **kwargs)
+    async def spy(collection: str, operations: Any, **kwargs: Any) -> Any:
+        upserts = [op.upsert for op in operations if isinstance(op, models.UpsertOperation)]
+        if upserts:
+            calls.append(sum(len(u.points) for u in upserts))  # type: ignore[union-attr]
+        return await original(collection, operations, **kwargs)
 
-    monkeypatch.setattr(client, "upsert", spy)
+    monkeypatch.setattr(client, "batch_update_points", spy)
     return calls
 
 
@@ -198,21 +202,32 @@ async def test_read_of_absent_keys_and_empty_calls(sink: QdrantSink, record: Rec
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"embedding": (1.0, 2.0)}, "embedding has 2 dimensions"),
         ({"embedding": (1.0, float("nan"), 0.0, 0.0)}, "finite float32"),
         ({"embedding": (1e39, 0.0, 0.0, 0.0)}, "finite float32"),
         ({"attributes": {"x": float("inf")}}, "NaN or infinity"),
         ({"version": 2**63}, "64-bit"),
+        ({"text": "lone \ud800 surrogate"}, "lone surrogate"),
     ],
 )
-async def test_unstorable_record_fails_the_batch_before_anything_is_sent(
+async def test_unstorable_record_is_refused_and_the_rest_is_written(
     sink: QdrantSink, record: RecordFactory, fields: dict[str, Any], message: str
 ) -> None:
     version = fields.pop("version", 1)
     bad = record("bad", version, **fields)
-    with pytest.raises(SinkError, match=message) as info:
-        await sink.write([record("good", 1), bad])
-    assert "turvo:bad" in str(info.value)
+    good = record("good", 1)
+    with pytest.raises(RecordsRefused, match=message) as info:
+        await sink.write([good, bad])
+    assert list(info.value.refused) == [bad.key]
+    assert "turvo:bad" in info.value.refused[bad.key]
+    assert info.value.previous == {good.key: None}
+    assert await sink.read([good.key, bad.key]) == {good.key: good}
+
+
+async def test_an_embedding_of_another_size_fails_the_batch(sink: QdrantSink, record: RecordFactory) -> None:
+    """A settings mismatch, not one bad record: nothing is written, nothing quarantined."""
+    with pytest.raises(SinkError, match="embedding has 2 dimensions") as info:
+        await sink.write([record("good", 1), record("bad", 1, embedding=(1.0, 2.0))])
+    assert not isinstance(info.value, RecordsRefused)
     assert await sink.count(include_deleted=True) == 0
 
 

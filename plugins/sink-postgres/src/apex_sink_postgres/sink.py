@@ -110,7 +110,10 @@ def _upsert_sql(schema: str, vector_type: str) -> str:
         ),
         up AS (
             INSERT INTO {s}.records AS r ({columns}, changed_by, touched_by)
-            SELECT {select}, {_WRITER}, {_WRITER} FROM t
+            SELECT {select}, {_WRITER}, {_WRITER}
+            -- `old` is read (and its rows locked) before the first insert: read after, the
+            -- rows this statement changes would be invisible to it
+            FROM t CROSS JOIN (SELECT count(*) FROM old) AS locked
             ON CONFLICT (source, id) DO UPDATE SET {updates},
                 changed_by = CASE WHEN {_WINS} THEN EXCLUDED.changed_by ELSE r.changed_by END,
                 touched_by = CASE WHEN {_WINS} THEN EXCLUDED.touched_by

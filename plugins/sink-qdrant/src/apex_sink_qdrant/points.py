@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
@@ -56,6 +57,16 @@ MAX_VECTOR_VALUE = 3.4028234663852886e38
 
 #: Payload fields the winner rule needs, fetched before a write.
 STATE_FIELDS = ["source", "id", "version", "deleted", "content_hash", "embedding_hash"]
+#: Payload fields of the fenced contract (`apex_platform.contracts.Sink`): the writer
+#: tokens, and `etag`, new on every change of the point, which a write compares and sets
+#: (Qdrant's conditional update, `update_filter`) so read-decide-write cannot be raced.
+CHANGED_BY, TOUCHED_BY, ETAG = "changed_by", "touched_by", "etag"
+
+
+class DimensionMismatch(SinkError):
+    """An embedding of another size than the collection's vector: the settings disagree
+    with the enricher (APEX_QDRANT_EMBEDDING_DIM), not one bad record. The batch fails
+    (retried) rather than quarantining every record until the settings are fixed."""
 
 
 def point_id(key: RecordKey | tuple[str, str]) -> str:
@@ -138,14 +149,17 @@ def to_point(record: Record, embedding_dim: int) -> Point:
     vector: dict[str, list[float]] = {}
     if record.embedding is not None:
         if len(record.embedding) != embedding_dim:
-            raise SinkError(
+            raise DimensionMismatch(
                 f"{where}: embedding has {len(record.embedding)} dimensions, the collection's `{VECTOR_NAME}` "
                 f"vector has {embedding_dim} (APEX_QDRANT_EMBEDDING_DIM)"
             )
         if any(not math.isfinite(v) or abs(v) > MAX_VECTOR_VALUE for v in record.embedding):
             raise SinkError(f"{where}: embedding values must be finite float32 numbers")
         vector[VECTOR_NAME] = list(record.embedding)
-    text = record.model_dump_json()
+    try:
+        text = record.model_dump_json()
+    except PydanticSerializationError:
+        raise SinkError(f"{where} cannot be stored: text is not valid Unicode (lone surrogate)") from None
     try:
         exact = Record.model_validate_json(text) == record
     except ValidationError:
@@ -178,6 +192,29 @@ def winners(records: Sequence[Record], embedding_dim: int) -> list[Point]:
         if current is None or supersedes(point.state, current.state):
             best[point.key] = point
     return [best[key] for key in sorted(best)]
+
+
+def storable_winners(records: Sequence[Record], embedding_dim: int) -> tuple[list[Point], dict[RecordKey, str]]:
+    """`winners` of the records Qdrant can hold exactly, and the reason for each it cannot."""
+    best: dict[RecordKey, Point] = {}
+    refused: dict[RecordKey, str] = {}
+    for record in records:
+        try:
+            point = to_point(record, embedding_dim)
+        except DimensionMismatch:
+            raise
+        except SinkError as exc:
+            refused[record.key] = str(exc)
+            continue
+        current = best.get(point.key)
+        if current is None or supersedes(point.state, current.state):
+            best[point.key] = point
+    return [best[key] for key in sorted(best) if key not in refused], refused
+
+
+def identical(new: State, old: State) -> bool:
+    """`new` is the record stored already (a write of it only stamps the writer)."""
+    return new == old
 
 
 def from_payload(payload: Mapping[str, Any]) -> Record:

@@ -1,35 +1,43 @@
 """`QdrantSink`: one Qdrant point per record, for vector search over the latest versions.
 
 A write reads the stored state of the batch's points (`retrieve` by id), decides per
-key with the winner rule of `points.py`, and upserts the winners in one request with
-`wait=True`. Qdrant has no conditional upsert on payload values, so read-decide-write is
-not atomic: two writers of the same key at the same moment could both decide to write.
-The saga serialises writers of a key with its coordinator's per-key locks (the Redis
-sink), which is what makes this safe with several workers.
+key with the winner rule of `points.py`, and applies the winners in one request with
+`wait=True` as compare-and-set operations: each point's update carries the condition
+that its `etag` is still the one read (Qdrant's conditional updates, `update_filter`,
+Qdrant 1.16+ and local mode), a new point is inserted only if still absent. The points
+that lost a race to another writer are read and decided again. So two writers of one
+key can never roll it back, with or without the saga's locks; and the write knows
+exactly what it replaced (the fenced contract of `apex_platform.contracts.Sink`).
+A compensation is conditional on the writer tokens, in one request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from apex_platform.errors import SettingsError, SinkError
+from apex_platform.contracts import Previous
+from apex_platform.errors import RecordsRefused, SettingsError, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.settings import load
 from apex_sink_qdrant.points import (
-    STATE_FIELDS,
+    CHANGED_BY,
+    ETAG,
+    TOUCHED_BY,
     VECTOR_NAME,
     Point,
     State,
     from_payload,
+    identical,
     point_id,
+    storable_winners,
     supersedes,
     to_point,
-    winners,
 )
 from apex_sink_qdrant.settings import Location, QdrantSinkSettings, resolve_location
 
@@ -326,34 +334,100 @@ class QdrantSink:
                 f"qdrant sink: {op} of {len(ids)} points in {self._where()} failed: {_describe(exc)}"
             ) from exc
 
-    async def write(self, records: Sequence[Record]) -> None:
+    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         """Upsert a batch: one point per key, only where the winner rule says the stored
-        point is superseded (see `points.py`), in one request that waits for the write."""
+        point is superseded (see `points.py`), as compare-and-set operations in one request
+        per round. Returns what it replaced for every key whose content changed. Records
+        Qdrant cannot hold exactly are refused one by one (`RecordsRefused`) after the
+        others are written."""
         if not records:
-            return
-        candidates = winners(records, self.settings.embedding_dim)
-        stored = await self._retrieve([p.id for p in candidates], STATE_FIELDS, "write (reading current state)")
-        current = {str(p.id): State.from_payload(p.payload or {}) for p in stored}
-        todo = [p for p in candidates if p.id not in current or supersedes(p.state, current[p.id])]
-        if not todo:
-            return
-        await self._upsert(todo, "write")
+            return {}
+        candidates, refused = storable_winners(records, self.settings.embedding_dim)
+        changed: Previous = {}
+        todo = candidates
+        for _ in range(CAS_ROUNDS):
+            if not todo:
+                break
+            todo = await self._write_round(todo, writer, changed)
+        if todo:
+            raise SinkError(
+                f"qdrant sink: {len(todo)} points (first: {todo[0].key}) kept changing under this write for "
+                f"{CAS_ROUNDS} rounds in {self._where()}; retried later"
+            )
+        if refused:
+            raise RecordsRefused(self.name, refused, previous=changed)
+        return changed
 
-    async def _upsert(self, points: Sequence[Point], op: str, delete: Sequence[str] = ()) -> None:
+    async def _write_round(self, todo: Sequence[Point], writer: str | None, changed: Previous) -> list[Point]:
+        """One read-decide-compare-and-set round; returns the points that lost a race."""
         from qdrant_client.http import models
 
-        structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
+        stored = await self._retrieve([p.id for p in todo], True, "write (reading current state)")
+        current = {str(p.id): dict(p.payload or {}) for p in stored}
+        operations: list[models.UpdateOperation] = []
+        expected: dict[str, tuple[Point, str, dict[str, Any] | None]] = {}
+        for point in todo:
+            old = current.get(point.id)
+            etag = uuid.uuid4().hex
+            if old is not None:
+                state = State.from_payload(old)
+                if not supersedes(point.state, state):
+                    if writer is not None and identical(point.state, state) and old.get(TOUCHED_BY) != writer:
+                        operations.append(
+                            models.SetPayloadOperation(
+                                set_payload=models.SetPayload(
+                                    payload={TOUCHED_BY: writer, ETAG: etag}, filter=_same(point.id, old.get(ETAG))
+                                )
+                            )
+                        )
+                        expected[point.id] = (point, etag, None)
+                    continue
+            payload = {**point.payload, CHANGED_BY: writer, TOUCHED_BY: writer, ETAG: etag}
+            struct = models.PointStruct(id=point.id, vector=point.vector, payload=payload)
+            if old is None:
+                points = models.PointsList(points=[struct], update_mode=models.UpdateMode.INSERT_ONLY)
+            else:
+                points = models.PointsList(
+                    points=[struct],
+                    update_filter=_same(point.id, old.get(ETAG)),
+                    update_mode=models.UpdateMode.UPDATE_ONLY,
+                )
+            operations.append(models.UpsertOperation(upsert=points))
+            expected[point.id] = (point, etag, old)
+        if not operations:
+            return []
+        await self._batch(operations, "write", [p for p, _, _ in expected.values()])
+        after = await self._retrieve(list(expected), [ETAG], "write (checking it applied)")
+        landed = {str(p.id) for p in after if (p.payload or {}).get(ETAG) == expected[str(p.id)][1]}
+        lost: list[Point] = []
+        for point_id_, (point, _, old) in expected.items():
+            if point_id_ not in landed:
+                lost.append(point)
+            elif point_id_ in current and old is None:
+                continue  # stamped only: an identical record
+            else:
+                changed[point.key] = None if old is None else _previous(old)
+        return lost
+
+    async def _upsert(self, points: Sequence[Point], op: str, delete: Sequence[str] = ()) -> None:
+        """Put points as given (tokens cleared), deleting `delete` first, in one request."""
+        from qdrant_client.http import models
+
+        structs = [
+            models.PointStruct(id=p.id, vector=p.vector, payload={**p.payload, ETAG: uuid.uuid4().hex}) for p in points
+        ]
+        operations: list[models.UpdateOperation] = []
+        if delete:
+            operations.append(models.DeleteOperation(delete=models.PointIdsList(points=list(delete))))
+        if structs:
+            operations.append(models.UpsertOperation(upsert=models.PointsList(points=structs)))
+        if operations:
+            await self._batch(operations, op, points)
+
+    async def _batch(self, operations: list[models.UpdateOperation], op: str, points: Sequence[Point]) -> None:
         client = self.client
         try:
-            if delete:
-                operations: list[models.UpdateOperation] = [
-                    models.DeleteOperation(delete=models.PointIdsList(points=list(delete)))
-                ]
-                if structs:
-                    operations.append(models.UpsertOperation(upsert=models.PointsList(points=structs)))
-                await self._call(lambda: client.batch_update_points(self.collection, operations, wait=True))
-            else:
-                await self._call(lambda: client.upsert(self.collection, points=structs, wait=True))
+            await self._call(lambda: client.batch_update_points(self.collection, operations, wait=True))
         except client_errors() as exc:
             keys = ", ".join(str(p.key) for p in points[:5]) + (" …" if len(points) > 5 else "")
             raise SinkError(
@@ -376,9 +450,12 @@ class QdrantSink:
             found[key] = from_payload(payload)
         return found
 
-    async def restore(self, previous: Mapping[RecordKey, Record | None]) -> None:
-        """Put back exactly `previous`, ignoring versions, in one request: a live record,
-        a tombstone, or None = no point at all (tombstone included)."""
+    async def restore(self, previous: Mapping[RecordKey, Record | None], *, writer: str | None = None) -> None:
+        """Put back `previous` in one request: a live record, a tombstone, or None = no
+        point at all (tombstone included). With `writer`, only the points that still hold
+        that writer's change (both tokens); without, exactly, ignoring versions."""
+        from qdrant_client.http import models
+
         if not previous:
             return
         points: list[Point] = []
@@ -391,7 +468,34 @@ class QdrantSink:
                 raise SinkError(f"qdrant sink: restore maps key {key} to record {record.key}")
             else:
                 points.append(to_point(record, self.settings.embedding_dim))
-        await self._upsert(points, "restore", delete=gone)
+        if writer is None:
+            await self._upsert(points, "restore", delete=gone)
+            return
+        mine = [
+            models.FieldCondition(key=CHANGED_BY, match=models.MatchValue(value=writer)),
+            models.FieldCondition(key=TOUCHED_BY, match=models.MatchValue(value=writer)),
+        ]
+        operations: list[models.UpdateOperation] = []
+        if gone:
+            selector = models.FilterSelector(
+                filter=models.Filter(must=[models.HasIdCondition(has_id=list(gone)), *mine])
+            )
+            operations.append(models.DeleteOperation(delete=selector))
+        if points:
+            structs = [
+                models.PointStruct(id=p.id, vector=p.vector, payload={**p.payload, ETAG: uuid.uuid4().hex})
+                for p in points
+            ]
+            operations.append(
+                models.UpsertOperation(
+                    upsert=models.PointsList(
+                        points=structs,
+                        update_filter=models.Filter(must=mine),
+                        update_mode=models.UpdateMode.UPDATE_ONLY,
+                    )
+                )
+            )
+        await self._batch(operations, "restore", points)
 
     async def search(
         self,
@@ -456,6 +560,30 @@ class QdrantSink:
         except client_errors() as exc:
             raise SinkError(f"qdrant sink: count in {self._where()} failed: {_describe(exc)}") from exc
         return result.count
+
+
+#: compare-and-set rounds a write tries before it leaves the rest to the saga's retry
+CAS_ROUNDS = 8
+
+
+def _same(point: str, etag: Any) -> models.Filter:
+    """The point still holds what was read: its `etag` (or none, for points written before it)."""
+    from qdrant_client.http import models
+
+    unchanged: models.Condition = (
+        models.IsEmptyCondition(is_empty=models.PayloadField(key=ETAG))
+        if etag is None
+        else models.FieldCondition(key=ETAG, match=models.MatchValue(value=etag))
+    )
+    return models.Filter(must=[models.HasIdCondition(has_id=[point]), unchanged])
+
+
+def _previous(payload: Mapping[str, Any]) -> Record | None:
+    try:
+        return from_payload(payload)
+    except (KeyError, ValueError) as exc:
+        log.warning("qdrant sink: a point held no readable record before a write (%s); undoing it removes it", exc)
+        return None
 
 
 def _describe(exc: BaseException) -> str:

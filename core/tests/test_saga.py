@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from apex_platform.breaker import CircuitBreaker, CircuitOpenError
-from apex_platform.contracts import DeadLetter
 from apex_platform.models import Record, RecordKey
 from apex_platform.saga import Saga, SagaSettings, SagaWriteError, latest_per_key
 from apex_platform.testing.sinks import Faults, FaultySink, MemoryDeadLetters, MemorySink

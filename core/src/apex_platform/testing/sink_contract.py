@@ -26,9 +26,7 @@ def record(id: str, version: int, *, deleted: bool = False, status: str | None =
     """A small realistic record (a shipment status update) of the check source."""
     status = status or f"status {version}"
     if deleted:
-        return Record(
-            source=SOURCE, kind="contract.shipment", id=id, version=version, occurred_at=T0, deleted=True
-        )
+        return Record(source=SOURCE, kind="contract.shipment", id=id, version=version, occurred_at=T0, deleted=True)
     return Record(
         source=SOURCE,
         kind="contract.shipment",
@@ -58,7 +56,8 @@ async def write_returns_what_it_replaced(sink: Sink) -> None:
     assert await sink.write([a1], writer="w4") == {}, "an older version changes nothing"
     assert await sink.write([record("a", 3, deleted=True)], writer="w5") == {key("a"): a2}
     tombstone = await stored(sink, "a")
-    assert tombstone is not None and tombstone.deleted
+    assert tombstone is not None
+    assert tombstone.deleted
     a4 = record("a", 4)
     assert await sink.write([a4, record("b", 1)], writer="w6") == {key("a"): tombstone, key("b"): None}
     assert await stored(sink, "a") == a4

@@ -346,13 +346,16 @@ def _dlq(action: str, *args: Any) -> Any:
         "show": lambda rt, _c: operations.dlq_show(rt, args[0]),
         "replay": lambda rt, _c: operations.dlq_replay(rt, args[0]),
         "discard": lambda rt, _c: operations.dlq_discard(rt, args[0]),
+        "rollback": lambda rt, _c: operations.dlq_rollback(rt, args[0]),
     }
     return _local(jobs[action])
 
 
 @dlq_app.command("list")
 def dlq_list(
-    status: Annotated[str | None, typer.Option(help="open, replayed, discarded, or all")] = "open",
+    status: Annotated[
+        str | None, typer.Option(help="open, resolved, replayed, rolled_back, discarded, or all")
+    ] = "open",
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
@@ -404,6 +407,22 @@ def dlq_replay(
         console.print("no open dead letters")
     if failures:
         raise typer.Exit(1)
+
+
+@dlq_app.command("rollback")
+def dlq_rollback(
+    letter_id: int,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Undo a dead letter's batch where its compensation failed: put back the state before
+    the write, only where the stores still hold that attempt's change (never a newer version)."""
+    result = _dlq("rollback", letter_id)
+
+    def render(doc: dict[str, Any]) -> None:
+        done = ", ".join(f"{sink}: {n} keys" for sink, n in doc["restored"].items())
+        console.print(f"dead letter {letter_id}: rolled back ({done})")
+
+    _emit(result, as_json, render)
 
 
 @dlq_app.command("discard")

@@ -115,9 +115,19 @@ def letter_document(letter: DeadLetter, *, full: bool = False) -> dict[str, Any]
         "succeeded": letter.succeeded,
         "failed": letter.failed,
         "error": letter.error,
+        # per sink whose undo failed: how many keys `dlq rollback` would put back
+        "rollback": {sink: len(previous) for sink, previous in letter.previous.items()},
     }
     if full:
         doc["records"] = [r.model_dump(mode="json") for r in letter.records]
+        doc["writer"] = letter.writer
+        doc["previous"] = {
+            sink: [
+                {"key": str(key), "record": None if record is None else record.model_dump(mode="json")}
+                for key, record in previous.items()
+            ]
+            for sink, previous in letter.previous.items()
+        }
     return doc
 
 
@@ -148,6 +158,36 @@ async def dlq_replay(runtime: Runtime, letter_id: int) -> dict[str, Any]:
         raise SinkError(f"replay of dead letter {letter_id} failed: {exc}") from exc
     await dlq.mark_dead_letter(letter_id, "replayed")
     return {"id": letter_id, "status": "replayed", "written": result.written, "skipped": result.skipped}
+
+
+async def dlq_rollback(runtime: Runtime, letter_id: int) -> dict[str, Any]:
+    """Undo the letter's batch where its compensation failed: in each such sink, put back
+    the state before the write — only where the store still holds that attempt's change
+    (a conditional restore with the attempt's writer token), so a newer version written
+    since is never rolled back. The other sinks were undone already."""
+    dlq = dead_letter_queue(runtime)
+    letter = await dlq.get_dead_letter(letter_id)
+    if letter is None:
+        raise ApexError(f"no dead letter {letter_id}")
+    if letter.status != "open":
+        raise ApexError(f"dead letter {letter_id} is {letter.status}, not open")
+    if letter.writer is None or not letter.previous:
+        raise ApexError(
+            f"dead letter {letter_id} holds nothing to roll back (every store was undone already, or it predates "
+            "rollback): replay or discard it"
+        )
+    missing = sorted(set(letter.previous) - set(runtime.saga.sinks))
+    if missing:
+        raise ApexError(f"dead letter {letter_id} needs sink(s) {', '.join(missing)}, not installed here")
+    restored: dict[str, int] = {}
+    for name, previous in letter.previous.items():
+        try:
+            await runtime.saga.sinks[name].restore(previous, writer=letter.writer)
+        except Exception as exc:
+            raise SinkError(f"rollback of dead letter {letter_id} failed in {name}: {exc}") from exc
+        restored[name] = len(previous)
+    await dlq.mark_dead_letter(letter_id, "rolled_back")
+    return {"id": letter_id, "status": "rolled_back", "restored": restored}
 
 
 async def dlq_discard(runtime: Runtime, letter_id: int) -> dict[str, Any]:

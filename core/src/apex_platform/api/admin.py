@@ -67,6 +67,12 @@ class AdminController(Controller):
         """Write the letter's records through the saga again, then mark it replayed."""
         return await _run(operations.dlq_replay(runtime, letter_id))
 
+    @post("/dead-letters/{letter_id:int}/rollback", operation_id="rollBackDeadLetter", status_code=200)
+    async def rollback(self, runtime: RuntimeDep, letter_id: LetterId) -> Response[Any]:
+        """Undo the letter's batch where its compensation failed (only where the stores still
+        hold that attempt's change), then mark it rolled back."""
+        return await _run(operations.dlq_rollback(runtime, letter_id))
+
     @post("/dead-letters/{letter_id:int}/discard", operation_id="discardDeadLetter", status_code=200)
     async def discard(self, runtime: RuntimeDep, letter_id: LetterId) -> Response[Any]:
         """Mark a dead letter discarded (it is kept, never deleted)."""

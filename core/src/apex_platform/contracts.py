@@ -237,7 +237,11 @@ class Coordinator(Protocol):
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A compensation that failed: what is needed to finish or undo the write by hand."""
+    """A batch an operator must look at: a compensation that failed (the stores may
+    disagree until a later attempt of the batch succeeds, which resolves the letter), or
+    records quarantined because a sink refused them for good (`batch_id` ends in
+    `:quarantine`). It holds what is needed to finish the write (`records`: replay) or to
+    undo it (`writers` and `previous`: rollback, a conditional restore per sink)."""
 
     id: int | None
     batch_id: str
@@ -248,13 +252,25 @@ class DeadLetter:
     status: str = "open"
     attempts: int = 0
     created_at: Any = None
+    #: per sink whose undo failed: the writer token of its write (see `Sink`); a rollback
+    #: restores only that write's changes
+    writers: dict[str, str] = field(default_factory=dict)
+    #: per sink whose undo failed: the state before the write, for every key it changed
+    previous: dict[str, Previous] = field(default_factory=dict)
 
 
 @runtime_checkable
 class DeadLetterQueue(Protocol):
     """Optional capability of a sink (the PostgreSQL sink has it): the dead-letter table."""
 
-    async def add_dead_letter(self, letter: DeadLetter) -> int: ...
+    async def add_dead_letter(self, letter: DeadLetter) -> int:
+        """Keep `letter`: one open letter per `batch_id` (a later failure of the same batch
+        updates it and counts the attempt). Returns its id."""
+        ...
+
+    async def resolve_dead_letters(self, batch_id: str) -> int:
+        """Mark the open letters of `batch_id` resolved (a later attempt succeeded); how many."""
+        ...
 
     async def list_dead_letters(self, status: str | None = None, limit: int = 100) -> list[DeadLetter]: ...
 

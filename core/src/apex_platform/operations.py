@@ -120,7 +120,7 @@ def letter_document(letter: DeadLetter, *, full: bool = False) -> dict[str, Any]
     }
     if full:
         doc["records"] = [r.model_dump(mode="json") for r in letter.records]
-        doc["writer"] = letter.writer
+        doc["writers"] = letter.writers
         doc["previous"] = {
             sink: [
                 {"key": str(key), "record": None if record is None else record.model_dump(mode="json")}
@@ -163,7 +163,7 @@ async def dlq_replay(runtime: Runtime, letter_id: int) -> dict[str, Any]:
 async def dlq_rollback(runtime: Runtime, letter_id: int) -> dict[str, Any]:
     """Undo the letter's batch where its compensation failed: in each such sink, put back
     the state before the write — only where the store still holds that attempt's change
-    (a conditional restore with the attempt's writer token), so a newer version written
+    (a conditional restore with that write's writer token), so a newer version written
     since is never rolled back. The other sinks were undone already."""
     dlq = dead_letter_queue(runtime)
     letter = await dlq.get_dead_letter(letter_id)
@@ -171,7 +171,7 @@ async def dlq_rollback(runtime: Runtime, letter_id: int) -> dict[str, Any]:
         raise ApexError(f"no dead letter {letter_id}")
     if letter.status != "open":
         raise ApexError(f"dead letter {letter_id} is {letter.status}, not open")
-    if letter.writer is None or not letter.previous:
+    if not letter.previous or set(letter.previous) - set(letter.writers):
         raise ApexError(
             f"dead letter {letter_id} holds nothing to roll back (every store was undone already, or it predates "
             "rollback): replay or discard it"
@@ -182,7 +182,7 @@ async def dlq_rollback(runtime: Runtime, letter_id: int) -> dict[str, Any]:
     restored: dict[str, int] = {}
     for name, previous in letter.previous.items():
         try:
-            await runtime.saga.sinks[name].restore(previous, writer=letter.writer)
+            await runtime.saga.sinks[name].restore(previous, writer=letter.writers[name])
         except Exception as exc:
             raise SinkError(f"rollback of dead letter {letter_id} failed in {name}: {exc}") from exc
         restored[name] = len(previous)

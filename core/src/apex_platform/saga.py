@@ -2,7 +2,7 @@
 
 Per batch: dedupe keys (highest version wins), skip what the coordinator says is
 committed everywhere, lock the keys, write all sinks concurrently (each call behind
-tenacity retries and a circuit breaker) with a writer token unique to this attempt, and
+tenacity retries and a circuit breaker) with a writer token unique to each call, and
 on any failure undo, in every sink, what this attempt changed — each sink's write
 returns what it replaced — before raising a retryable error for Temporal.
 
@@ -232,16 +232,23 @@ class Saga:
             raise SagaWriteError(
                 f"circuit open for {', '.join(tripped)}: nothing of the batch was written", failed=tripped
             )
-        # unique per attempt: a slow earlier attempt of the same batch is another writer
-        writer = uuid.uuid4().hex
         changed: dict[str, Previous] = {}
+        # One token per sink call, a retried call included: an earlier call that applied and
+        # then failed is another writer (its change is left to be superseded or confirmed),
+        # so a retry can never re-claim a key another batch has written since.
+        writers: dict[str, str] = {}
 
         async def write(name: str) -> None:
             sink = self.sinks[name]
             if not _fenced(sink):
                 changed[name] = await self._legacy_write(name, batch)
                 return
-            changed[name] = dict(await self._call(name, "write", lambda: sink.write(batch, writer=writer)))
+
+            async def call() -> Previous:
+                writers[name] = token = uuid.uuid4().hex
+                return await sink.write(batch, writer=token)
+
+            changed[name] = dict(await self._call(name, "write", call))
 
         results = await asyncio.gather(*(write(n) for n in names), return_exceptions=True)
         for result in results:  # cancellation is never turned into a compensation or a retry
@@ -252,12 +259,12 @@ class Saga:
         for name, refusal in refusals.items():
             changed[name] = {RecordKey(*k): v for k, v in refusal.previous.items()}
         if refusals and len(refusals) == len(failed):
-            return await self._quarantine(batch, batch_id, writer, changed, refusals)
+            return await self._quarantine(batch, batch_id, writers, changed, refusals)
         if not failed:
             return []
         for name, exc in failed.items():
             log.warning("batch %s: sink %s failed: %s", batch_id, name, exc)
-        dead_letter_id = await self._compensate(batch, batch_id, writer, changed, list(failed))
+        dead_letter_id = await self._compensate(batch, batch_id, writers, changed, list(failed))
         raise SagaWriteError(
             self._describe("write failed in", failed) + "; what the others wrote was undone",
             failed=list(failed),
@@ -273,7 +280,7 @@ class Saga:
         await self._call(name, "write", lambda: sink.write(batch))
         return {key: current.get(key) for key in keys}
 
-    async def _restore(self, writer: str, previous: Mapping[str, Previous]) -> dict[str, BaseException]:
+    async def _restore(self, writers: Mapping[str, str], previous: Mapping[str, Previous]) -> dict[str, BaseException]:
         """Undo this writer's changes (conditional restore) in every sink that has some;
         return the sinks where that failed."""
         names = [n for n, p in previous.items() if p]
@@ -283,7 +290,7 @@ class Saga:
             if not _fenced(sink):
                 await self._call(name, "restore", lambda: sink.restore(previous[name]))
                 return
-            await self._call(name, "restore", lambda: sink.restore(previous[name], writer=writer))
+            await self._call(name, "restore", lambda: sink.restore(previous[name], writer=writers[name]))
 
         results = await asyncio.gather(*(restore(n) for n in names), return_exceptions=True)
         for result in results:
@@ -301,7 +308,7 @@ class Saga:
         self,
         batch: list[Record],
         batch_id: str,
-        writer: str,
+        writers: Mapping[str, str],
         changed: Mapping[str, Previous],
         refusals: Mapping[str, RecordsRefused],
     ) -> list[Record]:
@@ -321,7 +328,7 @@ class Saga:
                 failed=list(refusals),
             )
         taken = {name: {k: v for k, v in previous.items() if k in reasons} for name, previous in changed.items()}
-        broken = await self._restore(writer, taken)
+        broken = await self._restore(writers, taken)
         error = "quarantined: " + "; ".join(f"{key}: {', '.join(rs)}" for key, rs in reasons.items())
         if broken:
             error += "; " + self._describe("taking them back failed in", broken)
@@ -332,7 +339,7 @@ class Saga:
             succeeded=[n for n in self.sinks if n not in refusals and n not in broken],
             failed=sorted(refusals),
             error=error[:10_000],
-            writer=writer,
+            writers={name: writers[name] for name in broken if name in writers},
             previous={name: taken[name] for name in broken},
         )
         await self._dead_letter(letter)
@@ -345,14 +352,14 @@ class Saga:
         self,
         batch: list[Record],
         batch_id: str,
-        writer: str,
+        writers: Mapping[str, str],
         changed: Mapping[str, Previous],
         failed: list[str],
     ) -> int | None:
         """Undo what this attempt changed. A failed sink that wrote part of the batch before
         failing returned nothing to undo: its partial write is superseded or confirmed by
         the retry, which writes the same records again."""
-        broken = await self._restore(writer, changed)
+        broken = await self._restore(writers, changed)
         if not broken:
             return None
         letter = DeadLetter(
@@ -362,7 +369,7 @@ class Saga:
             succeeded=[n for n in self.sinks if n not in failed],
             failed=failed,
             error=self._describe("compensation failed in", broken),
-            writer=writer,
+            writers={name: writers[name] for name in broken if name in writers},
             previous={name: dict(changed[name]) for name in broken},
         )
         metrics.DEAD_LETTERS.inc()

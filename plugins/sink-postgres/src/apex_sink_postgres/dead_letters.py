@@ -2,7 +2,7 @@
 kept with what a replay (forward) and a rollback (back) need.
 
 `payload` holds the records as JSON, which sinks succeeded and which failed, the
-errors, the attempt's writer token and, per sink whose undo failed, the state before the
+errors, the writer token of each sink's write and, per sink whose undo failed, the state before the
 write. One open letter per batch id: a later failure of the same batch updates it and
 counts the attempt. `status` moves from 'open' to 'resolved' (a later attempt of the
 batch succeeded), 'replayed', 'rolled_back' or 'discarded' (`apex-platform dlq`).
@@ -106,7 +106,7 @@ class StoredDeadLetter:
             status=self.status,
             attempts=self.attempts,
             created_at=self.created_at,
-            writer=self.payload.get("writer"),
+            writers=dict(self.payload.get("writers") or {}),
             previous=self.previous,
         )
 
@@ -226,7 +226,7 @@ class DeadLetterStore:
             "succeeded": list(letter.succeeded),
             "failed": list(letter.failed),
             "error": letter.error,
-            "writer": letter.writer,
+            "writers": dict(letter.writers),
             "previous": {
                 sink: [[k[0], k[1], None if r is None else r.model_dump(mode="json")] for k, r in changed.items()]
                 for sink, changed in letter.previous.items()

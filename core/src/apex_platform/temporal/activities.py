@@ -239,7 +239,7 @@ class IngestActivities:
             try:
                 records, counts, unparsed, origins = await self._parse_deliveries(inp.source, rows)
                 records = await self._enrich(records)
-                result = await self._write(records, batch_id=f"{info.workflow_id}@{seqs[0]}-{seqs[-1]}")
+                result = await self._write(records, batch_id=f"{info.workflow_id}@{seqs[0]}")
             except (ApplicationError, ApexError) as exc:
                 with contextlib.suppress(Exception):
                     await inbox.mark_failed(seqs, f"{type(exc).__name__}: {exc}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apex_platform.errors import SinkError
+from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Entity, Record, RecordKey, Relation
 from apex_sink_graph import GraphSink
 
@@ -60,8 +60,11 @@ async def test_hostile_property_names(sink: GraphSink, record) -> None:
     await sink.write([r])
     rows = await sink.backend.read("MATCH (n:Shipment) RETURN properties(n) AS p", {})
     stored = dict(rows[0]["p"])
-    # Names with a backtick or empty are left out (still in record_json); the rest are kept as is.
-    assert stored == {"key": "SH-1", "a b": 1, "é": 2, 'q"uote': 3, "q'uote": 4, "x}) DETACH DELETE n //": 5}
+    public = {k: v for k, v in stored.items() if not k.startswith("_at_")}
+    # Names with a backtick or empty are left out (still in record_json); the rest are kept as is,
+    # each with its hidden companion.
+    assert public == {"key": "SH-1", "a b": 1, "é": 2, 'q"uote': 3, "q'uote": 4, "x}) DETACH DELETE n //": 5}
+    assert sorted(k for k in stored if k.startswith("_at_")) == sorted(f"_at_{k}" for k in public if k != "key")
     assert await sink.read([r.key]) == {r.key: r}
 
 
@@ -81,12 +84,17 @@ async def test_hostile_property_names(sink: GraphSink, record) -> None:
         "Shipment:" + "k" * 10_000,
     ],
 )
-async def test_bad_relation_refs_are_refused_before_any_write(sink: GraphSink, record, ref: str) -> None:
+async def test_bad_relation_refs_are_refused_before_anything_of_theirs_is_written(
+    sink: GraphSink, record, ref: str
+) -> None:
     good = record("good", 1, entities=(Entity(type="Shipment", key="SH-1"),))
     bad = record("bad", 1, relations=(Relation(src=ref, type="LINKED", dst="Truck:42"),))
-    with pytest.raises(SinkError, match="turvo:bad"):
+    with pytest.raises(RecordsRefused, match="turvo:bad") as refused:
         await sink.write([good, bad])
-    assert await graph_size(sink) == 0
+    assert list(refused.value.refused) == [bad.key]
+    assert refused.value.previous == {good.key: None}
+    assert await sink.read([good.key, bad.key]) == {good.key: good}
+    assert await graph_size(sink) == 2  # good's record and its shipment; nothing of bad's
 
 
 async def test_reserved_names_are_refused(sink: GraphSink, record) -> None:

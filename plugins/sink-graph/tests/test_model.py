@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from apex_platform.models import Entity, Relation
 from apex_sink_graph import GraphRelation, GraphSink
@@ -10,6 +11,12 @@ from apex_sink_graph import GraphRelation, GraphSink
 SH = Entity(type="Shipment", key="SH-1", properties={"status": "booked"})
 TRUCK = Entity(type="Truck", key="42")
 CARRIED = Relation(src="Shipment:SH-1", type="CARRIED_BY", dst="Truck:42")
+
+
+async def entity_properties(sink: GraphSink, label: str) -> dict[str, Any]:
+    """The public properties of the one entity node of `label` (hidden companions left out)."""
+    rows = await sink.backend.read(f"MATCH (n:`{label}`) RETURN properties(n) AS p", {})
+    return {k: v for k, v in dict(rows[0]["p"]).items() if not k.startswith("_at_")}
 
 
 async def count(sink: GraphSink, label: str) -> int:
@@ -28,15 +35,13 @@ async def test_entity_shared_by_two_records_is_one_node(sink: GraphSink, record)
 
 async def test_entity_properties_are_flattened(sink: GraphSink, rich_record) -> None:
     await sink.write([rich_record("m1")])
-    rows = await sink.backend.read("MATCH (n:Shipment) RETURN properties(n) AS p", {})
-    assert dict(rows[0]["p"]) == {
+    assert await entity_properties(sink, "Shipment") == {
         "key": "SH-1",
         "weight_kg": 1200.5,
         "tags": ["a", "b"],
         "stops": '[{"city":"Köln"}]',  # nested values are JSON text
     }
-    rows = await sink.backend.read("MATCH (n:Truck) RETURN properties(n) AS p", {})
-    assert dict(rows[0]["p"]) == {"key": "42", "big": str(2**70), "mixed": '[1,"a"]'}
+    assert await entity_properties(sink, "Truck") == {"key": "42", "big": str(2**70), "mixed": '[1,"a"]'}
 
 
 async def test_entity_property_named_key_cannot_move_the_node(sink: GraphSink, record) -> None:

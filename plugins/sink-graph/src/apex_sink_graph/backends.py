@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from apex_platform.errors import SinkError
+
 if TYPE_CHECKING:
     from apex_sink_graph.settings import GraphSinkSettings, GraphTarget
 
@@ -17,6 +19,17 @@ T = TypeVar("T")
 Row = dict[str, Any]
 #: Runs one statement with its parameters and returns its rows as dicts by column name.
 Runner = Callable[[str, Mapping[str, Any]], Awaitable[list[Row]]]
+
+
+class GraphDataError(SinkError):
+    """The server answered a write statement with an error about the data it was given
+    (not the connection, a timeout or the server's state): retrying the same records
+    cannot help, but the batch can be narrowed down to the record that causes it.
+    `detail` is the server's message."""
+
+    def __init__(self, message: str, *, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class GraphBackend(Protocol):
@@ -42,7 +55,9 @@ class GraphBackend(Protocol):
         ...
 
     async def write(self, work: Callable[[Runner], Awaitable[T]]) -> T:
-        """Run `work` with a runner for write statements (Neo4j: inside one transaction)."""
+        """Run `work` with a runner for write statements (Neo4j: inside one transaction).
+        `GraphDataError` when the server refused the data of a statement, `SinkError`
+        for anything else (connection, timeout, the server's state)."""
         ...
 
     async def read(self, cypher: str, params: Mapping[str, Any]) -> list[Row]: ...

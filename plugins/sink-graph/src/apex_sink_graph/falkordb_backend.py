@@ -1,8 +1,13 @@
 """FalkorDB through the `falkordb` client's asyncio `AsyncGraph` (Redis protocol, not Bolt).
 
-Each statement is one GRAPH.QUERY, which FalkorDB runs atomically; there are no
-multi-statement transactions, which is why the sink's statements are guarded by a
-write stamp and a `pending` flag (see `cypher.py`).
+Each statement is one GRAPH.QUERY, which FalkorDB runs atomically (a statement that
+fails changes nothing); there are no multi-statement transactions, which is why the
+sink's statements are guarded by a write stamp and a `pending` flag (see `cypher.py`).
+
+A write statement the server answers with an error reply (`ResponseError`) is taken as
+refusing its data (`GraphDataError`: the sink narrows the batch down to the record),
+unless the reply is about the server's state — a timeout, out of memory, loading,
+read-only replica, failover, authentication — which is a `SinkError` (transient).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from apex_platform.errors import SinkError
 from apex_sink_graph import cypher
-from apex_sink_graph.backends import Row, Runner
+from apex_sink_graph.backends import GraphDataError, Row, Runner
 from apex_sink_graph.properties import RECORD_LABEL
 
 if TYPE_CHECKING:
@@ -31,6 +36,30 @@ def _errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import RedisError
 
     return (RedisError, OSError, TimeoutError)
+
+
+#: Error replies about the server, not the statement's data (how they begin, lower case).
+#: Replies with a code redis-py knows (OOM, READONLY, NOPERM, TRYAGAIN, MASTERDOWN,
+#: LOADING…) arrive as subclasses of `ResponseError` and are never data errors.
+SERVER_STATE_ERRORS = (
+    "query timed out",
+    "timeout",
+    "max pending queries",
+    "unknown command",
+    "busy",
+    "misconf",
+    "max number of clients",
+)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether FalkorDB's error reply `exc` is about the data of the statement (e.g.
+    "Property values can only be of primitive types…"), not about the server."""
+    from redis.exceptions import ResponseError
+
+    if type(exc) is not ResponseError:
+        return False
+    return not str(exc).strip().lower().startswith(SERVER_STATE_ERRORS)
 
 
 def _already_indexed(exc: BaseException) -> bool:
@@ -142,7 +171,10 @@ class FalkorDBBackend:
             else:
                 result = await graph.query(text, dict(params), timeout=timeout)
         except _errors() as exc:
-            raise SinkError(f"graph sink: statement failed in {self.where()}: {type(exc).__name__}: {exc}") from exc
+            message = f"graph sink: statement failed in {self.where()}: {type(exc).__name__}: {exc}"
+            if not read_only and is_data_error(exc):
+                raise GraphDataError(message, detail=str(exc)) from exc
+            raise SinkError(message) from exc
         names = [column[1] if isinstance(column, list | tuple) else column for column in result.header]
         return [dict(zip(names, values, strict=True)) for values in result.result_set]
 

@@ -1,7 +1,10 @@
 """Neo4j (5.x, Aura) through the official `neo4j` async driver (extra `apex-sink-graph[neo4j]`).
 
 All statements of one write run in one managed write transaction, which the driver
-retries on transient errors for up to `APEX_GRAPH_RETRY_SECONDS`.
+retries on transient errors for up to `APEX_GRAPH_RETRY_SECONDS`. A transaction that
+fails on a client error about the statement's data (`DATA_ERROR_CODES`) is a
+`GraphDataError` (the sink narrows the batch down to the record); any other failure
+is a `SinkError`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from apex_platform.errors import SettingsError, SinkError
 from apex_sink_graph import cypher
-from apex_sink_graph.backends import Row, Runner
+from apex_sink_graph.backends import GraphDataError, Row, Runner
 from apex_sink_graph.properties import RECORD_LABEL
 
 if TYPE_CHECKING:
@@ -21,6 +24,15 @@ if TYPE_CHECKING:
     from apex_sink_graph.settings import GraphSinkSettings, GraphTarget
 
 T = TypeVar("T")
+
+#: Neo4j status codes that mean "this data cannot be processed", not a server problem.
+DATA_ERROR_CODES = frozenset(
+    {
+        "Neo.ClientError.Statement.TypeError",
+        "Neo.ClientError.Statement.ArgumentError",
+        "Neo.ClientError.Statement.ArithmeticError",
+    }
+)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -138,7 +150,10 @@ class Neo4jBackend:
             async with driver.session(**self.session_options(write=True)) as session:
                 return await session.execute_write(unit)
         except _errors() as exc:
-            raise SinkError(f"graph sink: transaction failed in {self.where()}: {type(exc).__name__}: {exc}") from exc
+            message = f"graph sink: transaction failed in {self.where()}: {type(exc).__name__}: {exc}"
+            if getattr(exc, "code", None) in DATA_ERROR_CODES:
+                raise GraphDataError(message, detail=str(exc)) from exc
+            raise SinkError(message) from exc
 
     async def read(self, cypher_text: str, params: Mapping[str, Any]) -> list[Row]:
         import neo4j

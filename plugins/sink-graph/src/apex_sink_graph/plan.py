@@ -1,5 +1,6 @@
 """What one record becomes in the graph: its node's fields, its mentions and the
-relations it asserts; and which of two versions of a key wins.
+relations it asserts; which of two versions of a key wins; and the stamp that orders
+the records asserting one entity's properties.
 
 The winner rule (the same in `cypher.CLAIM`, where it is enforced):
 
@@ -7,6 +8,11 @@ The winner rule (the same in `cypher.CLAIM`, where it is enforced):
 - at an equal version a tombstone wins and then stays;
 - at an equal version between live records, different content or embedding is a
   correction and the later write wins; the identical record changes nothing.
+
+The assertion stamp (`assertion_stamp`) is `occurred_at | version | uid`, fixed width up
+to the uid (`STAMP_UID_OFFSET`), so comparing two stamps as strings compares the
+records by event time, then version, then uid: the newest record that asserts an
+entity property owns it (see `cypher.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import PydanticSerializationError
+
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_graph.properties import (
@@ -24,14 +32,28 @@ from apex_sink_graph.properties import (
     check_finite,
     check_name,
     check_text,
+    check_unicode,
     entity_label,
     flatten,
     parse_ref,
 )
 
-#: Property names the sink sets itself on entity nodes and relationships.
-ENTITY_RESERVED = frozenset({"key"})
+#: Property names the sink sets itself on entity nodes (`key`) and on MENTIONS edges,
+#: which carry the record's assertions next to `implicit`; and on relationships.
+ENTITY_RESERVED = frozenset({"key", "implicit"})
 RELATION_RESERVED = frozenset({"source_uid"})
+#: Entity property names starting with this are the sink's: each property `p` an entity
+#: node holds has a hidden companion `_at_p` (the assertion stamp of the record that set
+#: it), and each MENTIONS edge has `_at` (the stamp of its record).
+HIDDEN_PREFIX = "_at"
+COMPANION_PREFIX = "_at_"
+EDGE_STAMP = "_at"
+
+#: Width of `iso()` for years 1-9999 ("2024-05-01T12:00:05.000000Z") and of a version.
+ISO_WIDTH = 27
+VERSION_WIDTH = 20
+#: Where the uid starts in an assertion stamp.
+STAMP_UID_OFFSET = ISO_WIDTH + 1 + VERSION_WIDTH + 1
 
 
 def uid(key: RecordKey | Record) -> str:
@@ -48,6 +70,22 @@ def iso(moment: datetime) -> str:
 
 def from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def assertion_stamp(record: Record) -> str:
+    """`occurred_at|version|uid`, e.g. `2024-05-01T10:05:00.000000Z|00000000000000000003|turvo:SH-1`:
+    as strings, stamps sort by event time, then version (0..2**63-1, zero-padded to 20
+    digits), then uid."""
+    return f"{iso(record.occurred_at)}|{record.version:0{VERSION_WIDTH}d}|{uid(record)}"
+
+
+class Unstorable(SinkError):
+    """A record the graph can never hold as it is; `reason` says what is wrong (no record
+    text in it: it goes into logs and the dead-letter queue)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,8 @@ class RecordPlan:
     key: RecordKey
     uid: str
     node: dict[str, Any]
+    #: `assertion_stamp` of the record: orders its entity properties against other records'.
+    at: str
     mentions: tuple[Mention, ...] = ()
     assertions: tuple[Assertion, ...] = field(default=())
 
@@ -96,12 +136,40 @@ class RecordPlan:
             found.update((a.src_label, a.dst_label))
         return found
 
+    def mention(self, label: str, key: str) -> Mention | None:
+        """This record's mention of entity `label:key`, if any."""
+        for m in self.mentions:
+            if m.label == label and m.key == key:
+                return m
+        return None
+
 
 def plan(record: Record) -> RecordPlan:
-    """The rows for `record`; `SinkError` naming the record when it cannot be stored."""
+    """The rows for `record`; `Unstorable` naming the record and the problem when it cannot be stored."""
     where = f"graph sink: record {record.key} (version {record.version})"
     if record.version > INT64_MAX:
-        raise SinkError(f"{where}: version exceeds the graph's 64-bit integers")
+        raise Unstorable(where, f"version {record.version} exceeds the graph's 64-bit integers")
+    try:
+        return _plan(record, where)
+    except Unstorable:
+        raise
+    except SinkError as exc:
+        reason = str(exc).removeprefix(f"{where}: ")
+        raise Unstorable(where, reason) from None
+    except (UnicodeError, PydanticSerializationError):
+        # Lone surrogates elsewhere (text, attributes): the record has no UTF-8 JSON form.
+        raise Unstorable(where, "text is not valid Unicode (lone surrogate)") from None
+
+
+def _plan(record: Record, where: str) -> RecordPlan:
+    for name in ("kind", "id", "title", "text", "attributes"):
+        check_unicode(getattr(record, name), where, name)
+    for index, entity in enumerate(record.entities):
+        check_unicode({"key": entity.key, "properties": entity.properties}, where, f"entities[{index}]")
+    for index, relation in enumerate(record.relations):
+        check_unicode(
+            {"src": relation.src, "dst": relation.dst, "properties": relation.properties}, where, f"relations[{index}]"
+        )
     node: dict[str, Any] = {
         "source": record.source,
         "id": record.id,
@@ -113,77 +181,93 @@ def plan(record: Record) -> RecordPlan:
         "content_hash": record.content_hash(),
         "record_json": None,
     }
+    at = assertion_stamp(record)
     if record.deleted:
         # A tombstone keeps key, kind, version and time; its content is cleared, and its
         # hash is the one of the minimal record it reads back as (so restore is exact).
         node["content_hash"] = minimal(record).content_hash()
-        check_text(node, where)
-        return RecordPlan(record.key, uid(record), node)
+        for name, value in node.items():
+            check_text(value, where, name)
+        return RecordPlan(record.key, uid(record), node, at)
 
-    check_finite(record.attributes, where)
-    check_finite(list(record.embedding or ()), where)
+    check_finite(record.attributes, where, "attributes")
+    check_finite(list(record.embedding or ()), where, "embedding")
     mentions: dict[tuple[str, str], Mention] = {}
-    try:
-        for entity in record.entities:
+    for entity in record.entities:
+        try:
             label = entity_label(entity.type)
-            check_finite(entity.properties, where)
-            props = flatten(entity.properties, ENTITY_RESERVED)
-            seen = mentions.get((label, entity.key))
-            if seen is not None:
-                props = {**seen.props, **props}
-            mentions[(label, entity.key)] = Mention(label, entity.key, props, implicit=False)
-        assertions: dict[tuple[str, str, str, str, str, str], Assertion] = {}
-        for relation in record.relations:
+        except SinkError as exc:
+            raise Unstorable(where, str(exc)) from None
+        check_finite(entity.properties, where, f"entity {label} properties")
+        props = flatten(entity.properties, ENTITY_RESERVED, HIDDEN_PREFIX)
+        seen = mentions.get((label, entity.key))
+        if seen is not None:
+            props = {**seen.props, **props}
+        mentions[(label, entity.key)] = Mention(label, entity.key, props, implicit=False)
+    assertions: dict[tuple[str, str, str, str, str, str], Assertion] = {}
+    for relation in record.relations:
+        try:
             src_label, src_key = parse_ref(relation.src)
             dst_label, dst_key = parse_ref(relation.dst)
             rel_type = check_name(relation.type, "relation type")
-            if rel_type == MENTIONS:
-                raise SinkError(f"relation type {MENTIONS!r} is reserved for record-to-entity edges")
-            check_finite(relation.properties, where)
-            props = flatten(relation.properties, RELATION_RESERVED)
-            for label, key in ((src_label, src_key), (dst_label, dst_key)):
-                if (label, key) not in mentions:
-                    mentions[(label, key)] = Mention(label, key, {}, implicit=True)
-            assertion = Assertion(src_label, src_key, rel_type, dst_label, dst_key, props)
-            # The same relation stated twice with the same properties is one assertion.
-            identity = (src_label, src_key, rel_type, dst_label, dst_key, repr(sorted(props.items())))
-            assertions.setdefault(identity, assertion)
-    except SinkError as exc:
-        raise SinkError(f"{where}: {exc}") from None
+        except SinkError as exc:
+            raise Unstorable(where, str(exc)) from None
+        if rel_type == MENTIONS:
+            raise Unstorable(where, f"relation type {MENTIONS!r} is reserved for record-to-entity edges")
+        check_finite(relation.properties, where, f"relation {rel_type} properties")
+        props = flatten(relation.properties, RELATION_RESERVED)
+        for label, key in ((src_label, src_key), (dst_label, dst_key)):
+            if (label, key) not in mentions:
+                mentions[(label, key)] = Mention(label, key, {}, implicit=True)
+        assertion = Assertion(src_label, src_key, rel_type, dst_label, dst_key, props)
+        # The same relation stated twice with the same properties is one assertion.
+        identity = (src_label, src_key, rel_type, dst_label, dst_key, repr(sorted(props.items())))
+        assertions.setdefault(identity, assertion)
 
     node["title"] = record.title
     node["record_json"] = record.model_dump_json()
-    result = RecordPlan(record.key, uid(record), node, tuple(mentions.values()), tuple(assertions.values()))
-    check_text(result.node, where)
+    result = RecordPlan(record.key, uid(record), node, at, tuple(mentions.values()), tuple(assertions.values()))
+    for name, value in result.node.items():
+        check_text(value, where, name)
     for m in result.mentions:
-        check_text([m.key, m.props], where)
+        check_text(m.key, where, f"entity {m.label} key")
+        check_text(m.props, where, f"entity {m.label} properties")
     for a in result.assertions:
-        check_text([a.src_key, a.dst_key, a.props], where)
+        check_text(a.src_key, where, f"relation {a.type} source key")
+        check_text(a.dst_key, where, f"relation {a.type} target key")
+        check_text(a.props, where, f"relation {a.type} properties")
     return result
 
 
-def supersedes(new: RecordPlan, old: RecordPlan) -> bool:
-    """Whether `new` replaces `old` (same key): the rule in the module docstring."""
+def supersedes(new: Record, old: Record) -> bool:
+    """Whether `new` replaces `old` (same key) in a batch: the rule in the module docstring
+    (an identical later record "replaces" its twin, which changes nothing)."""
     if new.version != old.version:
         return new.version > old.version
-    if old.deleted:
-        return False
-    return (
-        new.deleted
-        or new.node["content_hash"] != old.node["content_hash"]
-        or new.node["record_json"] != old.node["record_json"]
-    )
+    return not old.deleted
 
 
-def winners(records: Sequence[Record]) -> list[RecordPlan]:
-    """One plan per key: the one the graph would hold after writing `records` one by one."""
-    best: dict[RecordKey, RecordPlan] = {}
+def latest(records: Sequence[Record]) -> list[Record]:
+    """One record per key, sorted by key: what the graph would hold after writing `records` one by one."""
+    best: dict[RecordKey, Record] = {}
     for record in records:
-        candidate = plan(record)
-        current = best.get(candidate.key)
-        if current is None or supersedes(candidate, current):
-            best[candidate.key] = candidate
+        current = best.get(record.key)
+        if current is None or supersedes(record, current):
+            best[record.key] = record
     return [best[key] for key in sorted(best)]
+
+
+def winners(records: Sequence[Record]) -> tuple[list[RecordPlan], dict[RecordKey, str]]:
+    """The plans of the batch reduced per key, and the keys whose winning record the graph
+    cannot hold, each with the reason."""
+    plans: list[RecordPlan] = []
+    refused: dict[RecordKey, str] = {}
+    for record in latest(records):
+        try:
+            plans.append(plan(record))
+        except Unstorable as exc:
+            refused[record.key] = exc.reason
+    return plans, refused
 
 
 def minimal(record: Record) -> Record:

@@ -92,15 +92,20 @@ def _scalar_kind(item: Any) -> type | None:
     return None
 
 
-def flatten(properties: Mapping[str, Any], reserved: frozenset[str]) -> dict[str, Any]:
+def flatten(
+    properties: Mapping[str, Any], reserved: frozenset[str], reserved_prefix: str | None = None
+) -> dict[str, Any]:
     """The storable properties of an entity or relation.
 
-    Left out: null values, names the sink uses itself (`reserved`), and names that are
-    empty or contain a backtick (FalkorDB's parameter syntax cannot carry those).
+    Left out: null values, names the sink uses itself (`reserved`, and names starting
+    with `reserved_prefix`), and names that are empty or contain a backtick (FalkorDB's
+    parameter syntax cannot carry those).
     """
     flat: dict[str, Any] = {}
     for name, value in properties.items():
         if not isinstance(name, str) or not name or "`" in name or name in reserved:
+            continue
+        if reserved_prefix is not None and name.startswith(reserved_prefix):
             continue
         stored = property_value(value)
         if stored is not None:
@@ -108,34 +113,73 @@ def flatten(properties: Mapping[str, Any], reserved: frozenset[str]) -> dict[str
     return flat
 
 
-def check_text(value: Any, where: str) -> None:
-    """Refuse strings a graph parameter cannot carry: NUL characters (FalkorDB's query
-    text ends there) and lone surrogates (not UTF-8)."""
+def _label(name: Any) -> str:
+    """A property name or key for a message: repr (so NUL and lone surrogates are
+    escaped, never copied into the message) and at most 40 characters."""
+    text = name if isinstance(name, str) else str(name)
+    return repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
+def _text_problem(value: Any, path: str, *, nul: bool = True) -> str | None:
     if isinstance(value, str):
-        if "\x00" in value:
-            raise SinkError(f"{where}: text contains a NUL character, which the graph cannot store")
+        if nul and "\x00" in value:
+            return f"{path}: text contains a NUL character, which the graph cannot store"
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise SinkError(f"{where}: text is not valid Unicode (lone surrogate)") from None
+            return f"{path}: text is not valid Unicode (lone surrogate)"
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            check_text(key, where)
-            check_text(item, where)
+            problem = _text_problem(key, f"{path}: property name {_label(key)}", nul=nul) or _text_problem(
+                item, f"{path}[{_label(key)}]", nul=nul
+            )
+            if problem:
+                return problem
     elif isinstance(value, list | tuple):
-        for item in value:
-            check_text(item, where)
+        for index, item in enumerate(value):
+            problem = _text_problem(item, f"{path}[{index}]", nul=nul)
+            if problem:
+                return problem
+    return None
 
 
-def check_finite(value: Any, where: str) -> None:
-    """Refuse NaN and infinities: JSON has no spelling for them, so `record_json` could not
-    give the record back equal."""
+def check_text(value: Any, where: str, path: str = "value") -> None:
+    """Refuse strings a graph parameter cannot carry: NUL characters (FalkorDB's query
+    text ends there) and lone surrogates (not UTF-8). The message names `path` (e.g.
+    `title`, `entity Shipment properties['note']`), never the offending text."""
+    problem = _text_problem(value, path)
+    if problem:
+        raise SinkError(f"{where}: {problem}")
+
+
+def check_unicode(value: Any, where: str, path: str = "value") -> None:
+    """Refuse lone surrogates anywhere (they have no UTF-8 form, so neither the record's
+    JSON nor its hash can be made); NUL characters are left to `check_text`."""
+    problem = _text_problem(value, path, nul=False)
+    if problem:
+        raise SinkError(f"{where}: {problem}")
+
+
+def _finite_problem(value: Any, path: str) -> str | None:
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise SinkError(f"{where}: {value} cannot be stored (not a finite number)")
+            return f"{path}: {value} cannot be stored (not a finite number)"
     elif isinstance(value, Mapping):
-        for item in value.values():
-            check_finite(item, where)
+        for key, item in value.items():
+            problem = _finite_problem(item, f"{path}[{_label(key)}]")
+            if problem:
+                return problem
     elif isinstance(value, list | tuple):
-        for item in value:
-            check_finite(item, where)
+        for index, item in enumerate(value):
+            problem = _finite_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def check_finite(value: Any, where: str, path: str = "value") -> None:
+    """Refuse NaN and infinities: JSON has no spelling for them, so `record_json` could not
+    give the record back equal. The message names `path` (e.g. `attributes['x']`)."""
+    problem = _finite_problem(value, path)
+    if problem:
+        raise SinkError(f"{where}: {problem}")

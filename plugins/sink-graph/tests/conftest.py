@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import SecretStr
 
+from apex_platform.errors import SinkError
 from apex_platform.models import Entity, Record, Relation
 from apex_platform.testing.records import make_record as _record
 from apex_sink_graph import GraphSink, GraphSinkSettings
+from apex_sink_graph.backends import Runner
 
 if TYPE_CHECKING:
     from apex_platform.stack.redis_server import RedisServer
 
 RecordFactory = Callable[..., Record]
+FailingAt = Callable[[str, GraphSink], None]
 SettingsFactory = Callable[..., GraphSinkSettings]
 Dump = Callable[[GraphSink], Awaitable[dict[str, list[str]]]]
 
@@ -80,6 +83,31 @@ def dump() -> Dump:
         }
 
     return run
+
+
+@pytest.fixture
+def failing_at() -> FailingAt:
+    """`failing_at(statement, sink)`: the sink's next write fails (`SinkError`) when it
+    reaches a statement containing `statement`, after the earlier statements ran (as
+    FalkorDB, with no multi-statement transactions, would leave it)."""
+
+    def arm(statement: str, sink: GraphSink) -> None:
+        backend = sink.backend
+        real = backend.write
+
+        async def write(work: Callable[[Runner], Awaitable[Any]]) -> Any:
+            async def run(text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+                if statement in text:
+                    raise SinkError("injected failure")
+                rows: list[dict[str, Any]] = await backend._run(text, params)  # type: ignore[attr-defined]
+                return rows
+
+            backend.write = real  # type: ignore[method-assign]
+            return await work(run)
+
+        backend.write = write  # type: ignore[method-assign]
+
+    return arm
 
 
 # Records for tests. Fixtures rather than an importable module: the workspace runs

@@ -98,25 +98,7 @@ async def test_saga_compensates_the_graph(sink: GraphSink, record, dump) -> None
     assert await dump(sink) == before
 
 
-def failing_at(statement: str, sink: GraphSink) -> None:
-    """Make the sink's next write fail when it reaches `statement` (after earlier statements ran)."""
-    backend = sink.backend
-    real = backend.write
-
-    async def write(work: Callable[[Runner], Awaitable[Any]]) -> Any:
-        async def run(text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-            if statement in text:
-                raise SinkError("injected failure")
-            rows: list[dict[str, Any]] = await backend._run(text, params)  # type: ignore[attr-defined]
-            return rows
-
-        backend.write = real  # type: ignore[method-assign]
-        return await work(run)
-
-    backend.write = write  # type: ignore[method-assign]
-
-
-async def test_write_interrupted_after_claim_is_finished_by_a_retry(sink: GraphSink, record, dump) -> None:
+async def test_write_interrupted_after_claim_is_finished_by_a_retry(sink: GraphSink, record, failing_at) -> None:
     r = record("a", 1, entities=(SH,), relations=(CARRIED,))
     failing_at("CREATE (a)-[x:", sink)
     with pytest.raises(SinkError, match="injected"):

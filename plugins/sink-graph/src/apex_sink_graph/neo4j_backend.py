@@ -35,6 +35,11 @@ DATA_ERROR_CODES = frozenset(
 )
 
 
+def is_data_error(exc: BaseException) -> bool:
+    """Whether the driver's error `exc` says the statement's data cannot be processed."""
+    return getattr(exc, "code", None) in DATA_ERROR_CODES
+
+
 def _errors() -> tuple[type[BaseException], ...]:
     from neo4j.exceptions import DriverError, Neo4jError
 
@@ -151,7 +156,7 @@ class Neo4jBackend:
                 return await session.execute_write(unit)
         except _errors() as exc:
             message = f"graph sink: transaction failed in {self.where()}: {type(exc).__name__}: {exc}"
-            if getattr(exc, "code", None) in DATA_ERROR_CODES:
+            if is_data_error(exc):
                 raise GraphDataError(message, detail=str(exc)) from exc
             raise SinkError(message) from exc
 

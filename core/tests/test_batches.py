@@ -7,20 +7,31 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
-from apex_platform.batches import ingest_file, record_refs, watch_inbox
+from apex_platform.batches import (
+    Dropped,
+    file_workflow_id,
+    ingest_file,
+    record_refs,
+    watch_inbox,
+)
 from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import ApexError, PayloadError
 from apex_platform.models import InboundEvent, Record, RecordKey
 from apex_platform.runtime import Runtime
-from apex_platform.testing.sinks import MemorySink
+from apex_platform.temporal import workflows
+from apex_platform.temporal.inputs import BatchFileInput
+from apex_platform.temporal.workflows import BatchFileWorkflow
+from apex_platform.testing.sinks import CountingSink
 from apex_platform.testing.worker import running_worker
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,9 +47,10 @@ class LinesSource:
     priority = "P2"
     settings_model: ClassVar[Any] = None
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.max_line_seen = 0
         self.broken = False  # a connector bug (or missing setting) that a release fixes
+        self.delay = delay  # seconds of (blocking) work per unit, split and parse alike
 
     def split(self, path: Path) -> Iterator[BatchUnit | BatchWarning]:
         if self.broken:
@@ -51,9 +63,11 @@ class LinesSource:
                 if line.startswith("#"):
                     yield BatchWarning(f"{path.name} line {n}: {line[1:].strip()}")
                     continue
+                time.sleep(self.delay)
                 yield BatchUnit(id=f"L{n}", payload=line)
 
     def parse(self, event: InboundEvent) -> list[Record]:
+        time.sleep(self.delay)
         try:
             data = json.loads(event.payload)
         except ValueError as exc:
@@ -66,11 +80,12 @@ class LinesSource:
         return []
 
 
+Env = tuple[Runtime, Client, CountingSink]
+
+
 @pytest.fixture
-async def env(
-    apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Path
-) -> AsyncIterator[tuple[Runtime, Client, MemorySink]]:
-    sink = MemorySink("memory")
+async def env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Path) -> AsyncIterator[Env]:
+    sink = CountingSink()
     async with running_worker(
         apex_temporal_server.address,
         tmp_path / "home",
@@ -91,9 +106,7 @@ def write_lines(path: Path, n: int, *, bad: set[int] = frozenset(), warn: bool =
     return path
 
 
-async def test_a_file_fans_out_in_chunks_and_keeps_good_units_when_one_is_broken(
-    env: tuple[Runtime, Client, MemorySink], tmp_path: Path
-) -> None:
+async def test_a_file_fans_out_in_chunks_and_keeps_good_units_when_one_is_broken(env: Env, tmp_path: Path) -> None:
     runtime, client, sink = env
     source = runtime.registry.source("lines")
     path = write_lines(tmp_path / "f1.jsonl", 230, bad={7}, warn=True)
@@ -113,9 +126,7 @@ async def test_a_file_fans_out_in_chunks_and_keeps_good_units_when_one_is_broken
     assert sink.writes == 5
 
 
-async def test_split_streams_a_large_file_chunk_by_chunk(
-    env: tuple[Runtime, Client, MemorySink], tmp_path: Path
-) -> None:
+async def test_split_streams_a_large_file_chunk_by_chunk(env: Env, tmp_path: Path) -> None:
     runtime, client, sink = env
     source = runtime.registry.source("lines")
     path = write_lines(tmp_path / "big.jsonl", 3000)
@@ -136,9 +147,7 @@ async def test_split_streams_a_large_file_chunk_by_chunk(
     assert len(record_refs(runtime, result)) == 3000
 
 
-async def test_drop_folder_moves_files_to_done_and_failed_with_reasons(
-    env: tuple[Runtime, Client, MemorySink], tmp_path: Path
-) -> None:
+async def test_drop_folder_moves_files_to_done_and_failed_with_reasons(env: Env, tmp_path: Path) -> None:
     runtime, client, sink = env
     source = runtime.registry.source("lines")
     inbox = tmp_path / "inbox"
@@ -151,8 +160,8 @@ async def test_drop_folder_moves_files_to_done_and_failed_with_reasons(
     stop = asyncio.Event()
     seen: list[str] = []
 
-    def on_result(path: Path, result: Any, reason: str | None) -> None:
-        seen.append(path.name)
+    def on_result(dropped: Dropped) -> None:
+        seen.append(dropped.path.name)
         if len(seen) == 2:
             stop.set()
 
@@ -165,9 +174,7 @@ async def test_drop_folder_moves_files_to_done_and_failed_with_reasons(
     assert len(sink.rows) == 3
 
 
-async def test_a_file_whose_ingest_failed_is_ingested_again_once_fixed(
-    env: tuple[Runtime, Client, MemorySink], tmp_path: Path
-) -> None:
+async def test_a_file_whose_ingest_failed_is_ingested_again_once_fixed(env: Env, tmp_path: Path) -> None:
     """The same file twice is one ingest, but a failed ingest does not bar the file forever."""
     runtime, client, sink = env
     source = runtime.registry.source("lines")
@@ -181,3 +188,244 @@ async def test_a_file_whose_ingest_failed_is_ingested_again_once_fixed(
     assert RecordKey("lines", "r9") in sink.rows
     again = await ingest_file(runtime, client, source, path)  # type: ignore[arg-type]
     assert again == result  # a file that landed is still one ingest
+
+
+def tagged(n: int, tag: str, *, bad: Iterable[int] = ()) -> list[str]:
+    """`n` lines of records whose ids carry `tag` (unique content, so a workflow of this
+    test's own), the lines in `bad` broken."""
+    broken = set(bad)
+    return ["[not an object]" if i in broken else json.dumps({"id": f"{tag}-{i}"}) for i in range(n)]
+
+
+def write_text(path: Path, lines: list[str], tail: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n" + tail)
+    return path
+
+
+async def runs_of(client: Client, wf_id: str) -> list[WorkflowHistory]:
+    """The histories of every run of the latest chain of `wf_id`, first to last (following
+    continue-as-new)."""
+    desc = await client.get_workflow_handle(wf_id).describe()
+    run_id = desc.raw_description.workflow_execution_info.first_run_id
+    histories: list[WorkflowHistory] = []
+    while run_id:
+        history = await client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else ""
+        )
+    return histories
+
+
+def started_input(history: WorkflowHistory) -> BatchFileInput:
+    payload = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    return BatchFileInput.model_validate_json(payload.data)
+
+
+async def test_a_file_in_several_runs_lands_once_and_gives_the_result_of_one_run(env: Env, tmp_path: Path) -> None:
+    """A lowered `chunks_per_run` makes a moderate file take several runs joined by
+    continue-as-new: every record is written once, each run's history and input stay
+    small, and the result (counts, samples, the listing blob itself) is the one a single
+    run returns for the same units."""
+    runtime, client, sink = env
+    source = runtime.registry.source("lines")
+    tag = uuid.uuid4().hex[:8]
+    bad = range(5, 1230, 10)  # 123 broken units: more failures and warnings than a result lists
+    lines = tagged(1230, tag, bad=bad)
+    good = [f"{tag}-{i}" for i in range(1230) if i not in bad]
+    in_runs = write_text(tmp_path / "a" / "f.jsonl", lines)
+    in_one = write_text(tmp_path / "b" / "f.jsonl", lines, tail="\n\n")  # the same units, other bytes
+
+    result = await ingest_file(runtime, client, source, in_runs, chunk_size=30, chunks_per_run=6)  # type: ignore[arg-type]
+    assert (result.units, result.failed_count, result.record_count) == (1230, 123, 1107)
+    assert (len(result.failed_units), len(result.warnings), len(result.records)) == (100, 100, 100)
+    assert result.failed_units[:2] == ("f.jsonl:L6", "f.jsonl:L16")
+    assert [r.id for r in record_refs(runtime, result)] == good  # every record, in file order, once
+    assert sink.received == Counter(dict.fromkeys(good, 1))
+    assert (result.written, result.skipped) == (1107, 0)
+
+    wf_id = file_workflow_id("lines", runtime.codec.blobs.put_file(in_runs))
+    runs = await runs_of(client, wf_id)
+    assert len(runs) == 7  # 41 chunks, 6 a run
+    for n, history in enumerate(runs):
+        assert len(history.events) < 80
+        progress = started_input(history).progress
+        assert (progress.next_chunk, progress.run) == (6 * n, n + 1) if progress else n == 0
+        size = history.events[0].workflow_execution_started_event_attributes.input.ByteSize()
+        assert size < 32_000, f"run {n + 1} started with {size} bytes"  # bounded samples and references only
+    assert tuple(await client.get_workflow_handle(wf_id).query(BatchFileWorkflow.progress)) == (41, 41)
+
+    single = await ingest_file(runtime, client, source, in_one, chunk_size=30)  # type: ignore[arg-type]
+    assert len(await runs_of(client, file_workflow_id("lines", runtime.codec.blobs.put_file(in_one)))) == 1
+    assert single == result  # the very same listing blob too
+    assert sink.received == Counter(dict.fromkeys(good, 2))  # the second file wrote each record once more
+    # the two files and their (one) listing stay: chunks, manifests, listing parts and the
+    # chunks' listings were dropped
+    assert runtime.codec.blobs.usage()["blobs"] == 3
+
+
+async def test_a_run_starts_no_chunk_once_its_history_is_long(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history bound cuts a run before `chunks_per_run` does (here: at 40 events)."""
+    runtime, client, sink = env
+    monkeypatch.setattr(workflows, "MAX_HISTORY_EVENTS", 40)
+    source = runtime.registry.source("lines")
+    tag = uuid.uuid4().hex[:8]
+    path = write_text(tmp_path / "long.jsonl", tagged(800, tag))
+    result = await ingest_file(runtime, client, source, path, chunk_size=20)  # type: ignore[arg-type]
+    assert (result.units, result.record_count) == (800, 800)
+    assert sink.received == Counter({f"{tag}-{i}": 1 for i in range(800)})
+    runs = await runs_of(client, file_workflow_id("lines", runtime.codec.blobs.put_file(path)))
+    assert len(runs) >= 4  # 40 chunks, about 5 history events each
+    # the chunks in flight when a run is cut finish, then the checkpoint
+    assert all(len(h.events) < 40 + 40 for h in runs), [len(h.events) for h in runs]
+
+
+@pytest.fixture
+async def slow_env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Path) -> AsyncIterator[Env]:
+    """Units that take 25 ms each to split and to parse, and a 2 s heartbeat timeout."""
+    sink = CountingSink()
+    async with running_worker(
+        apex_temporal_server.address,
+        tmp_path / "home",
+        sources=[LinesSource(delay=0.025)],
+        sinks=[sink],
+        priorities=["P2"],
+        inbox_dsn=apex_postgres_server.dsn,
+        activity_heartbeat_seconds=2.0,
+    ) as harness:
+        yield harness.runtime, harness.client, sink
+
+
+async def test_a_long_split_and_long_chunks_heartbeat(slow_env: Env, tmp_path: Path) -> None:
+    """The split (5 s) and each chunk (2.5 s of parsing) take longer than the heartbeat
+    timeout: they heartbeat all along, so no attempt times out and none is retried."""
+    runtime, client, sink = slow_env
+    source = runtime.registry.source("lines")
+    tag = uuid.uuid4().hex[:8]
+    path = write_text(tmp_path / "slow.jsonl", tagged(200, tag))
+    # an activity that does not heartbeat times out and is retried, again and again
+    result = await asyncio.wait_for(ingest_file(runtime, client, source, path, chunk_size=100), 60)  # type: ignore[arg-type]
+    assert result.record_count == 200
+    [history] = await runs_of(client, file_workflow_id("lines", runtime.codec.blobs.put_file(path)))
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert attempts == [1, 1, 1, 1]  # split, two chunks, finish: each once
+    assert not [e for e in history.events if e.HasField("activity_task_timed_out_event_attributes")]
+    assert set(sink.received.values()) == {1}
+
+
+Drop = Callable[[str, list[str]], Awaitable[Dropped]]
+
+
+@pytest.fixture
+async def drop(env: Env, tmp_path: Path) -> AsyncIterator[Drop]:
+    """A drop folder (`tmp_path/inbox`) watched in the background: `await drop(name, lines)`
+    writes a file into it and returns what became of it."""
+    runtime, client, _ = env
+    source = runtime.registry.source("lines")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    seen: asyncio.Queue[Dropped] = asyncio.Queue()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(
+        watch_inbox(runtime, client, source, inbox, stop, on_result=seen.put_nowait, interval=0.1)  # type: ignore[arg-type]
+    )
+
+    async def _drop(name: str, lines: list[str]) -> Dropped:
+        path = write_text(inbox / name, lines)
+        old = time.time() - 60  # settled: not being written any more
+        os.utime(path, (old, old))
+        return await asyncio.wait_for(seen.get(), 60)
+
+    yield _drop
+    stop.set()
+    await asyncio.wait_for(watcher, 30)
+
+
+def reason(dropped: Dropped) -> str:
+    return dropped.moved_to.with_name(dropped.moved_to.name + ".reason.txt").read_text()
+
+
+async def test_the_drop_folder_ingests_changed_content_and_answers_the_same_content_as_a_duplicate(
+    env: Env, drop: Drop, tmp_path: Path
+) -> None:
+    sink = env[2]
+    done = tmp_path / "inbox" / "done"
+    tag = uuid.uuid4().hex[:8]
+    lines = tagged(5, tag)
+    first = await drop("f.jsonl", lines)
+    assert (first.outcome, first.moved_to, first.note) == ("ingested", done / "f.jsonl", None)
+    assert first.result is not None
+    assert first.result.record_count == 5
+    assert sink.received == Counter({f"{tag}-{i}": 1 for i in range(5)})
+    writes = sink.writes
+
+    again = await drop("f.jsonl", lines)  # the same content again: one ingest
+    assert again.outcome == "duplicate"
+    assert again.workflow_id == first.workflow_id
+    assert again.result == first.result
+    assert again.moved_to.parent == done
+    assert again.moved_to != first.moved_to  # both kept
+    assert reason(again).startswith(f"duplicate: this content was ingested already ({first.workflow_id})")
+    assert sink.writes == writes  # nothing written again
+
+    changed = [json.dumps({"id": f"{tag}-fixed"}), *lines[1:], json.dumps({"id": f"{tag}-new"})]
+    third = await drop("f.jsonl", changed)  # same name, new content: a new ingest
+    assert third.outcome == "ingested"
+    assert third.workflow_id != first.workflow_id
+    assert third.result is not None
+    assert third.result.record_count == 6
+    assert third.moved_to.parent == done
+    assert third.moved_to not in (first.moved_to, again.moved_to)
+    assert sink.received[f"{tag}-fixed"] == sink.received[f"{tag}-new"] == 1
+    assert RecordKey("lines", f"{tag}-new") in sink.rows
+    assert len([p for p in done.iterdir() if p.suffix == ".jsonl"]) == 3
+
+
+async def test_the_drop_folder_retries_a_failed_file_and_ingests_it_fixed(env: Env, drop: Drop, tmp_path: Path) -> None:
+    runtime, client, sink = env
+    failed = tmp_path / "inbox" / "failed"
+    source = runtime.registry.source("lines")
+    tag = uuid.uuid4().hex[:8]
+    lines = tagged(4, tag)
+
+    source.broken = True  # type: ignore[attr-defined]  # the workflow fails (e.g. a connector bug)
+    broken = await drop("g.jsonl", lines)
+    assert (broken.outcome, broken.moved_to) == ("failed", failed / "g.jsonl")
+    assert "cannot read it" in reason(broken)
+    assert not sink.received
+    source.broken = False  # type: ignore[attr-defined]  # a release fixes it
+    retried = await drop("g.jsonl", lines)  # dropped again unchanged: ingested again
+    assert retried.outcome == "retried"
+    assert retried.moved_to == tmp_path / "inbox" / "done" / "g.jsonl"
+    assert f"ingested again: the earlier ingest of this content ({retried.workflow_id}) failed" in reason(retried)
+    assert sink.received == Counter({f"{tag}-{i}": 1 for i in range(4)})
+
+    junk = ["[not an object]", "[nor this]"]
+    unread = await drop("h.jsonl", junk)  # nothing can be read: the workflow completes, the file failed
+    assert (unread.outcome, unread.moved_to) == ("failed", failed / "h.jsonl")
+    assert reason(unread).startswith("nothing could be read")
+    assert unread.workflow_id is not None
+    first_run = (await client.get_workflow_handle(unread.workflow_id).describe()).run_id
+    unread_again = await drop("h.jsonl", junk)  # unchanged: read again (a fixed connector might read it)
+    assert unread_again.outcome == "failed"
+    assert unread_again.moved_to.parent == failed
+    assert unread_again.moved_to != unread.moved_to
+    assert f"read again: the earlier ingest of this content ({unread.workflow_id})" in reason(unread_again)
+    assert (await client.get_workflow_handle(unread.workflow_id).describe()).run_id != first_run
+
+    fixed = await drop("h.jsonl", [json.dumps({"id": f"{tag}-h0"}), junk[1]])  # fixed (in part) and dropped again
+    assert fixed.outcome == "ingested"
+    assert fixed.result is not None
+    assert (fixed.result.record_count, fixed.result.failed_count) == (1, 1)
+    assert "h.jsonl:L2: not ingested" in reason(fixed)  # done/, with the file's warnings
+    assert sink.received[f"{tag}-h0"] == 1

@@ -445,7 +445,7 @@ def ingest(
     is non-zero only when nothing could be read."""
     from rich.progress import Progress
 
-    from apex_platform.batches import batch_source, expand, ingest_file, record_refs, watch_inbox
+    from apex_platform.batches import Dropped, batch_source, expand, ingest_file_outcome, record_refs, watch_inbox
 
     _stack_aware_env()
     runtime = _runtime(None)
@@ -466,24 +466,32 @@ def ingest(
                     progress.update(sub, completed=done, total=total or None)
 
                 try:
-                    result = await ingest_file(runtime, client, src, path, chunk_size=chunk_size, on_progress=show)
+                    outcome = await ingest_file_outcome(
+                        runtime, client, src, path, chunk_size=chunk_size, on_progress=show
+                    )
                 except ApexError as exc:  # the message names the file
                     err.print(f"[red]error:[/] {exc}")
                     continue
                 finally:
                     progress.remove_task(sub)
                     progress.advance(task)
+                result = outcome.result
                 for warning in result.warnings:
                     err.print(f"[yellow]warning:[/] {path.name}: {warning}")
                 read_any = read_any or result.failed_count < result.units
                 if as_json:
                     for ref in record_refs(runtime, result):
                         sys.stdout.write(json.dumps({"source": source, "id": ref.id, "kind": ref.kind}) + "\n")
+                elif outcome.outcome == "duplicate":
+                    console.print(
+                        f"{path.name}: ingested already (same content, {outcome.workflow_id}): "
+                        f"{result.record_count} records, nothing written again"
+                    )
                 else:
                     console.print(
                         f"{path.name}: {result.units} units, {result.record_count} records "
                         f"({result.written} written, {result.skipped} already there), "
-                        f"{result.failed_count} units failed"
+                        f"{result.failed_count} units failed" + (" (a retry)" if outcome.outcome == "retried" else "")
                     )
         if watch is not None:
             from apex_platform.serve import install_stop_signals
@@ -491,11 +499,15 @@ def ingest(
             stop = asyncio.Event()
             install_stop_signals(stop)
 
-            def report(path: Path, result: Any, reason: str | None) -> None:
-                if reason:
-                    err.print(f"[red]{path.name} → failed/:[/] {reason}")
+            def report(dropped: Dropped) -> None:
+                name, where = dropped.path.name, dropped.moved_to.parent.name
+                if dropped.outcome == "failed":
+                    err.print(f"[red]{name} → {where}/:[/] {dropped.note}")
+                elif dropped.outcome == "duplicate" or dropped.result is None:
+                    console.print(f"{name} → {where}/: ingested already (same content), nothing written again")
                 else:
-                    console.print(f"{path.name} → done/: {result.record_count} records")
+                    retried = " (a retry)" if dropped.outcome == "retried" else ""
+                    console.print(f"{name} → {where}/: {dropped.result.record_count} records{retried}")
 
             console.print(f"watching {watch} (Ctrl-C stops)")
             await watch_inbox(runtime, client, src, watch, stop, on_result=report)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
+import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -25,6 +28,8 @@ from apex_platform.plugins import Registry
 from apex_platform.saga import Saga, SagaWriteError
 from apex_platform.temporal.inputs import (
     MAX_LISTED,
+    CheckpointFileInput,
+    CheckpointFileResult,
     DrainBatchInput,
     DrainBatchResult,
     EnrichInput,
@@ -169,6 +174,65 @@ class ChunkFile(BaseModel):
     """A chunk of a batch file's units, as stored in the blob store."""
 
     events: tuple[InboundEvent, ...]
+
+
+def _put_joined(blobs: BlobStore, pieces: Iterable[bytes]) -> str:
+    """One blob of `pieces` end to end, through a temporary file: a listing of millions of
+    records is never whole in memory."""
+    with tempfile.TemporaryDirectory(prefix="apex-join-") as tmp:
+        path = Path(tmp) / "joined"
+        with path.open("wb") as fh:
+            for piece in pieces:
+                fh.write(piece)
+        return blobs.put_file(path)
+
+
+def _listing_parts(blobs: BlobStore, parts_ref: str | None) -> list[str]:
+    """The listing parts a file's earlier runs wrote (`apex.checkpoint_file`)."""
+    if parts_ref is None:
+        return []
+    try:
+        return [str(ref) for ref in json.loads(blobs.get(parts_ref))["parts"]]
+    except BlobNotFound as exc:
+        raise _non_retryable(exc) from exc
+
+
+def _part(blobs: BlobStore, ref: str) -> tuple[dict[str, object], bytes]:
+    """A listing part: its header (the chunk listings it joins) and its record lines."""
+    try:
+        head, _, body = blobs.get(ref).partition(b"\n")
+    except BlobNotFound as exc:
+        raise _non_retryable(exc) from exc
+    header: dict[str, object] = json.loads(head)
+    return header, body
+
+
+def _forget_parts(blobs: BlobStore, parts_ref: str, *, keep: str | None) -> None:
+    """Drop a file's listing parts and the chunk listings they join, then the lists of
+    parts, the oldest first (in that order: a retry after a crash finds what is left)."""
+    lists: list[str] = []
+    parts: list[str] = []
+    ref: str | None = parts_ref
+    while ref is not None:
+        try:
+            listed = json.loads(blobs.get(ref))
+        except BlobNotFound:  # dropped by an earlier attempt, and so are the older ones
+            break
+        lists.append(ref)
+        parts = parts or [str(p) for p in listed["parts"]]  # the latest list names them all
+        ref = listed.get("previous")
+    for part in parts:
+        try:
+            header, _ = _part(blobs, part)
+        except ApplicationError:  # dropped by an earlier attempt
+            continue
+        listings = header.get("listings")
+        for listing in listings if isinstance(listings, list) else []:
+            if listing != keep:
+                blobs.delete(str(listing))
+        blobs.delete(part)
+    for ref in reversed(lists):
+        blobs.delete(ref)
 
 
 class IngestActivities:
@@ -521,27 +585,34 @@ class IngestActivities:
         listed in a blob, the result carries counts and short samples."""
         connector = self._batch_source(inp.source)
         info = activity.info()
-        ref = self._chunk_ref(inp)
-        try:
-            events = ChunkFile.model_validate_json(self.codec.blobs.get(ref)).events
-        except BlobNotFound as exc:
-            raise _non_retryable(exc) from exc
         records: list[Record] = []
         failed: list[str] = []
         warnings: list[str] = []
         origins: dict[tuple[str, int], str] = {}
-        for event in events:
+
+        def read() -> Sequence[InboundEvent]:
+            # in a thread: fetching the chunk (a shared store downloads it) and parsing 500
+            # units must neither stall the worker nor keep the heartbeats from going out
+            ref = self._chunk_ref(inp)
             try:
-                parsed = connector.parse(event)
-            except PayloadError as exc:
-                failed.append(event.event_id)
-                if len(warnings) < MAX_LISTED:
-                    warnings.append(f"{event.event_id}: not ingested: {exc}"[:1000])
-                continue
-            for record in parsed:
-                origins[(record.id, record.version)] = f"file:{event.event_id}"[:1000]
-            records.extend(parsed)
+                events = ChunkFile.model_validate_json(self.codec.blobs.get(ref)).events
+            except BlobNotFound as exc:
+                raise _non_retryable(exc) from exc
+            for event in events:
+                try:
+                    parsed = connector.parse(event)
+                except PayloadError as exc:
+                    failed.append(event.event_id)
+                    if len(warnings) < MAX_LISTED:
+                        warnings.append(f"{event.event_id}: not ingested: {exc}"[:1000])
+                    continue
+                for record in parsed:
+                    origins[(record.id, record.version)] = f"file:{event.event_id}"[:1000]
+                records.extend(parsed)
+            return events
+
         async with heartbeating():
+            events = await asyncio.to_thread(read)
             records = await self._enrich(records)
             written = await self._write(records, batch_id=inp.batch_id)
             await self.inbox.record_lineage(
@@ -552,17 +623,18 @@ class IngestActivities:
                 workflow_id=info.workflow_id,
                 run_id=info.workflow_run_id,
             )
+            refs = [RecordRef(id=r.id, kind=r.kind, deleted=r.deleted) for r in records]
+            listing = "".join(r.model_dump_json() + "\n" for r in refs).encode()
+            listing_ref = await asyncio.to_thread(self.codec.blobs.put, listing) if refs else None
         for record in records:
             metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
-        refs = [RecordRef(id=r.id, kind=r.kind, deleted=r.deleted) for r in records]
-        listing = "".join(r.model_dump_json() + "\n" for r in refs).encode()
         return IngestChunkResult(
             units=len(events),
             failed_units=tuple(failed[:MAX_LISTED]),
             failed_count=len(failed),
             records=tuple(refs[:MAX_LISTED]),
             record_count=len(refs),
-            records_ref=self.codec.blobs.put(listing) if refs else None,
+            records_ref=listing_ref,
             warnings=tuple(warnings),
             write=written,
         )
@@ -576,6 +648,8 @@ class IngestActivities:
             blobs = self.codec.blobs
             parts = [blobs.get(ref) for ref in inp.records_refs]
             joined = blobs.put(b"".join(parts)) if parts else None
+            if inp.parts_ref is not None:
+                _forget_parts(blobs, inp.parts_ref, keep=joined)
             try:
                 chunk_refs = json.loads(blobs.get(inp.manifest_ref))
             except BlobNotFound:
@@ -587,6 +661,37 @@ class IngestActivities:
 
         async with heartbeating():
             return await asyncio.to_thread(join)
+
+    @activity.defn(name="apex.checkpoint_file")
+    async def checkpoint_file(self, inp: CheckpointFileInput) -> CheckpointFileResult:
+        """Between two runs of a file ingested in several: this run's chunk listings become
+        one listing part, appended to the list of parts. The last run (`final`) also joins
+        every part, in order, into the file's listing: byte for byte the listing a single
+        run writes. Deletes nothing, so a retry finds its inputs: `finish_file` drops the
+        parts and the chunks' listings with the chunks."""
+        workflow_id = activity.info().workflow_id
+
+        def checkpoint() -> CheckpointFileResult:
+            blobs = self.codec.blobs
+            parts = _listing_parts(blobs, inp.parts_ref)
+            parts_ref = inp.parts_ref
+            if inp.records_refs:
+                # the first line names the workflow and the listings: no other file's blob
+                # is ever the same, so dropping it later touches nothing else
+                header = {"apex_listing_part": workflow_id, "first_chunk": inp.first_chunk}
+                header["listings"] = list(inp.records_refs)  # type: ignore[assignment]
+                pieces = (blobs.get(ref) for ref in inp.records_refs)
+                parts.append(_put_joined(blobs, itertools.chain([json.dumps(header).encode() + b"\n"], pieces)))
+                # the list it replaces stays (a retry reads it); `finish_file` drops them all
+                listed = {"apex_listing_parts": workflow_id, "parts": parts, "previous": inp.parts_ref}
+                parts_ref = blobs.put(json.dumps(listed).encode())
+            records_ref = None
+            if inp.final and parts:
+                records_ref = _put_joined(blobs, (_part(blobs, ref)[1] for ref in parts))
+            return CheckpointFileResult(parts_ref=parts_ref, records_ref=records_ref)
+
+        async with heartbeating():
+            return await asyncio.to_thread(checkpoint)
 
     @activity.defn(name="apex.enrich")
     async def enrich(self, inp: EnrichInput) -> RecordBatch:

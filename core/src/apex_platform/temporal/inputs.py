@@ -165,6 +165,11 @@ class BatchFileInput(BaseModel):
     chunk_size: int = 500
     parallel_chunks: int = 4
     timeouts: ActivityTimeouts = ActivityTimeouts()
+    #: chunks one run ingests before it continues as new (fewer when Temporal suggests it
+    #: sooner): a run's history stays a few thousand events, whatever the file's size
+    chunks_per_run: int = 500
+    #: set by continue-as-new: where the previous run stopped (None: the first run)
+    progress: BatchFileProgress | None = None
 
 
 class SplitFileInput(BaseModel):
@@ -232,6 +237,58 @@ class FinishFileInput(BaseModel):
     file_name: str
     manifest_ref: str
     records_refs: tuple[str, ...] = ()
+    #: listing parts of a file ingested in several runs, dropped with the chunks
+    parts_ref: str | None = None
+
+
+class BatchFileProgress(BaseModel):
+    """What one run of a batch file hands the next (continue-as-new): the split's outcome,
+    the next chunk to ingest and what the chunks before it made, bounded as the result is
+    (counts, samples of at most `MAX_LISTED`, one reference to the record listings so far)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    manifest_ref: str
+    chunks: int
+    units: int
+    next_chunk: int = 0
+    #: this run's number (the first run is 1)
+    run: int = 1
+    failed_units: tuple[str, ...] = ()
+    failed_count: int = 0
+    records: tuple[RecordRef, ...] = ()
+    record_count: int = 0
+    #: the split's warnings, then the chunks'
+    warnings: tuple[str, ...] = ()
+    written: int = 0
+    skipped: int = 0
+    #: a blob listing the listing parts written by earlier runs (`apex.checkpoint_file`)
+    parts_ref: str | None = None
+
+
+BatchFileInput.model_rebuild()  # its `progress` is defined after it
+
+
+class CheckpointFileInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    file_name: str
+    #: the listing parts so far (None: none yet)
+    parts_ref: str | None = None
+    #: this run's chunk listings, in chunk order
+    records_refs: tuple[str, ...] = ()
+    first_chunk: int = 0
+    #: also join every part into the file's listing (the last run)
+    final: bool = False
+
+
+class CheckpointFileResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    parts_ref: str | None = None
+    #: `final` only: every record of the file, in chunk order (what one run would list)
+    records_ref: str | None = None
 
 
 class BatchFileResult(BaseModel):

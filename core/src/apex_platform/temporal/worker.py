@@ -62,6 +62,7 @@ def activities(runtime: Runtime) -> list[Any]:
         ingest.drain_inbox,
         ingest.poll_ingest,
         ingest.finish_file,
+        ingest.checkpoint_file,
         ingest.parse,
         ingest.parse_many,
         ingest.poll_page,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +22,10 @@ with workflow.unsafe.imports_passed_through():
         AccumulateInput,
         ActivityTimeouts,
         BatchFileInput,
+        BatchFileProgress,
         BatchFileResult,
+        CheckpointFileInput,
+        CheckpointFileResult,
         DrainBatchInput,
         DrainBatchResult,
         DrainInput,
@@ -366,12 +371,42 @@ class AccumulatorWorkflow:
                 )
 
 
+#: runs started before it ingest every chunk in one run; with it, in runs of at most
+#: `chunks_per_run` chunks joined by continue-as-new
+BATCH_RUNS_PATCH = "apex-batch-file-runs"
+
+
+def _fold(s: BatchFileProgress, results: Sequence[IngestChunkResult]) -> BatchFileProgress:
+    """`s` after `results` (the next chunks, in order): what one run would have summed."""
+
+    def first(items: Iterable[Any]) -> tuple[Any, ...]:
+        return tuple(itertools.islice(items, MAX_LISTED))
+
+    return s.model_copy(
+        update={
+            "next_chunk": s.next_chunk + len(results),
+            "failed_units": first(itertools.chain(s.failed_units, *(r.failed_units for r in results))),
+            "failed_count": s.failed_count + sum(r.failed_count for r in results),
+            "records": first(itertools.chain(s.records, *(r.records for r in results))),
+            "record_count": s.record_count + sum(r.record_count for r in results),
+            "warnings": first(itertools.chain(s.warnings, *(r.warnings for r in results))),
+            "written": s.written + sum(r.write.written for r in results),
+            "skipped": s.skipped + sum(r.write.skipped for r in results),
+        }
+    )
+
+
 @workflow.defn(name="BatchFileWorkflow")
 class BatchFileWorkflow:
     """One workflow per file (id from the file's content hash, so the same file twice is
     one ingest). The file is split into units (X12 transaction sets) in chunks; chunks
     are ingested by parallel activities, each parse → enrich → saga as one batch. A unit
-    that does not parse is reported, and the others go on."""
+    that does not parse is reported, and the others go on.
+
+    A run ingests at most `chunks_per_run` chunks, and starts none once its history is
+    long, then continues as new carrying its progress only (`BatchFileProgress`: counts,
+    bounded samples, the next chunk, references): every run's history stays short
+    whatever the file's size, and the last run returns what a single run would have."""
 
     def __init__(self) -> None:
         self._done_chunks = 0
@@ -379,12 +414,15 @@ class BatchFileWorkflow:
 
     @workflow.query
     def progress(self) -> tuple[int, int]:
-        """(chunks done, chunks in all)."""
+        """(chunks done, chunks in all), over every run so far."""
         return (self._done_chunks, self._chunks)
 
     @workflow.run
     async def run(self, inp: BatchFileInput) -> BatchFileResult:
         opts = activity_options(inp.timeouts)
+        if inp.progress is not None:  # a continuation: the file is split already
+            return await self._in_runs(inp, inp.progress, opts)
+        in_runs = workflow.patched(BATCH_RUNS_PATCH)
         split: SplitFileResult = await workflow.execute_activity(
             "apex.split_file",
             SplitFileInput(
@@ -393,6 +431,119 @@ class BatchFileWorkflow:
             result_type=SplitFileResult,
             **opts,
         )
+        if not in_runs or split.manifest_ref is None:
+            return await self._in_one_run(inp, split, opts)
+        progress = BatchFileProgress(
+            manifest_ref=split.manifest_ref, chunks=split.chunks, units=split.units, warnings=split.warnings
+        )
+        return await self._in_runs(inp, progress, opts)
+
+    async def _in_runs(self, inp: BatchFileInput, s: BatchFileProgress, opts: dict[str, Any]) -> BatchFileResult:
+        self._chunks, self._done_chunks = s.chunks, s.next_chunk
+        first = s.next_chunk
+        results = await self._window(inp, s, opts)
+        s = _fold(s, results)
+        refs = tuple(r.records_ref for r in results if r.records_ref)
+        if s.next_chunk < s.chunks:
+            parts_ref = s.parts_ref
+            if refs:  # this run's listings become one part (the chunks' listings stay until the end)
+                checkpoint: CheckpointFileResult = await workflow.execute_activity(
+                    "apex.checkpoint_file",
+                    CheckpointFileInput(
+                        source=inp.source,
+                        file_name=inp.file_name,
+                        parts_ref=s.parts_ref,
+                        records_refs=refs,
+                        first_chunk=first,
+                    ),
+                    result_type=CheckpointFileResult,
+                    **opts,
+                )
+                parts_ref = checkpoint.parts_ref
+            workflow.continue_as_new(
+                inp.model_copy(update={"progress": s.model_copy(update={"parts_ref": parts_ref, "run": s.run + 1})})
+            )
+        parts_ref = None
+        if s.parts_ref is not None:  # earlier runs listed records: join every part, in order
+            final: CheckpointFileResult = await workflow.execute_activity(
+                "apex.checkpoint_file",
+                CheckpointFileInput(
+                    source=inp.source,
+                    file_name=inp.file_name,
+                    parts_ref=s.parts_ref,
+                    records_refs=refs,
+                    first_chunk=first,
+                    final=True,
+                ),
+                result_type=CheckpointFileResult,
+                **opts,
+            )
+            refs = (final.records_ref,) if final.records_ref else ()
+            parts_ref = final.parts_ref
+        records_ref = await workflow.execute_activity(
+            "apex.finish_file",
+            FinishFileInput(
+                source=inp.source,
+                file_name=inp.file_name,
+                manifest_ref=s.manifest_ref,
+                records_refs=refs,
+                parts_ref=parts_ref,
+            ),
+            result_type=str | None,  # type: ignore[arg-type]
+            **opts,
+        )
+        return BatchFileResult(
+            source=inp.source,
+            file_name=inp.file_name,
+            units=s.units,
+            failed_units=s.failed_units,
+            failed_count=s.failed_count,
+            records=s.records,
+            record_count=s.record_count,
+            records_ref=records_ref,
+            warnings=s.warnings,
+            written=s.written,
+            skipped=s.skipped,
+        )
+
+    async def _window(self, inp: BatchFileInput, s: BatchFileProgress, opts: dict[str, Any]) -> list[IngestChunkResult]:
+        """Ingest the chunks from `s.next_chunk` on: at most `chunks_per_run`, and none
+        started once the history is long (at least one, so every run advances). The
+        results of the chunks ingested, in order (a run's chunks are always contiguous:
+        they take the semaphore in index order)."""
+        start = s.next_chunk
+        cut = min(s.chunks, start + max(1, inp.chunks_per_run))
+        semaphore = asyncio.Semaphore(max(1, inp.parallel_chunks))
+        wf_id = workflow.info().workflow_id
+
+        async def one(index: int) -> IngestChunkResult | None:
+            nonlocal cut
+            async with semaphore:
+                if index >= cut:
+                    return None
+                if index > start and _history_is_long():
+                    cut = index
+                    return None
+                result: IngestChunkResult = await workflow.execute_activity(
+                    "apex.ingest_chunk",
+                    IngestChunkInput(
+                        source=inp.source,
+                        file_name=inp.file_name,
+                        manifest_ref=s.manifest_ref,
+                        index=index,
+                        batch_id=f"{wf_id}#{index}",
+                    ),
+                    result_type=IngestChunkResult,
+                    **opts,
+                )
+                self._done_chunks += 1
+                return result
+
+        results = await asyncio.gather(*(one(i) for i in range(start, cut)))
+        return [r for r in results if r is not None]
+
+    async def _in_one_run(self, inp: BatchFileInput, split: SplitFileResult, opts: dict[str, Any]) -> BatchFileResult:
+        """Every chunk in this run: runs started before `BATCH_RUNS_PATCH` (kept for replay)."""
         # runs started before manifests got the chunk references themselves: same commands
         legacy = split.chunk_refs if split.manifest_ref is None else ()
         self._chunks = len(legacy) if legacy else split.chunks

@@ -165,48 +165,51 @@ async def test_mutation_during_pagination_restarts_from_the_loops_first_cursor(e
     assert env.rows(item)["m-t2"].deleted
 
 
-async def poll_ingest_failures(handle: WorkflowHandle[Any, PollState]) -> list[str]:
-    """[last failure, attempt] of the pending `apex.poll_ingest` activity once it has failed, else []."""
+async def activity_failures(handle: WorkflowHandle[Any, PollState], activity_type: str) -> list[str]:
+    """[last failure, attempt] of the pending `activity_type` activity once it has failed, else []."""
     desc = await handle.describe()
     for pending in desc.raw_description.pending_activities:
-        if pending.activity_type.name == "apex.poll_ingest" and pending.last_failure.message:
+        if pending.activity_type.name == activity_type and pending.last_failure.message:
             return [pending.last_failure.message, str(pending.attempt)]
     return []
 
 
-async def test_saga_failure_on_page_3_keeps_the_cursor_at_page_2_then_completes(env: Env) -> None:
+async def test_saga_failure_on_page_3_keeps_the_cursor_at_the_loops_start_then_completes(env: Env) -> None:
     item = env.new_item(changes("s", 6))  # 8 changes: 4 pages; page 3 holds s-t4 and s-t5
     original = env.sink.write
     failing = {"on": True}
 
-    async def write(records: Any) -> None:
+    async def write(records: Any, **kwargs: Any) -> Any:
         if failing["on"] and any(r.id == "s-t4" for r in records):
             raise RuntimeError("store down while writing page 3")
-        await original(records)
+        return await original(records, **kwargs)
 
     env.sink.write = write  # type: ignore[method-assign]
     try:
         handle: WorkflowHandle[Any, PollState] = await start_poller(
             env.client, env.connector, item, env.temporal, once=True
         )
-        # page 3 is read, enriched and written in one activity (apex.poll_ingest): it
-        # keeps failing in the saga and being retried, and the cursor stays at page 2
+        # the loop is staged whole, then written page by page (apex.poll_commit): page 3
+        # keeps failing in the saga and being retried; pages 1 and 2 are in the stores, but
+        # the cursor stays where the loop began until every page of it is
         failures: list[str] = []
         for _ in range(200):
             state = await handle.query(PollWorkflow.state)
-            failures = await poll_ingest_failures(handle)
+            failures = await activity_failures(handle, "apex.poll_commit")
             if state.pages == 2 and len(failures) >= 1:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.5)  # the saga keeps failing and being retried
         state = await handle.query(PollWorkflow.state)
-        failures = await poll_ingest_failures(handle)
-        assert (state.pages, state.stage) == (2, "reading")
-        assert failures, "apex.poll_ingest has not failed"
+        failures = await activity_failures(handle, "apex.poll_commit")
+        assert (state.pages, state.staged_pages, state.stage) == (2, 2, "committing")
+        assert failures, "apex.poll_commit has not failed"
         assert "store down while writing page 3" in failures[0], failures
         assert int(failures[1]) >= 2  # retried, not given up
-        assert SyncCursor.decode(state.cursor).plaid == env.fake._cursor(item, 4)
+        assert state.cursor is None  # the loop began at the empty cursor
+        assert env.fake.sync_calls[item] == [0, 2, 4, 6]  # Plaid is not read again meanwhile
         assert "s-t4" not in env.rows(item)
+        assert "s-t0" in env.rows(item)
         failing["on"] = False
         final = await handle.result()
     finally:

@@ -92,8 +92,11 @@ class FakeBatchSource:
 
 
 class Env:
-    def __init__(self, client: Client, prefix: str, sink: FaultySink, poll: FakePollSource, inbox: Inbox) -> None:
+    def __init__(
+        self, client: Client, prefix: str, sink: FaultySink, poll: FakePollSource, inbox: Inbox, blobs: Any = None
+    ) -> None:
         self.inbox = inbox
+        self.blobs = blobs
         self.client = client
         self.prefix = prefix
         self.sink = sink
@@ -117,7 +120,7 @@ async def env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: An
         priorities=["P1"],
         inbox_dsn=apex_postgres_server.dsn,
     ) as harness:
-        yield Env(harness.client, harness.prefix, sink, poll, harness.runtime.inbox)
+        yield Env(harness.client, harness.prefix, sink, poll, harness.runtime.inbox, harness.runtime.codec.blobs)
 
 
 def paginate(poll: FakePollSource, pages: list[list[Record]], start: str | None = None) -> None:
@@ -161,10 +164,10 @@ async def test_saga_failure_on_page_3_keeps_the_cursor_at_page_2_then_completes(
     original = env.sink.write
     failing = {"on": True}
 
-    async def write(records: Any) -> None:
+    async def write(records: Any, **kwargs: Any) -> Any:
         if failing["on"] and any(r.id == "c" for r in records):
             raise RuntimeError("store down while writing page 3")
-        await original(records)
+        return await original(records, **kwargs)
 
     env.sink.write = write  # type: ignore[method-assign]
     handle: WorkflowHandle[Any, PollState] = await start_poller(
@@ -329,3 +332,230 @@ async def test_sources_start_after_a_terminated_poller_resumes_from_its_committe
     assert env.poll.calls[0] == "c2"  # not None: the vendor is not read again from the start
     assert RecordKey("fakepoll", "c") in env.rows
     await again.signal(PollWorkflow.stop)
+
+
+# -- all-or-nothing pagination loops (`PollSource.atomic_pagination`) -------------------------
+
+
+class AtomicPollSource(FakePollSource):
+    """A source whose pagination loops are all-or-nothing; `on_restart` changes the pages
+    when it asks for a restart (the vendor's data changed), `fail_at` fails a page once."""
+
+    name = "fakeatomic"
+    atomic_pagination = True
+    pagination_cursor_max_age_seconds = 3600.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_restart: Any = None
+        self.fail_at: set[str | None] = set()
+        self.slow_rate_limit_at: set[str | None] = set()
+
+    async def poll(self, account: str, cursor: str | None) -> Page:
+        if cursor in self.restart_at and self.on_restart is not None:
+            self.on_restart()
+        if cursor in self.fail_at:
+            self.fail_at.discard(cursor)
+            self.calls.append(cursor)
+            raise VendorError("403 this account is suspended", retryable=False)
+        if cursor in self.slow_rate_limit_at:
+            self.slow_rate_limit_at.discard(cursor)
+            self.calls.append(cursor)
+            raise VendorError("429 Too Many Requests", retryable=True, retry_after=2.0)
+        return await super().poll(account, cursor)
+
+
+def arec(id: str, version: int = 1) -> Record:
+    return Record(source="fakeatomic", kind="fake.txn", id=id, version=version, occurred_at=T0)
+
+
+@pytest.fixture
+async def atomic(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Any) -> AsyncIterator[Env]:
+    poll = AtomicPollSource()
+    sink = FaultySink(MemorySink("memory"))
+    async with running_worker(
+        apex_temporal_server.address,
+        tmp_path,
+        sources=[poll],
+        sinks=[sink],
+        priorities=["P1"],
+        inbox_dsn=apex_postgres_server.dsn,
+    ) as harness:
+        yield Env(harness.client, harness.prefix, sink, poll, harness.runtime.inbox, harness.runtime.codec.blobs)
+
+
+async def replay(env: Env, handle: WorkflowHandle[Any, Any]) -> None:
+    """The run's history replays against the workflow code (deterministic)."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from apex_platform.temporal.worker import sandbox_runner, workflows
+
+    history = await handle.fetch_history()
+    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
+    await replayer.replay_workflow(history)
+
+
+async def test_a_restart_leaves_nothing_of_an_all_or_nothing_loops_void_pages(atomic: Env) -> None:
+    """ "ghost" is only on page 2 of the first loop; the restarted loop (the vendor's data
+    changed) lists "a", "b2", "c". Nothing is written before the loop completes, the ghost
+    never, and the staged pages of both loops are deleted."""
+    paginate(atomic.poll, [[arec("a")], [arec("ghost")], [arec("c")]])
+    atomic.poll.restart_at = {"c2"}
+    written: list[int] = []  # pages read when each saga write happened
+    atomic.sink.on_write = lambda: written.append(len(atomic.poll.calls))
+
+    def vendor_changed() -> None:
+        paginate(atomic.poll, [[arec("a")], [arec("b2")], [arec("c")]])
+
+    atomic.poll.on_restart = vendor_changed
+    handle: WorkflowHandle[Any, PollState] = await start_poller(
+        atomic.client,
+        atomic.poll,
+        atomic.poll.account,
+        atomic.temporal,
+        once=True,  # type: ignore[arg-type]
+    )
+    state = await handle.result()
+    assert atomic.poll.calls == [None, "c1", "c2", None, "c1", "c2"]
+    assert (state.cursor, state.loop_cursor, state.pages, state.records) == ("c3", "c3", 3, 3)
+    assert (state.restarts, state.discarded_pages, state.staged_pages) == (1, 2, 0)
+    assert set(atomic.rows) == {RecordKey("fakeatomic", i) for i in ("a", "b2", "c")}
+    assert written == [6, 6, 6]  # one write per page of the restarted loop, once it was read whole
+    assert await atomic.inbox.lineage("fakeatomic", "ghost") == []
+    assert atomic.blobs.usage()["blobs"] == 0
+    await replay(atomic, handle)
+
+
+async def test_an_all_or_nothing_loop_goes_on_across_continue_as_new_and_folds_its_references(
+    atomic: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 pages, 3 page activities per run: the staged loop (references in segments of 3)
+    travels through continue-as-new while staging and while committing; every page is
+    read once and written once, in order."""
+    import apex_platform.temporal.workflows as wf
+    from apex_platform.temporal.inputs import PollInput
+
+    monkeypatch.setattr(wf, "STAGED_SEGMENT_PAGES", 3)
+    paginate(atomic.poll, [[arec(f"r{i}", version=i + 1), arec("same", version=i + 1)] for i in range(8)])
+    order: list[int] = []
+    original = atomic.sink.inner.write
+
+    async def write(records: Any, **kwargs: Any) -> Any:
+        order.append(next(r.version for r in records if r.id == "same"))
+        return await original(records, **kwargs)
+
+    atomic.sink.inner.write = write  # type: ignore[method-assign]
+    wf_id = f"{poller_id(atomic.poll, atomic.poll.account, atomic.prefix)}:can"  # type: ignore[arg-type]
+    await atomic.client.start_workflow(
+        PollWorkflow.run,
+        PollInput(source="fakeatomic", account=atomic.poll.account, once=True, pages_before_continue=3),
+        id=wf_id,
+        task_queue=task_queue("P1", atomic.temporal),
+    )
+    handle = atomic.client.get_workflow_handle(wf_id, result_type=PollState)
+    state = await handle.result()
+    assert (state.cursor, state.pages, state.records, state.restarts) == ("c8", 8, 16, 0)
+    assert atomic.poll.calls == [None] + [f"c{i}" for i in range(1, 8)]
+    assert order == list(range(1, 9))  # pages written in the loop's order
+    assert atomic.rows[RecordKey("fakeatomic", "same")].version == 8
+    runs = [w async for w in atomic.client.list_workflows(f"WorkflowId = '{wf_id}'")]
+    assert len(runs) >= 5  # 8 pages staged + 8 written, 3 per run
+    assert atomic.blobs.usage()["blobs"] == 0  # pages and segments
+    await replay(atomic, handle)
+
+
+async def test_a_mid_loop_cursor_that_waited_too_long_is_not_read_from(atomic: Env) -> None:
+    """Page 3 fails for good; the poller waits its interval (2 s), longer than the source
+    lets a mid-loop cursor wait (1 s): the staged pages are discarded and the loop is read
+    again from its first cursor, not from page 3's."""
+    atomic.poll.pagination_cursor_max_age_seconds = 1.0
+    atomic.poll.poll_interval_seconds = 2.0
+    paginate(atomic.poll, [[arec("a")], [arec("b")], [arec("c")]])
+    atomic.poll.fail_at = {"c2"}
+    handle: WorkflowHandle[Any, PollState] = await start_poller(
+        atomic.client,
+        atomic.poll,
+        atomic.poll.account,
+        atomic.temporal,
+        once=True,  # type: ignore[arg-type]
+    )
+    state = await handle.result()
+    assert atomic.poll.calls == [None, "c1", "c2", None, "c1", "c2"]
+    assert (state.cursor, state.pages, state.restarts, state.discarded_pages) == ("c3", 3, 1, 2)
+    assert set(atomic.rows) == {RecordKey("fakeatomic", i) for i in "abc"}
+    assert atomic.blobs.usage()["blobs"] == 0
+
+
+async def test_a_read_retried_after_the_mid_loop_cursors_limit_restarts_the_loop(atomic: Env) -> None:
+    """The vendor asks for 2 s on page 3; Temporal's retry of the read comes after the 1 s
+    a mid-loop cursor may wait: that attempt does not read, the loop restarts."""
+    atomic.poll.pagination_cursor_max_age_seconds = 1.0
+    paginate(atomic.poll, [[arec("a")], [arec("b")], [arec("c")]])
+    atomic.poll.slow_rate_limit_at = {"c2"}
+    state = await run_once(atomic)
+    assert atomic.poll.calls == [None, "c1", "c2", None, "c1", "c2"]
+    assert (state.cursor, state.pages, state.restarts, state.discarded_pages) == ("c3", 3, 1, 2)
+    assert atomic.blobs.usage()["blobs"] == 0
+
+
+async def test_a_mid_loop_cursor_that_waited_less_is_read_from(atomic: Env) -> None:
+    atomic.poll.poll_interval_seconds = 1.0  # the wait after the error; the limit is an hour
+    paginate(atomic.poll, [[arec("a")], [arec("b")], [arec("c")]])
+    atomic.poll.fail_at = {"c2"}
+    handle: WorkflowHandle[Any, PollState] = await start_poller(
+        atomic.client,
+        atomic.poll,
+        atomic.poll.account,
+        atomic.temporal,
+        once=True,  # type: ignore[arg-type]
+    )
+    state = await handle.result()
+    assert atomic.poll.calls == [None, "c1", "c2", "c2"]
+    assert (state.cursor, state.pages, state.restarts) == ("c3", 3, 0)
+    assert atomic.blobs.usage()["blobs"] == 0
+
+
+async def test_stop_discards_a_staged_loop_and_keeps_the_committed_cursor(atomic: Env) -> None:
+    paginate(atomic.poll, [[arec("a")], [arec("b")], [arec("c")]])
+    atomic.poll.fail_at = {"c2"}  # then the poller waits an hour
+    handle = await start_poller(atomic.client, atomic.poll, atomic.poll.account, atomic.temporal)  # type: ignore[arg-type]
+    for _ in range(100):
+        state = await handle.query(PollWorkflow.state)
+        if state.stage == "waiting" and state.staged_pages == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert (state.staged_pages, state.staged_records, state.cursor) == (2, 2, None)
+    assert atomic.blobs.usage()["blobs"] == 2
+    await handle.signal(PollWorkflow.stop)
+    final = await handle.result()
+    assert (final.stage, final.cursor, final.pages, final.staged_pages) == ("stopped", None, 0, 0)
+    assert atomic.rows == {}
+    assert atomic.blobs.usage()["blobs"] == 0
+
+
+async def test_a_loop_of_one_page_is_written_at_once(atomic: Env) -> None:
+    """Nothing can void a loop of one page: it is written as a page of any source (no blob)."""
+    paginate(atomic.poll, [[arec("a")]])
+    before = atomic.blobs.usage()["blobs"]
+    state = await run_once(atomic)
+    assert (state.cursor, state.pages, state.staged_pages) == ("c1", 1, 0)
+    assert RecordKey("fakeatomic", "a") in atomic.rows
+    assert atomic.blobs.usage()["blobs"] == before == 0
+
+
+async def test_poll_histories_recorded_before_staging_replay() -> None:
+    """A run recorded by the code before all-or-nothing loops (`apex-page-in-one-activity`,
+    a source that declares atomic pagination, a restart) replays against the current code:
+    pollers running at an upgrade go on."""
+    from pathlib import Path
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from apex_platform.temporal.worker import sandbox_runner, workflows
+
+    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
+    for path in sorted((Path(__file__).parent / "histories").glob("poll_*.json")):
+        await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))

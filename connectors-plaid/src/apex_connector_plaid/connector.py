@@ -14,7 +14,11 @@ from apex_connector_plaid import webhooks
 from apex_connector_plaid.client import fetch_verification_key, transactions_sync
 from apex_connector_plaid.cursor import SyncCursor
 from apex_connector_plaid.records import SOURCE, page_records, webhook_record
-from apex_connector_plaid.settings import DEFAULT_POLL_INTERVAL_SECONDS, PlaidSettings
+from apex_connector_plaid.settings import (
+    DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS,
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    PlaidSettings,
+)
 from apex_connector_plaid.tokens import TokenProvider, TokenSource
 from apex_connector_plaid.verification import KeyCache, KeyFetcher, verify_webhook
 from apex_platform.contracts import PollTrigger, WebhookReply
@@ -40,6 +44,10 @@ class PlaidConnector:
     mode: SourceMode = "poll"
     priority: Priority = "P1"
     settings_model: ClassVar[type[BaseSettings] | None] = PlaidSettings
+    #: A sync loop is all-or-nothing: Plaid's TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION
+    #: voids every page since the loop's first cursor, so the platform stages the pages of
+    #: a loop and writes them only once `has_more` is false (see `PollSource`).
+    atomic_pagination: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -89,6 +97,14 @@ class PlaidConnector:
             return self.settings.poll_interval_seconds
         except SettingsError:
             return DEFAULT_POLL_INTERVAL_SECONDS
+
+    @property
+    def pagination_cursor_max_age_seconds(self) -> float:
+        """How long a mid-loop cursor may wait (`APEX_PLAID_LOOP_CURSOR_MAX_AGE_SECONDS`)."""
+        try:
+            return self.settings.loop_cursor_max_age_seconds
+        except SettingsError:
+            return DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS
 
     def accounts(self) -> list[str]:
         """The configured Item ids (APEX_PLAID_ACCESS_TOKENS keys, then APEX_PLAID_ITEMS)."""

@@ -8,7 +8,7 @@ It serves the documented shapes of:
 - `POST /sandbox/item/fire_webhook` `{client_id, secret, access_token, webhook_code}`: posts a signed
   webhook to `FakePlaid.webhook_url`, as Plaid's sandbox does;
 - Plaid's error bodies `{error_type, error_code, error_message, display_message, request_id}` with
-  HTTP 400/429/500, on demand (`fail_on_call`, `mutation_on_page`).
+  HTTP 400/429/500, on demand (`fail_on_call`, `mutation_on_page`), and slow answers (`stall_on_call`).
 
 It signs webhooks the way Plaid does: a `Plaid-Verification` ES256 JWT with `kid` in its
 header and `iat` and `request_body_sha256` in its claims, made with an EC P-256 key whose
@@ -17,6 +17,7 @@ public JWK the key endpoint serves. Not Plaid: nothing here talks to a bank.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -24,7 +25,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,7 @@ class FakePlaid:
         self.key_fetches = 0
         self.rate_limit_retry_after: str | None = "1"
         self._failures: dict[str, list[_Failure]] = {}
+        self._stalls: dict[str, dict[int, float]] = {}
         self._calls: dict[str, int] = {}
         self._keys: dict[str, _Key] = {}
         self._lock = threading.RLock()
@@ -136,10 +138,43 @@ class FakePlaid:
             done = self._calls.get(item_id, 0)
             self._failures.setdefault(item_id, []).append(_Failure(done + on_call, kind, then))
 
-    def mutation_on_page(self, item_id: str, page: int, *changes: Change) -> None:
+    def mutation_on_page(self, item_id: str, page: int, *changes: Change, vanish: Iterable[str] = ()) -> None:
         """The `page`-th page of the next sync loop answers TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION
-        once; `changes` (the mutation) are appended to the log at that moment."""
-        self.fail_on_call(item_id, page, "mutation", then=(lambda: self.append(item_id, *changes)) if changes else None)
+        once; `changes` (the mutation) are appended to the log at that moment.
+
+        `vanish`: transaction ids whose every change leaves the log at that moment, as a
+        pending transaction that posted under a new id is no longer reported at all to a
+        client whose cursor predates both. Only pages already read (void) held them; the
+        positions after them shift, so only cursors before them stay valid (a restarted
+        loop begins before them)."""
+        gone = set(vanish)
+
+        def mutate() -> None:
+            with self._lock:
+                log = self.items[item_id].log
+                log[:] = [change for change in log if change[1]["transaction_id"] not in gone]
+                log.extend(changes)
+
+        self.fail_on_call(item_id, page, "mutation", then=mutate if changes or gone else None)
+
+    def stall_on_call(self, item_id: str, on_call: int, seconds: float) -> None:
+        """The `on_call`-th sync call for the Item from now (1 = the next) is answered only
+        after `seconds` (it counts as made, in `sync_calls`, at once): time for a test to
+        stop the worker that is waiting for it."""
+        with self._lock:
+            done = self._calls.get(item_id, 0)
+            self._stalls.setdefault(item_id, {})[done + on_call] = seconds
+
+    def loop_pages(self, item_id: str, count: int) -> list[list[str]]:
+        """The transaction ids each page of one sync loop from the empty cursor lists now
+        (`count` per page), as `/transactions/sync` would answer them."""
+        with self._lock:
+            log = list(self.items[item_id].log)
+        pages: list[list[str]] = []
+        for start in range(0, len(log), count):
+            added, modified, removed = _collapse(log[start : start + count])
+            pages.append([doc["transaction_id"] for doc in [*added, *modified, *removed]])
+        return pages
 
     def final_state(self, item_id: str) -> dict[str, dict[str, Any]]:
         """What a client that applied every page holds: live transactions by id."""
@@ -226,22 +261,28 @@ class FakePlaid:
         return None
 
     def transactions_sync(self, doc: dict[str, Any]) -> Response[Any]:
+        return self.sync_answer(doc)[0]
+
+    def sync_answer(self, doc: dict[str, Any]) -> tuple[Response[Any], float]:
+        """The answer to a `/transactions/sync` call, and the seconds to wait before sending
+        it (`stall_on_call`; 0 for every other call)."""
         denied = self._auth(doc)
         if denied:
-            return denied
+            return denied, 0.0
         found = self._item_for(doc.get("access_token"))
         if isinstance(found, Response):
-            return found
+            return found, 0.0
         item = found
         count = doc.get("count", 100)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 500:
-            return _error(400, "INVALID_REQUEST", "INVALID_FIELD", "count must be an integer from 1 to 500")
+            return _error(400, "INVALID_REQUEST", "INVALID_FIELD", "count must be an integer from 1 to 500"), 0.0
         cursor = doc.get("cursor") or ""
         if not isinstance(cursor, str):
-            return _error(400, "INVALID_REQUEST", "INVALID_FIELD", "cursor must be a string")
+            return _error(400, "INVALID_REQUEST", "INVALID_FIELD", "cursor must be a string"), 0.0
         with self._lock:
             call = self._calls.get(item.item_id, 0) + 1
             self._calls[item.item_id] = call
+            stall = self._stalls.get(item.item_id, {}).pop(call, 0.0)
             failure = next((f for f in self._failures.get(item.item_id, []) if f.on_call == call), None)
             if failure is not None:
                 self._failures[item.item_id].remove(failure)
@@ -256,16 +297,16 @@ class FakePlaid:
                 if failure.kind == "rate_limit" and self.rate_limit_retry_after
                 else None
             )
-            return _error(status, etype, code, message, headers)
+            return _error(status, etype, code, message, headers), stall
         if pos is None:
-            return _error(400, "INVALID_REQUEST", "INVALID_FIELD", "cursor is not a valid cursor for this item")
+            return _error(400, "INVALID_REQUEST", "INVALID_FIELD", "cursor is not a valid cursor for this item"), stall
         with self._lock:
             window = item.log[pos : pos + count]
             end = pos + len(window)
             has_more = end < len(item.log)
             accounts = json.loads(json.dumps(item.accounts))
         added, modified, removed = _collapse(window)
-        return Response(
+        answer = Response(
             {
                 "accounts": accounts,
                 "added": added,
@@ -277,6 +318,7 @@ class FakePlaid:
                 "request_id": _request_id(),
             }
         )
+        return answer, stall
 
     def verification_key(self, doc: dict[str, Any]) -> Response[Any]:
         denied = self._auth(doc)
@@ -346,7 +388,12 @@ def create_app(fake: FakePlaid) -> Litestar:
     @post("/transactions/sync", status_code=200)
     async def sync(request: Request[Any, Any, Any]) -> Response[Any]:
         doc = await body_of(request)
-        return doc if isinstance(doc, Response) else fake.transactions_sync(doc)
+        if isinstance(doc, Response):
+            return doc
+        answer, stall = fake.sync_answer(doc)
+        if stall:
+            await asyncio.sleep(stall)
+        return answer
 
     @post("/webhook_verification_key/get", status_code=200)
     async def verification_key(request: Request[Any, Any, Any]) -> Response[Any]:

@@ -18,6 +18,9 @@ ENVIRONMENTS = {
     "development": "https://development.plaid.com",
 }
 DEFAULT_POLL_INTERVAL_SECONDS = 3600.0
+#: Plaid keeps a loop's final cursor for at least a year, and promises nothing for the
+#: cursors inside a loop: a loop that waited longer than this is read again from its start
+DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS = 3600.0
 
 
 class PlaidSettings(BaseSettings):
@@ -48,6 +51,11 @@ class PlaidSettings(BaseSettings):
         default=DEFAULT_POLL_INTERVAL_SECONDS,
         gt=0,
         description="Seconds between syncs of an Item; SYNC_UPDATES_AVAILABLE webhooks start one at once",
+    )
+    loop_cursor_max_age_seconds: float = Field(
+        default=DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS,
+        gt=0,
+        description="A sync loop whose next page waited longer than this (after errors) restarts from its first cursor",
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="HTTP timeout of a /transactions/sync call")
     rate_limit_backoff_seconds: float = Field(

@@ -38,6 +38,10 @@ from apex_platform.temporal.inputs import (
     IngestChunkResult,
     ParseInput,
     ParseManyInput,
+    PollCommitInput,
+    PollCommitResult,
+    PollDiscardInput,
+    PollFoldInput,
     PollIngestResult,
     PollPageInput,
     PollPageResult,
@@ -46,6 +50,7 @@ from apex_platform.temporal.inputs import (
     SagaWriteInput,
     SplitFileInput,
     SplitFileResult,
+    StagedPage,
 )
 
 
@@ -111,6 +116,11 @@ async def heartbeating(every: float | None = None) -> AsyncIterator[None]:
             await task
 
 
+def _utc(iso: str) -> datetime:
+    when = datetime.fromisoformat(iso)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 async def _read_page(connector: PollSource, inp: PollPageInput) -> Page:
     """`connector.poll`, its errors sorted: restarts and settings problems are not retried,
     vendor errors keep the vendor's Retry-After, an unreadable answer is retried."""
@@ -124,6 +134,23 @@ async def _read_page(connector: PollSource, inp: PollPageInput) -> Page:
         raise ApplicationError(
             f"{inp.source}: unreadable vendor response: {exc}", type="UnreadableVendorResponse"
         ) from exc
+
+
+#: how long a mid-loop cursor of an all-or-nothing source may wait before it is read from,
+#: unless the source says otherwise (`PollSource.pagination_cursor_max_age_seconds`)
+DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS = 3600.0
+
+
+def atomic_pagination(connector: PollSource) -> bool:
+    """Whether the source declares its pagination loops all-or-nothing (`PollSource`)."""
+    return getattr(connector, "atomic_pagination", False) is True
+
+
+def loop_cursor_max_age(connector: PollSource) -> float:
+    value = getattr(connector, "pagination_cursor_max_age_seconds", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS
 
 
 class BatchCodec:
@@ -397,7 +424,11 @@ class IngestActivities:
     @activity.defn(name="apex.poll_ingest")
     async def poll_ingest(self, inp: PollPageInput) -> PollIngestResult:
         """Read one page, enrich it and write it through the saga; return the next cursor.
-        The page itself never enters Temporal; a retry reads the same page again."""
+        The page itself never enters Temporal; a retry reads the same page again.
+
+        With `inp.stage` (a workflow that can stage) and a source whose loops are
+        all-or-nothing, a page of a loop of several pages is staged instead: stored in the
+        blob store, not written; only its reference comes back (see `PollSource`)."""
         started = time.perf_counter()
         try:
             connector = self.registry.source(inp.source)
@@ -405,31 +436,134 @@ class IngestActivities:
             raise ApplicationError(f"{exc} on this worker", type="SourceNotInstalled") from exc
         if not isinstance(connector, PollSource):
             raise _non_retryable(PluginError(f"source {inp.source!r} cannot be polled"))
-        info = activity.info()
+        stage = inp.stage if inp.stage is not None and atomic_pagination(connector) else None
         async with heartbeating():
+            if stage is not None and stage.resume_by is not None and datetime.now(UTC) > _utc(stage.resume_by):
+                # an attempt retried long after the loop's last page: its cursor may be gone
+                raise ApplicationError(
+                    f"{inp.source} {inp.account}: the mid-loop cursor waited past {stage.resume_by}; "
+                    "the loop restarts from its first cursor",
+                    type="StaleLoopCursor",
+                    non_retryable=True,
+                )
             page = await _read_page(connector, inp)
             records = list(page.records)
             for record in records:
                 metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
-            result = WriteResult()
-            if records:
-                records = await self._enrich(records)
-                result = await self._write(records, batch_id=f"{info.workflow_id}@{inp.cursor}")
-                origin = f"page:{inp.account}@{inp.cursor or ''}"[:1000]
-                await self.inbox.record_lineage(
-                    [Lineage(r.source, r.id, r.version, origin) for r in records],
-                    workflow_id=info.workflow_id,
-                    run_id=info.workflow_run_id,
+            ids = tuple(dict.fromkeys(r.id for r in records[-20:]))
+            if stage is not None and (page.has_more or stage.index > 0):
+                staged = StagedPage(
+                    source=inp.source,
+                    account=inp.account,
+                    loop_id=stage.loop_id,
+                    index=stage.index,
+                    cursor=inp.cursor,
+                    records=tuple(records),
                 )
+                ref = await asyncio.to_thread(self.codec.blobs.put, staged.model_dump_json().encode())
+                metrics.ACTIVITY_SECONDS.labels("poll_stage", inp.source).observe(time.perf_counter() - started)
+                return PollIngestResult(
+                    next_cursor=page.next_cursor,
+                    has_more=page.has_more,
+                    retry_after=page.retry_after,
+                    count=len(records),
+                    record_ids=ids,
+                    staged_ref=ref,
+                    max_age_seconds=loop_cursor_max_age(connector),
+                )
+            # a loop of one page (nothing to void) or a source that is not all-or-nothing
+            records, result = await self._ingest_page(inp.account, inp.cursor, records)
         metrics.ACTIVITY_SECONDS.labels("poll_ingest", inp.source).observe(time.perf_counter() - started)
         return PollIngestResult(
             next_cursor=page.next_cursor,
             has_more=page.has_more,
             retry_after=page.retry_after,
             count=len(records),
-            record_ids=tuple(dict.fromkeys(r.id for r in records[-20:])),
+            record_ids=ids,
             write=result,
         )
+
+    async def _ingest_page(
+        self, account: str, cursor: str | None, records: list[Record]
+    ) -> tuple[list[Record], WriteResult]:
+        """Enrich a page read at `cursor`, write it through the saga and record its lineage."""
+        if not records:
+            return records, WriteResult()
+        info = activity.info()
+        records = await self._enrich(records)
+        result = await self._write(records, batch_id=f"{info.workflow_id}@{cursor}")
+        origin = f"page:{account}@{cursor or ''}"[:1000]
+        await self.inbox.record_lineage(
+            [Lineage(r.source, r.id, r.version, origin) for r in records],
+            workflow_id=info.workflow_id,
+            run_id=info.workflow_run_id,
+        )
+        return records, result
+
+    def _staged_page(self, inp: PollCommitInput) -> StagedPage:
+        blobs = self.codec.blobs
+        ref = inp.page_ref
+        if ref is None:
+            if inp.segment_ref is None:
+                raise PayloadError("commit input names neither a segment nor a page")
+            refs = json.loads(blobs.get(inp.segment_ref))
+            if not 0 <= inp.index < len(refs):
+                raise BlobNotFound(f"segment {inp.segment_ref} has no page {inp.index}")
+            ref = str(refs[inp.index])
+        return StagedPage.model_validate_json(blobs.get(ref))
+
+    @activity.defn(name="apex.poll_commit")
+    async def poll_commit(self, inp: PollCommitInput) -> PollCommitResult:
+        """Write one staged page of a complete loop through the saga, as an unstaged page is
+        (enrich, saga, lineage). Its blob stays until the whole loop is written: a retry
+        writes the same page again (the saga skips what it committed). The source's
+        connector is not needed: nothing is read from the vendor."""
+        started = time.perf_counter()
+        async with heartbeating():
+            try:
+                page = await asyncio.to_thread(self._staged_page, inp)
+            except (BlobNotFound, PayloadError) as exc:
+                raise _non_retryable(exc) from exc
+            except ValueError as exc:  # a blob this version cannot read: the loop is read again
+                raise _non_retryable(PayloadError(f"staged page unreadable: {exc}")) from exc
+            records, result = await self._ingest_page(page.account, page.cursor, list(page.records))
+        metrics.ACTIVITY_SECONDS.labels("poll_commit", inp.source).observe(time.perf_counter() - started)
+        return PollCommitResult(
+            count=len(records), record_ids=tuple(dict.fromkeys(r.id for r in records[-20:])), write=result
+        )
+
+    @activity.defn(name="apex.poll_fold")
+    async def poll_fold(self, inp: PollFoldInput) -> str:
+        """List staged page references in one segment blob (the workflow then keeps one
+        reference for them all)."""
+        body = json.dumps(list(inp.page_refs)).encode()
+        async with heartbeating():
+            return await asyncio.to_thread(self.codec.blobs.put, body)
+
+    @activity.defn(name="apex.poll_discard")
+    async def poll_discard(self, inp: PollDiscardInput) -> int:
+        """Delete the blobs of a staged loop (committed or void): every page of each segment,
+        the segment, then the loose pages. Missing blobs are fine; returns pages deleted."""
+
+        def discard() -> int:
+            blobs = self.codec.blobs
+            pages = 0
+            for segment in inp.segment_refs:
+                try:
+                    refs = [str(ref) for ref in json.loads(blobs.get(segment))]
+                except BlobNotFound:
+                    refs = []
+                for ref in refs:
+                    blobs.delete(ref)
+                    pages += 1
+                blobs.delete(segment)
+            for ref in inp.page_refs:
+                blobs.delete(ref)
+                pages += 1
+            return pages
+
+        async with heartbeating():
+            return await asyncio.to_thread(discard)
 
     @activity.defn(name="apex.parse")
     async def parse(self, inp: ParseInput) -> RecordBatch:

@@ -73,6 +73,41 @@ class IngestStatus(BaseModel):
     error: str | None = None
 
 
+#: page references per segment blob of a staged loop (the workflow keeps at most this many
+#: page references itself, the rest by segment: ~7 KB of references per 100 pages)
+STAGED_SEGMENT_PAGES = 100
+
+
+class StagedLoop(BaseModel):
+    """A pagination loop of an all-or-nothing source (see `PollSource`): its pages are
+    held in the blob store until the loop completes, then written page by page. Only
+    references and counts: a loop of 10,000 pages is 100 segment references."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: unique per attempt of a loop (a restarted loop gets a new one): staged blobs of two
+    #: attempts never share content, so deleting one attempt's blobs touches nothing else
+    loop_id: str
+    #: where reading goes on: the cursor after the last page staged
+    cursor: str | None = None
+    #: page blobs staged, in order: `segments` (each lists `STAGED_SEGMENT_PAGES` page
+    #: references) and then `tail` (references of pages not yet folded into a segment)
+    segments: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ()
+    pages: int = 0
+    records: int = 0
+    #: `has_more` was false: the loop is whole and is being committed
+    complete: bool = False
+    #: pages of a complete loop already written through the saga (in order)
+    committed: int = 0
+    #: when the last page was staged (workflow time, ISO) and how long a mid-loop cursor
+    #: may wait before it is read from (older: the loop restarts from its first cursor)
+    read_at: str | None = None
+    max_age_seconds: float = 3600.0
+    #: the vendor's Retry-After on the loop's last page (waited after the commit)
+    retry_after: float | None = None
+
+
 class PollInput(BaseModel):
     """Start (or continue-as-new) of a poller or stream reader for one source account."""
 
@@ -95,6 +130,22 @@ class PollInput(BaseModel):
     last_success: str | None = None
     #: a `sync_now` that arrived while the previous run continued-as-new
     sync_pending: bool = False
+    #: the pagination loop being staged (a source with `atomic_pagination`), carried
+    #: across continue-as-new: references and counts only, never the pages
+    staged: StagedLoop | None = None
+
+
+class StageRequest(BaseModel):
+    """Sent with a page read by a workflow that can stage: stage the page (do not write
+    it) if the source's pagination is all-or-nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    loop_id: str
+    #: the page's index in the loop (0: the loop's first page, read at its first cursor)
+    index: int = 0
+    #: an attempt that starts after this (ISO, UTC) must not read from the mid-loop cursor
+    resume_by: str | None = None
 
 
 class PollPageInput(BaseModel):
@@ -103,6 +154,49 @@ class PollPageInput(BaseModel):
     source: str
     account: str
     cursor: str | None = None
+    stage: StageRequest | None = None
+
+
+class StagedPage(BaseModel):
+    """One staged page, as stored in the blob store (never in Temporal)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    account: str
+    loop_id: str
+    index: int
+    #: the cursor the page was read at (lineage origin and saga batch id, as unstaged pages)
+    cursor: str | None = None
+    records: tuple[Record, ...] = ()
+
+
+class PollCommitInput(BaseModel):
+    """Write one staged page through the saga: page `index` of the segment `segment_ref`,
+    or the page `page_ref` (a page not folded into a segment)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    account: str
+    segment_ref: str | None = None
+    index: int = 0
+    page_ref: str | None = None
+
+
+class PollFoldInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    page_refs: tuple[str, ...]
+
+
+class PollDiscardInput(BaseModel):
+    """Delete staged blobs: every page of each segment and the segment, then `page_refs`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segment_refs: tuple[str, ...] = ()
+    page_refs: tuple[str, ...] = ()
 
 
 class PollPageResult(BaseModel):
@@ -131,6 +225,11 @@ class PollState(BaseModel):
     last_error: str | None = None
     #: ids of the most recently committed records (at most 20), for operators and the demo
     recent_ids: tuple[str, ...] = ()
+    #: pages and records of the loop staged so far, not yet written (all-or-nothing sources)
+    staged_pages: int = 0
+    staged_records: int = 0
+    #: staged pages thrown away (restarts, stale mid-loop cursors), since this poller started
+    discarded_pages: int = 0
 
 
 class AccumulateInput(BaseModel):
@@ -367,6 +466,18 @@ class PollIngestResult(BaseModel):
     next_cursor: str | None = None
     has_more: bool = False
     retry_after: float | None = None
+    count: int = 0
+    record_ids: tuple[str, ...] = ()
+    write: WriteResult = WriteResult()
+    #: the page was staged, not written (an all-or-nothing source asked to stage)
+    staged_ref: str | None = None
+    #: the source's limit on the age of a mid-loop cursor (with `staged_ref`)
+    max_age_seconds: float | None = None
+
+
+class PollCommitResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     count: int = 0
     record_ids: tuple[str, ...] = ()
     write: WriteResult = WriteResult()

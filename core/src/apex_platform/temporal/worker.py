@@ -61,6 +61,9 @@ def activities(runtime: Runtime) -> list[Any]:
     return [
         ingest.drain_inbox,
         ingest.poll_ingest,
+        ingest.poll_commit,
+        ingest.poll_fold,
+        ingest.poll_discard,
         ingest.finish_file,
         ingest.checkpoint_file,
         ingest.parse,

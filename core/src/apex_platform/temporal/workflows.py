@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from apex_platform.temporal.client import RECORD_ID_ATTR, STATUS_ATTR
     from apex_platform.temporal.inputs import (
         MAX_LISTED,
+        STAGED_SEGMENT_PAGES,
         AccumulateInput,
         ActivityTimeouts,
         BatchFileInput,
@@ -39,6 +40,10 @@ with workflow.unsafe.imports_passed_through():
         IngestStatus,
         ParseInput,
         ParseManyInput,
+        PollCommitInput,
+        PollCommitResult,
+        PollDiscardInput,
+        PollFoldInput,
         PollIngestResult,
         PollInput,
         PollPageInput,
@@ -48,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         SagaWriteInput,
         SplitFileInput,
         SplitFileResult,
+        StagedLoop,
+        StageRequest,
     )
 
 # Errors that retrying cannot fix: the activity raises them as non-retryable.
@@ -85,6 +92,11 @@ def activity_options(timeouts: ActivityTimeouts, *, maximum_attempts: int = 0) -
 
 #: a workflow's history is cut (continue-as-new) well before Temporal's limits
 MAX_HISTORY_EVENTS = 10_000
+
+#: runs started before it never stage pages (`PollSource.atomic_pagination`)
+ATOMIC_LOOP_PATCH = "apex-atomic-poll-loop"
+#: segment references per `apex.poll_discard` call (~14 KB of references)
+DISCARD_SEGMENTS = 200
 
 
 def _history_is_long() -> bool:
@@ -146,12 +158,21 @@ class IngestWorkflow:
 
 class _CursorLoop:
     """Shared by `PollWorkflow` and `StreamWorkflow`: read a page, write it through the
-    saga as one batch, and only then advance the cursor (kept in workflow state)."""
+    saga as one batch, and only then advance the cursor (kept in workflow state).
+
+    A source whose pagination loops are all-or-nothing (`PollSource.atomic_pagination`)
+    has the pages of a loop of several pages staged in the blob store instead; once the
+    loop completes (`has_more` false) they are written page by page (`apex.poll_commit`),
+    and only then does the cursor move. A restart (or a mid-loop cursor that waited
+    longer than the source allows) discards the staged pages and reads the loop again
+    from its first cursor. The workflow holds references and counts only (`StagedLoop`)."""
 
     def __init__(self) -> None:
         self._state = PollState(source="", account="")
         self._sync = False
         self._stop = False
+        self._staged: StagedLoop | None = None
+        self._timeouts = ActivityTimeouts()
 
     @workflow.signal
     def sync_now(self) -> None:
@@ -160,7 +181,8 @@ class _CursorLoop:
 
     @workflow.signal
     def stop(self) -> None:
-        """Finish the page in hand, then end the workflow."""
+        """Finish the page in hand, then end the workflow (a staged loop not yet written
+        is discarded: the cursor stays where every store has every page before it)."""
         self._stop = True
 
     @workflow.query
@@ -181,31 +203,73 @@ class _CursorLoop:
             last_success=inp.last_success,
         )
         self._sync = self._sync or inp.sync_pending
+        self._staged = inp.staged
+        self._timeouts = inp.timeouts
+        if inp.staged is not None:
+            self._set(
+                staged_pages=inp.staged.pages - inp.staged.committed,
+                staged_records=inp.staged.records,
+            )
         write_opts = activity_options(inp.timeouts)
         poll_opts = activity_options(inp.timeouts, maximum_attempts=8)
-        pages_this_run = 0
+        pages_this_run = 0  # activities of pages: read, staged or committed
         while not self._stop:
+            staged = self._staged
+            if staged is not None and staged.complete:
+                if staged.committed < staged.pages:
+                    await self._commit_next(inp, staged, write_opts)
+                    pages_this_run += 1
+                else:
+                    await self._loop_committed(staged)
+                    if inp.once:
+                        break
+                    await self._wait(max(inp.interval_seconds, staged.retry_after or 0.0))
+                if not self._stop and (pages_this_run >= inp.pages_before_continue or _history_is_long()):
+                    self._continue(inp)
+                continue
+            if staged is not None and self._stale(staged):
+                await self._void_staged(
+                    f"the loop's mid-loop cursor waited longer than {staged.max_age_seconds:g} s: "
+                    "the loop restarts from its first cursor"
+                )
+                continue
             s = self._state
             self._set(stage="reading")
+            request: StageRequest | None = None
             try:
                 if workflow.patched("apex-page-in-one-activity"):
                     # read, enrich and write in one activity: the page never enters Temporal
+                    if workflow.patched(ATOMIC_LOOP_PATCH):
+                        request = self._stage_request()
                     page = await workflow.execute_activity(
                         "apex.poll_ingest",
-                        PollPageInput(source=inp.source, account=inp.account, cursor=s.cursor),
+                        PollPageInput(
+                            source=inp.source,
+                            account=inp.account,
+                            cursor=staged.cursor if staged is not None else s.cursor,
+                            stage=request,
+                        ),
                         result_type=PollIngestResult,
                         **poll_opts,
                     )
                 else:
                     page = await self._page_then_write(inp, s.cursor, poll_opts, write_opts)
             except ActivityError as err:
-                if _cause_type(err) == "RestartPagination":
+                if _cause_type(err) in ("RestartPagination", "StaleLoopCursor"):
                     # the pages since the loop began are void: start again from its first cursor
-                    self._set(cursor=s.loop_cursor, restarts=s.restarts + 1, stage="restarting")
+                    await self._void_staged()
                     continue
                 self._set(last_error=str(err.cause or err), stage="waiting after error")
                 await self._wait(inp.interval_seconds)
                 if _history_is_long():
+                    self._continue(inp)
+                continue
+            if page.staged_ref is not None or self._staged is not None:
+                await self._add_staged(page, request, s.cursor, write_opts)
+                pages_this_run += 1
+                if page.has_more and page.retry_after:
+                    await workflow.sleep(timedelta(seconds=page.retry_after))
+                if not self._stop and (pages_this_run >= inp.pages_before_continue or _history_is_long()):
                     self._continue(inp)
                 continue
             # the saga acknowledged the page: only now does the cursor move
@@ -228,8 +292,146 @@ class _CursorLoop:
                 await workflow.sleep(timedelta(seconds=page.retry_after))
             if not self._stop and (pages_this_run >= inp.pages_before_continue or _history_is_long()):
                 self._continue(inp)
+        if self._staged is not None:  # stopped with a loop staged: nothing of it is written
+            await self._discard(self._staged)
+            self._staged = None
+            self._set(staged_pages=0, staged_records=0)
         self._set(stage="stopped" if self._stop else "done")
         return self._state
+
+    # -- all-or-nothing loops ---------------------------------------------------------------
+
+    def _stage_request(self) -> StageRequest:
+        staged = self._staged
+        if staged is None:  # a loop begins: its id keeps its blobs apart from every other's
+            return StageRequest(loop_id=str(workflow.uuid4()))
+        return StageRequest(loop_id=staged.loop_id, index=staged.pages, resume_by=self._resume_by(staged))
+
+    @staticmethod
+    def _resume_by(staged: StagedLoop) -> str | None:
+        if staged.read_at is None:
+            return None
+        deadline = datetime.fromisoformat(staged.read_at) + timedelta(seconds=staged.max_age_seconds)
+        return deadline.isoformat()
+
+    def _stale(self, staged: StagedLoop) -> bool:
+        resume_by = self._resume_by(staged)
+        return resume_by is not None and workflow.now() > datetime.fromisoformat(resume_by)
+
+    async def _add_staged(
+        self,
+        page: PollIngestResult,
+        request: StageRequest | None,
+        committed: str | None,
+        write_opts: dict[str, Any],
+    ) -> None:
+        """Keep the reference of a page just staged (folding every `STAGED_SEGMENT_PAGES`
+        references into one segment blob); the loop is complete when `has_more` is false."""
+        staged = self._staged
+        if staged is None:  # the loop's first page (staged only when a request was sent)
+            loop_id = request.loop_id if request is not None else str(workflow.uuid4())
+            staged = StagedLoop(loop_id=loop_id, cursor=committed)
+        tail, segments = staged.tail, staged.segments
+        pages, records = staged.pages, staged.records
+        if page.staged_ref is not None:
+            tail, pages, records = (*tail, page.staged_ref), pages + 1, records + page.count
+        else:  # written at once by a worker that cannot stage (a rolling upgrade)
+            s = self._state
+            self._set(pages=s.pages + 1, records=s.records + page.count)
+        if len(tail) >= STAGED_SEGMENT_PAGES:
+            self._set(stage="staging")
+            segment: str = await workflow.execute_activity(
+                "apex.poll_fold", PollFoldInput(page_refs=tail), result_type=str, **write_opts
+            )
+            segments, tail = (*segments, segment), ()
+        self._staged = staged.model_copy(
+            update={
+                "cursor": page.next_cursor if page.next_cursor is not None else staged.cursor,
+                "segments": segments,
+                "tail": tail,
+                "pages": pages,
+                "records": records,
+                "complete": not page.has_more,
+                "read_at": workflow.now().isoformat(),
+                "max_age_seconds": page.max_age_seconds or staged.max_age_seconds,
+                "retry_after": page.retry_after,
+            }
+        )
+        self._set(staged_pages=pages, staged_records=records, last_error=None)
+
+    async def _commit_next(self, inp: PollInput, staged: StagedLoop, write_opts: dict[str, Any]) -> None:
+        """Write the next staged page of a complete loop through the saga."""
+        index = staged.committed
+        folded = len(staged.segments) * STAGED_SEGMENT_PAGES
+        if index < folded:
+            where = PollCommitInput(
+                source=inp.source,
+                account=inp.account,
+                segment_ref=staged.segments[index // STAGED_SEGMENT_PAGES],
+                index=index % STAGED_SEGMENT_PAGES,
+            )
+        else:
+            where = PollCommitInput(source=inp.source, account=inp.account, page_ref=staged.tail[index - folded])
+        self._set(stage="committing")
+        try:
+            done: PollCommitResult = await workflow.execute_activity(
+                "apex.poll_commit", where, result_type=PollCommitResult, **write_opts
+            )
+        except ActivityError as err:
+            if _cause_type(err) in ("BlobNotFound", "PayloadError"):
+                # a staged page is gone: the loop is read again from its first cursor
+                await self._void_staged(f"a staged page is missing ({err.cause}): the loop restarts")
+                return
+            self._set(last_error=str(err.cause or err), stage="waiting after error")
+            await self._wait(inp.interval_seconds)
+            return
+        self._staged = staged.model_copy(update={"committed": index + 1})
+        s = self._state
+        self._set(
+            pages=s.pages + 1,
+            records=s.records + done.count,
+            recent_ids=(s.recent_ids + done.record_ids)[-20:],
+            last_success=workflow.now().isoformat(timespec="seconds"),
+            last_error=None,
+            staged_pages=staged.pages - index - 1,
+            staged_records=max(0, s.staged_records - done.count),
+        )
+
+    async def _loop_committed(self, staged: StagedLoop) -> None:
+        """Every page of the loop is in every store: only now does the cursor move."""
+        self._staged = None
+        self._set(cursor=staged.cursor, loop_cursor=staged.cursor, staged_pages=0, staged_records=0)
+        await self._discard(staged)
+
+    async def _void_staged(self, reason: str | None = None) -> None:
+        """The loop is void: its staged pages are deleted, reading starts again at its first cursor."""
+        s = self._state
+        staged, self._staged = self._staged, None
+        changes: dict[str, Any] = {"cursor": s.loop_cursor, "restarts": s.restarts + 1, "stage": "restarting"}
+        if staged is not None:
+            changes.update(staged_pages=0, staged_records=0, discarded_pages=s.discarded_pages + staged.pages)
+        if reason is not None:
+            changes["last_error"] = reason
+        self._set(**changes)
+        if staged is not None:
+            await self._discard(staged)
+
+    async def _discard(self, staged: StagedLoop) -> None:
+        """Delete a staged loop's blobs (best effort: what is left is garbage-collected)."""
+        opts = activity_options(self._timeouts, maximum_attempts=3)
+        segments = staged.segments
+        for start in range(0, max(1, len(segments)), DISCARD_SEGMENTS):
+            part = segments[start : start + DISCARD_SEGMENTS]
+            loose = staged.tail if start == 0 else ()
+            if not part and not loose:
+                continue
+            with contextlib.suppress(ActivityError):
+                await workflow.execute_activity(
+                    "apex.poll_discard",
+                    PollDiscardInput(segment_refs=part, page_refs=loose),
+                    result_type=int,
+                    **opts,
+                )
 
     def _continue(self, inp: PollInput) -> None:
         s = self._state
@@ -243,6 +445,8 @@ class _CursorLoop:
                     "last_success": s.last_success,
                     # a sync asked for while this run ended is not lost
                     "sync_pending": self._sync,
+                    # the loop being staged goes on in the next run (references only)
+                    "staged": self._staged,
                 }
             )
         )

@@ -1,7 +1,8 @@
 """A 50,000-set X12 214 file end to end through core's BatchFileWorkflow (real Temporal
 dev server, in-process worker with the inbox in the session's PostgreSQL, a memory
-sink): every set lands once, the result's counts and listing agree, the history stays
-short and nothing near the payload guard's limit crosses Temporal."""
+sink), in several runs joined by continue-as-new: every set lands once, the result's
+counts and listing agree, every run's history stays short and nothing near the payload
+guard's limit crosses Temporal."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from apex_connector_edi import EdiConnector, EdiSettings, samples
-from apex_platform.batches import ingest_file, record_refs
+from apex_platform.batches import file_workflow_id, ingest_file, record_refs
 from apex_platform.models import RecordKey
 from apex_platform.temporal.client import PayloadGuard
 from apex_platform.temporal.workflows import BatchFileWorkflow
@@ -54,9 +55,9 @@ def status_id(n: int) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_a_file_of_50000_sets_lands_every_set_exactly_once(env: Env, tmp_path: Path) -> None:
-    """50,000 214 sets in one file: 50,000 records, each written once, listed once in the
-    result's blob; the workflow history stays under 10,000 events and every event far
-    below the payload guard's limit."""
+    """50,000 214 sets in one file, 100 chunks, 40 chunks a run (3 runs): 50,000 records,
+    each written once, listed once in the result's blob; each run's history stays far
+    under 10,000 events and every event far below the payload guard's limit."""
     harness, source, sink = env
     runtime, client = harness.runtime, harness.client
     path = samples.write_statuses(tmp_path / "apxl-214-large.x12", SETS)
@@ -66,7 +67,7 @@ async def test_a_file_of_50000_sets_lands_every_set_exactly_once(env: Env, tmp_p
     before = guard_violations()
 
     started = time.monotonic()
-    task = asyncio.ensure_future(ingest_file(runtime, client, source, path))
+    task = asyncio.ensure_future(ingest_file(runtime, client, source, path, chunks_per_run=40))
     while not task.done():  # a refused payload would be retried for ever: fail at once instead
         assert guard_violations() == before, f"payload guard tripped: {guard_violations()[len(before) :][:1]}"
         await asyncio.wait([task], timeout=0.5)
@@ -95,12 +96,21 @@ async def test_a_file_of_50000_sets_lands_every_set_exactly_once(env: Env, tmp_p
     assert codec.limit == LIMIT
     assert guard_violations() == before
 
-    handle = client.get_workflow_handle(f"apex:batch:edi:{runtime.codec.blobs.put_file(path)[7:39]}")
+    handle = client.get_workflow_handle(file_workflow_id("edi", runtime.codec.blobs.put_file(path)))
     assert tuple(await handle.query(BatchFileWorkflow.progress)) == (SETS // 500, SETS // 500)
-    history = await handle.fetch_history()
-    largest = max(event.ByteSize() for event in history.events)
-    assert len(history.events) < 10_000
+    run_id = (await handle.describe()).raw_description.workflow_execution_info.first_run_id
+    lengths: list[int] = []
+    largest = 0
+    while run_id:  # every run of the file, following continue-as-new
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        lengths.append(len(history.events))
+        largest = max(largest, *(event.ByteSize() for event in history.events))
+        last = history.events[-1]
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    assert len(lengths) == 3  # 40 + 40 + 20 chunks
+    assert max(lengths) < 1_000
     assert largest < LIMIT, f"a history event of {largest} bytes"
-    # chunk blobs and the manifest are gone once the file is in: the file and its listing stay
+    # chunk blobs, the manifest and the listing parts are gone once the file is in: the
+    # file and its listing stay
     assert runtime.codec.blobs.usage()["blobs"] == 2
-    print(f"{SETS} sets ingested in {elapsed:.1f}s, {len(history.events)} history events, largest {largest} B")
+    print(f"{SETS} sets ingested in {elapsed:.1f}s, runs of {lengths} history events, largest {largest} B")

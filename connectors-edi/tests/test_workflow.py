@@ -3,6 +3,9 @@ worker, the EDI connector, a MemorySink."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from apex_connector_edi import EdiConnector, EdiSettings, samples
-from apex_platform.batches import ingest_file, record_refs
+from apex_platform.batches import Dropped, file_workflow_id, ingest_file, record_refs, watch_inbox
 from apex_platform.errors import ApexError
 from apex_platform.models import RecordKey
 from apex_platform.runtime import Runtime
@@ -45,10 +48,14 @@ async def env(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Pa
 def unique_copy(sample: Path, folder: Path) -> Path:
     """The sample with trailing whitespace unique to this run: the workflow id comes from
     the content, and other tests of the session may have ingested the sample already."""
-    bits = format(uuid.uuid4().int, "0128b")
     path = folder / sample.name
-    path.write_bytes(sample.read_bytes() + b"\n" + bits.replace("0", " ").replace("1", "\n").encode())
+    path.write_bytes(sample.read_bytes() + unique_tail())
     return path
+
+
+def unique_tail() -> bytes:
+    bits = format(uuid.uuid4().int, "0128b")
+    return b"\n" + bits.replace("0", " ").replace("1", "\n").encode()
 
 
 async def test_samples_land_with_their_warnings(env: Env, sample_214: Path, sample_210: Path, tmp_path: Path) -> None:
@@ -103,3 +110,67 @@ async def test_a_file_that_is_not_x12_fails_the_workflow(env: Env, tmp_path: Pat
     # the workflow fails; ingest_file names the file and the connector's own reason
     with pytest.raises(ApexError, match=r"letter\.txt: .*not an X12 interchange: expected 'ISA'"):
         await ingest_file(runtime, client, source, path)
+
+
+async def test_the_drop_folder_retries_a_failed_file_ingests_it_fixed_and_a_resent_file_once(
+    env: Env, sample_214: Path, tmp_path: Path
+) -> None:
+    """A carrier's file: broken (not X12) → failed/ with the connector's reason; dropped
+    again unchanged → read again (a new run), failed again; fixed → done/, its status
+    lands; sent again → a duplicate, nothing written again; the same name with one more
+    set (changed content) → ingested, the new status lands."""
+    runtime, client, sink, source = env
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    seen: asyncio.Queue[Dropped] = asyncio.Queue()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(
+        watch_inbox(runtime, client, source, inbox, stop, on_result=seen.put_nowait, interval=0.1)
+    )
+
+    async def drop(data: bytes) -> Dropped:
+        path = inbox / "apxl-214.x12"
+        path.write_bytes(data)
+        old = time.time() - 60  # settled
+        os.utime(path, (old, old))
+        return await asyncio.wait_for(seen.get(), 60)
+
+    def reason(dropped: Dropped) -> str:
+        return dropped.moved_to.with_name(dropped.moved_to.name + ".reason.txt").read_text()
+
+    good = unique_copy(sample_214, tmp_path).read_bytes()
+    broken = b"ISB" + good[3:]  # a damaged header: nothing of it can be read
+    failed = await drop(broken)
+    assert (failed.outcome, failed.moved_to) == ("failed", inbox / "failed" / "apxl-214.x12")
+    assert "not an X12 interchange: expected 'ISA'" in reason(failed)
+    wf_id = file_workflow_id("edi", runtime.codec.blobs.put_file(failed.moved_to))
+    first_run = (await client.get_workflow_handle(wf_id).describe()).run_id
+    again = await drop(broken)
+    assert again.outcome == "failed"
+    assert again.moved_to.parent == inbox / "failed"
+    assert (await client.get_workflow_handle(wf_id).describe()).run_id != first_run  # it was read again
+    assert not sink.rows
+
+    fixed = await drop(good)
+    assert (fixed.outcome, fixed.moved_to) == ("ingested", inbox / "done" / "apxl-214.x12")
+    assert "GE01 says 2 sets but the group holds 1" in reason(fixed)  # the file's warnings
+    assert RecordKey("edi", "BAWC:123456:X3:199709250830") in sink.rows
+    writes = sink.writes
+
+    resent = await drop(good)
+    assert resent.outcome == "duplicate"
+    assert resent.result == fixed.result
+    assert resent.moved_to.parent == inbox / "done"
+    assert reason(resent).startswith(f"duplicate: this content was ingested already ({fixed.workflow_id})")
+    assert sink.writes == writes  # nothing written again
+
+    samples.write_statuses(tmp_path / "more.x12", 3)
+    more = await drop((tmp_path / "more.x12").read_bytes() + unique_tail())
+    assert more.outcome == "ingested"
+    assert more.workflow_id != fixed.workflow_id
+    assert more.result is not None
+    assert more.result.record_count == 3
+    assert RecordKey("edi", "APXL:SH700003:X6:202603010915") in sink.rows
+    assert len(list((inbox / "done").glob("*.x12"))) == 3
+    stop.set()
+    await asyncio.wait_for(watcher, 30)

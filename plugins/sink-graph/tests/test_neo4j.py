@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import neo4j
@@ -19,7 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from apex_platform.errors import SettingsError, SinkError
-from apex_platform.models import Entity, Relation
+from apex_platform.models import Entity, Record, RecordKey, Relation
 from apex_platform.stack.ports import free_port
 from apex_sink_graph import GraphSink, GraphSinkSettings, cypher
 from apex_sink_graph.backends import Runner
@@ -165,14 +166,55 @@ def without_stamp(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "stamp"}
 
 
+Operation = Callable[[GraphSink, dict[str, Any]], Awaitable[Any]]
+
+
+def operations(record: Callable[..., Record]) -> list[Operation]:
+    """Writes and restores that run every kind of statement: CLAIM and TOUCH, MENTION,
+    ASSERT (and its second round), RELATE, COLLECT, OWNED, REFRESH (and its READ), PURGE,
+    FINISH; fenced and not."""
+    t0 = record("a", 1).occurred_at
+    ship = "Shipment"
+
+    def shipment(**props: Any) -> tuple[Entity, ...]:
+        return (Entity(type=ship, key="SH-1", properties=props),)
+
+    async def first(sink: GraphSink, state: dict[str, Any]) -> Any:
+        return await sink.write(
+            [
+                record("a", 1, occurred_at=t0, entities=shipment(w=1.5, status="booked")),
+                record("b", 1, relations=(Relation(src="Shipment:SH-1", type="CARRIED_BY", dst="Truck:42"),)),
+            ],
+            writer="w1",
+        )
+
+    async def late_and_newer(sink: GraphSink, state: dict[str, Any]) -> Any:
+        state["previous"] = await sink.write(
+            [
+                record("late", 1, occurred_at=t0 - timedelta(hours=1), entities=shipment(status="old", eta="x")),
+                record("a", 2, occurred_at=t0 + timedelta(hours=1), entities=shipment(status="delivered")),
+                record("b", 1, relations=(Relation(src="Shipment:SH-1", type="CARRIED_BY", dst="Truck:42"),)),
+            ],
+            writer="w2",
+        )
+        return state["previous"]
+
+    async def tombstones(sink: GraphSink, state: dict[str, Any]) -> Any:
+        return await sink.write(
+            [record("late", 2, deleted=True), record("b", 2, entities=(Entity(type="Truck", key="42"),))], writer="w3"
+        )
+
+    async def undo(sink: GraphSink, state: dict[str, Any]) -> Any:
+        return await sink.restore(state["previous"], writer="w2")
+
+    async def purge(sink: GraphSink, state: dict[str, Any]) -> Any:
+        return await sink.restore({RecordKey("turvo", "b"): None})
+
+    return [first, late_and_newer, tombstones, undo, purge]
+
+
 async def test_neo4j_gets_the_same_statements_as_falkordb(sink: GraphSink, record, monkeypatch) -> None:
-    batches = [
-        [
-            record("a", 1, entities=(Entity(type="Shipment", key="SH-1", properties={"w": 1.5}),)),
-            record("b", 1, relations=(Relation(src="Shipment:SH-1", type="CARRIED_BY", dst="Truck:42"),)),
-        ],
-        [record("a", 2, deleted=True), record("b", 2, entities=(Entity(type="Truck", key="42"),))],
-    ]
+    ops = operations(record)
 
     # 1. The real FalkorDB run, recorded.
     falkor = sink.backend
@@ -191,11 +233,16 @@ async def test_neo4j_gets_the_same_statements_as_falkordb(sink: GraphSink, recor
         return await work(run)
 
     monkeypatch.setattr(falkor, "write", recording_write)
-    for batch in batches:
-        await sink.write(batch)
+    state: dict[str, Any] = {}
+    results = [await op(sink, state) for op in ops]
     monkeypatch.setattr(falkor, "write", real_write)
+    statements = [text for calls in recorded for text, _, _ in calls]
+    for kind in (cypher.TOUCH, cypher.READ, cypher.purge("force"), cypher.claim("fenced")):
+        assert kind in statements
+    for marker in ("UNWIND row.uids AS u", "keys(e) WHERE", "reduce(best"):  # ASSERT, OWNED, REFRESH
+        assert any(marker in text for text in statements), marker
 
-    # 2. The same batches through a Neo4j sink; its transactions replay FalkorDB's answers.
+    # 2. The same operations through a Neo4j sink; its transactions replay FalkorDB's answers.
     neo = GraphSink(neo4j_settings(free_port()))
     backend = neo.backend
     assert isinstance(backend, Neo4jBackend)
@@ -217,11 +264,71 @@ async def test_neo4j_gets_the_same_statements_as_falkordb(sink: GraphSink, recor
     monkeypatch.setattr(backend, "_constrain", constrain)
     monkeypatch.setattr(backend, "write", replay_write)
     await neo.open()
-    for batch in batches:
-        await neo.write(batch)
+    state = {}
+    assert [await op(neo, state) for op in ops] == results
     assert [len(tx.seen) for tx in replays] == [len(calls) for calls in recorded]
     assert all(not tx.expected for tx in replays)
     assert constrained == [
         "CREATE CONSTRAINT IF NOT EXISTS FOR (n:`Shipment`) REQUIRE n.key IS UNIQUE",
         "CREATE CONSTRAINT IF NOT EXISTS FOR (n:`Truck`) REQUIRE n.key IS UNIQUE",
     ]
+
+
+#: Functions Neo4j 5 Cypher has, that the statements may call.
+NEO4J_FUNCTIONS = frozenset(
+    {
+        "any",
+        "coalesce",
+        "collect",
+        "count",
+        "endNode",
+        "keys",
+        "labels",
+        "length",
+        "min",
+        "none",
+        "properties",
+        "reduce",
+        "relationships",
+        "size",
+        "startNode",
+        "substring",
+        "toString",
+        "type",
+    }
+)
+#: Clauses and operators that look like calls: `MERGE (r`, `IN (`...
+KEYWORDS = frozenset({"MATCH", "MERGE", "CREATE", "FOREACH", "AND", "OR", "NOT", "IN", "FOR", "WHERE", "RETURN"})
+
+
+def every_statement() -> list[str]:
+    modes: list[cypher.Mode] = ["write", "force", "fenced", "undo"]
+    return [
+        *(cypher.claim(m) for m in modes),
+        *(cypher.purge(m) for m in modes),
+        cypher.TOUCH,
+        cypher.FINISH,
+        cypher.FINISH_PURGE,
+        cypher.READ,
+        cypher.mention("Shipment"),
+        cypher.assert_properties("Shipment"),
+        cypher.owned("Shipment"),
+        cypher.refresh("Shipment"),
+        cypher.relate("Shipment", "CARRIED_BY", "Truck"),
+        cypher.collect("Shipment"),
+        cypher.history("Shipment"),
+        cypher.relations("Shipment"),
+        cypher.neighbors("Shipment", 2),
+    ]
+
+
+def test_statements_call_only_functions_neo4j_has() -> None:
+    """No FalkorDB-only function (tomap, list.*, string.*, tostringornull...) in the Cypher."""
+    import re
+
+    for text in every_statement():
+        unquoted = re.sub(r"`[^`]*`|'[^']*'", "", text)
+        called = set(re.findall(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\(", unquoted)) - KEYWORDS
+        assert called <= NEO4J_FUNCTIONS, (called - NEO4J_FUNCTIONS, text)
+        # Parameters only as values: `$name`, never inside a label or a property name.
+        assert not re.search(r"[:.]\$", unquoted), text

@@ -265,7 +265,8 @@ class BatchFileInput(BaseModel):
     parallel_chunks: int = 4
     timeouts: ActivityTimeouts = ActivityTimeouts()
     #: chunks one run ingests before it continues as new (fewer when Temporal suggests it
-    #: sooner): a run's history stays a few thousand events, whatever the file's size
+    #: sooner; at most 1,000): a run's history stays a few thousand events, whatever the
+    #: file's size
     chunks_per_run: int = 500
     #: set by continue-as-new: where the previous run stopped (None: the first run)
     progress: BatchFileProgress | None = None

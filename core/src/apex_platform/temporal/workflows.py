@@ -578,6 +578,9 @@ class AccumulatorWorkflow:
 #: runs started before it ingest every chunk in one run; with it, in runs of at most
 #: `chunks_per_run` chunks joined by continue-as-new
 BATCH_RUNS_PATCH = "apex-batch-file-runs"
+#: the most chunks a run ingests, whatever `chunks_per_run` asks: the references a run's
+#: last activity carries (one per chunk, ~75 bytes) stay far below the payload guard's limit
+MAX_CHUNKS_PER_RUN = 1000
 
 
 def _fold(s: BatchFileProgress, results: Sequence[IngestChunkResult]) -> BatchFileProgress:
@@ -716,7 +719,7 @@ class BatchFileWorkflow:
         results of the chunks ingested, in order (a run's chunks are always contiguous:
         they take the semaphore in index order)."""
         start = s.next_chunk
-        cut = min(s.chunks, start + max(1, inp.chunks_per_run))
+        cut = min(s.chunks, start + max(1, min(inp.chunks_per_run, MAX_CHUNKS_PER_RUN)))
         semaphore = asyncio.Semaphore(max(1, inp.parallel_chunks))
         wf_id = workflow.info().workflow_id
 

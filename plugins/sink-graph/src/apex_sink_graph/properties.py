@@ -43,7 +43,7 @@ def quote_name(name: str) -> str:
 
 def check_name(name: str, what: str) -> str:
     if not isinstance(name, str) or len(name) > MAX_NAME or not NAME.fullmatch(name):
-        raise SinkError(f"{what} {name!r} is not a name like Shipment or CARRIED_BY ([A-Za-z][A-Za-z0-9_]*)")
+        raise SinkError(f"{what} {_label(name)} is not a name like Shipment or CARRIED_BY ([A-Za-z][A-Za-z0-9_]*)")
     return name
 
 
@@ -51,9 +51,9 @@ def parse_ref(ref: str) -> tuple[str, str]:
     """`"Type:key"` -> `("Type", "key")`; the key is everything after the first colon."""
     label, sep, key = ref.partition(":")
     if not sep or not key:
-        raise SinkError(f"entity reference {ref!r} is not of the form Type:key")
+        raise SinkError(f"entity reference {_label(ref)} is not of the form Type:key")
     if len(key) > MAX_KEY:
-        raise SinkError(f"entity reference {ref[:80]!r}... has a key longer than {MAX_KEY} characters")
+        raise SinkError(f"entity reference {_label(ref)} has a key longer than {MAX_KEY} characters")
     return entity_label(label), key
 
 
@@ -113,11 +113,15 @@ def flatten(
     return flat
 
 
+#: How much of a name or reference a message quotes.
+LABEL_WIDTH = 80
+
+
 def _label(name: Any) -> str:
-    """A property name or key for a message: repr (so NUL and lone surrogates are
-    escaped, never copied into the message) and at most 40 characters."""
+    """A name, key or reference for a message: repr (so NUL and lone surrogates are
+    escaped, never copied into the message), at most `LABEL_WIDTH` characters of it."""
     text = name if isinstance(name, str) else str(name)
-    return repr(text[:40]) + ("..." if len(text) > 40 else "")
+    return repr(text[:LABEL_WIDTH]) + ("..." if len(text) > LABEL_WIDTH else "")
 
 
 def _text_problem(value: Any, path: str, *, nul: bool = True) -> str | None:

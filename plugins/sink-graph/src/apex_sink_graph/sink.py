@@ -1,15 +1,28 @@
 """`GraphSink`: records, the entities they mention and the relations they assert, as a graph.
 
 ```
-(:Record {uid, source, id, kind, version, deleted, title, occurred_at, content_hash, record_json})
-    -[:MENTIONS {implicit}]->
-(:Shipment {key, ...properties})  -[:CARRIED_BY {source_uid, ...properties}]->  (:Truck {key})
+(:Record {uid, source, id, kind, version, deleted, title, occurred_at, content_hash, record_json,
+          stamp, pending, changed_by, touched_by})
+    -[:MENTIONS {implicit, _at, ...the properties the record asserts}]->
+(:Shipment {key, status, _at_status, ...})  -[:CARRIED_BY {source_uid, ...properties}]->  (:Truck {key})
 ```
 
 A relationship is one record's assertion: it carries `source_uid`, the uid of the
 record that states it. Two records stating the same relation make two parallel
 relationships; a record whose new version drops a relation loses its own, and the
-other record's stays. See README.md for the whole ownership model.
+other record's stays.
+
+An entity property is owned by the newest record that asserts it: each MENTIONS edge
+keeps what its record asserts and the record's assertion stamp `_at`
+(`occurred_at|version|uid`, see `plan.assertion_stamp`); the entity node keeps each
+property's value with a hidden companion `_at_<name>`, the stamp of its owner. A write
+sets a property only where its stamp is >= the companion's, so a late older event
+cannot roll back a newer value; when the owner record is undone, changes, is deleted or
+purged, its properties are recomputed from the remaining MENTIONS edges (the next
+newest, or removed). The companions are never shown by `neighbors()`.
+
+Writes are fenced (`writer`): see `GraphSink.write` and `GraphSink.restore`, and
+README.md for the whole ownership model.
 """
 
 from __future__ import annotations
@@ -56,6 +69,8 @@ class GraphEntity:
 
     type: str
     key: str
+    #: Its properties, each the value of the newest record asserting it (no `key`, no
+    #: hidden `_at_` companions).
     properties: dict[str, Any]
     #: Fewest relations between the two.
     distance: int

@@ -559,3 +559,17 @@ async def test_poll_histories_recorded_before_staging_replay() -> None:
     replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
     for path in sorted((Path(__file__).parent / "histories").glob("poll_*.json")):
         await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+
+
+async def test_a_loop_longer_than_the_staging_limit_is_written_up_to_it_and_goes_on(
+    atomic: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import apex_platform.temporal.workflows as wf
+
+    monkeypatch.setattr(wf, "MAX_STAGED_PAGES", 2)
+    paginate(atomic.poll, [[arec("a")], [arec("b")], [arec("c")]])
+    state = await run_once(atomic)
+    assert atomic.poll.calls == [None, "c1", "c2"]
+    assert (state.cursor, state.loop_cursor, state.pages, state.restarts) == ("c3", "c3", 3, 0)
+    assert set(atomic.rows) == {RecordKey("fakeatomic", i) for i in "abc"}
+    assert atomic.blobs.usage()["blobs"] == 0

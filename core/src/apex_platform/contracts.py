@@ -119,6 +119,36 @@ class PollSource(SourceConnector, Protocol):
 
     `PollWorkflow` / `StreamWorkflow` call `poll` in an activity, write each page through
     the saga as one batch, and advance the cursor only after the saga acknowledged it.
+
+    A pagination loop runs from a cursor at which the last page said `has_more=False` to
+    the next such page. `RestartPagination` sends the workflow back to the loop's first
+    cursor. By default the pages read before it are already in the stores. A record that
+    only those pages held stays there, even though the vendor has voided it.
+
+    Two optional attributes change this. They are not protocol members, so sources that
+    lack them still pass `isinstance`; the platform reads them with `getattr`:
+
+    - `atomic_pagination: bool = False`. Set it to True when the vendor can void a whole
+      loop, as Plaid does with TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION. Each page of
+      a loop of several pages is then staged in the platform's blob store and not
+      written. Temporal only sees the page's reference and counts. When `has_more` is
+      false, the pages are written through the saga one page per activity, in order, and
+      only then does the cursor move. A loop of one page is written at once, since there
+      is nothing to void.
+
+      When `RestartPagination` arrives, the staged blobs are deleted and the loop is read
+      again from its first cursor, so nothing of the void pages reaches a store. A
+      `stop`, or a staged page that is missing when it is written, also discards the
+      staging. Staged references survive activity retries, worker restarts and
+      continue-as-new. The workflow keeps one reference per 100 pages. A loop longer than
+      100,000 pages is written up to that point and goes on, no longer all-or-nothing.
+      Use this only for loops that end: a feed whose `has_more` never turns false would
+      stage forever.
+    - `pagination_cursor_max_age_seconds: float = 3600`. This applies to staged loops
+      only. It is how long a mid-loop cursor may wait before it is read from, for example
+      after an error, the wait that follows it, or a long run of retries. Past this age,
+      the staging is discarded and the loop restarts from its first cursor. Vendors keep a
+      loop's final cursor for a long time, but cursors inside a loop for a short time.
     """
 
     #: seconds between runs once a run is complete (poll) / between empty pages (stream)

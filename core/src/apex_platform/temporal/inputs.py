@@ -76,6 +76,10 @@ class IngestStatus(BaseModel):
 #: page references per segment blob of a staged loop (the workflow keeps at most this many
 #: page references itself, the rest by segment: ~7 KB of references per 100 pages)
 STAGED_SEGMENT_PAGES = 100
+#: the most pages one loop stages (1,000 segment references, ~71 KB across continue-as-new,
+#: under the payload guard's 128 KiB): a longer loop is written up to here and goes on
+#: staging from there (past this point it is no longer all-or-nothing)
+MAX_STAGED_PAGES = 100_000
 
 
 class StagedLoop(BaseModel):
@@ -96,8 +100,10 @@ class StagedLoop(BaseModel):
     tail: tuple[str, ...] = ()
     pages: int = 0
     records: int = 0
-    #: `has_more` was false: the loop is whole and is being committed
+    #: `has_more` was false (or `MAX_STAGED_PAGES` reached): the pages are being committed
     complete: bool = False
+    #: `has_more` of the last page staged (true only for a loop cut at `MAX_STAGED_PAGES`)
+    more: bool = False
     #: pages of a complete loop already written through the saga (in order)
     committed: int = 0
     #: when the last page was staged (workflow time, ISO) and how long a mid-loop cursor
@@ -225,10 +231,11 @@ class PollState(BaseModel):
     last_error: str | None = None
     #: ids of the most recently committed records (at most 20), for operators and the demo
     recent_ids: tuple[str, ...] = ()
-    #: pages and records of the loop staged so far, not yet written (all-or-nothing sources)
+    #: pages of the loop being staged not yet written, and records of that loop
+    #: (all-or-nothing sources: see `PollSource`)
     staged_pages: int = 0
     staged_records: int = 0
-    #: staged pages thrown away (restarts, stale mid-loop cursors), since this poller started
+    #: staged pages thrown away in this run (restarts, stale mid-loop cursors), as `restarts`
     discarded_pages: int = 0
 
 

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from apex_platform.temporal.client import RECORD_ID_ATTR, STATUS_ATTR
     from apex_platform.temporal.inputs import (
         MAX_LISTED,
+        MAX_STAGED_PAGES,
         STAGED_SEGMENT_PAGES,
         AccumulateInput,
         ActivityTimeouts,
@@ -219,8 +220,7 @@ class _CursorLoop:
                 if staged.committed < staged.pages:
                     await self._commit_next(inp, staged, write_opts)
                     pages_this_run += 1
-                else:
-                    await self._loop_committed(staged)
+                elif await self._loop_committed(staged):
                     if inp.once:
                         break
                     await self._wait(max(inp.interval_seconds, staged.retry_after or 0.0))
@@ -351,7 +351,8 @@ class _CursorLoop:
                 "tail": tail,
                 "pages": pages,
                 "records": records,
-                "complete": not page.has_more,
+                "complete": not page.has_more or pages >= MAX_STAGED_PAGES,
+                "more": page.has_more,
                 "read_at": workflow.now().isoformat(),
                 "max_age_seconds": page.max_age_seconds or staged.max_age_seconds,
                 "retry_after": page.retry_after,
@@ -394,14 +395,24 @@ class _CursorLoop:
             last_success=workflow.now().isoformat(timespec="seconds"),
             last_error=None,
             staged_pages=staged.pages - index - 1,
-            staged_records=max(0, s.staged_records - done.count),
         )
 
-    async def _loop_committed(self, staged: StagedLoop) -> None:
-        """Every page of the loop is in every store: only now does the cursor move."""
+    async def _loop_committed(self, staged: StagedLoop) -> bool:
+        """Every page of the loop is in every store: only now does the cursor move. False:
+        the loop was cut at `MAX_STAGED_PAGES` and goes on (its first cursor stays the
+        restart point)."""
         self._staged = None
-        self._set(cursor=staged.cursor, loop_cursor=staged.cursor, staged_pages=0, staged_records=0)
+        if staged.more:
+            self._set(
+                cursor=staged.cursor,
+                staged_pages=0,
+                staged_records=0,
+                last_error=f"a loop of more than {MAX_STAGED_PAGES} pages: written up to there, not all-or-nothing",
+            )
+        else:
+            self._set(cursor=staged.cursor, loop_cursor=staged.cursor, staged_pages=0, staged_records=0)
         await self._discard(staged)
+        return not staged.more
 
     async def _void_staged(self, reason: str | None = None) -> None:
         """The loop is void: its staged pages are deleted, reading starts again at its first cursor."""

@@ -106,14 +106,12 @@ def _refs(refs: Sequence[str]) -> set[tuple[str, str]]:
     return found
 
 
-def _previous(p: RecordPlan, before: Sequence[str]) -> tuple[bool, Record | None]:
-    """From CLAIM's `previous` (`cypher._PREVIOUS`): whether writing `p` changed the
-    stored content, and what was stored before (None: absent)."""
-    state, kind, occurred_at, version, record_json, content_hash = before
+def _stored(p: RecordPlan, before: Sequence[str]) -> Record | None:
+    """What CLAIM's `previous` (`cypher._PREVIOUS`) says the node of `p`'s key held:
+    a record, a minimal tombstone, or None (absent)."""
+    state, kind, occurred_at, version, record_json, _ = before
     if state == "tombstone":
-        if p.deleted and int(version) == p.version and content_hash == p.node["content_hash"]:
-            return False, None
-        stored = Record(
+        return Record(
             source=p.node["source"],
             id=p.node["id"],
             kind=kind,
@@ -121,12 +119,19 @@ def _previous(p: RecordPlan, before: Sequence[str]) -> tuple[bool, Record | None
             occurred_at=from_iso(occurred_at),
             deleted=True,
         )
-        return True, stored
     if state == "live":
-        if not p.deleted and int(version) == p.version and record_json == p.node["record_json"]:
-            return False, None
-        return True, Record.model_validate_json(record_json)
-    return True, None
+        return Record.model_validate_json(record_json)
+    return None
+
+
+def _previous(p: RecordPlan, before: Sequence[str]) -> tuple[bool, Record | None]:
+    """Whether writing `p` changed the stored content, and what was stored before."""
+    state, _, _, version, record_json, content_hash = before
+    if state == "tombstone" and p.deleted and int(version) == p.version and content_hash == p.node["content_hash"]:
+        return False, None
+    if state == "live" and not p.deleted and int(version) == p.version and record_json == p.node["record_json"]:
+        return False, None
+    return True, _stored(p, before)
 
 
 def _assert_row(
@@ -304,7 +309,7 @@ class GraphSink:
     async def _undo(self, p: RecordPlan, before: Sequence[str], stamp: str) -> None:
         """Put back what the record node held before a half-made write of this sink (the
         node still pending with `stamp`); a node another write claimed since is left alone."""
-        _, record = _previous(p, before)
+        record = _stored(p, before)
         undo = uuid.uuid4().hex
         if record is None:
             await self._apply([], purge=[p.uid], mode="undo", stamp=undo, fence=stamp)
@@ -373,8 +378,9 @@ class GraphSink:
                     won.add(row["uid"])
                     seen[row["uid"]] = list(row["previous"])
                     released[row["uid"]].update(_refs(row["released"]))
-                if mode == "write" and writer is not None:
-                    await run(cypher.TOUCH, {"rows": params["rows"], "writer": writer})
+                others = [row for row in params["rows"] if row["uid"] not in won]
+                if mode == "write" and writer is not None and others:
+                    await run(cypher.TOUCH, {"rows": others, "writer": writer})
             live = [p for p in plans if p.uid in won and not p.deleted]
             await self._mention(run, live, stamp)
             await self._assert(run, live, stamp)

@@ -544,10 +544,11 @@ async def test_a_loop_of_one_page_is_written_at_once(atomic: Env) -> None:
     assert atomic.blobs.usage()["blobs"] == before == 0
 
 
-async def test_poll_histories_recorded_before_staging_replay() -> None:
-    """A run recorded by the code before all-or-nothing loops (`apex-page-in-one-activity`,
-    a source that declares atomic pagination, a restart) replays against the current code:
-    pollers running at an upgrade go on."""
+async def test_recorded_poll_histories_replay() -> None:
+    """Recorded runs replay against the current code: one recorded before all-or-nothing
+    loops (`apex-page-in-one-activity`, a source that declares atomic pagination, a
+    restart: pollers running at an upgrade go on), and one of a staged loop (staging, a
+    restart that discards, the commit page by page, the final discard)."""
     from pathlib import Path
 
     from temporalio.client import WorkflowHistory
@@ -557,7 +558,9 @@ async def test_poll_histories_recorded_before_staging_replay() -> None:
     from apex_platform.temporal.worker import sandbox_runner, workflows
 
     replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
-    for path in sorted((Path(__file__).parent / "histories").glob("poll_*.json")):
+    paths = sorted((Path(__file__).parent / "histories").glob("poll_*.json"))
+    assert {p.stem for p in paths} >= {"poll_one_activity_v1", "poll_atomic_loop_v1"}
+    for path in paths:
         await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
 
 

@@ -246,3 +246,13 @@ async def test_a_new_version_with_an_earlier_time_yields_to_a_record_in_between(
     assert await public(sink) == {"status": "between"}
     await sink.write([order_event(record, "ev", T10_00 + timedelta(minutes=1), 2, status="changed")])
     assert await public(sink) == {"status": "between"}
+
+
+async def test_ownership_with_unicode_uids_and_names(sink: GraphSink, record) -> None:
+    def say(id: str, at: datetime, value: str) -> Record:
+        return record(id, 1, occurred_at=at, entities=(Entity(type="Ort", key="Köln", properties={"名前": value}),))
+
+    await sink.write([say("会話/1 — ü", T10_00, "ケルン"), say("会話/2 — ü", T10_05, "Cologne")])
+    assert await public(sink, "Ort:Köln") == {"名前": "Cologne"}
+    await sink.write([record("会話/2 — ü", 2, occurred_at=T10_05, deleted=True)])
+    assert await public(sink, "Ort:Köln") == {"名前": "ケルン"}

@@ -41,8 +41,9 @@ Three FalkorDB behaviours (4.16) shape the text:
   separated by `WITH`, or applied one single-property map at a time in a FOREACH.
 - A `WITH ... WHERE` after an update clause (SET, FOREACH, even across an aggregation)
   is moved before it, so the update only reaches the rows that pass the filter. No
-  statement here filters after an update: ASSERT and REFRESH return every row (the
-  sink picks), and the identical record's `touched_by` is its own statement (TOUCH).
+  statement here filters after an update (but CLAIM right after the MERGE that binds
+  its node, which the filter cannot move before): ASSERT and REFRESH return every row
+  (the sink picks), and the identical record's `touched_by` is its own statement (TOUCH).
 
 On Neo4j, every write runs in one transaction; `SET e.key = row.key` takes the entity
 node's write lock before its companions are compared.

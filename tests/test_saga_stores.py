@@ -71,10 +71,10 @@ class Stores:
 async def stores(apex_postgres_server: Any, apex_redis_server: Any, tmp_path: Path) -> AsyncIterator[Stores]:
     tag = f"t{uuid.uuid4().hex[:10]}"
     sinks: dict[str, Sink] = {
-        "graph": GraphSink(GraphSinkSettings(uri=falkordb_uri(apex_redis_server.url), name=tag)),  # type: ignore[arg-type]
-        "postgres": PostgresSink(PostgresSinkSettings(dsn=apex_postgres_server.dsn, schema=tag, embedding_dim=DIM)),  # type: ignore[arg-type]
+        "graph": GraphSink(GraphSinkSettings(uri=falkordb_uri(apex_redis_server.url), name=tag)),
+        "postgres": PostgresSink(PostgresSinkSettings(dsn=apex_postgres_server.dsn, schema=tag, embedding_dim=DIM)),
         "qdrant": QdrantSink(QdrantSinkSettings(path=tmp_path / "qdrant", collection=tag, embedding_dim=DIM)),
-        "redis": RedisSink(RedisSinkSettings(url=apex_redis_server.url, prefix=tag)),  # type: ignore[arg-type]
+        "redis": RedisSink(RedisSinkSettings(url=apex_redis_server.url, prefix=tag)),
     }
     for sink in sinks.values():
         await sink.open()

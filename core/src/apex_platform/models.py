@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import to_jsonable_python
 
 SourceMode = Literal["webhook", "poll", "stream", "batch", "push"]
 Priority = Literal["P0", "P1", "P2"]
@@ -85,9 +87,27 @@ class Record(BaseModel):
     def key(self) -> RecordKey:
         return RecordKey(self.source, self.id)
 
+    def json_value(self) -> dict[str, Any]:
+        """The record as JSON values: `model_dump(mode="json")`, except that dictionary keys
+        holding a lone surrogate are kept as they are (pydantic's JSON mode replaces or
+        refuses them). What sinks encode, and what `content_hash` hashes."""
+        dicts = (self.attributes, *(e.properties for e in self.entities), *(r.properties for r in self.relations))
+        if not _surrogate_keys(*dicts):
+            return self.model_dump(mode="json")
+        body = self.model_dump(mode="json", exclude={"attributes", "entities", "relations"})
+        body["attributes"] = _json_like(self.attributes)
+        body["entities"] = [
+            {"type": e.type, "key": e.key, "properties": _json_like(e.properties)} for e in self.entities
+        ]
+        body["relations"] = [
+            {"src": r.src, "type": r.type, "dst": r.dst, "properties": _json_like(r.properties)} for r in self.relations
+        ]
+        return {name: body[name] for name in type(self).model_fields}
+
     def content_hash(self) -> str:
         """SHA-256 of the record's content (everything but the embedding)."""
-        body = self.model_dump(mode="json", exclude={"embedding"})
+        body = self.json_value()
+        del body["embedding"]
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         # surrogatepass: a lone surrogate (valid JSON, no valid UTF-8) still hashes, so the
         # record reaches the sinks, which store it encoded or refuse it by name
@@ -101,6 +121,42 @@ class Record(BaseModel):
             h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x1f")
         return h.hexdigest()
+
+
+def _surrogate_keys(*values: Any) -> bool:
+    """Whether a dictionary anywhere in `values` has a key that is not valid UTF-8."""
+    for value in values:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if (isinstance(key, str) and not _utf8(key)) or _surrogate_keys(item):
+                    return True
+        elif isinstance(value, list | tuple) and _surrogate_keys(*value):
+            return True
+    return False
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_like(value: Any) -> Any:
+    """`value` as JSON values the way pydantic's JSON mode makes them, string keys kept as they are."""
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else next(iter(to_jsonable_python({key: None}))): _json_like(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_json_like(item) for item in value]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # pydantic's JSON mode: null
+    return to_jsonable_python(value)
 
 
 class InboundEvent(BaseModel):

@@ -209,11 +209,14 @@ class Sink(Protocol):
       correction) wins, and an identical record changes nothing. A batch holding one key
       several times is reduced by the same rule. A tombstone keeps key, kind and version
       so an older version cannot resurrect the record; it is gone from every search.
-    - Fencing: `write(records, writer=token)` stamps every key it wins or finds already
-      holding the identical record with `touched_by = token`; a key whose content it
-      changes also gets `changed_by = token`. It returns `Previous`: for each key whose
-      content it changed, what was stored before (read atomically with the change: a
-      statement, a script, a compare-and-set). A record the sink can never hold is
+    - Fencing: `write(records, writer=token)` stamps every key it is given with
+      `touched_by = token` — the ones it wins, and also those where the stored record is
+      identical or newer (a write that changes nothing still counts as a writer: an
+      undo by an earlier writer must leave the key alone, or it would take away what
+      this write committed); a key whose content it changes also gets `changed_by =
+      token`. It returns `Previous`: for each key whose content it changed, what was
+      stored before (read atomically with the change: a statement, a script, a
+      compare-and-set). A record the sink can never hold is
       refused per record with `RecordsRefused(sink, refused, previous=...)` after the
       rest is written.
     - `read` returns what is stored now: live records exactly as written, tombstones as

@@ -197,7 +197,7 @@ class Saga:
                         poison = {r.key for r in quarantined}
                         batch = [r for r in batch if r.key not in poison]
                     if self.coordinator is not None and batch:
-                        await self.coordinator.mark_committed([r.idempotency_key for r in batch])
+                        await self._mark_committed(batch, bid)
         if batch_id is not None and self.dead_letters is not None:
             # an earlier attempt's letter is settled: this attempt wrote every store
             resolved = await self.dead_letters.resolve_dead_letters(batch_id)
@@ -213,6 +213,20 @@ class Saga:
             sinks=tuple(self.sinks),
             quarantined=len(quarantined),
         )
+
+    async def _mark_committed(self, batch: list[Record], batch_id: str) -> None:
+        """The ledger entry, last: a coordinator that cannot write it (or refuses because
+        its locks were lost, e.g. a Redis that restarted empty) fails the batch as
+        retryable — every store holds it, and the retry writes it again harmlessly."""
+        assert self.coordinator is not None
+        try:
+            await self.coordinator.mark_committed([r.idempotency_key for r in batch])
+        except Exception as exc:
+            log.warning("batch %s: written everywhere but not marked committed: %s", batch_id, exc)
+            raise SagaWriteError(
+                f"batch {batch_id} was written but could not be marked committed ({type(exc).__name__}: {exc})",
+                failed=[getattr(self.coordinator, "name", "coordinator")],
+            ) from exc
 
     async def _uncommitted(self, batch: list[Record]) -> list[Record]:
         """The records whose idempotency key the coordinator's ledger does not hold yet."""

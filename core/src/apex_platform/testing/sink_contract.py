@@ -93,6 +93,15 @@ async def restore_spares_another_writers_identical_write(sink: Sink) -> None:
     assert await stored(sink, "a") == a1
 
 
+async def restore_spares_a_key_an_older_write_touched_since(sink: Sink) -> None:
+    """w1 wrote v2; w2 then wrote v1, which loses (nothing changes) and commits. w1's undo
+    must leave v2: removing it would take away v1, which w2 committed."""
+    previous = await sink.write([record("a", 2)], writer="w1")
+    assert await sink.write([record("a", 1)], writer="w2") == {}
+    await sink.restore(previous, writer="w1")
+    assert await stored(sink, "a") == record("a", 2)
+
+
 async def restore_puts_back_a_tombstone(sink: Sink) -> None:
     await sink.write([record("a", 1)], writer="w1")
     await sink.write([record("a", 2, deleted=True)], writer="w2")
@@ -129,6 +138,7 @@ SINK_CHECKS: tuple[Callable[[Sink], Awaitable[None]], ...] = (
     restore_undoes_the_writers_own_change,
     restore_spares_a_newer_version,
     restore_spares_another_writers_identical_write,
+    restore_spares_a_key_an_older_write_touched_since,
     restore_puts_back_a_tombstone,
     restore_without_writer_is_exact,
     a_restored_key_belongs_to_nobody,

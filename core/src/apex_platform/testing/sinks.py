@@ -56,7 +56,8 @@ class MemorySink:
                 changed[record.key] = current
                 self.rows[record.key] = stored
                 self.tokens[record.key] = (writer, writer)
-            elif current == stored:
+            elif writer is not None:
+                # identical or older: nothing changes but the stamp (see contracts.Sink)
                 self.tokens[record.key] = (self.tokens.get(record.key, (None, None))[0], writer)
         return changed
 

@@ -11,7 +11,7 @@ A write is a sequence of statements (see `sink.GraphSink.write`):
    write's `stamp` and the writer's tokens (`changed_by`, `touched_by`), keeps what it
    held before in `prev` (returned: the write's `Previous`) and the entities it lets go
    in `dirty`, and loses its MENTIONS edges and the relations it asserted. TOUCH: a
-   node already holding the identical record only gets `touched_by` (with a writer).
+   node already holding the identical record or a newer one only gets `touched_by` (with a writer).
 2. MENTION, per entity label: entity nodes merged by key, MENTIONS edges created; an
    edge carries the properties its record asserts and the record's assertion stamp `_at`.
 3. ASSERT, per entity label, one row per entity: each property is set, with its hidden
@@ -90,11 +90,6 @@ _WINS = """(
              OR coalesce(r.content_hash, '') <> row.content_hash
              OR coalesce(r.record_json, '') <> coalesce(row.record_json, '')))
         OR (coalesce(r.pending, false) AND r.deleted = row.deleted))))"""
-
-#: The stored record is the one written (it did not win: only `touched_by` changes).
-_SAME = """(r.version = row.version AND coalesce(r.deleted, false) = row.deleted
-           AND coalesce(r.content_hash, '') = row.content_hash
-           AND coalesce(r.record_json, '') = coalesce(row.record_json, ''))"""
 
 #: What the node held before this write, as strings: [state, kind, occurred_at, version,
 #: record_json, content_hash], state "absent" (no node, or a half-made node with no
@@ -177,11 +172,13 @@ WITH r{_DROP_ASSERTIONS}
 RETURN r.uid AS uid, r.dirty AS released"""
 
 
-#: A write's rows that the graph already holds identically (they did not win): only
-#: `touched_by` changes. Run after CLAIM (a node CLAIM just took is pending: it wins).
+#: A write's rows that did not win (the graph holds them identically, or a newer
+#: version): only `touched_by` changes — the write still counts as a writer of the key,
+#: so an earlier writer's undo leaves it alone (see apex_platform.contracts.Sink).
+#: Run after CLAIM (a node CLAIM just took is pending: it wins).
 TOUCH = f"""UNWIND $rows AS row
 MATCH (r:{_R} {{uid: row.uid}})
-WHERE NOT {_WINS} AND {_SAME}
+WHERE NOT {_WINS}
 SET r.touched_by = $writer"""
 
 FINISH = f"""UNWIND $uids AS uid

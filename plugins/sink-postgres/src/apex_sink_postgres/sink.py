@@ -69,10 +69,6 @@ _WINS = """(r.version < EXCLUDED.version
                AND (EXCLUDED.deleted
                     OR r.content_hash IS DISTINCT FROM EXCLUDED.content_hash
                     OR r.record IS DISTINCT FROM EXCLUDED.record)))"""
-#: the stored row is the record written: only the writer's stamp changes
-_SAME = """(r.version = EXCLUDED.version AND r.deleted = EXCLUDED.deleted
-           AND r.content_hash IS NOT DISTINCT FROM EXCLUDED.content_hash
-           AND r.record IS NOT DISTINCT FROM EXCLUDED.record)"""
 _WRITER = f"${len(_COLUMNS) + 1}::text"
 
 
@@ -97,9 +93,9 @@ def _upsert_sql(schema: str, vector_type: str) -> str:
     casts = _casts(vector_type)
     columns = ", ".join(_COLUMNS)
     select = ", ".join(f"t.{c}{casts.get(c, '')}" for c in _COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[2:])
-    # An identical record's columns equal the stored ones, so setting them is a no-op; the
-    # tokens tell a change (both stamped) from an identical write (touched_by only).
+    # A loser (an identical or older record) keeps every column but its stamp: the write
+    # still counts as a writer of the key (see apex_platform.contracts.Sink).
+    updates = ", ".join(f"{c} = CASE WHEN {_WINS} THEN EXCLUDED.{c} ELSE r.{c} END" for c in _COLUMNS[2:])
     return f"""
         WITH t AS (SELECT * FROM {_unnest()}),
         old AS (
@@ -119,7 +115,7 @@ def _upsert_sql(schema: str, vector_type: str) -> str:
                 touched_by = CASE WHEN {_WINS} THEN EXCLUDED.touched_by
                                   ELSE coalesce(EXCLUDED.touched_by, r.touched_by) END,
                 updated_at = now()
-            WHERE {_WINS} OR ({_SAME} AND r.touched_by IS DISTINCT FROM coalesce({_WRITER}, r.touched_by))
+            WHERE {_WINS} OR r.touched_by IS DISTINCT FROM coalesce({_WRITER}, r.touched_by)
             RETURNING r.source, r.id, r.version, r.deleted, r.content_hash, r.record
         )
         SELECT up.source, up.id, old.source IS NOT NULL AS existed, old.kind, old.version, old.deleted,

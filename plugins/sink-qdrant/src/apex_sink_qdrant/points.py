@@ -212,11 +212,6 @@ def storable_winners(records: Sequence[Record], embedding_dim: int) -> tuple[lis
     return [best[key] for key in sorted(best) if key not in refused], refused
 
 
-def identical(new: State, old: State) -> bool:
-    """`new` is the record stored already (a write of it only stamps the writer)."""
-    return new == old
-
-
 def from_payload(payload: Mapping[str, Any]) -> Record:
     """The record a stored point holds: the exact live record, or a minimal tombstone."""
     if payload.get("deleted"):

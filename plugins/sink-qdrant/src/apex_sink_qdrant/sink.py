@@ -33,7 +33,6 @@ from apex_sink_qdrant.points import (
     Point,
     State,
     from_payload,
-    identical,
     point_id,
     storable_winners,
     supersedes,
@@ -372,7 +371,8 @@ class QdrantSink:
             if old is not None:
                 state = State.from_payload(old)
                 if not supersedes(point.state, state):
-                    if writer is not None and identical(point.state, state) and old.get(TOUCHED_BY) != writer:
+                    # identical or older: only the stamp (this write still counts as a writer)
+                    if writer is not None and old.get(TOUCHED_BY) != writer:
                         operations.append(
                             models.SetPayloadOperation(
                                 set_payload=models.SetPayload(
@@ -404,7 +404,7 @@ class QdrantSink:
             if point_id_ not in landed:
                 lost.append(point)
             elif point_id_ in current and old is None:
-                continue  # stamped only: an identical record
+                continue  # stamped only: an identical or older record
             else:
                 changed[point.key] = None if old is None else _previous(old)
         return lost

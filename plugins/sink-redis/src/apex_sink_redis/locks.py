@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import secrets
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
 log = logging.getLogger(__name__)
+
+#: The locks the current task holds (token, lock key names) while inside `hold()`: the
+#: commit ledger is written only while they are still held (`scripts.COMMIT`).
+HELD: contextvars.ContextVar[tuple[str, list[str]] | None] = contextvars.ContextVar("apex_redis_held", default=None)
 
 #: First and largest pause between two attempts to take a held lock, in seconds.
 BACKOFF_FIRST = 0.005
@@ -67,7 +72,11 @@ class KeyLocks:
                     f"redis sink: locking {len(ordered)} records (first: {ordered[0]}) failed: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            yield
+            held_now = HELD.set((token, names))
+            try:
+                yield
+            finally:
+                HELD.reset(held_now)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

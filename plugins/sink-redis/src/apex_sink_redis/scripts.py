@@ -31,7 +31,7 @@ end
 #: none); then per key, in order, the values of `entries.FIELDS`: version, deleted,
 #: fingerprint, content hash, record JSON.
 #: A winner is written with `c` (changed_by) and `t` (touched_by) set to the token; a key
-#: already holding the identical record only gets `t`. Returns, for every key whose
+#: holding the identical record or a newer one only gets `t`. Returns, for every key whose
 #: content changed, its index (1-based) and the `r` it held before ('' if absent).
 #: The TTL is refreshed on every key the batch touches.
 WRITE = (
@@ -44,7 +44,7 @@ for i, key in ipairs(KEYS) do
   local at = 2 + (i - 1) * 5
   local v, d, f, h, r = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]
   local old = redis.call('HMGET', key, 'v', 'd', 'f', 'r', 't')
-  local take, same
+  local take
   if not old[1] then
     take = true
   else
@@ -53,10 +53,8 @@ for i, key in ipairs(KEYS) do
       take = c > 0
     elseif old[2] == '1' then
       take = false
-      same = d == '1'
     else
       take = d == '1' or f ~= old[3]
-      same = not take
     end
   end
   if take then
@@ -68,7 +66,8 @@ for i, key in ipairs(KEYS) do
     end
     table.insert(changed, i)
     table.insert(changed, old[4] or '')
-  elseif same and writer ~= '' and old[5] ~= writer then
+  elseif writer ~= '' and old[5] ~= writer then
+    -- identical or older: the key keeps its record, and this write counts as a writer
     redis.call('HSET', key, 't', writer)
   end
   if ttl > 0 then
@@ -152,4 +151,19 @@ for _, key in ipairs(KEYS) do
   end
 end
 return n
+"""
+
+#: KEYS: the batch's lock keys, then the ledger keys. ARGV[1]: the lock token, ARGV[2]: how
+#: many of KEYS are locks, ARGV[3]: the ledger TTL in seconds. Writes the ledger only if
+#: every lock still holds the token; returns -1 otherwise (a Redis that restarted empty,
+#: or locks that expired: what the batch wrote may be gone, so it must not be marked).
+COMMIT = """
+local locks = tonumber(ARGV[2])
+for i = 1, locks do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then return -1 end
+end
+for i = locks + 1, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[3])
+end
+return #KEYS - locks
 """

@@ -21,7 +21,7 @@ from apex_platform.settings import load
 from apex_sink_redis import scripts
 from apex_sink_redis.entries import Entry, from_json, storable_winners, to_entry
 from apex_sink_redis.keys import KeySpace
-from apex_sink_redis.locks import KeyLocks
+from apex_sink_redis.locks import HELD, KeyLocks
 from apex_sink_redis.settings import RedisSinkSettings, redact, resolve_url
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ class RedisSink:
         self._from_stack = False
         self._write: AsyncScript | None = None
         self._undo: AsyncScript | None = None
+        self._commit: AsyncScript | None = None
         self._locks: KeyLocks | None = None
 
     @property
@@ -141,6 +142,7 @@ class RedisSink:
         self._client, self._coordinator = client, coordinator
         self._write = client.register_script(scripts.WRITE)
         self._undo = client.register_script(scripts.UNDO)
+        self._commit = (coordinator or client).register_script(scripts.COMMIT)
         self._locks = KeyLocks(coordinator or client, self.keys)
         await self._check_eviction(coordinator or client)
 
@@ -164,7 +166,7 @@ class RedisSink:
     async def close(self) -> None:
         clients = (self._client, self._coordinator)
         self._client = self._coordinator = None
-        self._write = self._undo = self._locks = None
+        self._write = self._undo = self._commit = self._locks = None
         for client in clients:
             if client is not None:
                 await client.aclose()
@@ -349,12 +351,35 @@ class RedisSink:
         return {key for key, hit in zip(unique, found, strict=True) if hit}
 
     async def mark_committed(self, idempotency_keys: Sequence[str]) -> None:
-        """Record `idempotency_keys` in the ledger for `ledger_ttl_seconds`."""
+        """Record `idempotency_keys` in the ledger for `ledger_ttl_seconds`.
+
+        Inside `lock()` (the saga's case) the ledger is written only while this task's
+        record locks are still held, in one script: if Redis restarted empty or the locks
+        expired, what the batch wrote to Redis may be gone, so `SinkError` says so and the
+        batch is retried instead of being marked committed."""
         unique = list(dict.fromkeys(idempotency_keys))
         if not unique:
             return
         client = self._coordinator_client()
         ttl = self.settings.ledger_ttl_seconds
+        held = HELD.get()
+        if held is not None:
+            token, locks = held
+            assert self._commit is not None
+            try:
+                done = await self._commit(
+                    keys=[*locks, *(self.keys.committed(key) for key in unique)], args=[token, len(locks), ttl]
+                )
+            except _redis_errors() as exc:
+                raise SinkError(
+                    f"redis sink: writing the commit ledger at {self._ledger_where()} failed: {_describe(exc)}"
+                ) from exc
+            if int(done) < 0:
+                raise SinkError(
+                    f"redis sink: the record locks were lost before the commit ledger at {self._ledger_where()} "
+                    "was written (Redis restarted, failed over or the locks expired); the batch is written again"
+                )
+            return
         try:
             async with client.pipeline(transaction=False) as pipe:
                 for key in unique:

@@ -746,3 +746,60 @@ async def test_sigterm_with_a_sink_stuck_in_write_exits_within_the_grace_period_
         assert row["records"] >= 1
     finally:
         c.stop()
+
+
+async def test_sigterm_with_a_sink_that_ignores_cancellation_still_exits_and_the_batch_lands_elsewhere(
+    tmp_path: Path, apex_temporal_server: Any, apex_postgres_server: Any
+) -> None:
+    """The same, with a sink call that swallows its cancellation: the worker does not hang
+    forever; it exits with EXIT_FORCED a bounded time after the grace period, and the
+    batch is retried by another worker once the first one's heartbeats stop."""
+    from apex_platform.temporal.worker import EXIT_FORCED, SHUTDOWN_MARGIN_SECONDS
+
+    gate = tmp_path / "gate"
+    c = Cluster(
+        tmp_path,
+        apex_temporal_server.address,
+        apex_postgres_server.dsn,
+        APEX_PLUGINS="frontapp,postgres",
+        APEX_PLUGIN_MODULES="support.gate_plugin",
+        APEX_TEST_GATE_DIR=str(gate),
+        APEX_TEST_GATE_IGNORE_CANCEL="1",
+        APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS=str(GRACE_SECONDS),
+        APEX_TEMPORAL_ACTIVITY_HEARTBEAT_SECONDS="2",
+        PYTHONPATH=str(Path(__file__).parent),
+    )
+    try:
+        url = c.start_api()
+        first = c.start_worker()
+        [delivery] = front_deliveries(1)
+        assert (await send_all([url], [delivery], within=60)).acknowledged == {delivery.key}
+        assert first.proc is not None
+        entered = gate / f"entered-{first.proc.pid}"
+        deadline = time.monotonic() + 60
+        while not entered.exists():
+            assert first.running, first.output()[-3000:]
+            assert time.monotonic() < deadline, "the worker never reached the sink's write\n" + c.logs()
+            await asyncio.sleep(0.1)
+        signalled = time.monotonic()
+        first.proc.send_signal(signal.SIGTERM)
+        limit = GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS
+        try:
+            code = await asyncio.to_thread(first.proc.wait, limit + 15)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            pytest.fail(f"the worker still runs {limit + 15:.0f}s after SIGTERM\n{first.output()[-3000:]}")
+        took = time.monotonic() - signalled
+        assert code == EXIT_FORCED, first.output()[-3000:]
+        assert limit - 1 <= took <= limit + 8, f"exited {took:.1f}s after SIGTERM"
+        assert "ignores cancellation" in first.output()
+        (gate / "release").write_text("go")
+        c.start_worker(APEX_TEST_GATE_IGNORE_CANCEL="0")
+        await wait_delivered(c.dsn, "frontapp", [delivery.key], within=90, schema=c.inbox_schema)
+        msg_id = json.loads(delivery.body)["payload"]["target"]["data"]["id"]
+        rows = await c.fetch(
+            f"SELECT version FROM {c.sink_schema}.records WHERE source = 'frontapp' AND id = $1", msg_id
+        )
+        assert len(rows) == 1, rows
+    finally:
+        c.stop()

@@ -26,8 +26,13 @@ class GateSink(MemorySink):
 
     async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         (self.dir / f"entered-{os.getpid()}").write_text(",".join(r.id for r in records))
+        stubborn = os.environ.get("APEX_TEST_GATE_IGNORE_CANCEL") == "1"  # a sink that ignores cancellation
         while not (self.dir / "release").exists():
-            await asyncio.sleep(0.05)
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                if not stubborn:
+                    raise
         return await super().write(records, writer=writer)
 
 

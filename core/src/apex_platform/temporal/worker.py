@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -76,6 +77,12 @@ def activities(runtime: Runtime) -> list[Any]:
     ]
 
 
+#: seconds past the graceful shutdown time after which a worker whose in-flight work
+#: ignores cancellation exits anyway, with `EXIT_FORCED` (EX_TEMPFAIL)
+SHUTDOWN_MARGIN_SECONDS = 10.0
+EXIT_FORCED = 75
+
+
 async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.Event) -> None:
     """Poll the given priority queues until `stop` is set, then drain in-flight work."""
     client = await runtime.connect()
@@ -111,7 +118,21 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             # every queue drains at once, within one grace period (not one after another)
-            await asyncio.gather(*(w.shutdown() for w in started))
+            grace = runtime.temporal.graceful_shutdown_seconds
+            try:
+                shutdowns = asyncio.gather(*(w.shutdown() for w in started))
+                await asyncio.wait_for(shutdowns, grace + SHUTDOWN_MARGIN_SECONDS)
+            except TimeoutError:
+                # an activity ignores its cancellation: leave anyway (its work is not lost:
+                # Temporal gives it to another worker once its heartbeats stop)
+                log.critical(
+                    "in-flight work did not stop %ss after the graceful shutdown time of %ss (an activity "
+                    "ignores cancellation): exiting now; Temporal retries that work elsewhere",
+                    SHUTDOWN_MARGIN_SECONDS,
+                    grace,
+                )
+                logging.shutdown()
+                os._exit(EXIT_FORCED)
     finally:
         await runtime.close_sinks()
         await runtime.inbox.close()

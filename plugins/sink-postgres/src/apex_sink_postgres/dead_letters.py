@@ -13,7 +13,6 @@ batch succeeded), 'replayed', 'rolled_back' or 'discarded' (`apex-platform dlq`)
 
 from __future__ import annotations
 
-import base64
 import builtins
 import json
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_postgres.database import Database
+from apex_sink_postgres.encoding import clean, decode_payload, encode_payload
 from apex_sink_postgres.migrations import quote_ident
 from apex_sink_postgres.rows import dumps
 from apex_sink_postgres.settings import PostgresSinkSettings
@@ -36,26 +36,11 @@ if TYPE_CHECKING:
 DeadLetterStatus = Literal["open", "replayed", "discarded", "resolved", "rolled_back"]
 STATUSES: tuple[str, ...] = get_args(DeadLetterStatus)
 
-#: how a payload jsonb cannot hold is kept: `{"encoding": ENCODED, "data": base64(JSON)}`
-ENCODED = "json+base64"
-
-
-def encode_payload(payload: Mapping[str, Any]) -> dict[str, str]:
-    """A reversible encoding for payloads with NUL characters or lone surrogates."""
-    raw = json.dumps(dict(payload), ensure_ascii=True, allow_nan=False)  # \u0000 and \ud800 stay escapes
-    return {"encoding": ENCODED, "data": base64.b64encode(raw.encode("ascii")).decode("ascii")}
-
-
-def decode_payload(stored: dict[str, Any]) -> dict[str, Any]:
-    if stored.get("encoding") == ENCODED and isinstance(stored.get("data"), str):
-        decoded: dict[str, Any] = json.loads(base64.b64decode(stored["data"]))
-        return decoded
-    return stored
-
 
 def _listable(text: str) -> str:
-    """Record keys are listed for people: a NUL there is shown as U+FFFD (the payload keeps it)."""
-    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    """Record keys, sources and errors are for people: a NUL or a lone surrogate there is
+    shown as U+FFFD (the payload keeps the records exactly)."""
+    return clean(text)
 
 
 _COLUMNS = "id, created_at, updated_at, batch_id, source, record_keys::text, payload::text, error, status, attempts"
@@ -178,7 +163,9 @@ class DeadLetterStore:
         attempts: int = 0,
     ) -> StoredDeadLetter:
         """Store the open dead letter of `batch_id`, or update it (and count the attempt) if
-        one is open already. `payload` must be JSON (records via `model_dump(mode="json")`)."""
+        one is open already. `payload` must be JSON (records via `Record.json_value()`).
+        A payload jsonb cannot hold (NUL characters, lone surrogates) is kept in the
+        `json+base64` envelope of `encoding.py`; `error` and `source` are sanitised."""
         try:
             payload_json = dumps(dict(payload))
         except ValueError:
@@ -187,6 +174,7 @@ class DeadLetterStore:
             payload_json = dumps(encode_payload(payload))
         except TypeError as exc:
             raise SinkError(f"dead letter of batch {batch_id}: payload is not JSON ({exc})") from None
+        error = _listable(error)
         keys_json = json.dumps([[_listable(k[0]), _listable(k[1])] for k in record_keys], ensure_ascii=False)
         async with self._db.acquire() as conn, conn.transaction():
             # one open letter per batch: two workers failing the same batch take turns here
@@ -198,7 +186,7 @@ class DeadLetterStore:
                     WHERE id = (SELECT max(id) FROM {self._table()} WHERE batch_id = $1 AND status = 'open')
                     RETURNING {_COLUMNS}""",
                 batch_id,
-                source,
+                _listable(source),
                 keys_json,
                 payload_json,
                 error,
@@ -209,7 +197,7 @@ class DeadLetterStore:
                         VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6)
                         RETURNING {_COLUMNS}""",
                     batch_id,
-                    source,
+                    _listable(source),
                     keys_json,
                     payload_json,
                     error,
@@ -222,13 +210,13 @@ class DeadLetterStore:
         """Store the saga's `DeadLetter` (records, succeeded and failed sinks, error)."""
         sources = sorted({r.source for r in letter.records})
         payload = {
-            "records": [r.model_dump(mode="json") for r in letter.records],
+            "records": [r.json_value() for r in letter.records],
             "succeeded": list(letter.succeeded),
             "failed": list(letter.failed),
             "error": letter.error,
             "writers": dict(letter.writers),
             "previous": {
-                sink: [[k[0], k[1], None if r is None else r.model_dump(mode="json")] for k, r in changed.items()]
+                sink: [[k[0], k[1], None if r is None else r.json_value()] for k, r in changed.items()]
                 for sink, changed in letter.previous.items()
             },
         }

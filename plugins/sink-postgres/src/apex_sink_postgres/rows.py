@@ -9,6 +9,12 @@ both must say the same thing:
 - at an equal version between live records, a different content or embedding is a
   correction and replaces the stored one (the later write wins); the identical record
   is a no-op.
+
+What a row holds of a record with NUL characters or lone surrogates (which PostgreSQL
+text and jsonb cannot hold) is described in `encoding.py`: `record` keeps it exactly
+(plain jsonb, or the `json+base64` envelope), the search and display columns hold a
+sanitised copy, and such characters in the record's identity (source, id, kind, entity
+keys, relation ends) are refused.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
+from apex_sink_postgres.encoding import clean, clean_value, decode_payload, encode_payload, problem, shown
 
 #: PostgreSQL bigint bound: `records.version` is a bigint.
 MAX_VERSION = 2**63 - 1
@@ -103,16 +110,52 @@ def _storable(text: str) -> str:
     return text
 
 
-def _check_finite(value: Any) -> None:
+def _check_finite(value: Any, path: str) -> None:
+    """Refuse NaN and infinities, naming where: pydantic's JSON (and so the content hash
+    and the idempotency key) writes them as null, and NaN never equals itself, so no
+    encoding would give back an equal record."""
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{value} cannot be stored in JSON")
+            raise ValueError(
+                f"{path} is {value}, a non-finite number (JSON writes it as null and the content hash cannot "
+                "tell it from null)"
+            )
     elif isinstance(value, dict):
-        for item in value.values():
-            _check_finite(item)
+        for key, item in value.items():
+            _check_finite(item, f"{path}[{shown(str(key))!r}]")
     elif isinstance(value, list | tuple):
-        for item in value:
-            _check_finite(item)
+        for index, item in enumerate(value):
+            _check_finite(item, f"{path}[{index}]")
+
+
+def _identity(record: Record) -> str | None:
+    """Why the record's identity cannot be stored, if it cannot: NUL or lone surrogates in
+    what names it or what it links (a replacement character would name another record or
+    entity)."""
+    named = [("source", record.source), ("id", record.id), ("kind", record.kind)]
+    for index, entity in enumerate(record.entities):
+        named.append((f"entities[{index}].key", entity.key))
+    for index, relation in enumerate(record.relations):
+        named += [(f"relations[{index}].src", relation.src), (f"relations[{index}].dst", relation.dst)]
+    for field, value in named:
+        found = problem(value)
+        if found:
+            return (
+                f"{field} holds {found}, which PostgreSQL text and jsonb cannot hold, and a replacement "
+                "character would change the record's identity"
+            )
+    return None
+
+
+def record_json(record: Record) -> str:
+    """The `records.record` value: the record as plain jsonb, or, when it holds NUL
+    characters or lone surrogates, its `json+base64` envelope (see `encoding.py`).
+    Deterministic: an identical record gives the identical value."""
+    body = record.json_value()
+    try:
+        return dumps(body)
+    except ValueError:
+        return dumps(encode_payload(body))
 
 
 def _vector(embedding: Sequence[float]) -> str:
@@ -121,12 +164,13 @@ def _vector(embedding: Sequence[float]) -> str:
 
 def to_row(record: Record, embedding_dim: int) -> Row:
     """The row for `record`; raises `SinkError` naming the record when it cannot be stored."""
-    where = f"record {record.key} (version {record.version})"
+    where = f"record {shown(str(record.key))} (version {record.version})"
     if record.version > MAX_VERSION:
         raise SinkError(f"{where}: version exceeds PostgreSQL bigint ({MAX_VERSION})")
+    refusal = _identity(record) if not record.deleted else _identity(tombstone_of(record))
+    if refusal:
+        raise SinkError(f"{where} cannot be stored: {refusal}")
     try:
-        for text in (record.source, record.id, record.kind):
-            _storable(text)
         if record.deleted:
             # A tombstone keeps the key, kind, version and time; its content is cleared.
             return Row(
@@ -146,13 +190,12 @@ def to_row(record: Record, embedding_dim: int) -> Row:
                 idempotency_key=record.idempotency_key,
                 record=None,
             )
-        # pydantic's JSON mode turns inf and NaN into null: refuse rather than store another record.
-        _check_finite(record.attributes)
-        for entity in record.entities:
-            _check_finite(entity.properties)
-        for relation in record.relations:
-            _check_finite(relation.properties)
-        body = record.model_dump(mode="json")
+        _check_finite(record.attributes, "attributes")
+        for index, entity in enumerate(record.entities):
+            _check_finite(entity.properties, f"entities[{index}].properties")
+        for index, relation in enumerate(record.relations):
+            _check_finite(relation.properties, f"relations[{index}].properties")
+        body = record.json_value()
         embedding: str | None = None
         if record.embedding is not None:
             if len(record.embedding) != embedding_dim:
@@ -169,20 +212,33 @@ def to_row(record: Record, embedding_dim: int) -> Row:
             kind=record.kind,
             version=record.version,
             occurred_at=record.occurred_at,
-            title=record.title,
-            text=record.text,
-            attributes=dumps(body["attributes"]),
-            entities=dumps(body["entities"]),
-            relations=dumps(body["relations"]),
+            # search and display copies: NUL and lone surrogates become U+FFFD
+            title=clean(record.title),
+            text=clean(record.text),
+            attributes=dumps(clean_value(body["attributes"])),
+            entities=dumps(clean_value(body["entities"])),
+            relations=dumps(clean_value(body["relations"])),
             deleted=False,
             embedding=embedding,
             content_hash=record.content_hash(),
             idempotency_key=record.idempotency_key,
-            record=dumps(body),
+            record=record_json(record),
         )
     except (TypeError, ValueError) as exc:
         raise SinkError(f"{where} cannot be stored: {exc}") from None
     return row
+
+
+def tombstone_of(record: Record) -> Record:
+    """The minimal record a tombstone row reads back as: key, kind, version, time."""
+    return Record(
+        source=record.source,
+        kind=record.kind,
+        id=record.id,
+        version=record.version,
+        occurred_at=record.occurred_at,
+        deleted=True,
+    )
 
 
 def supersedes(new: Row, old: Row) -> bool:
@@ -206,9 +262,10 @@ def winners(records: Sequence[Record], embedding_dim: int) -> list[Row]:
 
 def storable_winners(records: Sequence[Record], embedding_dim: int) -> tuple[list[Row], dict[RecordKey, str]]:
     """`winners` of the records PostgreSQL can hold, and why each other key cannot be
-    stored (a permanent, record-level refusal: a NUL character, a version or a number out
-    of range, a wrong embedding). A key refused in any of its versions is refused whole,
-    so no older version of it is written in its place."""
+    stored (a permanent, record-level refusal: a NUL character or a lone surrogate in the
+    record's identity, a version out of range, a non-finite number, a wrong embedding).
+    A key refused in any of its versions is refused whole, so no older version of it is
+    written in its place."""
     best: dict[RecordKey, Row] = {}
     refused: dict[RecordKey, str] = {}
     for record in records:
@@ -224,5 +281,6 @@ def storable_winners(records: Sequence[Record], embedding_dim: int) -> tuple[lis
 
 
 def from_json(text: str) -> Record:
-    """The `Record` stored in a `records.record` value."""
-    return Record.model_validate_json(text)
+    """The `Record` stored in a `records.record` value (plain or the `json+base64`
+    envelope), parsed by the stdlib `json`: pydantic's JSON parser refuses lone surrogates."""
+    return Record.model_validate(decode_payload(json.loads(text)))

@@ -21,6 +21,7 @@ from apex_platform.errors import RecordsRefused, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_sink_postgres.database import Database, connection_errors
 from apex_sink_postgres.dead_letters import DeadLetterStore
+from apex_sink_postgres.encoding import is_clean
 from apex_sink_postgres.migrations import quote_ident
 from apex_sink_postgres.rows import Row, from_json, storable_winners, to_row
 from apex_sink_postgres.settings import PostgresSinkSettings
@@ -158,6 +159,12 @@ def _key_arrays(keys: Sequence[RecordKey]) -> tuple[list[str], list[str]]:
     return [k.source for k in keys], [k.id for k in keys]
 
 
+def _holdable(key: RecordKey) -> bool:
+    """Whether PostgreSQL text can hold the key (no NUL, valid UTF-8): a key that it cannot
+    is never stored (`rows.to_row` refuses its records)."""
+    return is_clean(key.source) and is_clean(key.id)
+
+
 def _previous(row: Any) -> Record:
     """The record a `records` row held (a tombstone as the minimal deleted record)."""
     if row["deleted"]:
@@ -236,10 +243,12 @@ class PostgresSink:
         what it replaced for every key whose content changed (the fenced contract of
         `apex_platform.contracts.Sink`).
 
-        Records PostgreSQL can never hold as they are (NUL characters, numbers out of
-        range…) are refused one by one: the others are written, then `RecordsRefused`
-        names each refused key with the reason (the saga quarantines them). A data error
-        the checks did not foresee is narrowed down by halving the batch."""
+        Records with NUL characters or lone surrogates are stored exactly, in the encoding
+        of `encoding.py`. Records PostgreSQL can never hold (NUL in the record's identity,
+        non-finite numbers, versions beyond bigint…) are refused one by one: the others
+        are written, then `RecordsRefused` names each refused key with the reason (the
+        saga quarantines them). A data error the checks did not foresee is narrowed down
+        by halving the batch."""
         if not records:
             return {}
         rows, refused = storable_winners(records, self.settings.embedding_dim)
@@ -274,9 +283,11 @@ class PostgresSink:
         """What is stored under `keys`: live records as written, tombstones as minimal
         records with `deleted=True` (so a compensation can put a tombstone back);
         unknown keys are absent."""
-        if not keys:
+        # a key PostgreSQL text cannot hold (a NUL character) is never stored: absent
+        wanted = [key for key in dict.fromkeys(RecordKey(*k) for k in keys) if _holdable(key)]
+        if not wanted:
             return {}
-        sources, ids = _key_arrays(list(dict.fromkeys(RecordKey(*k) for k in keys)))
+        sources, ids = _key_arrays(wanted)
         try:
             rows = await self._db.pool().fetch(
                 f"""SELECT r.record::text AS record, r.deleted, r.source, r.id, r.kind, r.version, r.occurred_at
@@ -305,7 +316,8 @@ class PostgresSink:
         for key, record in previous.items():
             key = RecordKey(*key)
             if record is None:
-                gone.append(key)
+                if _holdable(key):  # else never stored: nothing to delete
+                    gone.append(key)
                 continue
             if record.key != key:
                 raise SinkError(f"postgres sink: restore of {key} was given record {record.key}")
@@ -331,6 +343,8 @@ class PostgresSink:
 
     async def get_version(self, source: str, id: str) -> tuple[int, bool] | None:
         """`(version, deleted)` stored for the key, tombstones included; None if no row."""
+        if not _holdable(RecordKey(source, id)):
+            return None
         row = await self._db.pool().fetchrow(
             f"SELECT version, deleted FROM {self._table()} WHERE source = $1 AND id = $2", source, id
         )

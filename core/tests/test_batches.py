@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 import uuid
 from collections import Counter
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 import pytest
 from temporalio.client import Client, WorkflowHistory
+from temporalio.testing import ActivityEnvironment
 
 from apex_platform.batches import (
     Dropped,
@@ -28,8 +30,9 @@ from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import ApexError, PayloadError
 from apex_platform.models import InboundEvent, Record, RecordKey
 from apex_platform.runtime import Runtime
-from apex_platform.temporal import workflows
-from apex_platform.temporal.inputs import BatchFileInput
+from apex_platform.temporal import activities, workflows
+from apex_platform.temporal.activities import IngestActivities
+from apex_platform.temporal.inputs import BatchFileInput, FinishFileInput, IngestChunkInput
 from apex_platform.temporal.workflows import BatchFileWorkflow
 from apex_platform.testing.sinks import CountingSink
 from apex_platform.testing.worker import running_worker
@@ -318,7 +321,7 @@ async def test_a_long_split_and_long_chunks_heartbeat(slow_env: Env, tmp_path: P
         for e in history.events
         if e.HasField("activity_task_started_event_attributes")
     ]
-    assert attempts == [1, 1, 1, 1]  # split, two chunks, finish: each once
+    assert attempts == [1, 1, 1, 1, 1]  # split, two chunks, checkpoint, finish: each once
     assert not [e for e in history.events if e.HasField("activity_task_timed_out_event_attributes")]
     assert set(sink.received.values()) == {1}
 
@@ -429,3 +432,161 @@ async def test_the_drop_folder_retries_a_failed_file_and_ingests_it_fixed(env: E
     assert (fixed.result.record_count, fixed.result.failed_count) == (1, 1)
     assert "h.jsonl:L2: not ingested" in reason(fixed)  # done/, with the file's warnings
     assert sink.received[f"{tag}-h0"] == 1
+
+
+class Gate:
+    """Holds a split at a line (in the split's thread) until opened."""
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+    def split(self, source: LinesSource) -> Callable[[Path], Iterator[BatchUnit | BatchWarning]]:
+        plain = source.split
+
+        def split(path: Path) -> Iterator[BatchUnit | BatchWarning]:
+            for item in plain(path):
+                if isinstance(item, BatchUnit) and item.payload == self.line:
+                    self.reached.set()
+                    assert self.opened.wait(60), "the gate was never opened"
+                yield item
+
+        return split
+
+
+async def test_a_file_whose_listing_is_another_files_chunk_listing_keeps_it(env: Env, tmp_path: Path) -> None:
+    """A file of one chunk lists exactly that chunk's records; a later file extending it
+    lists the same records for its first chunk. The blob store is content-addressed:
+    finishing the later file must not take the earlier file's listing with its own."""
+    runtime, client, _ = env
+    source = runtime.registry.source("lines")
+    tag = uuid.uuid4().hex[:8]
+    lines = tagged(8, tag)
+    first = await ingest_file(runtime, client, source, write_text(tmp_path / "a" / "f.jsonl", lines[:4]), chunk_size=4)  # type: ignore[arg-type]
+    later = await ingest_file(runtime, client, source, write_text(tmp_path / "b" / "f.jsonl", lines), chunk_size=4)  # type: ignore[arg-type]
+    assert [r.id for r in record_refs(runtime, later)] == [f"{tag}-{i}" for i in range(8)]
+    assert [r.id for r in record_refs(runtime, first)] == [f"{tag}-{i}" for i in range(4)]  # still readable
+    # the two files and their two listings stay; every working blob of either is gone
+    assert runtime.codec.blobs.usage()["blobs"] == 4
+
+
+async def test_a_file_finishing_leaves_the_chunks_of_another_file_in_flight(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two files of the same name, one the other extended, split at the same instant
+    (the clock is frozen: their first chunks are the very same bytes, as a file and its
+    fixed version can be). The longer one is held in its split, after its first chunk;
+    the shorter is ingested meanwhile and finishes. The longer one's chunk and the
+    shorter one's listing (the same records) are still there: both land whole."""
+    runtime, client, sink = env
+    source: LinesSource = runtime.registry.source("lines")  # type: ignore[assignment]
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Frozen:
+            return cls(2026, 3, 1, tzinfo=UTC)
+
+    monkeypatch.setattr(activities, "datetime", Frozen)
+    tag = uuid.uuid4().hex[:8]
+    lines = tagged(9, tag)
+    gate = Gate(lines[6])
+    monkeypatch.setattr(source, "split", gate.split(source))
+    longer = asyncio.create_task(
+        ingest_file(runtime, client, source, write_text(tmp_path / "b" / "f.jsonl", lines), chunk_size=3)  # type: ignore[arg-type]
+    )
+    try:
+        assert await asyncio.to_thread(gate.reached.wait, 30)  # its first two chunks are written
+        shorter_path = write_text(tmp_path / "a" / "f.jsonl", lines[:6])
+        shorter = await ingest_file(runtime, client, source, shorter_path, chunk_size=3)  # type: ignore[arg-type]
+        assert shorter.record_count == 6
+    finally:
+        gate.opened.set()
+    result = await asyncio.wait_for(longer, 60)
+    assert (result.units, result.record_count, result.failed_count) == (9, 9, 0)
+    assert [r.id for r in record_refs(runtime, result)] == [f"{tag}-{i}" for i in range(9)]  # each once
+    assert [r.id for r in record_refs(runtime, shorter)] == [f"{tag}-{i}" for i in range(6)]
+    assert sink.received == Counter({f"{tag}-{i}": 2 if i < 6 else 1 for i in range(9)})
+    assert runtime.codec.blobs.usage()["blobs"] == 4  # two files, two listings
+
+
+@pytest.mark.parametrize(
+    ("chunks_per_run", "fail_after"),
+    [
+        (None, 2),  # amid the chunks' listings
+        (None, 5),  # the listing part and its list dropped, no chunk yet
+        (None, 6),  # amid the chunks
+        (2, 4),  # several runs: amid the listing parts
+    ],
+)
+async def test_finish_file_completes_on_retry_after_dropping_part_of_its_inputs(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunks_per_run: int | None, fail_after: int
+) -> None:
+    """`apex.finish_file` fails once after `fail_after` deletes (a crash part-way through
+    its cleanup): the retry completes with the same listing, and drops the rest."""
+    runtime, client, sink = env
+    source = runtime.registry.source("lines")
+    blobs = runtime.codec.blobs
+    plain_delete = blobs.delete
+    deletes = 0
+
+    def delete(ref: str) -> None:
+        nonlocal deletes
+        deletes += 1
+        if deletes == fail_after + 1:
+            raise OSError("injected: the worker died while dropping blobs")
+        plain_delete(ref)
+
+    monkeypatch.setattr(blobs, "delete", delete)
+    tag = uuid.uuid4().hex[:8]
+    path = write_text(tmp_path / "f.jsonl", tagged(9, tag))
+    result = await ingest_file(runtime, client, source, path, chunk_size=3, chunks_per_run=chunks_per_run)  # type: ignore[arg-type]
+    assert (result.units, result.record_count) == (9, 9)
+    assert [r.id for r in record_refs(runtime, result)] == [f"{tag}-{i}" for i in range(9)]
+    assert sink.received == Counter({f"{tag}-{i}": 1 for i in range(9)})
+    runs = await runs_of(client, file_workflow_id("lines", blobs.put_file(path)))
+    finish = [
+        e.activity_task_started_event_attributes.attempt
+        for e in runs[-1].events
+        if e.HasField("activity_task_started_event_attributes")
+    ][-1]
+    assert finish == 2  # the finish failed once, then completed
+    assert deletes > fail_after + 1  # the retry dropped what was left
+    assert blobs.usage()["blobs"] == 2  # the file and its listing
+
+
+async def test_blobs_written_before_they_named_their_workflow_are_read_and_kept(env: Env) -> None:
+    """Runs in flight across the upgrade: a chunk, a manifest and a chunk listing written
+    without the owner line are read as before, and `finish_file` leaves them to garbage
+    collection (they might be another file's as well)."""
+    runtime, _, _ = env
+    blobs = runtime.codec.blobs
+    acts = IngestActivities(runtime.registry, runtime.saga, runtime.codec, runtime.inbox)
+    tag = uuid.uuid4().hex[:8]
+    events = tuple(
+        InboundEvent(
+            source="lines", event_id=f"old.jsonl:L{i}", received_at=T0, payload=json.dumps({"id": f"{tag}-{i}"})
+        )
+        for i in range(3)
+    )
+    chunk = blobs.put(activities.ChunkFile(events=events).model_dump_json().encode())
+    manifest = blobs.put(json.dumps([chunk]).encode())
+    env_ = ActivityEnvironment()
+    done = await env_.run(
+        acts.ingest_chunk,
+        IngestChunkInput(source="lines", file_name="old.jsonl", manifest_ref=manifest, index=0, batch_id=f"{tag}#0"),
+    )
+    assert done.record_count == 3
+    assert done.records_ref is not None
+    old_listing = "".join(r.model_dump_json() + "\n" for r in done.records).encode()
+    legacy = blobs.put(old_listing)  # the listing as the chunk's activity used to write it
+    records_ref = await env_.run(
+        acts.finish_file,
+        FinishFileInput(
+            source="lines", file_name="old.jsonl", manifest_ref=manifest, records_refs=(legacy, done.records_ref)
+        ),
+    )
+    assert records_ref is not None
+    assert blobs.get(records_ref) == old_listing * 2
+    for ref in (chunk, manifest, legacy, done.records_ref):
+        assert blobs.get(ref)  # nothing dropped: not one of them is sure to be this workflow's alone

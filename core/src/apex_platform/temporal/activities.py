@@ -203,6 +203,55 @@ class ChunkFile(BaseModel):
     events: tuple[InboundEvent, ...]
 
 
+#: how a blob a file's workflow writes and later drops (a chunk, the manifest, a chunk's
+#: listing) begins: a first line naming the workflow. The store is content-addressed, so
+#: without it two files can write the very same blob (a chunk's listing that is another
+#: file's whole listing, the same chunk in a file and its fixed version) and dropping one
+#: file's would take the other's; with it no other workflow's blob is ever the same, and
+#: `finish_file` drops only blobs that name its workflow.
+_OWNER_LINE = b'{"apex_owner":'
+
+
+def _owned(owner: str, kind: str, body: bytes) -> bytes:
+    """`body` as a blob of workflow `owner` (`kind` says what it is, for people reading it)."""
+    return json.dumps({"apex_owner": owner, "kind": kind}).encode() + b"\n" + body
+
+
+def _owner() -> str:
+    """The workflow of the running activity: the owner of the working blobs it writes."""
+    workflow_id = activity.info().workflow_id
+    if not workflow_id:  # batch-file activities are only ever scheduled by their workflow
+        raise _non_retryable(PayloadError("a batch-file activity runs outside a workflow"))
+    return workflow_id
+
+
+def _unwrap(data: bytes) -> tuple[str | None, bytes]:
+    """A working blob's owner and body; owner None: written before blobs named one (never
+    dropped: it may be another file's too)."""
+    if not data.startswith(_OWNER_LINE):
+        return None, data
+    head, _, body = data.partition(b"\n")
+    return str(json.loads(head)["apex_owner"]), body
+
+
+def _listing(blobs: BlobStore, ref: str) -> bytes:
+    """A chunk's record lines (or a file's whole listing): what joined listings are made of."""
+    try:
+        return _unwrap(blobs.get(ref))[1]
+    except BlobNotFound as exc:
+        raise _non_retryable(exc) from exc
+
+
+def _drop_if_owned(blobs: BlobStore, ref: str, owner: str) -> None:
+    """Drop a blob if it names `owner` (missing is fine: dropped by an earlier attempt)."""
+    try:
+        data = blobs.get(ref)
+    except BlobNotFound:
+        return
+    if _unwrap(data)[0] == owner:
+        blobs.delete(ref)
+
+
 def _put_joined(blobs: BlobStore, pieces: Iterable[bytes]) -> str:
     """One blob of `pieces` end to end, through a temporary file: a listing of millions of
     records is never whole in memory."""
@@ -234,9 +283,10 @@ def _part(blobs: BlobStore, ref: str) -> tuple[dict[str, object], bytes]:
     return header, body
 
 
-def _forget_parts(blobs: BlobStore, parts_ref: str, *, keep: str | None) -> None:
-    """Drop a file's listing parts and the chunk listings they join, then the lists of
-    parts, the oldest first (in that order: a retry after a crash finds what is left)."""
+def _forget_parts(blobs: BlobStore, parts_ref: str, *, keep: str | None, owner: str) -> None:
+    """Drop a file's listing parts and the chunk listings they join (those of workflow
+    `owner`), then the lists of parts, the oldest first (in that order: a retry after a
+    crash finds what is left)."""
     lists: list[str] = []
     parts: list[str] = []
     ref: str | None = parts_ref
@@ -256,7 +306,7 @@ def _forget_parts(blobs: BlobStore, parts_ref: str, *, keep: str | None) -> None
         listings = header.get("listings")
         for listing in listings if isinstance(listings, list) else []:
             if listing != keep:
-                blobs.delete(str(listing))
+                _drop_if_owned(blobs, str(listing), owner)
         blobs.delete(part)
     for ref in reversed(lists):
         blobs.delete(ref)
@@ -648,6 +698,7 @@ class IngestActivities:
         list them in one manifest blob: the workflow gets the manifest's reference only."""
         connector = self._batch_source(inp.source)
         received = datetime.now(UTC)
+        owner = _owner()
 
         def split() -> SplitFileResult:
             # runs in a thread: fetching (a shared store downloads it), reading and tokenizing
@@ -667,7 +718,7 @@ class IngestActivities:
                 nonlocal chunk_bytes
                 if chunk:
                     body = ChunkFile(events=tuple(chunk)).model_dump_json().encode()
-                    refs.append(self.codec.blobs.put(body))
+                    refs.append(self.codec.blobs.put(_owned(owner, "chunk", body)))
                     chunk.clear()
                     chunk_bytes = 0
 
@@ -691,7 +742,7 @@ class IngestActivities:
                 if len(chunk) >= inp.chunk_size or chunk_bytes >= CHUNK_MAX_BYTES:
                     flush()
             flush()
-            manifest = self.codec.blobs.put(json.dumps(refs).encode())
+            manifest = self.codec.blobs.put(_owned(owner, "manifest", json.dumps(refs).encode()))
             return SplitFileResult(
                 manifest_ref=manifest, chunks=len(refs), units=units, warnings=tuple(warnings), warnings_dropped=dropped
             )
@@ -708,7 +759,7 @@ class IngestActivities:
                 raise _non_retryable(PayloadError("chunk input names neither a manifest nor a chunk"))
             return inp.chunk_ref
         try:
-            refs = json.loads(self.codec.blobs.get(inp.manifest_ref))
+            refs = json.loads(_unwrap(self.codec.blobs.get(inp.manifest_ref))[1])
         except BlobNotFound as exc:
             raise _non_retryable(exc) from exc
         return str(refs[inp.index])
@@ -719,6 +770,7 @@ class IngestActivities:
         listed in a blob, the result carries counts and short samples."""
         connector = self._batch_source(inp.source)
         info = activity.info()
+        owner = _owner()
         records: list[Record] = []
         failed: list[str] = []
         warnings: list[str] = []
@@ -729,7 +781,7 @@ class IngestActivities:
             # units must neither stall the worker nor keep the heartbeats from going out
             ref = self._chunk_ref(inp)
             try:
-                events = ChunkFile.model_validate_json(self.codec.blobs.get(ref)).events
+                events = ChunkFile.model_validate_json(_unwrap(self.codec.blobs.get(ref))[1]).events
             except BlobNotFound as exc:
                 raise _non_retryable(exc) from exc
             for event in events:
@@ -758,7 +810,7 @@ class IngestActivities:
                 run_id=info.workflow_run_id,
             )
             refs = [RecordRef(id=r.id, kind=r.kind, deleted=r.deleted) for r in records]
-            listing = "".join(r.model_dump_json() + "\n" for r in refs).encode()
+            listing = _owned(owner, "listing", "".join(r.model_dump_json() + "\n" for r in refs).encode())
             listing_ref = await asyncio.to_thread(self.codec.blobs.put, listing) if refs else None
         for record in records:
             metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
@@ -775,22 +827,31 @@ class IngestActivities:
 
     @activity.defn(name="apex.finish_file")
     async def finish_file(self, inp: FinishFileInput) -> str | None:
-        """Join the chunks' record listings into one blob, and drop the chunk blobs: no
-        workflow needs them once every chunk is written."""
+        """Join the record listings into the file's listing (written first), then drop the
+        listing parts, the chunks' listings, the chunks and the manifest: no workflow needs
+        them once every chunk is written. Only blobs naming this workflow are dropped
+        (another file may hold the very same bytes as an older blob), and never the
+        listings joined (`records_refs`: the workflow passes the file's listing, which
+        `apex.checkpoint_file` joined): a retry after a crash part-way joins the same
+        listing again, to the same reference, and drops what is left."""
+        owner = _owner()
 
         def join() -> str | None:
             blobs = self.codec.blobs
-            parts = [blobs.get(ref) for ref in inp.records_refs]
-            joined = blobs.put(b"".join(parts)) if parts else None
+            joined = None
+            if inp.records_refs:
+                joined = _put_joined(blobs, (_listing(blobs, ref) for ref in inp.records_refs))
             if inp.parts_ref is not None:
-                _forget_parts(blobs, inp.parts_ref, keep=joined)
+                _forget_parts(blobs, inp.parts_ref, keep=joined, owner=owner)
             try:
-                chunk_refs = json.loads(blobs.get(inp.manifest_ref))
-            except BlobNotFound:
-                chunk_refs = []
-            for ref in [*chunk_refs, *inp.records_refs, inp.manifest_ref]:
-                if ref != joined:
-                    blobs.delete(ref)
+                manifest_owner, manifest = _unwrap(blobs.get(inp.manifest_ref))
+            except BlobNotFound:  # dropped by an earlier attempt, after its chunks
+                return joined
+            if manifest_owner == owner:  # its chunks were written with it, naming this workflow
+                for ref in json.loads(manifest):
+                    if ref != joined:
+                        blobs.delete(str(ref))
+                blobs.delete(inp.manifest_ref)
             return joined
 
         async with heartbeating():
@@ -814,7 +875,7 @@ class IngestActivities:
                 # is ever the same, so dropping it later touches nothing else
                 header = {"apex_listing_part": workflow_id, "first_chunk": inp.first_chunk}
                 header["listings"] = list(inp.records_refs)  # type: ignore[assignment]
-                pieces = (blobs.get(ref) for ref in inp.records_refs)
+                pieces = (_listing(blobs, ref) for ref in inp.records_refs)
                 parts.append(_put_joined(blobs, itertools.chain([json.dumps(header).encode() + b"\n"], pieces)))
                 # the list it replaces stays (a retry reads it); `finish_file` drops them all
                 listed = {"apex_listing_parts": workflow_id, "parts": parts, "previous": inp.parts_ref}

@@ -592,6 +592,11 @@ BATCH_RUNS_PATCH = "apex-batch-file-runs"
 #: the most chunks a run ingests, whatever `chunks_per_run` asks: the references a run's
 #: last activity carries (one per chunk, ~75 bytes) stay far below the payload guard's limit
 MAX_CHUNKS_PER_RUN = 1000
+#: runs started before it finish a file ingested in one run by `apex.finish_file` alone,
+#: which joined the chunks' listings and dropped them (a retry after a crash part-way
+#: could not join them again); with it, the run joins them by `apex.checkpoint_file`
+#: first, as the last of several runs does, and `apex.finish_file` drops what is joined
+FINISH_AFTER_CHECKPOINT_PATCH = "apex-batch-file-finish-after-checkpoint"
 
 
 def _fold(s: BatchFileProgress, results: Sequence[IngestChunkResult]) -> BatchFileProgress:
@@ -682,7 +687,8 @@ class BatchFileWorkflow:
                 inp.model_copy(update={"progress": s.model_copy(update={"parts_ref": parts_ref, "run": s.run + 1})})
             )
         parts_ref = None
-        if s.parts_ref is not None:  # earlier runs listed records: join every part, in order
+        # earlier runs listed records (or this one did): join every part, in order
+        if s.parts_ref is not None or (bool(refs) and workflow.patched(FINISH_AFTER_CHECKPOINT_PATCH)):
             final: CheckpointFileResult = await workflow.execute_activity(
                 "apex.checkpoint_file",
                 CheckpointFileInput(

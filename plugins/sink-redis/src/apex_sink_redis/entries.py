@@ -6,8 +6,13 @@ One hash per record key, fields:
 - `d`: `1` for a tombstone, `0` for a live record;
 - `h`: `Record.content_hash()` of the record written (everything but the embedding);
 - `f`: fingerprint, SHA-256 of `r` — the whole record, embedding included;
-- `r`: the record as canonical JSON (sorted keys); for a tombstone the minimal record
-  (source, kind, id, version, occurred_at, deleted=true), content cleared.
+- `r`: the record as canonical JSON (sorted keys, UTF-8); for a tombstone the minimal
+  record (source, kind, id, version, occurred_at, deleted=true), content cleared. NUL
+  characters are JSON escapes (`\\u0000`) there like any control character. A record
+  holding a lone surrogate (which has no UTF-8 form) is written with every non-ASCII
+  character escaped instead (`\\ud800`, `\\u00e9`: pure ASCII), and read back with the
+  stdlib `json` (pydantic's parser refuses lone surrogate escapes): so Redis keeps every
+  record exactly, except those with NaN or infinities (see `to_entry`).
 
 The winner rule is written once here, in Python (to fold a batch), and once in Lua
 (`scripts.WRITE`, against what is stored); both must say the same thing:
@@ -73,41 +78,66 @@ def tombstone(record: Record) -> Record:
 
 
 def dumps(record: Record) -> bytes:
-    """Canonical JSON of a record: equal records give equal bytes, whatever their dict order."""
-    text = json.dumps(
-        record.model_dump(mode="json"), ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
-    )
-    return text.encode("utf-8")
+    """Canonical JSON of a record: equal records give equal bytes, whatever their dict order.
+    UTF-8, or pure ASCII with `\\uXXXX` escapes when the record holds a lone surrogate."""
+    body = record.json_value()
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(body, ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":"))
+        return text.encode("ascii")
 
 
-def _check_finite(value: Any) -> None:
+def _check_finite(value: Any, path: str) -> None:
+    """Refuse NaN and infinities, naming where: pydantic's JSON (and so the content hash
+    and the idempotency key) writes them as null, and NaN never equals itself, so no
+    encoding would give back an equal record."""
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{value} cannot be stored in JSON")
+            raise ValueError(
+                f"{path} is {value}, a non-finite number (JSON writes it as null and the content hash cannot "
+                "tell it from null)"
+            )
     elif isinstance(value, dict):
-        for item in value.values():
-            _check_finite(item)
+        for key, item in value.items():
+            _check_finite(item, f"{path}[{_shown(str(key))!r}]")
     elif isinstance(value, list | tuple):
-        for item in value:
-            _check_finite(item)
+        for index, item in enumerate(value):
+            _check_finite(item, f"{path}[{index}]")
+
+
+def _shown(text: str) -> str:
+    """`text` for a message: as it is when printable, else with NUL and surrogates escaped."""
+    if "\x00" not in text:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return text
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def to_entry(record: Record) -> Entry:
-    """The hash for `record`; raises `SinkError` naming the record when it cannot be stored."""
-    where = f"record {record.key} (version {record.version})"
+    """The hash for `record`; raises `SinkError` naming the record when it cannot be stored:
+    a non-finite number (attributes, properties, embedding), or a record id a Redis key
+    name cannot hold (a lone surrogate has no UTF-8 form; the model refuses those anyway)."""
+    where = f"record {_shown(str(record.key))} (version {record.version})"
     stored = tombstone(record) if record.deleted else record
     try:
+        try:
+            f"{record.source}:{record.id}".encode()
+        except UnicodeEncodeError:
+            raise ValueError("id holds a lone surrogate, which a Redis key name (UTF-8) cannot hold") from None
         if not record.deleted:
-            # pydantic's JSON mode turns inf and NaN into null: refuse rather than cache another record.
-            _check_finite(record.attributes)
-            _check_finite(record.embedding)
-            for entity in record.entities:
-                _check_finite(entity.properties)
-            for relation in record.relations:
-                _check_finite(relation.properties)
+            _check_finite(record.attributes, "attributes")
+            _check_finite(record.embedding, "embedding")
+            for index, entity in enumerate(record.entities):
+                _check_finite(entity.properties, f"entities[{index}].properties")
+            for index, relation in enumerate(record.relations):
+                _check_finite(relation.properties, f"relations[{index}].properties")
         body = dumps(stored)
-    except UnicodeEncodeError:
-        raise SinkError(f"{where} cannot be stored: text is not valid Unicode (lone surrogate)") from None
     except (TypeError, ValueError) as exc:
         raise SinkError(f"{where} cannot be stored: {exc}") from None
     return Entry(
@@ -158,5 +188,6 @@ def storable_winners(records: Sequence[Record]) -> tuple[list[Entry], dict[Recor
 
 
 def from_json(body: bytes | str) -> Record:
-    """The `Record` stored in an `r` field."""
-    return Record.model_validate_json(body)
+    """The `Record` stored in an `r` field, parsed by the stdlib `json` (it gives lone
+    surrogate escapes back; pydantic's JSON parser refuses them)."""
+    return Record.model_validate(json.loads(body))

@@ -218,9 +218,9 @@ class RedisSink:
     async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         """Upsert a batch in one script call; see the module docstring for what wins.
         Returns what it replaced for every key whose content changed (the fenced contract
-        of `apex_platform.contracts.Sink`). Records Redis cannot cache faithfully (lone
-        surrogates, non-finite numbers) are refused one by one (`RecordsRefused`) after
-        the others are written."""
+        of `apex_platform.contracts.Sink`). NUL characters and lone surrogates are cached
+        exactly (see `entries.py`); records with NaN or infinities, which no JSON gives
+        back equal, are refused one by one (`RecordsRefused`) after the others are written."""
         if not records:
             return {}
         self._require()

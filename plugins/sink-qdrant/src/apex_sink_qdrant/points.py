@@ -14,7 +14,14 @@ The payload holds filterable fields (`source`, `kind`, `id`, `version`, `deleted
 `embedding_hash`, `idempotency_key`) and the full record as JSON text in `record`.
 Text rather than a nested object because Qdrant stores vectors as float32 and payload
 numbers as i64/f64: the text gives `read` back an equal `Record`, embedding floats,
-integers beyond 64 bits and all.
+integers beyond 64 bits and all. It is JSON in UTF-8; a record holding a lone surrogate
+(no UTF-8 form, and Qdrant's JSON refuses its escape in a string) gets a text with every
+non-ASCII character escaped instead (`\\ud800`: the payload string is pure ASCII), read
+back with the stdlib `json` (pydantic's parser refuses lone surrogate escapes). NUL
+characters are held as they are, in `record` and every other field. The copies kept for
+display and filtering (`title`, `text_preview`) have each lone surrogate replaced by
+U+FFFD; the identity fields (`source`, `id`, `kind`, `entities`) cannot hold one (the
+record model refuses them there). NaN and infinities are refused (`to_point`).
 
 The winner rule (the same in every Apex sink):
 
@@ -38,7 +45,6 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError
 
 from apex_platform.errors import SinkError
 from apex_platform.models import Record, RecordKey
@@ -128,9 +134,17 @@ def _timestamps(occurred_at: datetime) -> dict[str, Any]:
 def to_point(record: Record, embedding_dim: int) -> Point:
     """The point for `record` (a tombstone point when `deleted`); `SinkError` naming the
     record when it cannot be stored exactly."""
-    where = f"record {record.key} (version {record.version})"
+    where = f"record {shown(str(record.key))} (version {record.version})"
     if record.version > MAX_VERSION:
         raise SinkError(f"{where}: version exceeds Qdrant's 64-bit integer payload ({MAX_VERSION})")
+    identity = [("source", record.source), ("id", record.id), ("kind", record.kind)]
+    identity += [(f"entities[{i}].key", e.key) for i, e in enumerate(record.entities)]
+    for field, value in identity:
+        if not _utf8(value):
+            raise SinkError(
+                f"{where} cannot be stored: {field} holds a lone surrogate, which a Qdrant payload keyword "
+                "cannot hold, and a replacement character would change the record's identity"
+            )
     content_hash = record.content_hash()
     base = {
         "source": record.source,
@@ -157,22 +171,28 @@ def to_point(record: Record, embedding_dim: int) -> Point:
             raise SinkError(f"{where}: embedding values must be finite float32 numbers")
         vector[VECTOR_NAME] = list(record.embedding)
     try:
-        text = record.model_dump_json()
-    except PydanticSerializationError:
-        raise SinkError(f"{where} cannot be stored: text is not valid Unicode (lone surrogate)") from None
+        _check_finite(record.attributes, "attributes")
+        for index, entity in enumerate(record.entities):
+            _check_finite(entity.properties, f"entities[{index}].properties")
+        for index, relation in enumerate(record.relations):
+            _check_finite(relation.properties, f"relations[{index}].properties")
+    except ValueError as exc:
+        raise SinkError(f"{where} cannot be stored: {exc}") from None
+    text = record_text(record)
     try:
-        exact = Record.model_validate_json(text) == record
+        exact = from_text(text) == record
     except ValidationError:
         exact = False
     if not exact:
-        # pydantic writes NaN and infinity as null: refuse rather than store another record.
-        raise SinkError(f"{where} cannot be stored exactly: it holds a value JSON cannot carry (NaN or infinity)")
+        raise SinkError(
+            f"{where} cannot be stored exactly: it holds a value JSON does not give back equal (a date, bytes, a set…)"
+        )
     emb_hash = embedding_hash(record.embedding)
     payload = {
         **base,
         "deleted": False,
-        "title": record.title,
-        "text_preview": record.text[:TEXT_PREVIEW_CHARS],
+        "title": clean(record.title),
+        "text_preview": clean(record.text[:TEXT_PREVIEW_CHARS]),
         "entities": [entity.ref for entity in record.entities],
         "embedding_hash": emb_hash,
         "record": text,
@@ -223,4 +243,57 @@ def from_payload(payload: Mapping[str, Any]) -> Record:
             occurred_at=datetime.fromisoformat(payload["occurred_at"]),
             deleted=True,
         )
-    return Record.model_validate_json(payload["record"])
+    return from_text(payload["record"])
+
+
+def record_text(record: Record) -> str:
+    """The `record` payload text: JSON of `Record.json_value()`, UTF-8, or pure ASCII with
+    escapes when the record holds a lone surrogate. Equal records give equal texts."""
+    body = record.json_value()
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if _utf8(text):
+        return text
+    return json.dumps(body, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def from_text(text: str) -> Record:
+    """The record a `record` payload text holds (stdlib `json`: it gives lone surrogates back)."""
+    return Record.model_validate(json.loads(text))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD (NUL characters are kept: Qdrant holds them)."""
+    if _utf8(text):
+        return text
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def shown(text: str) -> str:
+    """`text` for a message: as it is when clean, else with NUL and surrogates escaped."""
+    return text if "\x00" not in text and _utf8(text) else text.encode("unicode_escape").decode("ascii")
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """Refuse NaN and infinities, naming where: pydantic's JSON (and so the content hash
+    and the idempotency key) writes them as null, and NaN never equals itself, so no
+    encoding would give back an equal record."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{path} is {value}, a non-finite number (NaN or infinity: JSON writes it as null and the "
+                "content hash cannot tell it from null)"
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{path}[{shown(str(key))!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{path}[{index}]")

@@ -146,7 +146,7 @@ async def test_batch_larger_than_chunks(make_settings, record) -> None:
 
 async def test_unstorable_records_are_refused_by_name(sink: GraphSink, record) -> None:
     with pytest.raises(SinkError, match=r"turvo:a.*NUL"):
-        await sink.write([record("a", 1, title="nul\x00")])
+        await sink.write([record("a", 1, kind="turvo.nul\x00")])
     with pytest.raises(SinkError, match=r"turvo:b.*finite"):
         await sink.write([record("b", 1, attributes={"x": float("nan")})])
     with pytest.raises(SinkError, match="64-bit"):

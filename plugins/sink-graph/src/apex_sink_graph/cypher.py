@@ -233,6 +233,12 @@ FOREACH (x IN CASE WHEN size(lost) = 0 AND size(older) = 0 THEN [1] ELSE [] END 
 RETURN row.key AS key, lost, older"""
 
 
+#: The property a companion name `k` (`_at_<name>`) is for. The length is explicit:
+#: FalkorDB's two-argument substring() of a name read by keys() sometimes cuts its last
+#: multi-byte character (e.g. U+FFFD, which sanitised names hold) short.
+_OWNER_OF = f"substring(k, {len(COMPANION_PREFIX)}, size(k) - {len(COMPANION_PREFIX)})"
+
+
 def owned(label: str) -> str:
     """For rows (`key`, `uid`): the properties of the entity whose companion names record
     `uid` as owner but which that record's MENTIONS edge does not assert with that stamp
@@ -244,9 +250,8 @@ WITH row, e, m
 WITH row, [k IN keys(e) WHERE k STARTS WITH '{COMPANION_PREFIX}'
                             AND substring(e[k], {STAMP_UID_OFFSET}) = row.uid
                             AND (m IS NULL OR m.{_AT} <> e[k]
-                                 OR NOT coalesce(m[substring(k, {len(COMPANION_PREFIX)})]
-                                                 = e[substring(k, {len(COMPANION_PREFIX)})], false))
-           | substring(k, {len(COMPANION_PREFIX)})] AS stale
+                                 OR NOT coalesce(m[{_OWNER_OF}] = e[{_OWNER_OF}], false))
+           | {_OWNER_OF}] AS stale
 WHERE size(stale) > 0
 RETURN row.key AS key, stale"""
 

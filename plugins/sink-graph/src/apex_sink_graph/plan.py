@@ -17,6 +17,7 @@ entity property owns it (see `cypher.py`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,12 +31,15 @@ from apex_sink_graph.properties import (
     INT64_MAX,
     MENTIONS,
     check_finite,
+    check_identity,
     check_name,
     check_text,
-    check_unicode,
+    clean,
+    clean_value,
     entity_label,
     flatten,
     parse_ref,
+    shown,
 )
 
 #: Property names the sink sets itself on entity nodes (`key`) and on MENTIONS edges,
@@ -146,7 +150,7 @@ class RecordPlan:
 
 def plan(record: Record) -> RecordPlan:
     """The rows for `record`; `Unstorable` naming the record and the problem when it cannot be stored."""
-    where = f"graph sink: record {record.key} (version {record.version})"
+    where = f"graph sink: record {shown(str(record.key))} (version {record.version})"
     if record.version > INT64_MAX:
         raise Unstorable(where, f"version {record.version} exceeds the graph's 64-bit integers")
     try:
@@ -162,14 +166,16 @@ def plan(record: Record) -> RecordPlan:
 
 
 def _plan(record: Record, where: str) -> RecordPlan:
-    for name in ("kind", "id", "title", "text", "attributes"):
-        check_unicode(getattr(record, name), where, name)
-    for index, entity in enumerate(record.entities):
-        check_unicode({"key": entity.key, "properties": entity.properties}, where, f"entities[{index}]")
-    for index, relation in enumerate(record.relations):
-        check_unicode(
-            {"src": relation.src, "dst": relation.dst, "properties": relation.properties}, where, f"relations[{index}]"
-        )
+    # What names the record or an entity must be held as it is (properties.check_identity);
+    # everything else is kept exactly in record_json, and sanitised in the properties.
+    for name in ("source", "id", "kind"):
+        check_identity(getattr(record, name), where, name)
+    if not record.deleted:
+        for index, entity in enumerate(record.entities):
+            check_identity(entity.key, where, f"entities[{index}].key")
+        for index, relation in enumerate(record.relations):
+            check_identity(relation.src, where, f"relations[{index}].src")
+            check_identity(relation.dst, where, f"relations[{index}].dst")
     node: dict[str, Any] = {
         "source": record.source,
         "id": record.id,
@@ -199,7 +205,7 @@ def _plan(record: Record, where: str) -> RecordPlan:
         except SinkError as exc:
             raise Unstorable(where, str(exc)) from None
         check_finite(entity.properties, where, f"entity {label} properties")
-        props = flatten(entity.properties, ENTITY_RESERVED, HIDDEN_PREFIX)
+        props = flatten(clean_value(entity.properties), ENTITY_RESERVED, HIDDEN_PREFIX)
         seen = mentions.get((label, entity.key))
         if seen is not None:
             props = {**seen.props, **props}
@@ -215,7 +221,7 @@ def _plan(record: Record, where: str) -> RecordPlan:
         if rel_type == MENTIONS:
             raise Unstorable(where, f"relation type {MENTIONS!r} is reserved for record-to-entity edges")
         check_finite(relation.properties, where, f"relation {rel_type} properties")
-        props = flatten(relation.properties, RELATION_RESERVED)
+        props = flatten(clean_value(relation.properties), RELATION_RESERVED)
         for label, key in ((src_label, src_key), (dst_label, dst_key)):
             if (label, key) not in mentions:
                 mentions[(label, key)] = Mention(label, key, {}, implicit=True)
@@ -224,8 +230,8 @@ def _plan(record: Record, where: str) -> RecordPlan:
         identity = (src_label, src_key, rel_type, dst_label, dst_key, repr(sorted(props.items())))
         assertions.setdefault(identity, assertion)
 
-    node["title"] = record.title
-    node["record_json"] = record.model_dump_json()
+    node["title"] = clean(record.title)
+    node["record_json"] = record_json(record)
     result = RecordPlan(record.key, uid(record), node, at, tuple(mentions.values()), tuple(assertions.values()))
     for name, value in result.node.items():
         check_text(value, where, name)
@@ -237,6 +243,40 @@ def _plan(record: Record, where: str) -> RecordPlan:
         check_text(a.dst_key, where, f"relation {a.type} target key")
         check_text(a.props, where, f"relation {a.type} properties")
     return result
+
+
+def record_json(record: Record) -> str:
+    """The record's exact copy, `record_json`: pydantic's JSON (NUL characters are `\\u0000`
+    escapes there), or, when the record holds a lone surrogate anywhere (no UTF-8 form;
+    pydantic's JSON refuses it, or silently replaces it in a dictionary key), the stdlib's
+    JSON of `Record.json_value()` with every non-ASCII character escaped (`\\ud800`) and keys
+    sorted. Deterministic: the same record gives the same text, which CLAIM compares
+    (pydantic's JSON keeps the order of the record's dictionaries, as it always did)."""
+    body = record.json_value()
+    if _utf8(body):
+        return record.model_dump_json()
+    return json.dumps(body, ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+
+def from_record_json(text: str) -> Record:
+    """The record a `record_json` holds, parsed by the stdlib `json` (pydantic's JSON parser
+    refuses lone surrogate escapes)."""
+    return Record.model_validate(json.loads(text))
+
+
+def _utf8(value: Any) -> bool:
+    """Whether every string in a JSON value (keys included) has a UTF-8 form."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_utf8(key) and _utf8(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_utf8(item) for item in value)
+    return True
 
 
 def supersedes(new: Record, old: Record) -> bool:

@@ -4,6 +4,14 @@ Both backends store only primitives and lists of primitives of one type as
 properties (no maps, no nulls, no mixed lists), and both hold 64-bit integers.
 Anything else an entity or relation carries is stored as its JSON text; the
 record itself keeps every value exactly, in `record_json`.
+
+No parameter may hold a NUL character (FalkorDB's query text ends there) or a lone
+surrogate (no UTF-8 form, for either backend). The record's JSON escapes both, so
+`record_json` keeps them exactly; the properties stored for search and display (the
+record's `title`, entity and relation properties, their names included) hold a
+sanitised copy, each NUL and lone surrogate replaced by U+FFFD (`clean_value`); in what
+names a record or an entity (record id and kind, entity keys, relation ends) they are
+refused (`check_identity`): a replacement would name another one.
 """
 
 from __future__ import annotations
@@ -187,3 +195,53 @@ def check_finite(value: Any, where: str, path: str = "value") -> None:
     problem = _finite_problem(value, path)
     if problem:
         raise SinkError(f"{where}: {problem}")
+
+
+#: What a NUL or a lone surrogate becomes in a sanitised copy.
+REPLACEMENT = "\ufffd"
+
+
+def is_clean(text: str) -> bool:
+    """Whether a graph parameter can carry `text` as it is (no NUL, valid UTF-8)."""
+    return _text_problem(text, "") is None
+
+
+def clean(text: str) -> str:
+    """`text` with every NUL and every lone surrogate replaced by U+FFFD."""
+    if is_clean(text):
+        return text
+    return "".join(REPLACEMENT if c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def clean_value(value: Any) -> Any:
+    """`value` with every string `clean`ed, dictionary keys included. Two keys that only
+    differ by what was replaced keep the value of the one that needed no replacing
+    (else of the first)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, Mapping):
+        cleaned: dict[Any, Any] = {}
+        exact = {key for key in value if not isinstance(key, str) or is_clean(key)}
+        for key, item in value.items():
+            name = clean(key) if isinstance(key, str) else key
+            if key in exact:
+                cleaned[name] = clean_value(item)
+            elif name not in exact:
+                cleaned.setdefault(name, clean_value(item))
+        return cleaned
+    if isinstance(value, list | tuple):
+        return [clean_value(item) for item in value]
+    return value
+
+
+def check_identity(value: str, where: str, path: str) -> None:
+    """Refuse a NUL character or a lone surrogate in what names a record or an entity:
+    no parameter can carry it, and a replacement character would name another one."""
+    problem = _text_problem(value, path)
+    if problem:
+        raise SinkError(f"{where}: {problem}, and a replacement character would change the identity")
+
+
+def shown(text: str) -> str:
+    """`text` for a message: as it is when clean, else with NUL and surrogates escaped."""
+    return text if is_clean(text) else text.encode("unicode_escape").decode("ascii")

@@ -49,12 +49,13 @@ from apex_sink_graph.plan import (
     STAMP_UID_OFFSET,
     RecordPlan,
     from_iso,
+    from_record_json,
     plan,
     tombstone,
     uid,
     winners,
 )
-from apex_sink_graph.properties import parse_ref
+from apex_sink_graph.properties import is_clean, parse_ref
 from apex_sink_graph.settings import GraphSinkSettings, GraphTarget, resolve_target
 
 T = TypeVar("T")
@@ -97,6 +98,11 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def _unholdable(keys: Sequence[RecordKey | tuple[str, str]]) -> set[str]:
+    """The uids of `keys` that no graph parameter can carry (NUL, lone surrogate): never stored."""
+    return {uid(RecordKey(*k)) for k in keys if not is_clean(uid(RecordKey(*k)))}
+
+
 def _refs(refs: Sequence[str]) -> set[tuple[str, str]]:
     """`["Shipment:SH-1", ...]` (a record node's `dirty`) as (label, key) pairs."""
     found: set[tuple[str, str]] = set()
@@ -120,7 +126,7 @@ def _stored(p: RecordPlan, before: Sequence[str]) -> Record | None:
             deleted=True,
         )
     if state == "live":
-        return Record.model_validate_json(record_json)
+        return from_record_json(record_json)
     return None
 
 
@@ -248,8 +254,10 @@ class GraphSink:
         whose content it changed, what was stored before (None: absent), read by the
         same statement that changed it.
 
-        Records the graph can never hold (non-finite numbers, versions beyond 64 bits,
-        NUL characters or lone surrogates, labels or relation types it cannot use) are
+        NUL characters and lone surrogates are kept exactly in `record_json` and
+        sanitised in the properties (see `properties.py`). Records the graph can never
+        hold (non-finite numbers, versions beyond 64 bits, NUL characters in the record's
+        identity, entity keys or relation ends, labels or relation types it cannot use) are
         refused one by one: the others are written, then `RecordsRefused` names each
         refused key with the reason, its `previous` being what the write replaced. A
         statement the server refuses for its data is narrowed down to the record by
@@ -332,7 +340,8 @@ class GraphSink:
         for key, record in previous.items():
             key = RecordKey(*key)
             if record is None:
-                gone.append(uid(key))
+                if not _unholdable([key]):  # else never stored: nothing to remove
+                    gone.append(uid(key))
             elif record.key != key:
                 raise SinkError(f"graph sink: restore of {key} was given record {record.key}")
             else:
@@ -532,8 +541,8 @@ class GraphSink:
                 if not row["record_json"] or row["deleted"]:
                     continue
                 try:
-                    owner = plan(Record.model_validate_json(row["record_json"]))
-                except (ValidationError, SinkError):
+                    owner = plan(from_record_json(row["record_json"]))
+                except (ValueError, SinkError):  # ValidationError and JSON errors are ValueErrors
                     continue
                 if owner.at in stamps:
                     found[owner.at] = owner
@@ -544,7 +553,8 @@ class GraphSink:
         if not keys:
             return {}
         backend = self._backend_open()
-        uids = sorted({uid(RecordKey(*k)) for k in keys})
+        # a key no parameter can carry (a NUL) is never stored (plan refuses it): absent
+        uids = sorted({uid(RecordKey(*k)) for k in keys} - _unholdable(keys))
         found: dict[RecordKey, Record] = {}
         for chunk in _chunks(uids, self.settings.batch_size):
             for row in await backend.read(cypher.READ, {"uids": list(chunk)}):
@@ -559,7 +569,7 @@ class GraphSink:
             elif row["record_json"] is None:
                 return {}  # a node a failed first write left half-made: nothing readable
             else:
-                record = Record.model_validate_json(row["record_json"])
+                record = from_record_json(row["record_json"])
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             raise SinkError(f"graph sink: record node {row.get('uid')!r} cannot be read back: {exc}") from exc
         return {record.key: record}
@@ -569,7 +579,7 @@ class GraphSink:
         (by `occurred_at`, then `version`): what happened to that shipment."""
         label, key = parse_ref(entity_ref)
         rows = await self._backend_open().read(cypher.history(label), {"key": key, "limit": int(limit)})
-        return [Record.model_validate_json(row["record_json"]) for row in rows if row["record_json"]]
+        return [from_record_json(row["record_json"]) for row in rows if row["record_json"]]
 
     async def relations(self, entity_ref: str) -> list[GraphRelation]:
         """The relations in which `entity_ref` takes part, one per asserting record."""
@@ -604,6 +614,8 @@ class GraphSink:
 
     async def get_version(self, source: str, id: str) -> tuple[int, bool] | None:
         """`(version, deleted)` stored for the key, tombstones included; None if no node."""
+        if _unholdable([RecordKey(source, id)]):
+            return None
         rows = await self._backend_open().read(cypher.READ, {"uids": [uid(RecordKey(source, id))]})
         if not rows or rows[0]["version"] is None:  # none, or a node a purge left half-way
             return None

@@ -23,7 +23,7 @@ from typing import Any
 
 from apex_connector_llm.settings import LlmSettings
 from apex_platform.errors import PayloadError
-from apex_platform.payloads import json_type
+from apex_platform.payloads import check_json_structure, json_type
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _TEXT_PARTS = {"text": "text", "refusal": "refusal"}
@@ -94,6 +94,10 @@ class Conversation:
         return ""
 
 
+#: what json.loads itself decodes before its RecursionError: the structure check adds no depth limit
+_MAX_DECODED_DEPTH = 10_000
+
+
 def decode_body(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
@@ -102,11 +106,14 @@ def decode_body(body: bytes) -> Any:
     if not text.strip():
         raise PayloadError("the body is empty: expected a JSON object with messages")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        doc = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise PayloadError("the body is not JSON this service accepts: nested too deeply") from None
+    # "\ud800" decodes to a string nothing can encode: refused here (400), not a crash (500)
+    check_json_structure(doc, what="the body", max_depth=_MAX_DECODED_DEPTH)
+    return doc
 
 
 def _no_constant(name: str) -> Any:

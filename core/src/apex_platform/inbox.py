@@ -209,7 +209,9 @@ def schema_statements(schema: str) -> list[str]:
 
 
 def connection_errors() -> tuple[type[BaseException], ...]:
-    return (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    # InternalClientError: asyncpg's "cannot switch to state …" when the server went away in
+    # the middle of a command (seen releasing a connection while PostgreSQL shut down)
+    return (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 @dataclass

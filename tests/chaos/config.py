@@ -1,0 +1,94 @@
+"""Settings of one chaos run: the seed, how long, how hard, and the two profiles."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+#: every fault kind the controller injects (the report counts them by these names)
+FAULT_KINDS = (
+    "kill_worker",
+    "kill_api",
+    "power_cut",
+    "temporal_restart",
+    "pause_postgres",
+    "pause_redis",
+    "restart_postgres",
+    "redis_data_loss",
+    "flaky_sink",
+    "vendor",
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """`20m`, `90s`, `1.5h` or seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (e.g. 20m, 180s)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int
+    #: seconds of load and faults, from the moment the stack is up
+    duration: float = 20 * 60
+    #: at most this long to drain and verify once the faults stop
+    drain_timeout: float = 8 * 60
+    run_dir: Path = Path("chaos-runs")
+    #: mean seconds between two fault starts (faults overlap when they touch different parts)
+    fault_interval: float = 4.5
+    #: relative weights of the fault kinds
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "kill_worker": 3,
+            "kill_api": 3,
+            "power_cut": 0.6,
+            "temporal_restart": 1.2,
+            "pause_postgres": 1.5,
+            "pause_redis": 1.5,
+            "restart_postgres": 0.8,
+            "redis_data_loss": 0.8,
+            "flaky_sink": 2,
+            "vendor": 4,
+        }
+    )
+    #: the longest pause of PostgreSQL or Redis (a log-uniform draw between 2 s and this)
+    max_pause: float = 60.0
+    #: deliveries per second over every webhook and push source
+    rate: float = 8.0
+    #: EDI files dropped per minute
+    edi_per_minute: float = 3.0
+    #: vendor changes (poll and stream sources) per second, over all vendors
+    vendor_rate: float = 2.0
+    poison_share: float = 0.015
+    big_share: float = 0.01
+    resend_share: float = 0.04
+    #: how long a probe may take to land before its recovery time is "not within"
+    probe_timeout: float = 240.0
+    concurrency: int = 48
+    profile: str = "full"
+    keep: bool = False
+    #: known defects reported but not failing the run (`stale-cache`: see docs/reliability.md)
+    tolerate: tuple[str, ...] = ()
+
+    @classmethod
+    def smoke(cls, seed: int, run_dir: Path) -> Config:
+        """`nox -s tests`: ≤ 3 minutes, a few faults of each kind, each fault short."""
+        base = cls(seed=seed, run_dir=run_dir)
+        return replace(
+            base,
+            duration=90,
+            drain_timeout=50,
+            fault_interval=2.6,
+            weights=dict.fromkeys(FAULT_KINDS, 1.0),
+            max_pause=8.0,
+            rate=5.0,
+            edi_per_minute=6.0,
+            vendor_rate=2.0,
+            probe_timeout=60.0,
+            profile="smoke",
+        )

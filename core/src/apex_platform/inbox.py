@@ -26,8 +26,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -150,6 +151,17 @@ class StoredDelivery:
     received_at: datetime
     headers: dict[str, str]
     body: bytes
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def pg_text(text: str) -> str:
+    """`text` as PostgreSQL text can hold it: NUL characters and lone surrogates (which a
+    vendor's event id, a record id or an error message may carry) become U+FFFD. The
+    inbox stores every key and message through this, so one such value never stalls a
+    source's deliveries; lookups (`get`, `lineage`, `replay`) map their arguments alike."""
+    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
 
 
 def keep_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -286,6 +298,8 @@ class Inbox:
                 max_bytes=self.settings.group_max_bytes,
                 linger_seconds=self.settings.group_linger_seconds,
             )
+        if pg_text(delivery.event_id) != delivery.event_id:
+            delivery = replace(delivery, event_id=pg_text(delivery.event_id))
         return await self._writer.submit(delivery, len(delivery.body))
 
     async def _insert(self, group: Sequence[Delivery]) -> list[Outcome]:
@@ -416,9 +430,9 @@ class Inbox:
                 ON CONFLICT (source, record_id, version, origin)
                 DO UPDATE SET workflow_id = EXCLUDED.workflow_id, run_id = EXCLUDED.run_id, written_at = now()""",
             [x.source for x in unique],
-            [x.record_id for x in unique],
+            [pg_text(x.record_id) for x in unique],
             [x.version for x in unique],
-            [x.origin for x in unique],
+            [pg_text(x.origin) for x in unique],
             workflow_id,
             run_id,
         )
@@ -430,7 +444,7 @@ class Inbox:
             f"""UPDATE {self.schema}.deliveries SET attempts = attempts + 1, last_error = $2, last_attempt_at = now()
                 WHERE seq = ANY($1::bigint[])""",
             list(seqs),
-            error[:2000],
+            pg_text(error[:2000]),
         )
 
     def notifications(self, source: str) -> asyncio.Event:
@@ -515,7 +529,7 @@ class Inbox:
                        delivered_at, records, workflow_id, run_id
                 FROM {self.schema}.deliveries WHERE source = $1 AND event_id = $2""",
             source,
-            event_id,
+            pg_text(event_id),
         )
         return None if row is None else _row_document(row)
 
@@ -524,6 +538,7 @@ class Inbox:
     ) -> dict[str, int]:
         """Re-drive deliveries: stuck ones get a fresh start (attempts and error cleared),
         delivered ones whose body is still kept go back to pending (writes are idempotent)."""
+        event_ids = [pg_text(e) for e in event_ids]
         pool = await self.pool()
         async with pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -557,7 +572,7 @@ class Inbox:
             f"""SELECT version, origin, workflow_id, run_id, written_at FROM {self.schema}.lineage
                 WHERE source = $1 AND record_id = $2 ORDER BY version DESC, written_at DESC LIMIT $3""",
             source,
-            record_id,
+            pg_text(record_id),
             limit,
         )
         return [
@@ -576,7 +591,7 @@ class Inbox:
         pool = await self.pool()
         rows = await pool.fetch(
             f"SELECT source, record_id, version FROM {self.schema}.lineage WHERE origin = $1 ORDER BY record_id",
-            origin,
+            pg_text(origin),
         )
         return [(r["source"], r["record_id"], r["version"]) for r in rows]
 

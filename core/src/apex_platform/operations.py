@@ -119,11 +119,11 @@ def letter_document(letter: DeadLetter, *, full: bool = False) -> dict[str, Any]
         "rollback": {sink: len(previous) for sink, previous in letter.previous.items()},
     }
     if full:
-        doc["records"] = [r.model_dump(mode="json") for r in letter.records]
+        doc["records"] = [r.json_value() for r in letter.records]  # exact: keys with lone surrogates too
         doc["writers"] = letter.writers
         doc["previous"] = {
             sink: [
-                {"key": str(key), "record": None if record is None else record.model_dump(mode="json")}
+                {"key": str(key), "record": None if record is None else record.json_value()}
                 for key, record in previous.items()
             ]
             for sink, previous in letter.previous.items()

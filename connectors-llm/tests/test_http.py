@@ -238,7 +238,9 @@ async def test_api_without_keys_is_disabled(api_without_keys: str, apex_postgres
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        (b"{not json", "not JSON"),
+        (b"{not json", "not valid JSON"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "metadata": {"n": ' + b"9" * 4301 + b"}}", "4301 digits"),
+        (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', "surrogate"),
         (b"[]", "must be a JSON object"),
         (b'{"model": "gpt-4o"}', "messages is missing"),
         (b'{"messages": []}', "messages is empty"),

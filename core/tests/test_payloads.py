@@ -1,4 +1,5 @@
-"""decode_json_object: every hostile or broken body is a PayloadError that says what is wrong."""
+"""decode_json / decode_json_object: every hostile or broken body is a PayloadError that
+says what is wrong (the one strict decoder every connector's receive goes through)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apex_platform.errors import PayloadError
-from apex_platform.payloads import check_json_structure, decode_json_object, json_type
+from apex_platform.payloads import check_json_structure, decode_json, decode_json_object, json_type
+from apex_platform.testing.hostile_json import hostile_bodies
 
 WHAT = "Acme webhook body"
 
@@ -65,8 +67,55 @@ def test_a_paired_surrogate_escape_is_a_character() -> None:
     assert decode_json_object(b'{"a": "\\ud83d\\ude00"}', what=WHAT) == {"a": "\U0001f600"}
 
 
-def test_an_integer_with_thousands_of_digits_is_refused() -> None:
-    assert refusal(b'{"a": ' + b"9" * 5000 + b"}").startswith(f"{WHAT} is not valid JSON: ")
+@pytest.mark.parametrize("digits", [101, 4_300, 4_301, 5_000, 100_000])
+def test_an_integer_longer_than_the_limit_is_refused_naming_the_limit(digits: int) -> None:
+    # Python's own limit (4,300 digits) is never what answers: the message names ours
+    for sign in (b"", b"-"):
+        body = b'{"a": ' + sign + b"9" * digits + b"}"
+        assert refusal(body) == f"{WHAT} has an integer of {digits} digits; at most 100 are accepted"
+
+
+def test_the_integer_limit_is_inclusive_and_configurable() -> None:
+    assert decode_json_object(b'{"a": -' + b"9" * 100 + b"}", what=WHAT) == {"a": -int("9" * 100)}
+    assert decode_json(b"12345", what=WHAT, max_int_digits=5) == 12345
+    with pytest.raises(PayloadError, match=r"^Acme webhook body has an integer of 6 digits; at most 5 are accepted$"):
+        decode_json(b"[123456]", what=WHAT, max_int_digits=5)
+
+
+@pytest.mark.parametrize("literal", [b"1e999", b"-1e999", b"1E400", b"1.5e+309", b"9" * 400 + b".0"])
+def test_a_number_out_of_float_range_is_refused_not_decoded_to_infinity(literal: bytes) -> None:
+    message = refusal(b'{"a": [' + literal + b"]}")
+    assert message.startswith(f"{WHAT} has a number out of range: ")
+    assert message.endswith(" is beyond what a 64-bit float holds")
+
+
+def test_tiny_numbers_and_long_fractions_are_ordinary_floats() -> None:
+    assert decode_json(b"[1e-999, 0.1000000000000000055511151231257827, -0.0, 1.7976931348623157e308]", what=WHAT) == [
+        0.0,
+        0.1,
+        -0.0,
+        1.7976931348623157e308,
+    ]
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1, "a": 1}', b'{"x": [{"k": 1, "j": 2, "k": 3}]}', b'{"a": 1, "\\u0061": 2}'])
+def test_duplicate_keys_are_refused_naming_the_key(body: bytes) -> None:
+    message = refusal(body)
+    assert message.startswith(f"{WHAT} has the key ")
+    assert message.endswith(" twice in one object (duplicate keys are refused)")
+
+
+def test_equal_keys_in_different_objects_are_fine() -> None:
+    assert decode_json_object(b'{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}', what=WHAT)["b"][1] == {"a": 3}
+
+
+def test_decode_json_takes_any_value_and_applies_every_rule() -> None:
+    assert decode_json(b"[1, 2]", what=WHAT) == [1, 2]
+    assert decode_json(b'"text"', what=WHAT) == "text"
+    with pytest.raises(PayloadError, match="surrogate"):
+        decode_json(b'["\\ud800"]', what=WHAT)
+    with pytest.raises(PayloadError, match="NaN is not valid JSON"):
+        decode_json(b"[NaN]", what=WHAT)
 
 
 def test_depth_limit_is_inclusive() -> None:
@@ -118,3 +167,33 @@ json_values = st.recursive(
 @given(st.dictionaries(st.text(), json_values, max_size=5))
 def test_every_valid_object_round_trips(doc: dict[str, Any]) -> None:
     assert decode_json_object(json.dumps(doc).encode(), what=WHAT) == doc
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=8), json_values, min_size=1, max_size=5).flatmap(lambda d: hostile_bodies([d])))
+def test_a_hostile_literal_anywhere_is_refused_naming_its_reason(case: tuple[bytes, str, str]) -> None:
+    body, name, phrase = case
+    message = refusal(body)
+    assert message.startswith(f"{WHAT} ")
+    assert phrase in message, (name, message)
+
+
+_TOKENS = [
+    "{", "}", "[", "]", ",", ":", '"a"', '"b"', "1", "-", "0.5", "1e999", "1e-999", "NaN", "Infinity",
+    "true", "null", '"\\ud800"', '"\\ud83d\\ude00"', "9" * 120, " ", '"\\u0000"', "\\", '"',
+]  # fmt: skip
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=30))
+def test_any_token_soup_decodes_or_is_refused_with_a_reason(tokens: list[str]) -> None:
+    body = "".join(tokens).encode()
+    try:
+        doc: object = decode_json(body, what=WHAT)
+    except PayloadError as exc:
+        message = str(exc)
+        assert message.startswith(f"{WHAT} ")
+        assert len(message) > len(WHAT) + 10
+        return
+    # what decodes is strict JSON: re-encoding it without NaN/Infinity and as UTF-8 works
+    json.dumps(doc, allow_nan=False).encode("utf-8")

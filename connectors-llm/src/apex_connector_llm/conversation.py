@@ -23,7 +23,7 @@ from typing import Any
 
 from apex_connector_llm.settings import LlmSettings
 from apex_platform.errors import PayloadError
-from apex_platform.payloads import check_json_structure, json_type
+from apex_platform.payloads import decode_json, json_type
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _TEXT_PARTS = {"text": "text", "refusal": "refusal"}
@@ -99,25 +99,10 @@ _MAX_DECODED_DEPTH = 10_000
 
 
 def decode_body(body: bytes) -> Any:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"the body is not UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        raise PayloadError("the body is empty: expected a JSON object with messages")
-    try:
-        doc = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise PayloadError("the body is not JSON this service accepts: nested too deeply") from None
-    # "\ud800" decodes to a string nothing can encode: refused here (400), not a crash (500)
-    check_json_structure(doc, what="the body", max_depth=_MAX_DECODED_DEPTH)
-    return doc
-
-
-def _no_constant(name: str) -> Any:
-    raise PayloadError(f"the body is not strict JSON: {name} is not a JSON number")
+    """The body as JSON through the platform's one strict decoder (`decode_json`): NaN and
+    Infinity, numbers out of range (`1e999`), integers over 100 digits, duplicate keys and
+    lone surrogate escapes are refused (400) naming the reason, never a 500."""
+    return decode_json(body, what="the body", max_depth=_MAX_DECODED_DEPTH)
 
 
 def _optional_string(doc: dict[str, Any], key: str, where: str, limit: int) -> str:

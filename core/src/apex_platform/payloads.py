@@ -1,20 +1,39 @@
-"""Strict decoding of JSON bodies from the outside (webhooks, vendor answers) into what
-the platform can carry on, with a `PayloadError` that says exactly what is wrong.
+"""Strict decoding of JSON bodies from the outside (webhooks, pushes) into what the
+platform can carry on, with a `PayloadError` that says exactly what is wrong.
 
-Strict means: UTF-8 only; no NaN or Infinity (Python's json accepts them, they are not
-JSON and cannot be re-encoded strictly); no nesting deeper than `max_depth` (a hostile
-body could exhaust the recursion of the encoders that carry it through Temporal); no
-unpaired UTF-16 surrogate escapes ("\\ud800" decodes to a string no store accepts).
+Every connector decodes what arrives at the edge through `decode_json` (or
+`decode_json_object`), so every source refuses the same things with the same reasons:
+
+- not UTF-8, empty, or not JSON at all (with the line and column);
+- `NaN`, `Infinity` and `-Infinity`: Python's json accepts them, they are not JSON and
+  cannot be re-encoded strictly;
+- a number out of range: `1e999` would decode to infinity (the same trouble as
+  `Infinity`, with a valid spelling);
+- an integer longer than `max_int_digits` digits (default 100): no store keeps such a
+  number as a number, and Python's own int limit (4,300 digits) would otherwise surface
+  as an unexplained error;
+- an object with the same key twice: RFC 8259 leaves the meaning open, decoders differ
+  (Python keeps the last value, others the first or fail), so a body whose signature
+  was checked could mean two things; refused rather than silently resolved;
+- nesting deeper than `max_depth` (a hostile body could exhaust the recursion of the
+  encoders that carry it through Temporal);
+- unpaired UTF-16 surrogate escapes (`"\\ud800"` decodes to a string no store and no
+  UTF-8 encoder accepts).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 from typing import Any
 
 from apex_platform.errors import PayloadError
 
 DEFAULT_MAX_DEPTH = 64
+#: the longest integer literal accepted (digits, sign not counted)
+DEFAULT_MAX_INT_DIGITS = 100
+_SHOWN = 40
 
 
 def json_type(value: object) -> str:
@@ -34,8 +53,54 @@ def json_type(value: object) -> str:
     return type(value).__name__
 
 
-def decode_json_object(body: bytes, *, what: str, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any]:
-    """`body` as a JSON object, or `PayloadError` naming `what` ("Front webhook body") and the fault."""
+class _Refused(Exception):
+    """Raised by the decoding hooks; becomes a `PayloadError` naming the body."""
+
+
+def _shown(literal: str) -> str:
+    return literal if len(literal) <= _SHOWN else literal[:_SHOWN] + "…"
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _Refused(f"has a number out of range: {_shown(literal)} is beyond what a 64-bit float holds")
+    return value
+
+
+def _int_parser(max_digits: int) -> Any:
+    def parse(literal: str) -> int:
+        digits = len(literal) - (literal[0] == "-")
+        if digits > max_digits:
+            raise _Refused(f"has an integer of {digits} digits; at most {max_digits} are accepted")
+        return int(literal)
+
+    return parse
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"has the key {_shown(key)!r} twice in one object (duplicate keys are refused)")
+            seen.add(key)
+    return doc
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Refused(f"is not valid JSON: {name} is not valid JSON")
+
+
+def decode_json(
+    body: bytes,
+    *,
+    what: str,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_int_digits: int = DEFAULT_MAX_INT_DIGITS,
+) -> Any:
+    """`body` as a JSON value, or `PayloadError` naming `what` ("Front webhook body") and the fault."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -43,14 +108,36 @@ def decode_json_object(body: bytes, *, what: str, max_depth: int = DEFAULT_MAX_D
     if not text.strip():
         raise PayloadError(f"{what} is empty; expected a JSON object")
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_int_parser(max_int_digits),
+            object_pairs_hook=_unique_keys,
+        )
+    except _Refused as exc:
+        raise PayloadError(f"{what} {exc}") from None
     except json.JSONDecodeError as exc:
         raise PayloadError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise PayloadError(f"{what} nests deeper than {max_depth} levels") from None
-    except ValueError as exc:  # NaN/Infinity, or an integer with thousands of digits
+        # json's own limit is the interpreter's recursion limit: name whichever is lower
+        limit = min(max_depth, sys.getrecursionlimit())
+        raise PayloadError(f"{what} nests deeper than {limit} levels") from None
+    except ValueError as exc:  # nothing known reaches here; still the client's body, never a 500
         raise PayloadError(f"{what} is not valid JSON: {exc}") from None
     check_json_structure(doc, what=what, max_depth=max_depth)
+    return doc
+
+
+def decode_json_object(
+    body: bytes,
+    *,
+    what: str,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_int_digits: int = DEFAULT_MAX_INT_DIGITS,
+) -> dict[str, Any]:
+    """`decode_json`, and the body must be a JSON object."""
+    doc = decode_json(body, what=what, max_depth=max_depth, max_int_digits=max_int_digits)
     if not isinstance(doc, dict):
         raise PayloadError(f"{what} must be a JSON object, got {json_type(doc)}")
     return doc
@@ -85,7 +172,3 @@ def _check_string(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise PayloadError(f"{what} contains an unpaired UTF-16 surrogate escape") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")

@@ -15,6 +15,7 @@ from apex_connector_edi.settings import EdiSettings
 from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
+from apex_platform.safefiles import display_name, open_input
 from apex_platform.settings import load
 
 
@@ -49,12 +50,13 @@ class EdiConnector:
 
     def split(self, path: Path) -> Iterator[BatchUnit | BatchWarning]:
         """Stream the file's transaction sets as units (id `ISA13:GS06:ST02`) with envelope
-        warnings between them. `PayloadError` only when the file is not X12 at all."""
+        warnings between them. `PayloadError` only when the file is not X12 at all, or is
+        not a file to read (`UnsafeFile`: a link, a FIFO; nothing of it is read)."""
         settings = self.settings
-        with Path(path).open("rb") as stream:
+        with open_input(path) as stream:
             yield from EnvelopeReader(
                 stream,
-                Path(path).name,
+                display_name(Path(path).name),
                 max_set_segments=settings.max_set_segments,
                 chunk_bytes=settings.read_chunk_bytes,
                 max_segment_chars=settings.max_segment_chars,

@@ -29,9 +29,10 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 from apex_platform.errors import ApexError, SettingsError
+from apex_platform.safefiles import STRUCTURAL, FilePolicy, open_input
 
 if TYPE_CHECKING:
     from apex_platform.settings import CoreSettings
@@ -62,8 +63,10 @@ class BlobStore(Protocol):
         """Store `data` once (idempotent) and return its reference, once it is durable."""
         ...
 
-    def put_file(self, source: Path) -> str:
-        """Store a file without reading it whole into memory; returns its reference."""
+    def put_file(self, source: Path, *, policy: FilePolicy = STRUCTURAL) -> str:
+        """Store a file without reading it whole into memory; returns its reference. The
+        file is opened as `safefiles.open_input` does (no link followed, no FIFO waited
+        on, checked against `policy`: `UnsafeFile`, nothing read)."""
         ...
 
     def path(self, ref: str) -> Path:
@@ -156,21 +159,26 @@ class LocalBlobStore:
             raise
         return ref
 
-    def put_file(self, source: Path) -> str:
-        """Store a file without reading it whole into memory; returns its reference."""
+    def put_file(self, source: Path, *, policy: FilePolicy = STRUCTURAL) -> str:
+        """Store a file without reading it whole into memory; returns its reference (the
+        file is opened and checked as `safefiles.open_input` does)."""
+        with open_input(source, policy) as src:
+            return self._put_stream(src)
+
+    def _put_stream(self, src: BinaryIO) -> str:
         digest = hashlib.sha256()
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            self._check_room(source.stat().st_size)
+            self._check_room(os.fstat(src.fileno()).st_size)
         except BlobStoreFull:
             # a full store still answers for content it holds (the same file ingested again)
-            known = self._held(source)
+            known = self._held(src)
             if known is None:
                 raise
             return known
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            with os.fdopen(fd, "wb") as out:
                 while chunk := src.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
@@ -186,9 +194,12 @@ class LocalBlobStore:
             raise
         return ref
 
-    def _held(self, source: Path) -> str | None:
+    def _held(self, source: BinaryIO) -> str | None:
         """The reference of `source`'s content if the store holds it already (touched), else None."""
-        ref = _PREFIX + _file_digest(source)
+        digest = hashlib.sha256()
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+        ref = _PREFIX + digest.hexdigest()
         path = self._path(ref)
         if not path.exists():
             return None
@@ -420,15 +431,20 @@ class S3BlobStore:
             self._added(len(data))
         return _PREFIX + digest
 
-    def put_file(self, source: Path) -> str:
+    def put_file(self, source: Path, *, policy: FilePolicy = STRUCTURAL) -> str:
         """Store a file (multipart past 8 MB). It is copied into the cache while hashed, and
-        the copy is uploaded: the object always matches its key, even if `source` changes."""
+        the copy is uploaded: the object always matches its key, even if `source` changes
+        (the file is opened and checked as `safefiles.open_input` does)."""
+        with open_input(source, policy) as src:
+            return self._put_stream(src)
+
+    def _put_stream(self, src: BinaryIO) -> str:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-")
         tmp = Path(tmp_name)
         try:
             digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            with os.fdopen(fd, "wb") as out:
                 while chunk := src.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)

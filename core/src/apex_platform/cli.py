@@ -38,6 +38,11 @@ PluginsOpt = Annotated[
 
 
 def _logging(level: str = "INFO") -> None:
+    """The platform's logging setup (API, worker, dev, demo): every record is redacted
+    (query values, URL passwords, secret parameters) before any handler sees it."""
+    from apex_platform.vendor_http import install_log_redaction
+
+    install_log_redaction()
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -443,9 +448,14 @@ def ingest(
     """Ingest files of a batch source (one workflow per file, fan-out per unit). Needs a
     running worker (`apex-platform dev` or `worker`). Warnings go to stderr; the exit code
     is non-zero only when nothing could be read."""
+    from rich.markup import escape
     from rich.progress import Progress
 
     from apex_platform.batches import Dropped, batch_source, expand, ingest_file_outcome, record_refs, watch_inbox
+    from apex_platform.safefiles import display_line, display_name
+
+    def shown(path: Path) -> str:  # a user's file name: escaped, and never read as rich markup
+        return escape(display_name(path.name))
 
     _stack_aware_env()
     runtime = _runtime(None)
@@ -460,7 +470,7 @@ def ingest(
         with Progress(console=err, transient=True, disable=as_json or not files) as progress:
             task = progress.add_task("files", total=len(files))
             for path in files:
-                sub = progress.add_task(path.name, total=None)
+                sub = progress.add_task(shown(path), total=None)
 
                 def show(done: int, total: int, sub: Any = sub) -> None:
                     progress.update(sub, completed=done, total=total or None)
@@ -469,27 +479,27 @@ def ingest(
                     outcome = await ingest_file_outcome(
                         runtime, client, src, path, chunk_size=chunk_size, on_progress=show
                     )
-                except ApexError as exc:  # the message names the file
-                    err.print(f"[red]error:[/] {exc}")
+                except (ApexError, OSError) as exc:  # the message names the file; the next files go on
+                    err.print(f"[red]error:[/] {escape(display_line(str(exc)))}")
                     continue
                 finally:
                     progress.remove_task(sub)
                     progress.advance(task)
                 result = outcome.result
                 for warning in result.warnings:
-                    err.print(f"[yellow]warning:[/] {path.name}: {warning}")
+                    err.print(f"[yellow]warning:[/] {shown(path)}: {escape(display_line(warning))}")
                 read_any = read_any or result.failed_count < result.units
                 if as_json:
                     for ref in record_refs(runtime, result):
                         sys.stdout.write(json.dumps({"source": source, "id": ref.id, "kind": ref.kind}) + "\n")
                 elif outcome.outcome == "duplicate":
                     console.print(
-                        f"{path.name}: ingested already (same content, {outcome.workflow_id}): "
+                        f"{shown(path)}: ingested already (same content, {outcome.workflow_id}): "
                         f"{result.record_count} records, nothing written again"
                     )
                 else:
                     console.print(
-                        f"{path.name}: {result.units} units, {result.record_count} records "
+                        f"{shown(path)}: {result.units} units, {result.record_count} records "
                         f"({result.written} written, {result.skipped} already there), "
                         f"{result.failed_count} units failed" + (" (a retry)" if outcome.outcome == "retried" else "")
                     )
@@ -500,9 +510,9 @@ def ingest(
             install_stop_signals(stop)
 
             def report(dropped: Dropped) -> None:
-                name, where = dropped.path.name, dropped.moved_to.parent.name
+                name, where = shown(dropped.path), dropped.moved_to.parent.name
                 if dropped.outcome == "failed":
-                    err.print(f"[red]{name} → {where}/:[/] {dropped.note}")
+                    err.print(f"[red]{name} → {where}/:[/] {escape(dropped.note or '')}")
                 elif dropped.outcome == "duplicate" or dropped.result is None:
                     console.print(f"{name} → {where}/: ingested already (same content), nothing written again")
                 else:

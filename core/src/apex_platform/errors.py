@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class ApexError(Exception):
     """Base of every error Apex raises on purpose."""
@@ -23,6 +25,27 @@ class SignatureError(ApexError):
 
 class PayloadError(ApexError):
     """The body cannot be understood (HTTP 400); the message says what is wrong."""
+
+
+#: Errors about what an input holds (a body, a file, a unit of a file): the same input
+#: gives the same error, so retrying never helps. A connector's `parse` and `split` are
+#: pure, so these are the input's fault even when the connector did not name them as
+#: `PayloadError` (a pydantic `ValidationError` or `UnicodeDecodeError` is a `ValueError`,
+#: a missing field a `LookupError`).
+MALFORMED_INPUT: tuple[type[Exception], ...] = (PayloadError, ValueError, TypeError, LookupError)
+
+
+def input_problem(exc: BaseException) -> str:
+    """One line saying what is wrong with an input, from one of `MALFORMED_INPUT`."""
+    if isinstance(exc, ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        more = f" and {exc.error_count() - 5} more" if exc.error_count() > 5 else ""
+        return f"invalid {exc.title}: {fields}{more}"
+    if isinstance(exc, PayloadError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class VendorError(ApexError):

@@ -21,7 +21,16 @@ from temporalio.exceptions import ApplicationError
 from apex_platform import metrics
 from apex_platform.blobs import BlobNotFound, BlobStore
 from apex_platform.contracts import BatchSource, BatchUnit, BatchWarning, FetchingSource, PollSource
-from apex_platform.errors import ApexError, PayloadError, PluginError, RestartPagination, SettingsError, VendorError
+from apex_platform.errors import (
+    MALFORMED_INPUT,
+    ApexError,
+    PayloadError,
+    PluginError,
+    RestartPagination,
+    SettingsError,
+    VendorError,
+    input_problem,
+)
 from apex_platform.inbox import Inbox, Lineage, StoredDelivery
 from apex_platform.models import InboundEvent, Page, Record, WriteResult
 from apex_platform.plugins import Registry
@@ -750,8 +759,9 @@ class IngestActivities:
         try:
             async with heartbeating():
                 return await asyncio.to_thread(split)
-        except PayloadError as exc:
-            raise _non_retryable(exc) from exc
+        except MALFORMED_INPUT as exc:
+            # the same file splits the same way: retrying would fail forever
+            raise ApplicationError(input_problem(exc), type=type(exc).__name__, non_retryable=True) from exc
 
     def _chunk_ref(self, inp: IngestChunkInput) -> str:
         if inp.manifest_ref is None:
@@ -787,10 +797,10 @@ class IngestActivities:
             for event in events:
                 try:
                     parsed = connector.parse(event)
-                except PayloadError as exc:
+                except MALFORMED_INPUT as exc:  # parse is pure: the unit's fault, never retried
                     failed.append(event.event_id)
                     if len(warnings) < MAX_LISTED:
-                        warnings.append(f"{event.event_id}: not ingested: {exc}"[:1000])
+                        warnings.append(f"{event.event_id}: not ingested: {input_problem(exc)}"[:1000])
                     continue
                 for record in parsed:
                     origins[(record.id, record.version)] = f"file:{event.event_id}"[:1000]

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from litestar import Litestar, post
 from tenacity import wait_none
 
 from apex_platform.errors import RestartPagination, VendorError
+from apex_platform.testing.vendor_server import FakeVendorServer
 from apex_platform.vendor_http import (
     TransientFailure,
+    install_log_redaction,
     parse_retry_after,
     redact,
+    redact_log_text,
     retry_transient,
     status_error,
+    uninstall_log_redaction,
 )
 
 NOW = datetime(2026, 3, 10, 14, 0, 0, tzinfo=UTC)
@@ -148,3 +156,100 @@ def test_a_secret_cut_by_the_length_limit_is_still_hidden() -> None:
     body = "x" * 180 + secret
     error = status_error(answer(400, body), where="w", rate_limit_backoff=30, secrets=[secret])
     assert "sssss" not in str(error)
+
+
+# -- secrets in logs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (
+            'HTTP Request: POST http://127.0.0.1:8/oauth/token?client_id=publicapi&client_secret=S3 "HTTP/1.1 200 OK"',
+            'HTTP Request: POST http://127.0.0.1:8/oauth/token?client_id=***&client_secret=*** "HTTP/1.1 200 OK"',
+        ),
+        ("GET https://u:S3@host/feed?types=gps&after=S3#top", "GET https://u:***@host/feed?types=***&after=***#top"),
+        ("https://host/p?S3", "https://host/p?***"),
+        (
+            "grant_type=password&username=dana&password=S3&scope=read",
+            "grant_type=password&username=dana&password=***&scope=read",
+        ),
+        ("{'client_secret': 'S3', 'client_id': 'publicapi'}", "{'client_secret': '***', 'client_id': 'publicapi'}"),
+        ('{"Access_Token": "S3", "expires_in": 3600}', '{"Access_Token": "***", "expires_in": 3600}'),
+        ("monkey=ok tokens=ok keyboard=ok", "monkey=ok tokens=ok keyboard=ok"),
+        ("nothing to hide: 12 records in 3 s", "nothing to hide: 12 records in 3 s"),
+    ],
+)
+def test_redact_log_text(line: str, shown: str) -> None:
+    assert redact_log_text(line) == shown
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def debug_records() -> Iterator[_Records]:
+    handler = _Records()
+    root = logging.getLogger()
+    before = root.level, logging.getLogger("httpx").level, logging.getLogger("httpcore").level
+    root.addHandler(handler)
+    for name in ("", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        for name, level in zip(("", "httpx", "httpcore"), before, strict=True):
+            logging.getLogger(name).setLevel(level)
+        uninstall_log_redaction()
+
+
+@pytest.fixture(scope="module")
+def vendor() -> Iterator[str]:
+    @post("/oauth/token", status_code=500)
+    async def token() -> dict[str, str]:
+        return {"error": "boom"}
+
+    with FakeVendorServer(Litestar([token]), name="fake vendor") as server:
+        yield server.base_url
+
+
+def test_httpx_request_lines_keep_no_query_secret_once_redaction_is_installed(
+    vendor: str, debug_records: _Records
+) -> None:
+    marker = "mark-" + uuid.uuid4().hex
+    url = f"{vendor}/oauth/token?client_id=publicapi&client_secret={marker}"
+    install_log_redaction()
+    install_log_redaction()  # idempotent
+    with httpx.Client() as http:
+        resp = http.post(url, data={"password": marker})
+    try:
+        resp.raise_for_status()
+    except httpx.HTTPStatusError:
+        logging.getLogger("apex.test").exception("token request failed")  # the URL is in the error
+    lines = debug_records.lines
+    assert any(line.startswith("httpx HTTP Request: POST") and "client_secret=***" in line for line in lines), lines
+    assert any("token request failed" in line for line in lines)
+    assert [line for line in lines if marker in line] == []
+
+
+def test_without_redaction_httpx_would_log_the_secret(vendor: str, debug_records: _Records) -> None:
+    marker = "mark-" + uuid.uuid4().hex
+    with httpx.Client() as http:
+        http.get(f"{vendor}/oauth/token?client_secret={marker}")
+    assert any(marker in line for line in debug_records.lines)  # what the redaction is for
+
+
+def test_the_platform_logging_setup_installs_the_redaction(debug_records: _Records) -> None:
+    from apex_platform.cli import _logging
+
+    _logging("DEBUG")
+    logging.getLogger("apex.test").info("GET https://host/x?token=%s", "s3cr3t")
+    assert debug_records.lines[-1] == "apex.test GET https://host/x?token=***"

@@ -156,12 +156,12 @@ class TurvoClient:
         assert s.client_secret is not None
         grant = body["grant_type"]
         where = f"POST {TOKEN_PATH} ({grant} grant) at {s.base_url}"
-        params = {"client_id": s.client_id or "", "client_secret": s.client_secret.get_secret_value()}
+        # The client credentials travel in the JSON body with the grant, as Turvo's token
+        # request is documented; never in the URL, which proxies and httpx's INFO log keep.
         body = {**body, "client_id": s.client_id, "client_secret": s.client_secret.get_secret_value()}
         try:
             resp = await http.post(
                 s.base_url + TOKEN_PATH,
-                params=params,
                 json=body,
                 headers={"x-api-key": s.api_key.get_secret_value()},
             )

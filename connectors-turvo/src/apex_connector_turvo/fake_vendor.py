@@ -1,7 +1,8 @@
 """A fake Turvo public API for tests and the demo: a small Litestar app on a real port.
 
 Serves ``POST /v1/oauth/token`` (password and refresh_token grants, expiring tokens,
-``x-api-key`` checked), ``GET /v1/{shipments|orders|carriers|customers|locations}/{id}``
+``x-api-key`` checked, client credentials in the JSON body only: a query string holding
+credentials is refused), ``GET /v1/{shipments|orders|carriers|customers|locations}/{id}``
 (``{"Status": "SUCCESS", "details": …}`` or 404), failures on demand (429 with Retry-After,
 5xx), token revocation, and token-authenticated webhook deliveries to an Apex API.
 """
@@ -48,6 +49,8 @@ class FakeTurvo:
     log: list[tuple[str, str, int]] = field(default_factory=list)
     #: every token grant served, by grant type
     grants: list[str] = field(default_factory=list)
+    #: the query parameters of every token request (credentials belong in the body)
+    token_queries: list[dict[str, str]] = field(default_factory=list)
     _access: dict[str, float] = field(default_factory=dict)
     _refresh: set[str] = field(default_factory=set)
     _faults: list[Fault] = field(default_factory=list)
@@ -68,6 +71,7 @@ class FakeTurvo:
             self.entities = samples.entities()
             self.log.clear()
             self.grants.clear()
+            self.token_queries.clear()
             self._access.clear()
             self._refresh.clear()
             self._faults.clear()
@@ -136,10 +140,15 @@ class FakeTurvo:
         return doc
 
     def token(self, headers: dict[str, str], query: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.token_queries.append(dict(query))
         if headers.get("x-api-key") != self.api_key:
             return 403, {"message": "Forbidden"}
-        client_id = query.get("client_id") or body.get("client_id")
-        client_secret = query.get("client_secret") or body.get("client_secret")
+        if set(query) & {"client_secret", "password", "refresh_token"}:
+            # the token request carries its credentials in the JSON body, never in the URL
+            return 400, {"error": "invalid_request", "error_description": "credentials in the query string"}
+        client_id = body.get("client_id")
+        client_secret = body.get("client_secret")
         if client_id != self.client_id or client_secret != self.client_secret:
             return 401, {"error": "invalid_client", "error_description": "Bad client credentials"}
         grant = body.get("grant_type")

@@ -1,6 +1,9 @@
 """What every connector's HTTP client does with a vendor's answers: read `Retry-After`,
 retry transient failures quickly inside the call, and turn an unexpected status into a
-`VendorError` that says where it happened without ever repeating a secret.
+`VendorError` that says where it happened without ever repeating a secret; and what it
+must never do in a log: `install_log_redaction` (the platform's logging setup calls it)
+hides query values, URL passwords and secret parameters in every log record, because
+httpx logs every request's full URL at INFO.
 
 Temporal retries a failed activity later anyway; the quick retries here only smooth over
 a dropped connection or a passing 5xx, so a poll is not rescheduled for a blip.
@@ -8,11 +11,13 @@ a dropped connection or a passing 5xx, so a poll is not rescheduled for a blip.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
@@ -122,3 +127,120 @@ def status_error(
         return VendorError(f"{where} answered HTTP {code}", retryable=True, retry_after=retry_after)
     detail = redact(response.text, secrets)[:_MAX_DETAIL].strip()
     return VendorError(f"{where} answered HTTP {code}: {detail}", retryable=False)
+
+
+# -- secrets in logs ------------------------------------------------------------------------
+
+#: parameter names whose values are secrets wherever they appear as `name=value` in a log
+#: line (a form body, a query string, a repr); matched case-insensitively, as whole names
+SECRET_PARAMS = (
+    "client_secret",
+    "secret",
+    "password",
+    "passwd",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "public_token",
+    "link_token",
+    "token",
+    "api_key",
+    "apikey",
+    "x-api-key",
+    "key",
+    "signature",
+    "sig",
+    "code",
+    "assertion",
+    "client_assertion",
+)
+REDACTED = "***"
+_URL = re.compile(r"""\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^\s/?#@"'<>]*@)?([^\s?#"'<>]*)(\?[^\s#"'<>]*)?""")
+_PARAM = re.compile(
+    r"(?i)(?<![\w-])(" + "|".join(re.escape(name) for name in SECRET_PARAMS) + r""")=([^&\s"'<>,;)]+)"""
+)
+#: the same names as quoted keys of a dict or JSON text: `'password': 'x'`, `"token": "x"`
+_QUOTED = re.compile(
+    r"""(?i)(["'])(""" + "|".join(re.escape(name) for name in SECRET_PARAMS) + r""")\1(\s*:\s*)(["'])(?:(?!\4).)*\4"""
+)
+_RECORD_FLAG = "_apex_redacted"
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    scheme, userinfo, rest, query = match.group(1), match.group(2), match.group(3), match.group(4)
+    if userinfo:
+        user = userinfo[:-1].split(":", 1)[0]
+        userinfo = f"{user}:{REDACTED}@" if ":" in userinfo else userinfo
+    if query and len(query) > 1:
+        query = "?" + "&".join(
+            f"{part.split('=', 1)[0]}={REDACTED}" if "=" in part else REDACTED for part in query[1:].split("&")
+        )
+    return f"{scheme}{userinfo or ''}{rest}{query or ''}"
+
+
+def redact_log_text(text: str) -> str:
+    """`text` with the value of every query parameter of every URL, every URL password,
+    and the value of every `SECRET_PARAMS` name (as `name=value` or as a quoted key)
+    replaced by `***`."""
+    if "://" in text:
+        text = _URL.sub(_redact_url, text)
+    if "=" in text:
+        text = _PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    if ":" in text:
+        text = _QUOTED.sub(
+            lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{REDACTED}{m.group(4)}", text
+        )
+    return text
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Redact one record in place (its message, arguments merged; its traceback text)."""
+    if getattr(record, _RECORD_FLAG, False):
+        return record
+    setattr(record, _RECORD_FLAG, True)
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a broken format string is the handler's to report
+        return record
+    redacted = redact_log_text(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact_log_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_log_text(record.stack_info)
+    return record
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts (never drops) records; for handlers configured
+    outside the platform's logging setup."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+_installed: list[Callable[..., logging.LogRecord]] = []
+
+
+def install_log_redaction() -> None:
+    """Redact every log record of this process when it is created, whatever logger and
+    handler it goes to (httpx and httpcore included). Idempotent."""
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return redact_record(previous(*args, **kwargs))
+
+    _installed.append(previous)
+    logging.setLogRecordFactory(factory)
+
+
+def uninstall_log_redaction() -> None:
+    """Undo `install_log_redaction` (tests)."""
+    if _installed:
+        logging.setLogRecordFactory(_installed.pop())

@@ -12,10 +12,12 @@ import pytest
 from litestar import Litestar, post
 from tenacity import wait_none
 
-from apex_platform.errors import RestartPagination, VendorError
+from apex_platform.errors import PayloadError, RestartPagination, VendorError
 from apex_platform.testing.vendor_server import FakeVendorServer
 from apex_platform.vendor_http import (
+    SAFE_ID,
     TransientFailure,
+    fill_path,
     install_log_redaction,
     parse_retry_after,
     redact,
@@ -253,3 +255,27 @@ def test_the_platform_logging_setup_installs_the_redaction(debug_records: _Recor
     _logging("DEBUG")
     logging.getLogger("apex.test").info("GET https://host/x?token=%s", "s3cr3t")
     assert debug_records.lines[-1] == "apex.test GET https://host/x?token=***"
+
+
+# -- ids from vendor input in API paths ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ("1000304706", "/v1/shipments/1000304706"),
+        ("M290969", "/v1/shipments/M290969"),
+        ("SH:4.2-a_b", "/v1/shipments/SH%3A4.2-a_b"),
+    ],
+)
+def test_fill_path_quotes_each_id_as_one_segment(value: str, path: str) -> None:
+    assert fill_path("/v1/shipments/{id}", "Acme shipment", id=value) == path
+
+
+@pytest.mark.parametrize(
+    "value", ["..", ".", "", "../v2", "a/b", "a?b", "a#b", "%2e%2e", "-1", ".hidden", "a b", "x" * 129]
+)
+def test_an_id_that_could_change_the_path_is_refused_naming_it(value: str) -> None:
+    with pytest.raises(PayloadError, match=r"^Acme shipment id .* is not a plain identifier"):
+        fill_path("/v1/shipments/{id}", "Acme shipment", id=value)
+    assert not SAFE_ID.fullmatch(value)

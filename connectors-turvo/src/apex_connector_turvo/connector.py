@@ -18,6 +18,7 @@ from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
 from apex_platform.settings import load
+from apex_platform.vendor_http import fill_path
 
 
 def unwrap(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -111,7 +112,7 @@ class TurvoConnector:
         if template is None:
             update = {"reason": f"no API path is configured for Turvo entity type {kind!r} (APEX_TURVO_ENTITY_PATHS)"}
             return event.model_copy(update={"payload": {**payload, **update}})
-        path = template.replace("{id}", entity_id)
+        path = fill_path(template, f"Turvo {kind}", id=entity_id)  # checked and quoted: one segment
         doc = await self.client.get(path)
         entity = unwrap(doc) if doc is not None else None
         if entity is None:
@@ -128,7 +129,8 @@ class TurvoConnector:
         """Records of one (fetched) event. Pure."""
         payload = self._payload(event)
         received_us = int(event.received_at.timestamp() * 1_000_000)
-        return build_records(payload, received_us, split_list(self.settings.updated_path))
+        skew_us = round(self.settings.event_time_max_skew_seconds * 1_000_000)
+        return build_records(payload, received_us, split_list(self.settings.updated_path), skew_us)
 
     def _payload(self, event: InboundEvent) -> dict[str, Any]:
         payload = event.payload

@@ -9,6 +9,12 @@ time, else the time the delivery was received. The fetched object is the entity 
 not as it was at the event, so its update time is the honest version of that content: two
 webhooks that fetch the same state produce the same version and an identical record.
 
+The webhook's event time is the sender's word, not Turvo's data: one later than the
+receipt by more than `max_skew_us` (APEX_TURVO_EVENT_TIME_MAX_SKEW_SECONDS, 5 minutes) is
+ignored (kept as `event_time_ignored` in the webhook summary), or a year-9999 time would
+outrank every real update forever. A 404 tombstone has no version from Turvo at all: it is
+the (bounded) event time, and never earlier than the receipt (the 404 was seen after it).
+
 Turvo shapes vary by tenant and API version: every field is optional and a field of the
 wrong type is ignored, never an error.
 """
@@ -34,6 +40,8 @@ KIND_LOCATION = "turvo.location"
 KIND_WEBHOOK = "turvo.webhook"
 
 _MAX_ITEMS = 200
+#: how far after its receipt a webhook's event time may be (APEX_TURVO_EVENT_TIME_MAX_SKEW_SECONDS)
+DEFAULT_SKEW_US = 300 * 1_000_000
 _MAX_STATUS_HISTORY = 100
 _MAX_KEY = 512
 
@@ -91,14 +99,20 @@ def updated_us(entity: dict[str, Any], paths: list[str]) -> int | None:
 class Context:
     """The parts of the payload every record of one event shares."""
 
-    def __init__(self, payload: dict[str, Any], received_us: int, updated_paths: list[str]) -> None:
+    def __init__(
+        self, payload: dict[str, Any], received_us: int, updated_paths: list[str], max_skew_us: int = DEFAULT_SKEW_US
+    ) -> None:
         self.payload = payload
         self.entity_type = str(payload.get("entity_type") or "unknown")
         self.entity_id = str(payload.get("entity_id") or "")
         self.event_id = str(payload.get("event_id") or "")
         self.webhook = _d(payload.get("webhook"))
         event_us = payload.get("event_time_us")
-        self.event_us: int | None = event_us if isinstance(event_us, int) and event_us >= 0 else None
+        claimed = event_us if isinstance(event_us, int) and not isinstance(event_us, bool) and event_us >= 0 else None
+        # later than the receipt by more than the skew: the sender's clock or a forgery, never a version
+        plausible = claimed is not None and claimed <= received_us + max_skew_us
+        self.event_us: int | None = claimed if plausible else None
+        self.ignored_event_us: int | None = None if plausible else claimed
         self.received_us = received_us
         self.entity = _d(payload.get("entity"))
         self.entity_updated_us = updated_us(self.entity, updated_paths) if self.entity else None
@@ -121,12 +135,15 @@ class Context:
         return from_us(self.version)
 
     def webhook_summary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "event_id": self.event_id,
             "event_name": _s(self.webhook.get("eventName")),
             "event_time": iso(self.event_us),
             "version_source": self.version_source,
         }
+        if self.ignored_event_us is not None:
+            summary["event_time_ignored"] = iso(self.ignored_event_us)
+        return summary
 
 
 # -- places -----------------------------------------------------------------------------
@@ -593,9 +610,15 @@ def webhook_record(ctx: Context, reason: str) -> Record:
 
 
 def tombstone(ctx: Context) -> Record:
-    """The API no longer knows the entity: it was deleted. The tombstone's version is the
-    webhook time (or receipt time), later than any update the live record carried."""
-    version = ctx.event_us if ctx.event_us is not None else ctx.received_us
+    """The API no longer knows the entity: it was deleted. A 404 carries no version of
+    Turvo's, so the tombstone's is the webhook's event time — bounded to the receipt plus
+    the allowed skew (see `Context`) — and never earlier than the receipt: later than any
+    update the live record carried, and never so far ahead that a real update could not
+    follow it."""
+    version = max(ctx.received_us, ctx.event_us if ctx.event_us is not None else 0)
+    attributes: dict[str, Any] = {"reason": "the Turvo API answered 404", "webhook": _json_safe(ctx.webhook)}
+    if ctx.ignored_event_us is not None:
+        attributes["event_time_ignored"] = iso(ctx.ignored_event_us)
     return Record(
         source=SOURCE,
         kind=f"turvo.{ctx.entity_type}",
@@ -603,7 +626,7 @@ def tombstone(ctx: Context) -> Record:
         version=version,
         occurred_at=from_us(version),
         title=f"Turvo {ctx.entity_type} {ctx.entity_id} deleted",
-        attributes={"reason": "the Turvo API answered 404", "webhook": _json_safe(ctx.webhook)},
+        attributes=attributes,
         deleted=True,
     )
 
@@ -642,8 +665,10 @@ PARSERS = {
 }
 
 
-def build_records(payload: dict[str, Any], received_us: int, updated_paths: list[str]) -> list[Record]:
-    ctx = Context(payload, received_us, updated_paths)
+def build_records(
+    payload: dict[str, Any], received_us: int, updated_paths: list[str], max_skew_us: int = DEFAULT_SKEW_US
+) -> list[Record]:
+    ctx = Context(payload, received_us, updated_paths, max_skew_us)
     if payload.get("not_found") is True:
         return [tombstone(ctx)]
     if not ctx.entity:

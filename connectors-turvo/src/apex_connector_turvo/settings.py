@@ -57,6 +57,15 @@ class TurvoSettings(BaseSettings):
         default="eventTime,timestamp,occurredAt,eventPayload.updated,eventPayload.lastUpdatedOn,updatedAt",
         description="Comma-separated JSON paths of the webhook's event time",
     )
+    event_time_max_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "A webhook event time later than its receipt by more than this is ignored (the receipt time "
+            "is used): a version in the future would outrank every real update"
+        ),
+    )
 
     # -- API --------------------------------------------------------------------------------
     base_url: str = Field(default="https://publicapi.turvo.com/v1", description="Turvo public API base URL")

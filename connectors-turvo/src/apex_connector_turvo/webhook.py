@@ -21,9 +21,10 @@ from apex_connector_turvo.settings import TurvoSettings, split_list
 from apex_connector_turvo.times import to_us
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.payloads import decode_json_object
+from apex_platform.vendor_http import SAFE_ID
 
-# An entity id goes into an API path: only characters that cannot change the path.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# An entity id goes into an API path: vendor_http.SAFE_ID (never "." or "..": an id of
+# ".." made GET /shipments/.. , which clients normalise to GET /v1), quoted when the path is built.
 _SAFE_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _ALIASES = {"account": "customer", "accounts": "customer", "load": "shipment", "loads": "shipment"}
@@ -132,10 +133,10 @@ def read_delivery(doc: dict[str, Any], settings: TurvoSettings) -> Delivery:
         if not found_id[1].is_integer():
             raise PayloadError(f"Turvo webhook entity id at {found_id[0]!r} is not a whole number")
         entity_id = str(int(found_id[1]))
-    if not _SAFE_ID.match(entity_id):
+    if not SAFE_ID.fullmatch(entity_id):
         raise PayloadError(
             f"Turvo webhook entity id at {found_id[0]!r} is not a plain identifier "
-            "(letters, digits, '_', '.', ':', '-'; at most 128)"
+            "(a letter or digit, then letters, digits, '_', '.', ':', '-'; at most 128)"
         )
     kind = entity_kind(str(found_type[1]), set(settings.entity_path_map()))
     time_found = first(doc, settings.event_time_path)
@@ -161,7 +162,7 @@ def event_id(doc: dict[str, Any], settings: TurvoSettings, kind: str, entity_id:
     found = first(doc, settings.delivery_id_path)
     if found is not None:
         value = str(found[1])
-        if _SAFE_EVENT_ID.match(value):
+        if _SAFE_EVENT_ID.fullmatch(value):
             return value
         return "d-" + hashlib.sha256(value.encode()).hexdigest()[:40]
     basis = str(time_us) if time_us is not None else json.dumps(doc, sort_keys=True, separators=(",", ":"))

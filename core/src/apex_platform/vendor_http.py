@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar, overload
+from urllib.parse import quote
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 from tenacity.wait import wait_base
 
-from apex_platform.errors import VendorError
+from apex_platform.errors import PayloadError, VendorError
 
 T = TypeVar("T")
 
@@ -66,6 +67,35 @@ def parse_retry_after(
     if math.isnan(seconds):
         return default
     return min(max(seconds, 0.0), cap)
+
+
+#: an identifier taken from vendor input that may become one segment of an API path:
+#: starts with a letter or digit (so never "." or ".."), then letters, digits, "_.:-"
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def path_segment(value: str, *, what: str) -> str:
+    """`value` as one percent-encoded path segment, or `PayloadError` naming `what`.
+
+    Refuses what is not a `SAFE_ID` (".." and "." included, which an HTTP client or the
+    vendor's server would resolve to the parent path), then quotes every character
+    outside the unreserved set, so nothing in an id can add a segment, a query or a fragment.
+    """
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value):
+        shown = value[:40] if isinstance(value, str) else type(value).__name__
+        raise PayloadError(
+            f"{what} {shown!r} is not a plain identifier (a letter or digit, then letters, digits, "
+            "'_', '.', ':' or '-'; at most 128)"
+        )
+    return quote(value, safe="")
+
+
+def fill_path(template: str, what: str, **values: str) -> str:
+    """`template` ("/shipments/{id}") with each `{name}` replaced by `path_segment(value)`."""
+    path = template
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", path_segment(value, what=f"{what} {name}"))
+    return path
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -349,8 +349,11 @@ async def test_embedded_stack_starts_describes_stops_and_resumes(pg_root: Path) 
         assert info["temporal"]["address"] == f"127.0.0.1:{settings.temporal_port}"
         assert info["temporal"]["namespace"] == "default"
         assert info["temporal"]["ui_url"] is None
-        assert info["postgres"]["dsn"] == f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/apex"
-        assert info["redis"]["url"] == f"redis://127.0.0.1:{settings.redis_port}/0"
+        pg_password, redis_password = stack.postgres.password, stack.redis.password
+        assert pg_password
+        assert redis_password
+        assert info["postgres"]["dsn"] == f"postgresql://postgres:{pg_password}@127.0.0.1:{settings.postgres_port}/apex"
+        assert info["redis"]["url"] == f"redis://:{redis_password}@127.0.0.1:{settings.redis_port}/0"
         assert info["qdrant"]["path"] == str(home / "qdrant")
         assert info["api"]["url"] == f"http://127.0.0.1:{settings.api_port}"
         assert info["pid"] == os.getpid()

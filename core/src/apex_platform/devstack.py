@@ -43,14 +43,16 @@ def stack_environment(info: dict[str, Any]) -> dict[str, str]:
 
 
 def _print_stack(info: dict[str, Any]) -> None:
+    from apex_platform.stack.credentials import redact
+
     table = Table(title=f"Apex embedded stack in {info['home']}")
     table.add_column("service")
     table.add_column("address")
     table.add_row("API", info["api"]["url"])
     table.add_row("Temporal", info["temporal"]["address"])
     table.add_row("Temporal UI", info["temporal"].get("ui_url") or "-")
-    table.add_row("PostgreSQL", info["postgres"]["dsn"])
-    table.add_row("Redis + FalkorDB", info["redis"]["url"])
+    table.add_row("PostgreSQL", redact(info["postgres"]["dsn"]))  # passwords: stack.json (0600)
+    table.add_row("Redis + FalkorDB", redact(info["redis"]["url"]))
     table.add_row("Qdrant (local)", info["qdrant"]["path"])
     console.print(table)
 

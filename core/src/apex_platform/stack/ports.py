@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 
 from apex_platform.stack.errors import StackError
+
+log = logging.getLogger(__name__)
+_warned_hosts: set[str] = set()
+
+HOST_SETTING = "APEX_STACK_HOST"
+ALLOW_REMOTE_SETTING = "APEX_STACK_ALLOW_REMOTE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +31,41 @@ class PortClaim:
     def busy_message(self, host: str) -> str:
         fix = f"set {self.setting}" if self.setting else "choose another port"
         return f"port {self.port} for {self.service} is in use on {host}; {fix} or stop what uses it"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (127.0.0.0/8, ::1, `localhost`)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def check_bind_host(host: str, *, allow_remote: bool = False) -> None:
+    """Refuse a non-loopback interface for an embedded server unless `allow_remote` says so.
+
+    The embedded servers are for one machine: Temporal's dev server has no
+    authentication at all, and every other machine on the network would reach it on
+    0.0.0.0. With `allow_remote` the host is taken, with a warning (once per host).
+    """
+    if is_loopback(host):
+        return
+    if not allow_remote:
+        raise StackError(
+            f"{HOST_SETTING}={host!r} is not a loopback address: the embedded servers would be reachable "
+            f"from other machines (Temporal's dev server has no authentication); use 127.0.0.1, or set "
+            f"{ALLOW_REMOTE_SETTING}=1 if that is really meant"
+        )
+    if host not in _warned_hosts:
+        _warned_hosts.add(host)
+        log.warning(
+            "the embedded servers listen on %s (%s is set): other machines can reach them; "
+            "Temporal's dev server has no authentication, PostgreSQL and Redis require their passwords",
+            host,
+            ALLOW_REMOTE_SETTING,
+        )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

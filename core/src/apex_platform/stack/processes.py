@@ -3,7 +3,9 @@
 Every embedded server (Temporal, PostgreSQL, Redis) is one `ServerProcess`: the
 subclass says how to prepare its data folder, which command to run, which ports it
 claims and how to tell it is ready; this class does the process handling that must
-be right once: spawn, wait, stop, restart, log tails in errors.
+be right once: spawn, wait, stop, restart, log tails in errors, a loopback-only
+interface unless allowed otherwise, and a minimal environment for every child
+(`child_environment`): a server never sees our secrets in its /proc/<pid>/environ.
 """
 
 from __future__ import annotations
@@ -18,21 +20,42 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, BinaryIO, ClassVar, Self, TypeVar
 
+from apex_platform.stack.credentials import private_dir
 from apex_platform.stack.errors import StackError
-from apex_platform.stack.ports import PortClaim, ensure_ports_free
+from apex_platform.stack.ports import PortClaim, check_bind_host, ensure_ports_free
 
 _T = TypeVar("_T")
 
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 40
 _LOG_TAIL_BYTES = 16 * 1024
+
+CHILD_UMASK = 0o077
+"""Files a server creates (snapshots, databases, logs of its own) are its owner's only."""
+
+CHILD_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR")
+"""What a server child keeps of our environment: where programs are, the locale, the time zone."""
+
+
+def child_environment(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of an embedded server (or its setup tool): `CHILD_ENV_KEEP`,
+    HOME set to the server's own data folder (no dotfiles of ours are read) and `extra`.
+
+    Never the parent's environment: it holds the API's and the connectors' secrets,
+    and a child's environment is readable in /proc/<pid>/environ for its lifetime.
+    """
+    env = {name: os.environ[name] for name in CHILD_ENV_KEEP if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env["HOME"] = str(home)
+    env.update(extra or {})
+    return env
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
@@ -60,6 +83,20 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return preexec
+
+
+def run_as(user: str | None) -> dict[str, Any]:
+    """`subprocess` keyword arguments that run a child as `user` with that user's own group only.
+
+    `user=` alone would leave the child in our groups: as root, group root, which reads
+    every root-group-readable file. None: the current user (no arguments).
+    """
+    if user is None:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def run_coroutine(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
@@ -100,9 +137,11 @@ class ServerProcess(ABC):
         data_dir: Path | str,
         *,
         host: str = "127.0.0.1",
+        allow_remote: bool = False,
         startup_timeout: float = 60.0,
         stop_timeout: float = 30.0,
     ) -> None:
+        check_bind_host(host, allow_remote=allow_remote)
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.host = host
         self.startup_timeout = startup_timeout
@@ -135,6 +174,10 @@ class ServerProcess(ABC):
     def _spawn_user(self) -> str | None:
         """System user to run the server as (None: the current user)."""
         return None
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment: `child_environment` of its data folder (extend, never widen)."""
+        return child_environment(self.data_dir)
 
     # -- state ---------------------------------------------------------------------
 
@@ -172,8 +215,8 @@ class ServerProcess(ABC):
         concurrently while still spawning every child from the main thread.
         """
         ensure_ports_free(self.port_claims(), self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
+        private_dir(self.log_path.parent)
         self._prepare_data()
 
     def spawn(self) -> None:
@@ -182,8 +225,7 @@ class ServerProcess(ABC):
             return
         self._process = None
         argv = self.command()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with self.open_log() as log:
             self._log_offset = log.tell()
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             log.write(f"--- apex: starting {self.service} at {stamp}: {shlex.join(argv)}\n".encode())
@@ -195,12 +237,26 @@ class ServerProcess(ABC):
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.data_dir,
+                    env=self.environment(),
+                    umask=CHILD_UMASK,
                     start_new_session=True,
                     preexec_fn=die_with_parent(self.stop_signal),
-                    user=self._spawn_user(),
+                    **run_as(self._spawn_user()),
                 )
             except OSError as exc:
                 raise StackError(f"{self.service} could not be launched ({argv[0]}): {exc}") from exc
+
+    def open_log(self) -> BinaryIO:
+        """The server's log file for appending, readable by its owner only (server output may
+        quote the data it was handling)."""
+        private_dir(self.log_path.parent)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            return os.fdopen(fd, "ab")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Poll `probe()` until it succeeds; on early exit or timeout stop the child and raise."""

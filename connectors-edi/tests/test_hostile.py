@@ -3,6 +3,7 @@ never crashes and never hangs; parse of whatever split yields never crashes eith
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -17,6 +18,7 @@ from apex_connector_edi import EdiConnector, EdiSettings
 from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent
+from apex_platform.safefiles import UnsafeFile
 
 CONNECTOR = EdiConnector(EdiSettings(max_segment_chars=4096, read_chunk_bytes=1024))
 
@@ -124,3 +126,20 @@ def test_leading_noise_before_isa(tmp_path: Path, sample_214: Path, pad: str) ->
     path = tmp_path / "pad.x12"
     path.write_bytes(pad.encode() + sample_214.read_bytes())
     assert run(path)[0] == 1
+
+
+def test_a_link_or_a_fifo_is_refused_unread(tmp_path: Path) -> None:
+    """`split` of a link (to a file that is not X12: its first bytes would be quoted in
+    the error) or of a FIFO (an open that would wait for a writer) refuses it at once and
+    quotes nothing of it."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("secret-marker-51d0 and more")
+    link = tmp_path / "carrier.x12"
+    link.symlink_to(secret)
+    with deadline(10), pytest.raises(UnsafeFile, match=r"carrier\.x12: a symbolic link; not followed") as caught:
+        list(CONNECTOR.split(link))
+    assert "secret-marker" not in str(caught.value)
+    fifo = tmp_path / "pipe.x12"
+    os.mkfifo(fifo)
+    with deadline(10), pytest.raises(UnsafeFile, match=r"pipe\.x12: a FIFO; nothing read"):
+        list(CONNECTOR.split(fifo))

@@ -7,7 +7,8 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ from temporalio.client import Client
 from apex_connector_edi import EdiConnector, EdiSettings, samples
 from apex_platform.batches import Dropped, file_workflow_id, ingest_file, record_refs, watch_inbox
 from apex_platform.errors import ApexError
-from apex_platform.models import RecordKey
+from apex_platform.models import InboundEvent, RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.saga import SagaSettings
+from apex_platform.temporal.activities import MAX_EVENT_ID, unit_event_id
 from apex_platform.testing.sinks import MemorySink
 from apex_platform.testing.worker import running_worker
 
@@ -174,3 +176,76 @@ async def test_the_drop_folder_retries_a_failed_file_ingests_it_fixed_and_a_rese
     assert len(list((inbox / "done").glob("*.x12"))) == 3
     stop.set()
     await asyncio.wait_for(watcher, 30)
+
+
+def long_control_numbers(text: str, n: int = 300) -> str:
+    """The 214 sample with its interchange, group and set control numbers `n` digits long."""
+    isa, gs, st = "9" * n, "8" * n, "7" * n
+    return (
+        text.replace("*000000263*", f"*{isa}*")
+        .replace("IEA*1*000000263", f"IEA*1*{isa}")
+        .replace("*000000001*X*", f"*{gs}*X*")
+        .replace("GE*2*000000001", f"GE*2*{gs}")
+        .replace("ST*214*0006", f"ST*214*{st}")
+        .replace("SE*12*0006", f"SE*12*{st}")
+    )
+
+
+def write_drops(inbox: Path, sample: Path, files: dict[str, Callable[[str], str]]) -> None:
+    """Files made of `sample` (changed, each with a unique tail) in `inbox`, settled."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    text = sample.read_text()
+    old = time.time() - 60
+    for name, change in files.items():
+        path = inbox / name
+        path.write_bytes(change(text).encode() + unique_tail())
+        os.utime(path, (old, old))
+
+
+def test_unit_event_ids_are_bounded_whatever_the_name_and_control_numbers() -> None:
+    """A 300-character file name or control numbers give an event id InboundEvent takes
+    (at most 256 characters), stable, and different for different units."""
+    name, unit = "n" * 300 + ".x12", ":".join(["9" * 300] * 3)
+    event_id = unit_event_id(name, unit)
+    assert len(event_id) <= MAX_EVENT_ID == 256
+    assert event_id == unit_event_id(name, unit)
+    assert event_id != unit_event_id(name, unit + "#2")
+    InboundEvent(source="edi", event_id=event_id, received_at=datetime.now(UTC))
+
+
+async def test_over_long_control_numbers_and_names_never_stall_the_drop_folder(
+    env: Env, sample_214: Path, tmp_path: Path
+) -> None:
+    """Control numbers of 300 digits, and a file name as long as one can be (255 bytes):
+    each file lands, its units' event ids bounded (a hash keeps them apart), its note
+    beside it; and the file after them is read."""
+    runtime, client, sink, source = env
+    inbox = tmp_path / "inbox"
+    longest = "b" * 251 + ".x12"
+    write_drops(inbox, sample_214, {"a-control.x12": long_control_numbers, longest: str, "c-next.x12": str})
+    seen: dict[str, Dropped] = {}
+    stop = asyncio.Event()
+
+    def on_result(dropped: Dropped) -> None:
+        seen[dropped.path.name] = dropped
+        if len(seen) == 3:
+            stop.set()
+
+    await asyncio.wait_for(watch_inbox(runtime, client, source, inbox, stop, on_result=on_result, interval=0.1), 90)
+    assert {name: d.outcome for name, d in seen.items()} == {
+        "a-control.x12": "ingested",
+        longest: "ingested",
+        "c-next.x12": "ingested",
+    }
+    for dropped in seen.values():
+        assert dropped.result is not None
+        assert (dropped.result.units, dropped.result.failed_count, dropped.result.record_count) == (1, 0, 1)
+        assert dropped.moved_to.parent == inbox / "done"
+        note = dropped.moved_to.with_name(dropped.moved_to.name + ".reason.txt")
+        assert "GE01 says 2 sets but the group holds 1" in note.read_text()  # the sample's own warning
+    assert len(seen[longest].moved_to.name + ".reason.txt") <= 255
+    origins = {row["origin"] for row in await runtime.inbox.lineage("edi", "BAWC:123456:X3:199709250830", limit=50)}
+    long_ids = [o.removeprefix("file:") for o in origins if o.startswith(("file:a-control.x12:", "file:bbbbbbbb"))]
+    assert len(long_ids) == 2
+    assert all(len(event_id) <= MAX_EVENT_ID for event_id in long_ids)
+    assert RecordKey("edi", "BAWC:123456:X3:199709250830") in sink.rows

@@ -30,6 +30,7 @@ from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import ApexError, PayloadError
 from apex_platform.models import InboundEvent, Record, RecordKey
 from apex_platform.runtime import Runtime
+from apex_platform.safefiles import NOTE_SUFFIX
 from apex_platform.temporal import activities, workflows
 from apex_platform.temporal.activities import IngestActivities
 from apex_platform.temporal.inputs import BatchFileInput, FinishFileInput, IngestChunkInput
@@ -590,3 +591,220 @@ async def test_blobs_written_before_they_named_their_workflow_are_read_and_kept(
     assert blobs.get(records_ref) == old_listing * 2
     for ref in (chunk, manifest, legacy, done.records_ref):
         assert blobs.get(ref)  # nothing dropped: not one of them is sure to be this workflow's alone
+
+
+# -- the drop folder against hostile entries -------------------------------------------------
+
+
+def settle(*paths: Path) -> None:
+    """Make entries look written a minute ago (links themselves, not their targets)."""
+    old = time.time() - 60
+    for path in paths:
+        os.utime(path, (old, old), follow_symlinks=False)
+
+
+async def watch_until(
+    env: Env, inbox: Path, count: int, *, within: float = 60, file_timeout: float | None = None
+) -> list[Dropped]:
+    """Run a watcher over `inbox` until it has taken `count` entries."""
+    runtime, client, _ = env
+    source = runtime.registry.source("lines")
+    seen: list[Dropped] = []
+    stop = asyncio.Event()
+
+    def on_result(dropped: Dropped) -> None:
+        seen.append(dropped)
+        if len(seen) >= count:
+            stop.set()
+
+    timeouts = {} if file_timeout is None else {"file_timeout": file_timeout}
+    watcher = watch_inbox(runtime, client, source, inbox, stop, on_result=on_result, interval=0.1, **timeouts)  # type: ignore[arg-type]
+    await asyncio.wait_for(watcher, within)
+    return seen
+
+
+def notes(inbox: Path) -> str:
+    """Every note the watcher wrote (regular files only: a planted link is no note)."""
+    return "".join(p.read_text() for p in inbox.rglob(f"*{NOTE_SUFFIX}") if p.is_file() and not p.is_symlink())
+
+
+def by_name(seen: list[Dropped]) -> dict[str, Dropped]:
+    return {d.path.name: d for d in seen}
+
+
+async def test_the_drop_folder_refuses_links_and_fifos_unread(env: Env, tmp_path: Path) -> None:
+    """A link to a file the worker can read (its lines would parse) and a FIFO go to
+    failed/ as they are, unread: the target's bytes are in no note and no store; the file
+    after them lands."""
+    sink = env[2]
+    tag = uuid.uuid4().hex[:8]
+    secret = write_text(tmp_path / "secret.jsonl", [json.dumps({"id": f"SECRET-{tag}"})])
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a-link.jsonl").symlink_to(secret)
+    os.mkfifo(inbox / "b-pipe.jsonl")
+    write_text(inbox / "c-next.jsonl", tagged(2, tag))
+    settle(*inbox.iterdir())
+    seen = by_name(await watch_until(env, inbox, 3))
+    failed = inbox / "failed"
+    link, pipe, after = seen["a-link.jsonl"], seen["b-pipe.jsonl"], seen["c-next.jsonl"]
+    assert (link.outcome, link.moved_to) == ("failed", failed / "a-link.jsonl")
+    assert link.moved_to.readlink() == secret  # moved as itself, never followed
+    assert link.note == "UnsafeFile: a-link.jsonl: a symbolic link; not followed, nothing read"
+    assert (pipe.outcome, pipe.moved_to) == ("failed", failed / "b-pipe.jsonl")
+    assert pipe.note == "UnsafeFile: b-pipe.jsonl: a FIFO; nothing read"
+    assert after.outcome == "ingested"
+    assert f"SECRET-{tag}" not in notes(inbox)
+    assert not any("SECRET" in record_id for record_id in sink.received)
+    assert sink.received == Counter({f"{tag}-0": 1, f"{tag}-1": 1})
+
+
+async def test_links_planted_for_done_failed_and_notes_are_never_followed(env: Env, tmp_path: Path) -> None:
+    """`done` a link to another folder, `failed/<name>.reason.txt` a dangling link, and
+    `done/<name>` a link to a file: nothing is written through any of them, their targets
+    are as they were, and the files land beside them."""
+    tag = uuid.uuid4().hex[:8]
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    (inbox / "failed").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "good.jsonl").symlink_to(tmp_path / "victim.txt")  # seen through the `done` link
+    victim = tmp_path / "victim.txt"
+    victim.write_text("victim\n")
+    planted = tmp_path / "planted.txt"  # where writing through the dangling link would create a file
+    (inbox / "done").symlink_to(elsewhere)
+    (inbox / "failed" / f"junk.jsonl{NOTE_SUFFIX}").symlink_to(planted)
+    write_text(inbox / "good.jsonl", tagged(2, tag))
+    write_text(inbox / "junk.jsonl", ["[not an object]"])
+    settle(inbox / "good.jsonl", inbox / "junk.jsonl")
+    seen = by_name(await watch_until(env, inbox, 2))
+    good, junk = seen["good.jsonl"], seen["junk.jsonl"]
+    assert (good.outcome, good.moved_to) == ("ingested", inbox / "done" / "good.jsonl")
+    assert not (inbox / "done").is_symlink()
+    assert [p.name for p in elsewhere.iterdir()] == ["good.jsonl"]  # the other folder is untouched
+    assert victim.read_text() == "victim\n"
+    assert [p.readlink() for p in inbox.glob(".done.not-a-folder.*")] == [elsewhere]
+    assert junk.outcome == "failed"
+    assert junk.moved_to.parent == inbox / "failed"
+    assert junk.moved_to.name != "junk.jsonl"  # its note's name was taken: another name
+    assert junk.moved_to.with_name(junk.moved_to.name + NOTE_SUFFIX).read_text().startswith("nothing could be read")
+    assert not planted.exists()
+    assert (inbox / "failed" / f"junk.jsonl{NOTE_SUFFIX}").readlink() == planted
+
+
+async def test_hostile_file_names_are_escaped_in_notes_and_fitted(env: Env, tmp_path: Path) -> None:
+    """A name with a newline, an escape sequence and a bidirectional override cannot forge
+    a line of its note; a name that is not UTF-8 is written escaped (not a crash); a name
+    as long as a file name can be still gets its note beside it; the next file lands."""
+    tag = uuid.uuid4().hex[:8]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    forged = "a\nnothing could be read: forged\x1b[2J\u202e.jsonl"
+    undecodable = os.fsdecode(b"b-\xff\x07.jsonl")
+    longest = "c" * 245 + ".jsonl"
+    write_text(inbox / forged, [f"[not an object {tag}-a]"])
+    write_text(inbox / undecodable, [f"[not an object {tag}-b]"])
+    write_text(inbox / longest, tagged(1, tag))
+    write_text(inbox / "d-next.jsonl", tagged(1, f"{tag}-next"))
+    settle(*inbox.iterdir())
+    seen = by_name(await watch_until(env, inbox, 4))
+    note = seen[forged].moved_to.with_name(seen[forged].moved_to.name + NOTE_SUFFIX).read_text()
+    assert note.count("\n") == 1  # one line: the name's newline is escaped
+    assert note.startswith("nothing could be read: a\\nnothing could be read: forged\\x1b[2J\\u202e.jsonl:L1")
+    assert seen[forged].moved_to.name == forged  # the file itself keeps its name
+    other = seen[undecodable].moved_to
+    assert "b-\\xff\\x07.jsonl:L1: not ingested" in other.with_name(other.name + NOTE_SUFFIX).read_text()
+    assert seen[longest].outcome == "ingested"
+    fitted_name = seen[longest].moved_to.name
+    assert len(fitted_name + NOTE_SUFFIX) <= 255
+    assert fitted_name.startswith("ccc")
+    assert fitted_name.endswith(".jsonl")
+    assert seen["d-next.jsonl"].outcome == "ingested"
+    assert "\x1b" not in notes(inbox)
+    assert "\u202e" not in notes(inbox)
+
+
+async def test_a_unit_that_fails_validation_is_a_failed_unit_not_retried_forever(env: Env, tmp_path: Path) -> None:
+    """A line whose record cannot be (an id over 512 characters: pydantic's
+    ValidationError) fails that unit, once, with the reason; the file's other units land
+    and the next file is read. It used to be retried forever, holding the folder."""
+    tag = uuid.uuid4().hex[:8]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_text(inbox / "a.jsonl", [json.dumps({"id": "x" * 600}), *tagged(2, tag)])
+    write_text(inbox / "b.jsonl", tagged(1, f"{tag}-b"))
+    settle(*inbox.iterdir())
+    seen = by_name(await watch_until(env, inbox, 2, within=45))
+    a = seen["a.jsonl"]
+    assert a.outcome == "ingested"
+    assert a.result is not None
+    assert (a.result.record_count, a.result.failed_units) == (2, ("a.jsonl:L1",))
+    assert a.note is not None
+    assert "a.jsonl:L1: not ingested: invalid Record: id: String should have at most 512 characters" in a.note
+    assert seen["b.jsonl"].outcome == "ingested"
+    assert env[2].received[f"{tag}-b-0"] == 1
+
+
+async def test_a_split_that_fails_validation_fails_the_file_at_once(env: Env, tmp_path: Path) -> None:
+    """A split that raises a ValidationError (a connector building a model from the file)
+    fails the workflow without a retry: the file goes to failed/ naming the field, and the
+    next file is read."""
+    runtime = env[0]
+    source = runtime.registry.source("lines")
+    plain = source.split  # type: ignore[attr-defined]
+
+    def split(path: Path) -> Iterator[BatchUnit | BatchWarning]:
+        for item in plain(path):
+            if isinstance(item, BatchUnit) and item.payload == "[invalid]":
+                Record(source="lines", kind="lines.row", id="", version=1, occurred_at=T0)
+            yield item
+
+    source.split = split  # type: ignore[attr-defined]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    tag = uuid.uuid4().hex[:8]
+    write_text(inbox / "a.jsonl", [*tagged(1, tag), "[invalid]"])
+    write_text(inbox / "b.jsonl", tagged(1, f"{tag}-b"))
+    settle(*inbox.iterdir())
+    try:
+        seen = by_name(await watch_until(env, inbox, 2, within=45))
+    finally:
+        del source.split  # type: ignore[attr-defined]
+    a = seen["a.jsonl"]
+    assert (a.outcome, a.moved_to.parent.name) == ("failed", "failed")
+    assert a.note is not None
+    assert a.note == "ApexError: a.jsonl: ValidationError: invalid Record: id: String should have at least 1 character"
+    assert seen["b.jsonl"].outcome == "ingested"
+
+
+async def test_a_file_that_hangs_is_given_up_on_and_the_next_files_go_on(env: Env, tmp_path: Path) -> None:
+    """A split that never returns (held by a gate) is cancelled after the file timeout:
+    the file goes to failed/ saying so, its workflow is cancelled, and the files after it
+    land meanwhile."""
+    runtime, client, sink = env
+    source = runtime.registry.source("lines")
+    tag = uuid.uuid4().hex[:8]
+    gate = Gate(json.dumps({"id": f"{tag}-stuck"}))
+    source.split = gate.split(source)  # type: ignore[attr-defined, arg-type]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_text(inbox / "a-stuck.jsonl", [gate.line])
+    write_text(inbox / "b.jsonl", tagged(1, f"{tag}-b"))
+    write_text(inbox / "c.jsonl", tagged(1, f"{tag}-c"))
+    settle(*inbox.iterdir())
+    try:
+        seen = by_name(await watch_until(env, inbox, 3, within=60, file_timeout=3))
+    finally:
+        gate.opened.set()
+        del source.split  # type: ignore[attr-defined]
+    stuck = seen["a-stuck.jsonl"]
+    assert (stuck.outcome, stuck.moved_to.parent.name) == ("failed", "failed")
+    assert stuck.note is not None
+    assert stuck.note.startswith("not ingested within 3s (APEX_FILES_TIMEOUT): its ingest apex:batch:lines:")
+    assert "was cancelled and the next files went on" in stuck.note
+    wf_id = stuck.note.split("its ingest ")[1].split(" ")[0]
+    status = (await client.get_workflow_handle(wf_id).describe()).status
+    assert status is not None
+    assert status.name == "CANCELED"
+    assert seen["b.jsonl"].outcome == seen["c.jsonl"].outcome == "ingested"
+    assert sink.received[f"{tag}-b-0"] == sink.received[f"{tag}-c-0"] == 1
+    assert f"{tag}-stuck" not in sink.received

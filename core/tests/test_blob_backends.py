@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,7 @@ from apex_platform.blobs import (
 from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import PayloadError, SettingsError
 from apex_platform.models import InboundEvent, Record
+from apex_platform.safefiles import FilePolicy, UnsafeFile
 from apex_platform.settings import CoreSettings, load
 from apex_platform.stack.ports import free_port
 
@@ -202,6 +204,43 @@ def test_put_get_round_trip_is_content_addressed_and_idempotent(backend: Backend
     other = backend.make(home=tmp_path / "other-host")
     assert other.get(ref) == source.read_bytes()
     assert other.path(ref).read_bytes() == source.read_bytes()
+
+
+def test_put_file_never_follows_a_link_nor_waits_on_a_fifo(backend: Backend, tmp_path: Path) -> None:
+    """The file handed to `put_file` is a user's: a link is refused unread, a FIFO at once
+    (an open that waits for a writer would hold the drop folder forever), and the policy's
+    checks run on the open file; nothing of them is stored."""
+    store = backend.make()
+    secret = tmp_path / "secret.pem"
+    secret.write_bytes(b"secret-marker-9c1e")
+    link = tmp_path / "link.x12"
+    link.symlink_to(secret)
+    with pytest.raises(UnsafeFile, match=r"link\.x12: a symbolic link; not followed, nothing read"):
+        store.put_file(link)
+    fifo = tmp_path / "pipe.x12"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def put_fifo() -> None:
+        try:
+            store.put_file(fifo)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=put_fifo, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # the bug: release the reader, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("put_file waited on a FIFO")
+    assert [type(e) for e in outcome] == [UnsafeFile]
+    assert "pipe.x12: a FIFO; nothing read" in str(outcome[0])
+    plain = tmp_path / "plain.x12"
+    plain.write_bytes(b"ISA")
+    with pytest.raises(UnsafeFile, match="owned by"):
+        store.put_file(plain, policy=FilePolicy(owners=frozenset({os.geteuid() + 4242})))
+    assert counts(store) == (0, 0)
+    assert store.put_file(plain, policy=FilePolicy(owners=frozenset({os.geteuid()}))) == sha(b"ISA")
 
 
 @pytest.mark.parametrize("ref", ["", "md5:abc", "sha256:../../etc/passwd", "sha256:" + "g" * 64, "sha256:" + "A" * 64])

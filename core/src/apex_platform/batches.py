@@ -159,7 +159,7 @@ async def ingest_file_outcome(
     wf_id = file_workflow_id(source.name, ref)
     inp = BatchFileInput(
         source=source.name,
-        file_name=path.name,
+        file_name=display_line(path.name),  # it names units and lineage: one printable line
         file_ref=ref,
         chunk_size=chunk_size,
         timeouts=ActivityTimeouts(

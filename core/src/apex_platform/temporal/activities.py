@@ -760,8 +760,12 @@ class IngestActivities:
             async with heartbeating():
                 return await asyncio.to_thread(split)
         except MALFORMED_INPUT as exc:
-            # the same file splits the same way: retrying would fail forever
-            raise ApplicationError(input_problem(exc), type=type(exc).__name__, non_retryable=True) from exc
+            # The same file splits the same way: retrying would fail forever. The chain is
+            # cut so the file's reason is this one line; a connector's own bug (not a
+            # PayloadError) keeps its traceback in the worker's log.
+            if not isinstance(exc, PayloadError):
+                activity.logger.warning("%s: split failed: %s", inp.file_name, input_problem(exc), exc_info=exc)
+            raise ApplicationError(input_problem(exc), type=type(exc).__name__, non_retryable=True) from None
 
     def _chunk_ref(self, inp: IngestChunkInput) -> str:
         if inp.manifest_ref is None:

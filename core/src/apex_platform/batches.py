@@ -325,6 +325,13 @@ async def watch_inbox(
                     runtime, client, source, path, on_start=started.append, policy=policy
                 )
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the folder
+            if _temporal_unreachable(exc):
+                # transient, not the file's fault: it stays and is tried again at the next pass
+                # (same content, same workflow: one that was started meanwhile is found again)
+                log.warning(
+                    "%s/%s: Temporal is unreachable (%s); it stays and is tried again", inbox, display_name(name), exc
+                )
+                return
             if isinstance(exc, TimeoutError) and deadline.expired():
                 lines = [await _given_up(client, timeout, started)]
             else:
@@ -358,6 +365,13 @@ async def watch_inbox(
 
 #: the folders processed files move to, inside the drop folder
 _FOLDERS = frozenset({"done", "failed"})
+
+#: Temporal answers that mean "not now" (restarting, a network blip), not "this file cannot be"
+_RETRY_LATER = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
+
+
+def _temporal_unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, RPCError) and exc.status in _RETRY_LATER
 
 
 async def _given_up(client: Client, seconds: float, started: list[str]) -> str:

@@ -105,3 +105,13 @@ def bench(session: nox.Session) -> None:
     install_all(session)
     session.install("aiohttp>=3.9")  # the load generator
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """The chaos run (issue 10): embedded servers of its own, two APIs, two workers and the
+    EDI watcher under a mixed load from every source while seeded faults are injected
+    (20 minutes by default), then a verdict from the stores. Arguments go to the harness:
+    `nox -s chaos -- --seed 7 --duration 5m` (see `python -m tests.chaos --help`)."""
+    install_all(session)
+    session.run("python", "-m", "tests.chaos", *session.posargs, env={"PYTHONPATH": str(ROOT)})

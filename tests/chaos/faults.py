@@ -173,7 +173,7 @@ class Controller:
     async def run(self, load_end: float) -> None:
         h = self.h
         warmup = 8.0 if h.cfg.profile == "smoke" else 20.0
-        plan = self.schedule(h.now() + warmup, load_end - 5)
+        plan = self.schedule(h.now() + warmup, load_end - 12)
         (h.dir / "fault-schedule.json").write_text(json.dumps([f.doc() for f in plan], indent=1))
         h.note("fault schedule", faults=len(plan))
         tasks = []
@@ -188,7 +188,7 @@ class Controller:
         async with contextlib.AsyncExitStack() as stack:
             for name in names:
                 await stack.enter_async_context(self.lock(name))
-            if h.now() > load_end:
+            if h.now() > load_end + 10:
                 fault.skipped = "its parts were busy until the faults stopped"
                 self.done.append(fault)
                 return

@@ -21,7 +21,7 @@ from tests.chaos.config import Config
 from tests.chaos.faults import Controller
 from tests.chaos.flaky_plugin import CONTROL_ENV
 from tests.chaos.load import Delivery, Load, Sender
-from tests.chaos.topology import CLI, ROOT, Apex, Child, Servers
+from tests.chaos.topology import CLI, ROOT, Apex, Child, Servers, clean_environ
 from tests.chaos.vendors import Vendor, all_vendors
 
 log = logging.getLogger("chaos")
@@ -44,6 +44,7 @@ class Harness:
             "samsara": base64.b64encode(self.rng.randbytes(32)).decode(),
             "push": f"push-{self.rng.getrandbits(64):x}",
             "admin": f"admin-{self.rng.getrandbits(64):x}",
+            "payload_key": base64.b64encode(self.rng.randbytes(32)).decode(),
         }
         self.servers = Servers(self.dir / "servers")
         self.vendors: dict[str, Vendor] = all_vendors(random.Random(self.rng.random()))
@@ -77,7 +78,8 @@ class Harness:
             "APEX_TEMPORAL_TASK_QUEUE_PREFIX": "chaos",
             "APEX_POSTGRES_DSN": s.postgres.dsn,
             "APEX_REDIS_URL": s.cache.url,
-            "APEX_GRAPH_URI": f"falkordb://127.0.0.1:{s.graph.port}",
+            # host, port and (when the embedded server has one) the password; no path: the graph's name
+            "APEX_GRAPH_URI": "falkordb://" + s.graph.url.removeprefix("redis://").split("/", 1)[0],
             "APEX_PLUGINS": PLUGINS,
             "APEX_PLUGIN_MODULES": "tests.chaos.flaky_plugin",
             CONTROL_ENV: str(self.flaky_file),
@@ -87,6 +89,8 @@ class Harness:
             "APEX_SAMSARA_WEBHOOK_SECRET": self.secrets["samsara"],
             "APEX_API_KEYS": self.secrets["push"],
             "APEX_ADMIN_TOKEN": self.secrets["admin"],
+            # Temporal payloads are encrypted: every process of the run shares the key
+            "APEX_PAYLOAD_KEYS": f"chaos:{self.secrets['payload_key']}",
             "APEX_TEMPORAL_ACTIVITY_HEARTBEAT_SECONDS": "5",
             "APEX_TEMPORAL_ACTIVITY_TIMEOUT_SECONDS": "120",
             "APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS": "10",
@@ -112,6 +116,8 @@ class Harness:
         for vendor in self.vendors.values():
             await vendor.start()
         env = self.env()
+        for name in [k for k in os.environ if k.startswith("APEX_")]:
+            del os.environ[name]  # hermetic: nothing of the caller's settings
         os.environ.update(env)  # the verdict reads the stores with the sinks' own settings
         apis = []
         for i in range(2):
@@ -131,7 +137,7 @@ class Harness:
 
     async def cli(self, *args: str, within: float = 120, check: bool = True) -> str:
         proc = await asyncio.create_subprocess_exec(
-            CLI, *args, env={**os.environ}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT
+            CLI, *args, env={**clean_environ(), **self.env()}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout=within)
@@ -181,7 +187,10 @@ class Harness:
             await asyncio.gather(driver, faults)
             self.note("load and faults stopped", faults=len(self.controller.done))
             await self.controller.heal()
-            result = await verdict_mod.settle_and_judge(self, deadline=self.now() + cfg.drain_timeout)
+            deadline = self.now() + cfg.drain_timeout
+            if cfg.max_wall is not None:
+                deadline = min(deadline, cfg.max_wall - 15)  # time left to stop everything and report
+            result = await verdict_mod.settle_and_judge(self, deadline=deadline)
             result["events"] = self.events
             return result
         finally:

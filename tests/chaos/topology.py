@@ -37,6 +37,12 @@ CLI = str(Path(sys.executable).parent / "apex-platform")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any `APEX_*` variable: a run's processes get only
+    the settings the harness gives them (not, say, a test session's own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
+
+
 def _processes(server: ServerProcess) -> list[psutil.Process]:
     pid = server.pid
     if pid is None:
@@ -149,7 +155,7 @@ class Child:
             fh.flush()
             self.proc = subprocess.Popen(
                 [CLI, *self.args],
-                env={**os.environ, **self.env},
+                env={**clean_environ(), **self.env},
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -30,7 +30,7 @@ import json
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -339,9 +339,9 @@ class Judge:
             for record in edi.read(path):
                 self._add(unit, record, acked=True)
 
-    async def lineage_times(self, keys: Iterable[RecordKey]) -> dict[RecordKey, float]:
-        """When the newest version owed of each key was last written (the lineage, unix seconds)."""
-        wanted = [k for k in keys if self.wants[k].acked]
+    async def lineage_times(self, versions: dict[RecordKey, int]) -> dict[RecordKey, float]:
+        """When each key was last written at the given version (the lineage, unix seconds)."""
+        wanted = list(versions)
         if not wanted:
             return {}
         rows = await self.fetch(
@@ -351,7 +351,7 @@ class Judge:
                GROUP BY 1, 2""",
             [k.source for k in wanted],
             [k.id for k in wanted],
-            [max(self.wants[k].acked) for k in wanted],
+            [versions[k] for k in wanted],
         )
         return {RecordKey(r["source"], r["record_id"]): float(r["at"]) for r in rows}
 
@@ -383,6 +383,18 @@ class Judge:
             except Exception as exc:
                 out[name] = [f"query failed: {type(exc).__name__}: {exc}"[:300]]
         return {k: v for k, v in out.items() if v}
+
+    async def phantoms(self) -> dict[str, int]:
+        """Records PostgreSQL holds that no delivery, file or vendor state made (by source and
+        kind): a record under an id nobody sent, an `apex.unparsed` body, a feed gap. Plaid's
+        account records (balances, not modelled here) are left out."""
+        rows = await self.fetch("SELECT source, id, kind FROM apex.records")
+        found: Counter[str] = Counter()
+        for r in rows:
+            if RecordKey(r["source"], r["id"]) in self.wants or r["kind"] in ("plaid.account",):
+                continue
+            found[f"{r['source']}/{r['kind']}"] += 1
+        return dict(found)
 
     async def dead_letters(self) -> list[asyncpg.Record]:
         return await self.fetch(
@@ -435,7 +447,11 @@ class Judge:
             if per["redis"].startswith(("missing", "older")) and per["postgres"] == "ok" and per["graph"] == "ok":
                 redis_only.append(key)
             status[key] = per
-        written = await self.lineage_times(redis_only) if (redis_only and last_wipe_end is not None) else {}
+        # the version owed: the newest acknowledged one, or (vendor records) the one PostgreSQL holds
+        owed = {
+            k: max(self.wants[k].acked) if self.wants[k].acked else found["postgres"][k].version for k in redis_only
+        }
+        written = await self.lineage_times(owed) if (redis_only and last_wipe_end is not None) else {}
         for key in redis_only:
             at = written.get(key)
             if last_wipe_end is None or at is None or at > last_wipe_end:
@@ -597,6 +613,7 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
         await asyncio.sleep(min(5.0, max(1.0, deadline - h.now())))
     guard = h.guard_file.read_text().splitlines() if h.guard_file.exists() else []
     duplicates = await judge.duplicates()
+    phantoms = await judge.phantoms()
     await stores_of(h).close()
     statuses = Counter(s for d in h.sender.ledger for s in d.statuses)
     resend_new = [f"{d.source}:{d.event_id}" for d in h.sender.ledger for s, a in d.resends if a == "accepted"]
@@ -620,6 +637,8 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
         failures.append(f"{len(result['open_letters'])} dead letters open that are not quarantines")
     if duplicates:
         failures.append(f"duplicates in the stores: {sorted(duplicates)}")
+    if phantoms:
+        failures.append(f"records nobody sent in PostgreSQL: {phantoms}")
     if not cursors[0]:
         failures.append("a cursor does not cover its vendor's final state")
     if judge.problems:
@@ -646,6 +665,7 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
         "open_letters": result.get("open_letters", []),
         "letters": result.get("letters", {}),
         "duplicates": duplicates,
+        "phantoms": phantoms,
         "cursors": cursors[1],
         "inbox_problems": judge.problems[:50],
         "payload_guard": guard[:20],

@@ -19,13 +19,14 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.procs import ApexProcess, wait_http
 
+from apex_platform.settings import TemporalSettings
 from apex_platform.stack.ports import free_port
+from apex_platform.temporal.client import connect
 from apex_platform.testing.inbox import wait_delivered
 
 FRONT_SECRET = "front-test-signing-secret"
@@ -188,7 +189,8 @@ def deployment(
 
 @pytest.fixture(scope="session")
 async def temporal_client(apex_temporal_server: Any) -> Client:
-    return await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+    """A client with the platform's converter (the payload guard and payload encryption)."""
+    return await connect(TemporalSettings(address=apex_temporal_server.address))
 
 
 @pytest.fixture(scope="session")

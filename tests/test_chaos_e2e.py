@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -14,11 +13,11 @@ import httpx
 import pytest
 from conftest import Deployment, dumps, front_event, front_headers, wait_rows
 from support.procs import wait_for
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from apex_platform.settings import TemporalSettings
 from apex_platform.stack.ports import free_port
 from apex_platform.stack.temporal_server import TemporalDevServer
+from apex_platform.temporal.client import connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -132,12 +131,12 @@ async def test_sigterm_drains_in_flight_work_and_exits_zero(
         assert (doc["status"], doc["attempts"]) == ("delivered", 1), doc
         assert doc["records"] >= 3
         assert doc["workflow_id"] == dep.drain_id()
-        client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+        client = await connect(TemporalSettings(address=apex_temporal_server.address))
         handle = client.get_workflow_handle(doc["workflow_id"], run_id=doc["run_id"])
         history = await handle.fetch_history()
         # ... and the activity reported its completion (the batch holding it) before the worker left
         completed = [
-            json.loads(e.activity_task_completed_event_attributes.result.payloads[0].data)
+            (await client.data_converter.decode_wrapper(e.activity_task_completed_event_attributes.result))[0]
             for e in history.events
             if e.HasField("activity_task_completed_event_attributes")
         ]

@@ -204,7 +204,6 @@ async def test_recorded_histories_replay_against_the_current_workflow_code(
     from pathlib import Path
 
     from temporalio.client import WorkflowHistory
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
     from apex_platform.temporal.worker import sandbox_runner, workflows
@@ -217,7 +216,9 @@ async def test_recorded_histories_replay_against_the_current_workflow_code(
     assert doc["workflow_id"] == wf_id
     fresh = await temporal_client.get_workflow_handle(wf_id, run_id=doc["run_id"]).fetch_history()
     assert any(e.HasField("activity_task_completed_event_attributes") for e in fresh.events)
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
+    # the platform's converter: the fresh history is encrypted, the kept ones are not (they pass through)
+    converter = temporal_client.data_converter
+    replayer = Replayer(workflows=workflows(), data_converter=converter, workflow_runner=sandbox_runner())
     await replayer.replay_workflow(fresh)
     kept = sorted((Path(__file__).parent / "histories").glob("*.json"))
     assert kept, "no recorded histories"

@@ -165,12 +165,14 @@ async def test_mutation_during_pagination_restarts_from_the_loops_first_cursor(e
     assert env.rows(item)["m-t2"].deleted
 
 
-async def activity_failures(handle: WorkflowHandle[Any, PollState], activity_type: str) -> list[str]:
-    """[last failure, attempt] of the pending `activity_type` activity once it has failed, else []."""
+async def activity_failures(client: Client, handle: WorkflowHandle[Any, PollState], activity_type: str) -> list[str]:
+    """[last failure, attempt] of the pending `activity_type` activity once it has failed, else [].
+    The failure's message is encrypted with the payloads: the client's converter reads it."""
     desc = await handle.describe()
     for pending in desc.raw_description.pending_activities:
-        if pending.activity_type.name == activity_type and pending.last_failure.message:
-            return [pending.last_failure.message, str(pending.attempt)]
+        if pending.activity_type.name == activity_type and pending.HasField("last_failure"):
+            failure = await client.data_converter.decode_failure(pending.last_failure)
+            return [str(failure), str(pending.attempt)]
     return []
 
 
@@ -195,13 +197,13 @@ async def test_saga_failure_on_page_3_keeps_the_cursor_at_the_loops_start_then_c
         failures: list[str] = []
         for _ in range(200):
             state = await handle.query(PollWorkflow.state)
-            failures = await activity_failures(handle, "apex.poll_commit")
+            failures = await activity_failures(env.client, handle, "apex.poll_commit")
             if state.pages == 2 and len(failures) >= 1:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.5)  # the saga keeps failing and being retried
         state = await handle.query(PollWorkflow.state)
-        failures = await activity_failures(handle, "apex.poll_commit")
+        failures = await activity_failures(env.client, handle, "apex.poll_commit")
         assert (state.pages, state.staged_pages, state.stage) == (2, 2, "committing")
         assert failures, "apex.poll_commit has not failed"
         assert "store down while writing page 3" in failures[0], failures

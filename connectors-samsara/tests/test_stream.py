@@ -17,7 +17,6 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_connector_samsara import SamsaraConnector, SamsaraSettings, samples
 from apex_connector_samsara.fake_vendor import FakeServer, webhook_request
@@ -27,7 +26,7 @@ from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.runtime import Runtime
 from apex_platform.saga import SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings
-from apex_platform.temporal.client import task_queue
+from apex_platform.temporal.client import connect, task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, PollInput, PollState
 from apex_platform.temporal.worker import drain_id, run_worker
 from apex_platform.temporal.workflows import StreamWorkflow
@@ -120,7 +119,7 @@ async def make_stack(
     secret: str,
 ) -> AsyncIterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+    client = await connect(TemporalSettings(address=apex_temporal_server.address))  # the platform's converter
 
     def make(**fake_options: Any) -> Stack:
         server = fake_server(**fake_options)

@@ -16,7 +16,6 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_connector_turvo import TurvoConnector, TurvoSettings, samples
 from apex_connector_turvo.fake_vendor import FakeTurvo
@@ -27,6 +26,7 @@ from apex_platform.runtime import Runtime
 from apex_platform.serve import serve
 from apex_platform.settings import CoreSettings, TemporalSettings
 from apex_platform.stack.ports import free_port
+from apex_platform.temporal.client import connect
 from apex_platform.temporal.worker import drain_id
 from apex_platform.testing.inbox import produced, wait_delivered
 from apex_platform.testing.sinks import MemorySink
@@ -111,7 +111,7 @@ async def stack(
         serve(runtime, api=True, worker=True, priorities=["P0"], port=port, stop=stop, started=ready)
     )
     await asyncio.wait_for(ready.wait(), timeout=60)
-    client = await Client.connect(apex_temporal_server.address, data_converter=pydantic_data_converter)
+    client = await connect(TemporalSettings(address=apex_temporal_server.address))  # the platform's converter
     yield Stack(
         f"http://127.0.0.1:{port}", client, sink, fake, connector, prefix, apex_postgres_server.dsn, inbox.schema_name
     )

@@ -225,9 +225,12 @@ async def runs_of(client: Client, wf_id: str) -> list[WorkflowHistory]:
     return histories
 
 
-def started_input(history: WorkflowHistory) -> BatchFileInput:
-    payload = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
-    return BatchFileInput.model_validate_json(payload.data)
+async def started_input(client: Client, history: WorkflowHistory) -> BatchFileInput:
+    """The run's input, decoded (and decrypted) with the client's converter."""
+    payloads = history.events[0].workflow_execution_started_event_attributes.input
+    (value,) = await client.data_converter.decode_wrapper(payloads, [BatchFileInput])
+    assert isinstance(value, BatchFileInput)
+    return value
 
 
 async def test_a_file_in_several_runs_lands_once_and_gives_the_result_of_one_run(env: Env, tmp_path: Path) -> None:
@@ -257,7 +260,7 @@ async def test_a_file_in_several_runs_lands_once_and_gives_the_result_of_one_run
     assert len(runs) == 7  # 41 chunks, 6 a run
     for n, history in enumerate(runs):
         assert len(history.events) < 80
-        progress = started_input(history).progress
+        progress = (await started_input(client, history)).progress
         assert (progress.next_chunk, progress.run) == (6 * n, n + 1) if progress else n == 0
         size = history.events[0].workflow_execution_started_event_attributes.input.ByteSize()
         assert size < 32_000, f"run {n + 1} started with {size} bytes"  # bounded samples and references only

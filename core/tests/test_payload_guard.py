@@ -24,6 +24,7 @@ from apex_platform.temporal.client import (
     PayloadGuard,
     PayloadTooLarge,
     data_converter,
+    find_codec,
 )
 from apex_platform.testing.pytest_plugin import guard_violations
 from apex_platform.testing.sinks import CountingSink
@@ -81,14 +82,15 @@ async def test_the_data_converter_carries_the_guard_unless_it_is_off(
     """The default converter guards at 128 KiB (APEX_TEMPORAL_MAX_PAYLOAD_BYTES moves it, 0
     turns it off): a large value fails to encode, a small one does not."""
     assert DEFAULT_MAX_PAYLOAD_BYTES == LIMIT
-    assert data_converter(TemporalSettings(max_payload_bytes=0)).payload_codec is None
-    default = data_converter(TemporalSettings())
-    assert isinstance(default.payload_codec, PayloadGuard)
-    assert default.payload_codec.limit == LIMIT
+    assert find_codec(data_converter(TemporalSettings(max_payload_bytes=0)), PayloadGuard) is None
+    default = find_codec(data_converter(TemporalSettings()), PayloadGuard)
+    assert default is not None
+    assert default.limit == LIMIT
     monkeypatch.setenv("APEX_TEMPORAL_MAX_PAYLOAD_BYTES", "4096")
     small = data_converter(load(TemporalSettings))
-    assert isinstance(small.payload_codec, PayloadGuard)
-    assert small.payload_codec.limit == 4096
+    guard = find_codec(small, PayloadGuard)
+    assert guard is not None
+    assert guard.limit == 4096
 
     monkeypatch.setenv(GUARD_FILE_ENV, str(tmp_path / "guard.log"))
     assert len(await small.encode([{"text": "y" * 1000}])) == 1
@@ -200,8 +202,8 @@ async def test_a_page_of_100k_records_lands_exactly_once_without_a_large_payload
     assert state.recent_ids[-1] == "r099999"
 
     # the worker's client is the one behind the guard
-    codec = harness.runtime.client.data_converter.payload_codec if harness.runtime.client else None
-    assert isinstance(codec, PayloadGuard)
+    codec = find_codec(harness.runtime.client.data_converter, PayloadGuard) if harness.runtime.client else None
+    assert codec is not None
     assert codec.limit == LIMIT
     assert guard_violations() == before
 

@@ -386,13 +386,13 @@ async def atomic(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path:
 
 async def replay(env: Env, handle: WorkflowHandle[Any, Any]) -> None:
     """The run's history replays against the workflow code (deterministic)."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
     from apex_platform.temporal.worker import sandbox_runner, workflows
 
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
+    converter = env.client.data_converter  # the platform's: the history is encrypted
+    replayer = Replayer(workflows=workflows(), data_converter=converter, workflow_runner=sandbox_runner())
     await replayer.replay_workflow(history)
 
 
@@ -552,12 +552,14 @@ async def test_recorded_poll_histories_replay() -> None:
     from pathlib import Path
 
     from temporalio.client import WorkflowHistory
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
+    from apex_platform.temporal.client import data_converter
     from apex_platform.temporal.worker import sandbox_runner, workflows
 
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter, workflow_runner=sandbox_runner())
+    # the platform's converter, encryption on: recorded plaintext histories pass through it
+    converter = data_converter(TemporalSettings())
+    replayer = Replayer(workflows=workflows(), data_converter=converter, workflow_runner=sandbox_runner())
     paths = sorted((Path(__file__).parent / "histories").glob("poll_*.json"))
     assert {p.stem for p in paths} >= {"poll_one_activity_v1", "poll_atomic_loop_v1"}
     for path in paths:

@@ -39,7 +39,26 @@ def stack_environment(info: dict[str, Any]) -> dict[str, str]:
         "APEX_GRAPH_URI": "falkordb://" + info["redis"]["url"].removeprefix("redis://").split("/", 1)[0],
         "APEX_QDRANT_PATH": info["qdrant"]["path"],
     }
+    env.update(dev_payload_environment(Path(info["home"])))
     return env
+
+
+PAYLOAD_KEYS_FILE = "payload_keys"
+
+
+def dev_payload_environment(home: Path, *, create: bool = False) -> dict[str, str]:
+    """`APEX_PAYLOAD_KEYS_FILE` of this APEX_HOME's dev stack (a key made once, mode 0600),
+    unless payload encryption is configured otherwise: the dev stack's Temporal history is
+    encrypted like any other, and the CLI in a second terminal reads it with the same key."""
+    from apex_platform.settings import load
+    from apex_platform.temporal.encryption import PayloadSettings, write_key_file
+
+    if load(PayloadSettings).configured:
+        return {}
+    path = home / PAYLOAD_KEYS_FILE
+    if create:
+        write_key_file(path, f"dev-{time.strftime('%Y%m%d')}")
+    return {"APEX_PAYLOAD_KEYS_FILE": str(path)} if os.path.lexists(path) else {}
 
 
 def _print_stack(info: dict[str, Any]) -> None:
@@ -79,6 +98,7 @@ def _start_stack(home: Path) -> tuple[Any, dict[str, Any]]:
 
     stack = EmbeddedStack(home)
     info = stack.start()
+    os.environ.update(dev_payload_environment(stack.home, create=True))
     os.environ.update(stack_environment(info))
     os.environ["APEX_API_PORT"] = info["api"]["url"].rsplit(":", 1)[1]
     os.environ.setdefault("APEX_ADMIN_TOKEN", admin_token(stack.home))

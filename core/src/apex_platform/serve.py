@@ -14,6 +14,7 @@ import uvicorn
 
 from apex_platform.api import create_app
 from apex_platform.runtime import Runtime
+from apex_platform.temporal.client import data_converter
 from apex_platform.temporal.worker import run_worker
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ async def serve(
     inboxes: bool = False,
 ) -> None:
     """Serve until `stop` is set (by a signal when none is given), then drain and return."""
+    data_converter(runtime.temporal)  # no start without payload keys (or encryption explicitly off)
     if stop is None:
         stop = asyncio.Event()
         install_stop_signals(stop)

@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from apex_platform import __version__
 from apex_platform.api.admin import AdminController
+from apex_platform.api.codec import CodecController, codec_cors
 from apex_platform.api.controllers import HealthController, PluginsController, WebhookController
 from apex_platform.api.inbox import InboxController
 from apex_platform.api.push import PushController
@@ -64,12 +65,14 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
             PluginsController,
             AdminController,
             InboxController,
+            CodecController,
             PrometheusController,
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         middleware=[prometheus.middleware],
         request_max_body_size=runtime.core.max_body_bytes,
+        cors_config=codec_cors(),  # the Temporal UI's origins only (APEX_CODEC_CORS_ORIGINS), else none
         openapi_config=OpenAPIConfig(title="Apex ingestion API", version=__version__, path="/schema"),
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error},
         logging_config=None,  # the process configures logging (CLI), not the app

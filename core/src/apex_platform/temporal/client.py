@@ -7,15 +7,22 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from apex_platform.models import Priority
-from apex_platform.settings import TemporalSettings
+from apex_platform.settings import TemporalSettings, load
+from apex_platform.temporal.encryption import PayloadEncryption, PayloadSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +88,62 @@ class PayloadGuard(PayloadCodec):
         return list(payloads)
 
 
-def data_converter(settings: TemporalSettings) -> DataConverter:
-    """Pydantic JSON, behind the payload guard (0 turns the guard off)."""
-    if not settings.max_payload_bytes:
-        return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=PayloadGuard(settings.max_payload_bytes))
+_C = TypeVar("_C", bound=PayloadCodec)
 
 
-async def connect(settings: TemporalSettings, *, lazy: bool = False) -> Client:
-    """A client with the pydantic data converter (records cross Temporal as JSON)."""
+class CodecChain(PayloadCodec):
+    """Codecs applied in order on the way to Temporal and in reverse on the way back:
+    the guard sees the plaintext size, then encryption seals it; decoding decrypts first."""
+
+    def __init__(self, codecs: Sequence[PayloadCodec]) -> None:
+        self.codecs = tuple(codecs)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = list(payloads)
+        for codec in self.codecs:
+            out = await codec.encode(out)
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = list(payloads)
+        for codec in reversed(self.codecs):
+            out = await codec.decode(out)
+        return out
+
+
+def find_codec(converter: DataConverter, kind: type[_C]) -> _C | None:
+    """The codec of type `kind` in a converter built by `data_converter`, if any."""
+    codec = converter.payload_codec
+    for candidate in codec.codecs if isinstance(codec, CodecChain) else (codec,):
+        if isinstance(candidate, kind):
+            return candidate
+    return None
+
+
+def data_converter(settings: TemporalSettings, payloads: PayloadSettings | None = None) -> DataConverter:
+    """Pydantic JSON; every payload through the payload guard (0 turns it off), then
+    encrypted (`APEX_PAYLOAD_KEYS`; refuses without a key unless encryption is off). With
+    encryption on, failure messages and stack traces are encoded (and so encrypted) too."""
+    encryption = PayloadEncryption.from_settings(payloads or load(PayloadSettings))
+    codecs: list[PayloadCodec] = []
+    if settings.max_payload_bytes:
+        codecs.append(PayloadGuard(settings.max_payload_bytes))
+    codecs.append(encryption)
+    failures = DefaultFailureConverterWithEncodedAttributes if encryption.encrypting else DefaultFailureConverter
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=CodecChain(codecs), failure_converter_class=failures
+    )
+
+
+async def connect(settings: TemporalSettings, *, lazy: bool = False, payloads: PayloadSettings | None = None) -> Client:
+    """A client with the pydantic data converter (records cross Temporal as JSON),
+    behind the payload guard and payload encryption (`data_converter`)."""
     return await Client.connect(
         settings.address,
         namespace=settings.namespace,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         tls=_tls(settings),
-        data_converter=data_converter(settings),
+        data_converter=data_converter(settings, payloads),
         lazy=lazy,
     )
 

@@ -102,15 +102,27 @@ def postgres_data_dir(tmp_path_factory: pytest.TempPathFactory, name: str = "ape
 GUARD_FILE_ENV = "APEX_PAYLOAD_GUARD_FILE"
 
 
+PAYLOAD_ENV = ("APEX_PAYLOAD_KEYS", "APEX_PAYLOAD_KEYS_FILE", "APEX_PAYLOAD_ENCRYPTION")
+_session_key_dir: str | None = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Every Temporal payload of the session (this process and the API and worker
-    processes it starts) goes through the payload guard; violations land in one file."""
-    global _configured_depth
+    processes it starts) goes through the payload guard; violations land in one file.
+    And it is encrypted, as in production: unless the environment configures payload
+    encryption, the session makes a key file of its own (as `apex-platform dev` does)
+    and names it in APEX_PAYLOAD_KEYS_FILE, which the processes it starts inherit."""
+    global _configured_depth, _session_key_dir
     _configured_depth += 1
     if _configured_depth == 1 and not os.environ.get(GUARD_FILE_ENV):
         fd, path = tempfile.mkstemp(prefix="apex-payload-guard-", suffix=".log")
         os.close(fd)
         os.environ[GUARD_FILE_ENV] = path
+    if _configured_depth == 1 and not any(name in os.environ for name in PAYLOAD_ENV):
+        from apex_platform.temporal.encryption import write_key_file
+
+        _session_key_dir = tempfile.mkdtemp(prefix="apex-payload-keys-")
+        os.environ["APEX_PAYLOAD_KEYS_FILE"] = str(write_key_file(Path(_session_key_dir) / "keys", "test-session"))
 
 
 def guard_violations() -> list[str]:
@@ -154,8 +166,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     Note that `coverage run -m pytest` saves its data at interpreter exit: use
     pytest-cov or set APEX_PYTEST_HARD_EXIT=0 with it.
     """
-    global _configured_depth
+    global _configured_depth, _session_key_dir
     _configured_depth -= 1
+    if _configured_depth == 0 and _session_key_dir is not None:
+        shutil.rmtree(_session_key_dir, ignore_errors=True)
+        _session_key_dir = None
     status = config.stash.get(_exit_status_key, None)
     if status is None or os.environ.get(HARD_EXIT_ENV, "1").strip() == "0":
         return

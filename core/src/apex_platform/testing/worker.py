@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apex_platform.hookspecs import hookimpl
 from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.runtime import Runtime
 from apex_platform.saga import SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.temporal.client import connect
 from apex_platform.temporal.worker import run_worker
 
 #: saga settings for tests: one attempt, short waits, a breaker that never opens by accident
@@ -99,7 +99,7 @@ async def running_worker(
         runtime.saga.settings = saga
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(runtime, list(priorities), stop))
-    client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    client = await connect(settings)  # the worker's converter: guard and payload encryption
     try:
         yield WorkerHarness(runtime, client)
     finally:

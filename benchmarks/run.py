@@ -60,6 +60,7 @@ from temporalio.client import Client
 
 from apex_platform.models import RecordKey
 from apex_platform.stack import PostgresServer, RedisServer, TemporalDevServer, free_port
+from apex_platform.temporal.encryption import new_key_entry
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -69,6 +70,7 @@ CLI = str(Path(sys.executable).parent / "apex-platform")
 
 SAMSARA_SECRET = base64.b64encode(b"apex-benchmark-samsara-webhook-secret").decode()
 FRONT_SECRET = "apex-benchmark-front-signing-secret"
+PAYLOAD_KEYS = new_key_entry("bench")  # measured as deployed: Temporal payloads encrypted
 FULL_PLUGINS = "samsara,frontapp,postgres,redis,graph,qdrant,entities,embeddings"
 PG_PLUGINS = "samsara,postgres,entities,embeddings"
 CONCURRENCY = (1, 10, 100)
@@ -169,6 +171,7 @@ class Deployment:
             "APEX_QDRANT_PATH": str(self.qdrant_path),
             "APEX_SAMSARA_WEBHOOK_SECRET": SAMSARA_SECRET,
             "APEX_FRONTAPP_SIGNING_SECRET": FRONT_SECRET,
+            "APEX_PAYLOAD_KEYS": PAYLOAD_KEYS,
         }
         self.api: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None

@@ -9,12 +9,18 @@ the document, or as a key. Needs `hypothesis` (the `testing` extra).
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
 
-_MARK = "\x00apex-hostile\x00"
+# random per process: no generated document can hold them already (hypothesis draws the
+# string constants of the code it tests)
+_TAG = secrets.token_hex(8)
+_MARK = f"\x00apex-hostile-{_TAG}\x00"
+_MEMBER = f"apex-hostile-member-{_TAG}"
+_VALUE = f"apex-hostile-value-{_TAG}"
 
 #: name → (raw JSON literal, a phrase the refusal names)
 HOSTILE: dict[str, tuple[bytes, str]] = {
@@ -56,10 +62,10 @@ def inject(doc: dict[str, Any], path: tuple[Any, ...], literal: bytes, *, as_mem
     marker = json.dumps(_MARK).encode()
     if as_member or not path:
         holder = target if isinstance(target, dict) else copy
-        holder["apex-hostile-member"] = _MARK
+        holder[_MEMBER] = _MARK
         text = json.dumps(copy, ensure_ascii=False).encode()
-        members = literal[1:-1] if literal.startswith(b"{") else b'"apex-hostile-value": ' + literal
-        return text.replace(b'"apex-hostile-member": ' + marker, members)
+        members = literal[1:-1] if literal.startswith(b"{") else json.dumps(_VALUE).encode() + b": " + literal
+        return text.replace(json.dumps(_MEMBER).encode() + b": " + marker, members)
     parent[path[-1]] = _MARK
     return json.dumps(copy, ensure_ascii=False).encode().replace(marker, literal)
 

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apex_platform.errors import PayloadError
-from apex_platform.payloads import check_json_structure, decode_json, decode_json_object, json_type
+from apex_platform.payloads import (
+    REDACTED,
+    check_json_structure,
+    decode_json,
+    decode_json_object,
+    json_type,
+    redact_json_keys,
+)
 from apex_platform.testing.hostile_json import hostile_bodies
 
 WHAT = "Acme webhook body"
@@ -197,3 +204,39 @@ def test_any_token_soup_decodes_or_is_refused_with_a_reason(tokens: list[str]) -
         return
     # what decodes is strict JSON: re-encoding it without NaN/Infinity and as UTF-8 works
     json.dumps(doc, allow_nan=False).encode("utf-8")
+
+
+# -- values a connector says must never be kept -------------------------------------------------
+
+KEYS = frozenset({"public_token", "public_tokens"})
+
+
+def test_redact_json_keys_replaces_every_string_under_the_keys_at_any_depth() -> None:
+    body = (
+        b'{"public_token": "public-1", "public_tokens": ["public-2", {"x": "public-3"}, 7],'
+        b' "nested": [{"public_token": "public-4", "keep": "\\u00e9"}], "n": 1.5}'
+    )
+    doc = json.loads(redact_json_keys(body, KEYS, what=WHAT))
+    assert doc == {
+        "public_token": REDACTED,
+        "public_tokens": [REDACTED, {"x": REDACTED}, 7],
+        "nested": [{"public_token": REDACTED, "keep": "é"}],
+        "n": 1.5,
+    }
+    assert b"public-" not in redact_json_keys(body, KEYS, what=WHAT)
+
+
+def test_a_body_without_the_keys_is_kept_byte_for_byte() -> None:
+    body = b'{\n  "webhook_type": "ITEM",\n  "token_count": 2\n}'
+    assert redact_json_keys(body, KEYS, what=WHAT) is body
+    assert redact_json_keys(b"not json at all", frozenset(), what=WHAT) == b"not json at all"
+
+
+def test_an_escaped_key_is_still_the_key() -> None:
+    body = b'{"public\\u005ftoken": "public-1"}'
+    assert json.loads(redact_json_keys(body, KEYS, what=WHAT)) == {"public_token": REDACTED}
+
+
+def test_a_body_that_does_not_decode_strictly_is_not_stored_as_is() -> None:
+    with pytest.raises(PayloadError, match="NaN is not valid JSON"):
+        redact_json_keys(b'{"public_token": "public-1", "x": NaN}', KEYS, what=WHAT)

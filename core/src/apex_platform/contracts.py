@@ -69,6 +69,13 @@ class WebhookSource(SourceConnector, Protocol):
         Called twice for an ingested delivery: at the edge (to answer 400 or take the
         event id) and again by the drain, on the body as stored in the inbox. So it must
         be deterministic and do no I/O; the drain keeps the stored arrival time and event id.
+
+        Values that must never be kept (a token that can be exchanged for access, like
+        Plaid's `public_token`): an optional attribute `redacted_keys: ClassVar[frozenset[str]]`
+        (not a protocol member; read with `getattr`) names JSON keys whose string values,
+        at any depth, the platform replaces by "[redacted]" before the body is stored. The
+        inbox, the drain's second `receive`, `apex.unparsed` records and every store then
+        see only that copy; the event id is taken at the edge, from the body as received.
         """
         ...
 

@@ -172,3 +172,43 @@ def _check_string(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise PayloadError(f"{what} contains an unpaired UTF-16 surrogate escape") from None
+
+
+#: what a redacted value becomes in a stored body
+REDACTED = "[redacted]"
+
+
+def redact_json_keys(body: bytes, keys: frozenset[str], *, what: str) -> bytes:
+    """`body` with every string under one of `keys` (at any depth, in lists and objects
+    under it too) replaced by `REDACTED`; the body itself when none is there.
+
+    For what the inbox keeps of a delivery (a connector's `redacted_keys`): a value such
+    as Plaid's `public_token` can be exchanged for an access token and must not be kept.
+    A redacted body is re-encoded compactly as UTF-8 (valid, strict JSON); the rest of the
+    content is unchanged. A body that does not decode strictly raises `PayloadError`
+    (it is not stored: nothing could say it holds no secret).
+    """
+    if not keys:
+        return body
+    doc = decode_json(body, what=what, max_depth=10_000)
+    changed = False
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        value, hidden = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if (hidden or key in keys) and isinstance(item, str):
+                    value[key] = REDACTED
+                    changed = True
+                else:
+                    stack.append((item, hidden or key in keys))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if hidden and isinstance(item, str):
+                    value[index] = REDACTED
+                    changed = True
+                else:
+                    stack.append((item, hidden))
+    if not changed:
+        return body
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")

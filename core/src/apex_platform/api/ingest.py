@@ -22,9 +22,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from apex_platform import metrics
 from apex_platform.api.errors import problem
 from apex_platform.contracts import PollTrigger, SourceConnector
-from apex_platform.errors import SettingsError
+from apex_platform.errors import PayloadError, SettingsError
 from apex_platform.inbox import Delivery, InboxUnavailable
 from apex_platform.models import InboundEvent
+from apex_platform.payloads import redact_json_keys
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.worker import drain_id
 
@@ -40,17 +41,30 @@ _UNAVAILABLE = {
 }
 
 
+def redacted_keys(connector: SourceConnector) -> frozenset[str]:
+    """The connector's `redacted_keys` (see `WebhookSource`), or none."""
+    keys = getattr(connector, "redacted_keys", None)
+    return frozenset(str(k) for k in keys) if keys else frozenset()
+
+
 async def accept(
     runtime: Runtime, connector: SourceConnector, event: InboundEvent, headers: Mapping[str, str], body: bytes
 ) -> Response[dict[str, Any]]:
     """Commit the delivery to the inbox and answer as the contract says."""
     source = connector.name
+    try:
+        # values the connector says must never be kept (Plaid's public_token) are redacted
+        # before the body is stored: the inbox, the drain and every store only see the copy
+        stored = redact_json_keys(body, redacted_keys(connector), what=f"{source} body")
+    except PayloadError as exc:
+        metrics.WEBHOOKS.labels(source, "malformed").inc()
+        return problem(400, str(exc), source=source)
     delivery = Delivery(
         source=source,
         event_id=event.event_id,
         received_at=event.received_at or datetime.now(UTC),
         headers=headers,
-        body=body,
+        body=stored,
     )
     wf_id = drain_id(source, runtime.temporal.task_queue_prefix)
     try:

@@ -48,6 +48,12 @@ class PlaidConnector:
     #: voids every page since the loop's first cursor, so the platform stages the pages of
     #: a loop and writes them only once `has_more` is false (see `PollSource`).
     atomic_pagination: ClassVar[bool] = True
+    #: Link webhooks (SESSION_FINISHED, ITEM_ADD_RESULT, EVENTS) carry public tokens, which
+    #: `/item/public_token/exchange` turns into access tokens, and link tokens: the
+    #: platform redacts them before the body is stored (see `WebhookSource.receive`)
+    redacted_keys: ClassVar[frozenset[str]] = frozenset(
+        {"public_token", "public_tokens", "link_token", "access_token", "processor_token"}
+    )
 
     def __init__(
         self,
@@ -84,7 +90,13 @@ class PlaidConnector:
         if self._keys is None:
             settings = self.settings
             fetch = self._key_fetcher or (lambda kid: fetch_verification_key(settings, kid))
-            self._keys = KeyCache(fetch, self._clock, settings.key_cache_seconds)
+            self._keys = KeyCache(
+                fetch,
+                self._clock,
+                settings.key_cache_seconds,
+                unknown_per_minute=settings.key_fetches_per_minute,
+                wait_seconds=settings.key_fetch_timeout_seconds + 1.0,
+            )
         return self._keys
 
     # -- PollSource --------------------------------------------------------------------------
@@ -147,8 +159,10 @@ class PlaidConnector:
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Raise `SignatureError` unless `Plaid-Verification` proves Plaid sent `body` recently.
 
-        The first webhook signed with a new key id fetches that key from Plaid
-        (a blocking call with a short timeout); later ones use the cache.
+        The first webhook signed with a new key id fetches that key from Plaid (a blocking
+        call with a short timeout, one at a time per kid, at most
+        APEX_PLAID_KEY_FETCHES_PER_MINUTE a minute for kids not known to be valid); later
+        ones use the cache (see `KeyCache`).
         """
         try:
             settings = self.settings

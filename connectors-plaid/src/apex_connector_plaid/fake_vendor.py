@@ -109,6 +109,10 @@ class FakePlaid:
         self.webhook_url: str | None = None
         self.sync_calls: dict[str, list[int]] = {}
         self.key_fetches = 0
+        #: /webhook_verification_key/get requests received (held ones included)
+        self.key_requests = 0
+        #: while set, key requests are held unanswered (a slow or rate-limited Plaid)
+        self.key_hold = threading.Event()
         self.rate_limit_retry_after: str | None = "1"
         self._failures: dict[str, list[_Failure]] = {}
         self._stalls: dict[str, dict[int, float]] = {}
@@ -397,6 +401,11 @@ def create_app(fake: FakePlaid) -> Litestar:
 
     @post("/webhook_verification_key/get", status_code=200)
     async def verification_key(request: Request[Any, Any, Any]) -> Response[Any]:
+        with fake._lock:
+            fake.key_requests += 1
+        held_until = time.monotonic() + 60
+        while fake.key_hold.is_set() and time.monotonic() < held_until:  # noqa: ASYNC110 - set by the test thread
+            await asyncio.sleep(0.01)
         doc = await body_of(request)
         return doc if isinstance(doc, Response) else fake.verification_key(doc)
 

@@ -73,6 +73,15 @@ class PlaidSettings(BaseSettings):
     key_cache_seconds: float = Field(
         default=3600.0, gt=0, description="How long a fetched verification key is trusted before it is fetched again"
     )
+    key_fetches_per_minute: int = Field(
+        default=10,
+        ge=1,
+        le=600,
+        description=(
+            "At most this many /webhook_verification_key/get calls a minute for key ids not known to be valid; "
+            "past it a webhook with a fresh kid is refused (401) without asking Plaid"
+        ),
+    )
 
     @field_validator("items", mode="before")
     @classmethod

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,9 @@ _MAX_KID_CHARS = 128
 #: every request call Plaid
 _UNKNOWN_KID_SECONDS = 60.0
 _MAX_CACHED = 256
+#: the window of the budget of fetches for key ids not known to be valid
+_BUDGET_WINDOW_SECONDS = 60.0
+DEFAULT_UNKNOWN_KIDS_PER_MINUTE = 10
 
 KeyFetcher = Callable[[str], "dict[str, Any] | None"]
 
@@ -38,6 +43,19 @@ class CachedKey:
     key: ec.EllipticCurvePublicKey | None  # None: Plaid does not know this kid
     expired_at: float | None
     fetched_at: float
+
+    @property
+    def usable(self) -> bool:
+        return self.key is not None and self.expired_at is None
+
+
+class _Flight:
+    """One fetch of one kid under way; other verifications of that kid wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: CachedKey | None = None
+        self.error: SignatureError | None = None
 
 
 def _reject(reason: str) -> SignatureError:
@@ -59,41 +77,118 @@ def public_key_from_jwk(jwk: Mapping[str, Any], kid: str) -> tuple[ec.EllipticCu
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise _reject(f"verification key {kid!r} is not a public key")
     expired = jwk.get("expired_at")
-    expired_at = float(expired) if isinstance(expired, int | float) and not isinstance(expired, bool) else None
-    return key, expired_at
+    if expired is None:
+        return key, None
+    if isinstance(expired, bool) or not isinstance(expired, int | float) or not math.isfinite(expired):
+        # set, but unreadable: Plaid sets it only on a key that has expired
+        return key, 0.0
+    return key, float(expired)
 
 
 class KeyCache:
-    """Verification keys by kid. A key is fetched once and trusted for `ttl` seconds;
-    a key whose `expired_at` has passed is refused. Thread-safe (the API may verify
-    from several threads)."""
+    """Verification keys by kid, fetched from Plaid at most as often as this allows.
 
-    def __init__(self, fetch: KeyFetcher, clock: Callable[[], float], ttl: float) -> None:
+    - A key is fetched once and trusted for `ttl` seconds, then fetched again (so an
+      expiry Plaid reports is seen); a kid Plaid does not know is remembered for a minute.
+    - A key whose `expired_at` is set is refused: Plaid sets it once the key has expired
+      (null while it is active), at every use, cached or not.
+    - Single flight: one fetch per kid at a time; concurrent verifications of that kid wait
+      for it (at most `wait_seconds`), or, while a known key is being fetched again, go on
+      with the cached one.
+    - Budget: at most `unknown_per_minute` fetches a minute for kids not known to be
+      valid. Past it a fresh kid is refused at once (401) without calling Plaid, so forged
+      JWTs with random kids can neither drain Plaid's rate limit nor hold threads.
+    - Bounded memory: `_MAX_CACHED` entries, unknown kids evicted first.
+
+    Thread-safe (the API verifies in worker threads).
+    """
+
+    def __init__(
+        self,
+        fetch: KeyFetcher,
+        clock: Callable[[], float],
+        ttl: float,
+        *,
+        unknown_per_minute: int = DEFAULT_UNKNOWN_KIDS_PER_MINUTE,
+        wait_seconds: float = 10.0,
+    ) -> None:
         self._fetch = fetch
         self._clock = clock
         self._ttl = ttl
+        self._budget = unknown_per_minute
+        self._wait = wait_seconds
         self._keys: dict[str, CachedKey] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._unknown_fetch_times: deque[float] = deque()
         self._lock = threading.Lock()
         self.fetches = 0
+        #: fresh kids refused because the budget was spent
+        self.refused = 0
+
+    def _fresh(self, entry: CachedKey, now: float) -> bool:
+        return now - entry.fetched_at < (self._ttl if entry.key is not None else _UNKNOWN_KID_SECONDS)
+
+    def _take_budget(self, now: float) -> bool:
+        times = self._unknown_fetch_times
+        while times and now - times[0] >= _BUDGET_WINDOW_SECONDS:
+            times.popleft()
+        if len(times) >= self._budget:
+            return False
+        times.append(now)
+        return True
 
     def get(self, kid: str) -> ec.EllipticCurvePublicKey:
         now = self._clock()
+        leader = False
         with self._lock:
             cached = self._keys.get(kid)
-        fresh = cached is not None and now - cached.fetched_at < (
-            self._ttl if cached.key is not None else _UNKNOWN_KID_SECONDS
-        )
-        if not fresh:
-            cached = self._load(kid, now)
+            flight = None
+            if cached is None or not self._fresh(cached, now):
+                flight = self._flights.get(kid)
+                if flight is not None and cached is not None and cached.usable:
+                    flight = None  # being fetched again: the cached key serves meanwhile
+                elif flight is None:
+                    if not (cached is not None and cached.usable) and not self._take_budget(now):
+                        self.refused += 1
+                        raise _reject(
+                            f"verification key {kid!r} is unknown and {self._budget} unknown key ids were "
+                            "already looked up at Plaid this minute (APEX_PLAID_KEY_FETCHES_PER_MINUTE); "
+                            "Plaid was not asked"
+                        )
+                    flight = self._flights[kid] = _Flight()
+                    leader = True
+        if flight is not None:
+            cached = self._lead(kid, now, flight) if leader else self._follow(kid, flight)
         assert cached is not None
         if cached.key is None:
             raise _reject(f"Plaid does not know verification key {kid!r} (kid of the Plaid-Verification JWT)")
-        if cached.expired_at is not None and cached.expired_at <= now:
+        if cached.expired_at is not None:
             raise _reject(f"verification key {kid!r} expired at {int(cached.expired_at)}")
         return cached.key
 
+    def _lead(self, kid: str, now: float, flight: _Flight) -> CachedKey:
+        try:
+            flight.entry = self._load(kid, now)
+            return flight.entry
+        except SignatureError as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(kid, None)
+            flight.done.set()
+
+    def _follow(self, kid: str, flight: _Flight) -> CachedKey:
+        if not flight.done.wait(self._wait):
+            raise _reject(f"verification key {kid!r} is still being fetched from Plaid; try again")
+        if flight.error is not None:
+            raise SignatureError(str(flight.error))
+        assert flight.entry is not None
+        return flight.entry
+
     def _load(self, kid: str, now: float) -> CachedKey:
-        self.fetches += 1
+        with self._lock:
+            self.fetches += 1
         jwk = self._fetch(kid)
         if jwk is None:
             entry = CachedKey(None, None, now)
@@ -102,8 +197,10 @@ class KeyCache:
             entry = CachedKey(key, expired_at, now)
         with self._lock:
             if len(self._keys) >= _MAX_CACHED and kid not in self._keys:
-                # Forget the oldest entries first; real Plaid has a handful of keys.
-                for old in sorted(self._keys, key=lambda k: self._keys[k].fetched_at)[: _MAX_CACHED // 4]:
+                # unknown kids first (a flood of forged kids must not evict Plaid's real key),
+                # then the oldest
+                order = sorted(self._keys, key=lambda k: (self._keys[k].key is not None, self._keys[k].fetched_at))
+                for old in order[: _MAX_CACHED // 4]:
                     del self._keys[old]
             self._keys[kid] = entry
         return entry

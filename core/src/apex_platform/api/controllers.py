@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -23,6 +24,21 @@ from apex_platform.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SourceName = Annotated[str, PathParameter(description="Installed source connector name", max_length=64)]
+
+
+#: worker threads one source's `verify` may hold at once (anyio's shared pool has 40)
+VERIFY_THREADS_PER_SOURCE = 8
+
+
+def verify_limiter(runtime: Runtime, source: str) -> anyio.CapacityLimiter:
+    """The thread slots of `source`'s signature checks, created on first use (per event loop)."""
+    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, anyio.CapacityLimiter]]
+    by_loop = runtime.edge.setdefault("verify_limiters", weakref.WeakKeyDictionary())
+    limiters = by_loop.setdefault(asyncio.get_running_loop(), {})
+    limiter = limiters.get(source)
+    if limiter is None:
+        limiter = limiters[source] = anyio.CapacityLimiter(VERIFY_THREADS_PER_SOURCE)
+    return limiter
 
 
 class WebhookController(Controller):
@@ -45,8 +61,9 @@ class WebhookController(Controller):
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            # in a worker thread: a connector may fetch a verification key (Plaid's JWKs)
-            await anyio.to_thread.run_sync(connector.verify, headers, body)
+            # in a worker thread: a connector may fetch a verification key (Plaid's JWKs);
+            # with the source's own slots, so a flood at one source never stalls another's
+            await anyio.to_thread.run_sync(connector.verify, headers, body, limiter=verify_limiter(runtime, source))
         except SignatureError as exc:
             metrics.WEBHOOKS.labels(source, "unauthorized").inc()
             return problem(401, str(exc), source=source)

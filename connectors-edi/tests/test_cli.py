@@ -97,3 +97,24 @@ def test_a_file_that_is_not_x12_exits_1(stack_env: dict[str, str], tmp_path: Pat
     # core prints "Error: WorkflowFailureError: Workflow execution failed" without the
     # cause ("not an X12 interchange: expected 'ISA' ..."): see the README
     assert "Error" in done.stderr
+
+
+def test_a_folder_with_a_link_and_a_hostile_name_ingests_the_rest(
+    stack_env: dict[str, str], sample_214: Path, tmp_path: Path
+) -> None:
+    """`ingest edi FOLDER`: a link in it is refused unread (the error names it, quotes
+    nothing of its target), a name with a newline and rich markup is printed escaped, and
+    the folder's other file is ingested."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret-marker-2b7e is not X12\n")
+    (folder / "a-link.x12").symlink_to(secret)
+    hostile = "b\n[bold red]forged line.x12"
+    (folder / hostile).write_bytes(sample_214.read_bytes())
+    done = ingest(stack_env, str(folder))
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "a-link.x12: a symbolic link; not followed, nothing read" in done.stderr
+    assert "secret-marker" not in done.stdout + done.stderr
+    assert "b\\n[bold red]forged line.x12" in done.stdout + done.stderr
+    assert "\nforged" not in done.stdout + done.stderr

@@ -19,8 +19,10 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import ActivityEnvironment
 
+from apex_platform import batches
 from apex_platform.batches import (
     Dropped,
+    FileOutcome,
     file_workflow_id,
     ingest_file,
     record_refs,
@@ -33,7 +35,7 @@ from apex_platform.runtime import Runtime
 from apex_platform.safefiles import NOTE_SUFFIX
 from apex_platform.temporal import activities, workflows
 from apex_platform.temporal.activities import IngestActivities
-from apex_platform.temporal.inputs import BatchFileInput, FinishFileInput, IngestChunkInput
+from apex_platform.temporal.inputs import BatchFileInput, BatchFileResult, FinishFileInput, IngestChunkInput
 from apex_platform.temporal.workflows import BatchFileWorkflow
 from apex_platform.testing.sinks import CountingSink
 from apex_platform.testing.worker import running_worker
@@ -811,3 +813,43 @@ async def test_a_file_that_hangs_is_given_up_on_and_the_next_files_go_on(env: En
     assert seen["b.jsonl"].outcome == seen["c.jsonl"].outcome == "ingested"
     assert sink.received[f"{tag}-b-0"] == sink.received[f"{tag}-c-0"] == 1
     assert f"{tag}-stuck" not in sink.received
+
+
+async def test_a_file_taken_away_mid_ingest_does_not_bar_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file removed while it was being ingested (nothing left to move) is forgotten: a
+    file dropped later under the same name is read."""
+    inbox = tmp_path / "inbox"
+    write_text(inbox / "a.jsonl", ['{"id": 1}'])
+    settle(inbox / "a.jsonl")
+    calls: list[str] = []
+
+    def drop_again() -> None:
+        write_text(inbox / "a.jsonl", ['{"id": 2}'])
+        settle(inbox / "a.jsonl")
+
+    async def ingest(runtime: Any, client: Any, source: Any, path: Path, **_: Any) -> FileOutcome:
+        calls.append(path.name)
+        if len(calls) == 1:
+            os.unlink(path)  # taken away by its sender
+            asyncio.get_running_loop().call_later(0.3, drop_again)
+            raise FileNotFoundError(path)
+        result = BatchFileResult(source="lines", file_name=path.name, units=1, record_count=1, written=1)
+        return FileOutcome(result, "apex:batch:lines:x", "ingested")
+
+    monkeypatch.setattr(batches, "ingest_file_outcome", ingest)
+    stop = asyncio.Event()
+    seen: list[Dropped] = []
+
+    def on_result(dropped: Dropped) -> None:
+        seen.append(dropped)
+        stop.set()
+
+    source = LinesSource()
+    await asyncio.wait_for(
+        watch_inbox(None, None, source, inbox, stop, on_result=on_result, interval=0.05),  # type: ignore[arg-type]
+        30,
+    )
+    assert calls == ["a.jsonl", "a.jsonl"]
+    assert [(d.outcome, d.moved_to.name) for d in seen] == [("ingested", "a.jsonl")]

@@ -301,6 +301,9 @@ async def watch_inbox(
         try:
             with root.subfolder(where) as folder:
                 new_name = move_with_note(root, name, folder, None if note is None else note + "\n")
+        except FileNotFoundError:  # taken away meanwhile: a new file of that name is read anew
+            log.warning("%s/%s: gone before it was moved to %s/", inbox, display_name(name), where)
+            return
         except OSError as exc:  # e.g. not allowed to rename it: say so once, go on
             skipped.add(name)
             shown = display_name(name)

@@ -1,4 +1,4 @@
-"""Development sessions: `nox -s tests`, `nox -s demo`, `nox -s lint`, `nox -s bench`,
+"""Development sessions: `nox -s tests`, `nox -s demo`, `nox -s lint`, `nox -s bench`, `nox -s lock`,
 and one isolated session per package (only core and that package installed)."""
 
 from __future__ import annotations
@@ -15,6 +15,21 @@ nox.options.default_venv_backend = "venv"
 
 PYTHON = os.environ.get("APEX_NOX_PYTHON") or None  # the interpreter running nox by default
 
+CONSTRAINTS = ROOT / "constraints.txt"
+"""The versions the suite was tested with, for every install (`nox -s lock` rewrites it)."""
+CONSTRAINTS_HEADER = """\
+# The versions of every dependency that the test suite passed with. Every nox session
+# installs with `-c constraints.txt`, so CI (.ci/run -> nox -s tests) gets exactly these.
+# A constraint installs nothing by itself; a package no pyproject.toml asks for is ignored.
+# Refresh: `nox -s lock` (newest versions the pyproject.toml files allow), then
+# `nox -s tests`, then commit this file with the change (see SECURITY.md, "Supply chain").
+"""
+
+
+def pinned(constrained: bool = True) -> list[str]:
+    """`-c constraints.txt` for `session.install` (nothing while `nox -s lock` resolves afresh)."""
+    return ["-c", str(CONSTRAINTS)] if constrained else []
+
 
 def packages() -> list[Path]:
     """Every distribution folder of the monorepo, core first."""
@@ -24,14 +39,14 @@ def packages() -> list[Path]:
     return [p for p in found if (p / "pyproject.toml").exists()]
 
 
-def install_all(session: nox.Session) -> None:
-    session.install("--upgrade", "pip")
+def install_all(session: nox.Session, *, constrained: bool = True) -> None:
+    session.install("--upgrade", "pip", *pinned(constrained))
     args: list[str] = []
     for pkg in packages():
         # each package's `testing` extra holds what its tests need (pip ignores a missing one)
         spec = f"{pkg}[embedded,testing]" if pkg.name == "core" else f"{pkg}[testing]"
         args += ["-e", spec]
-    session.install(*args)
+    session.install(*pinned(constrained), *args)
 
 
 def test_paths() -> list[str]:
@@ -71,11 +86,14 @@ def demo(session: nox.Session) -> None:
     session.run("apex-platform", "demo", *session.posargs, env={"APEX_HOME": home})
 
 
+LINT_TOOLS = ("ruff", "mypy", "types-psutil", "asyncpg-stubs")
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff and mypy over every package."""
     install_all(session)
-    session.install("ruff", "mypy", "types-psutil", "asyncpg-stubs")
+    session.install(*pinned(), *LINT_TOOLS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
     session.run("mypy", *[str(p / "src") for p in packages()])
@@ -86,9 +104,9 @@ def _isolated(pkg: Path) -> None:
     def isolated(session: nox.Session) -> None:
         extras = "[embedded,testing]"
         if pkg.name == "core":
-            session.install("-e", f"{pkg}{extras}")
+            session.install(*pinned(), "-e", f"{pkg}{extras}")
         else:
-            session.install("-e", f"{ROOT / 'core'}{extras}", "-e", f"{pkg}[testing]")
+            session.install(*pinned(), "-e", f"{ROOT / 'core'}{extras}", "-e", f"{pkg}[testing]")
         session.run("pytest", str(pkg / "tests"), *session.posargs)
 
     isolated.__doc__ = f"Tests of {pkg.name} with only core and that package installed."
@@ -115,3 +133,17 @@ def chaos(session: nox.Session) -> None:
     `nox -s chaos -- --seed 7 --duration 5m` (see `python -m tests.chaos --help`)."""
     install_all(session)
     session.run("python", "-m", "tests.chaos", *session.posargs, env={"PYTHONPATH": str(ROOT)})
+
+
+@nox.session(python=PYTHON, reuse_venv=False)
+def lock(session: nox.Session) -> None:
+    """Rewrite constraints.txt: every package and tool resolved afresh in a new virtualenv
+    (the newest versions the pyproject.toml files allow), as `pip freeze` lists them.
+    Run `nox -s tests` on the result before committing it."""
+    install_all(session, constrained=False)
+    session.install(*LINT_TOOLS)
+    frozen = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True)
+    # pip itself is pinned too; setuptools/wheel only come with the virtualenv
+    lines = [line for line in str(frozen).splitlines() if line and not line.startswith(("setuptools==", "wheel=="))]
+    CONSTRAINTS.write_text(CONSTRAINTS_HEADER + "\n".join(sorted(lines, key=str.lower)) + "\n", encoding="utf-8")
+    session.log(f"wrote {len(lines)} versions to {CONSTRAINTS}")

@@ -48,7 +48,7 @@ def test_demo_deliveries_are_signed_and_accepted_by_verify() -> None:
     from apex_connector_frontapp.settings import FrontSettings
     from apex_platform.contracts import DemoSource
 
-    connector = FrontConnector(FrontSettings(signing_secret="demo-secret"))  # type: ignore[arg-type]
+    connector = FrontConnector(FrontSettings(signing_secret="front-demo-secret-1234"))  # type: ignore[arg-type]
     assert isinstance(connector, DemoSource)
     deliveries = connector.demo_deliveries()
     assert len(deliveries) == 6

@@ -16,7 +16,7 @@ from apex_platform.contracts import WebhookReply
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.models import InboundEvent, Record
 
-CONNECTOR = FrontConnector(FrontSettings(signing_secret="s"), clock=lambda: 1773151512.5)
+CONNECTOR = FrontConnector(FrontSettings(signing_secret="front-properties-secret"), clock=lambda: 1773151512.5)
 FRONT_KEYS = [
     "id", "type", "emitted_at", "payload", "authorization", "conversation", "source", "target", "data",
     "_meta", "recipients", "recipient", "handle", "role", "tags", "assignee", "body", "text", "blurb",

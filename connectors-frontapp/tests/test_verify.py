@@ -12,6 +12,7 @@ from apex_connector_frontapp import FrontConnector, FrontSettings, samples
 from apex_platform.errors import SignatureError
 
 SECRET = "front-app-secret-for-tests"
+RULE_SECRET = "front-api-secret-for-tests"
 NOW = 1773151512.5  # 2026-03-10 14:05:12.500 UTC
 NOW_MS = int(NOW * 1000)
 BODY = samples.encode(samples.INBOUND_RECEIVED)
@@ -165,21 +166,21 @@ def _rule_signature(body: bytes, secret: str) -> str:
 def test_rule_webhooks_are_refused_by_default(connector: FrontConnector) -> None:
     body = samples.encode(samples.INBOUND_RECEIVED["payload"])
     with pytest.raises(SignatureError, match="X-Front-Request-Timestamp header is missing"):
-        connector.verify({"X-Front-Signature": _rule_signature(body, "api-secret")}, body)
+        connector.verify({"X-Front-Signature": _rule_signature(body, RULE_SECRET)}, body)
 
 
 def test_rule_webhooks_when_enabled() -> None:
-    settings = FrontSettings(accept_rule_webhooks=True, api_secret="api-secret")
+    settings = FrontSettings(accept_rule_webhooks=True, api_secret=RULE_SECRET)
     connector = FrontConnector(settings, clock=lambda: NOW)
     body = samples.encode(samples.INBOUND_RECEIVED["payload"])
-    connector.verify({"x-front-signature": _rule_signature(body, "api-secret")}, body)
+    connector.verify({"x-front-signature": _rule_signature(body, RULE_SECRET)}, body)
     with pytest.raises(SignatureError, match="APEX_FRONTAPP_API_SECRET"):
         connector.verify({"x-front-signature": _rule_signature(body, "wrong")}, body)
     with pytest.raises(SignatureError, match="missing"):
         connector.verify({}, body)
     # Application webhooks keep working next to rule webhooks when both secrets are set.
     both = FrontConnector(
-        FrontSettings(signing_secret=SECRET, accept_rule_webhooks=True, api_secret="api-secret"),
+        FrontSettings(signing_secret=SECRET, accept_rule_webhooks=True, api_secret=RULE_SECRET),
         clock=lambda: NOW,
     )
     both.verify(samples.sign(BODY, SECRET, NOW_MS), BODY)
@@ -190,3 +191,46 @@ def test_rule_webhooks_without_api_secret_are_refused() -> None:
     body = b"{}"
     with pytest.raises(SignatureError, match="APEX_FRONTAPP_API_SECRET is not set"):
         connector.verify({"X-Front-Signature": _rule_signature(body, "x")}, body)
+
+
+def test_rotation_accepts_every_configured_signing_secret() -> None:
+    """The app secret rotates without downtime: old and new both configured, either signs."""
+    new = "front-app-secret-new-0002"
+    connector = FrontConnector(FrontSettings(signing_secret=f'["{new}", "{SECRET}"]'), clock=lambda: NOW)
+    for secret in (SECRET, new):
+        connector.verify(samples.sign(BODY, secret, NOW_MS), BODY)
+    with pytest.raises(SignatureError, match="does not match"):
+        connector.verify(samples.sign(BODY, "front-app-secret-gone-03", NOW_MS), BODY)
+    assert connector.demo_deliveries()  # the demo signs with the first
+
+
+def test_rule_webhooks_have_a_replay_window_from_the_signed_emitted_at() -> None:
+    """Rule webhooks have no timestamp header: a captured one used to pass for ever. Their
+    signed body's emitted_at now bounds it (APEX_FRONTAPP_RULE_MAX_AGE_SECONDS)."""
+    settings = FrontSettings(accept_rule_webhooks=True, api_secret=RULE_SECRET, rule_max_age_seconds=600)
+    event = dict(samples.INBOUND_RECEIVED["payload"])
+    fresh = samples.encode(event)
+    FrontConnector(settings, clock=lambda: NOW).verify(
+        {"X-Front-Signature": _rule_signature(fresh, RULE_SECRET)}, fresh
+    )
+    later = FrontConnector(settings, clock=lambda: NOW + 601)
+    with pytest.raises(SignatureError, match="emitted_at is more than 600 s"):
+        later.verify({"X-Front-Signature": _rule_signature(fresh, RULE_SECRET)}, fresh)
+    undated = samples.encode({k: v for k, v in event.items() if k != "emitted_at"})
+    with pytest.raises(SignatureError, match="no emitted_at"):
+        FrontConnector(settings, clock=lambda: NOW).verify(
+            {"X-Front-Signature": _rule_signature(undated, RULE_SECRET)}, undated
+        )
+    # explicitly without a window: any age passes (the old behaviour, now a choice)
+    anyage = FrontSettings(accept_rule_webhooks=True, api_secret=RULE_SECRET, rule_max_age_seconds=0)
+    FrontConnector(anyage, clock=lambda: NOW + 10**6).verify(
+        {"X-Front-Signature": _rule_signature(undated, RULE_SECRET)}, undated
+    )
+
+
+def test_without_rule_webhooks_a_missing_timestamp_is_never_the_sha1_scheme() -> None:
+    """A delivery stripped of its timestamp is refused, however it is signed."""
+    connector = FrontConnector(FrontSettings(signing_secret=SECRET, api_secret=RULE_SECRET), clock=lambda: NOW)
+    body = samples.encode(samples.INBOUND_RECEIVED["payload"])
+    with pytest.raises(SignatureError, match="X-Front-Request-Timestamp header is missing"):
+        connector.verify({"X-Front-Signature": _rule_signature(body, RULE_SECRET)}, body)

@@ -93,7 +93,7 @@ def api(
     pytest.importorskip("apex_sink_postgres")
     base = tmp_path_factory.mktemp("llm-http")
     port = free_port()
-    env = environment(base, apex_temporal_server, apex_postgres_server, APEX_API_KEYS=f"other-key,{KEY}")
+    env = environment(base, apex_temporal_server, apex_postgres_server, APEX_API_KEYS=f"other-key-0123456789,{KEY}")
     env["APEX_API_PORT"] = str(port)
     procs = [Proc(["api"], env, base / "api.log"), Proc(["worker"], env, base / "worker.log")]
     try:

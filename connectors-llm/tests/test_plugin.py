@@ -37,12 +37,12 @@ def test_demo_deliveries_use_the_first_configured_key(monkeypatch: pytest.Monkey
     env = connector.demo_environment()
     assert set(env) == {"APEX_API_KEYS"}
     assert len(env["APEX_API_KEYS"]) > 30
-    monkeypatch.setenv("APEX_API_KEYS", "first-key, second-key")
+    monkeypatch.setenv("APEX_API_KEYS", "first-key-0123456789, second-key-0123456789")
     deliveries = connector.demo_deliveries()
     assert len(deliveries) == 2
     for d in deliveries:
         assert d.path == "/v1/records/llm"
-        assert d.headers["Authorization"] == "Bearer first-key"
+        assert d.headers["Authorization"] == "Bearer first-key-0123456789"
         connector.receive(d.headers, d.body)
     ids = [connector.receive(d.headers, d.body).event_id for d in deliveries]
     assert ids[0] != ids[1]

@@ -14,7 +14,7 @@ NOW = 1773151512.0
 
 @pytest.fixture
 def c() -> SonarConnector:
-    return SonarConnector(SonarSettings(webhook_secret="s"), clock=lambda: NOW)  # type: ignore[arg-type]
+    return SonarConnector(SonarSettings(webhook_secret="sonar-alerts-test-secret"), clock=lambda: NOW)  # type: ignore[arg-type]
 
 
 def test_alert_record(c: SonarConnector) -> None:

@@ -154,7 +154,7 @@ async def test_a_revised_value_supersedes_the_stored_one(stack: Stack) -> None:
 
 
 async def test_signed_alert_lands(stack: Stack) -> None:
-    body, headers = stack.fake.alert(samples.ALERTS[0])
+    body, headers = stack.fake.alert(samples.ALERTS[0], now=NOW)  # signed at the connector's time
     resp = await stack.post(body, headers)
     assert resp.status_code == 202, resp.text
     answer = resp.json()
@@ -173,7 +173,7 @@ async def test_signed_alert_lands(stack: Stack) -> None:
 @pytest.mark.parametrize("attack", ["tampered", "wrong secret", "no signature"])
 async def test_bad_signature_is_401_and_stores_nothing(stack: Stack, attack: str) -> None:
     doc = {**samples.ALERTS[0], "alertId": f"al-{attack.replace(' ', '-')}"}
-    body, headers = stack.fake.alert(doc, **({"secret": "not-the-secret"} if attack == "wrong secret" else {}))
+    body, headers = stack.fake.alert(doc, now=NOW, **({"secret": "not-the-secret"} if attack == "wrong secret" else {}))
     if attack == "tampered":
         body = body.replace(b"9.84", b"1.11")
     if attack == "no signature":
@@ -191,7 +191,7 @@ async def test_bad_signature_is_401_and_stores_nothing(stack: Stack, attack: str
     [({"alertId": "m1", "value": 3}, "no 'ticker'"), ({"alertId": "m2", "ticker": "OTRI"}, "granularity")],
 )
 async def test_malformed_alert_is_400_naming_the_problem(stack: Stack, doc: dict[str, Any], says: str) -> None:
-    body, headers = stack.fake.alert(doc)
+    body, headers = stack.fake.alert(doc, now=NOW)
     resp = await stack.post(body, headers)
     assert resp.status_code == 400, resp.text
     assert says in resp.json()["error"]

@@ -22,7 +22,9 @@ def mac(data: bytes, secret: str = SECRET) -> bytes:
 
 
 def conn(**kw: object) -> SonarConnector:
-    return SonarConnector(SonarSettings(webhook_secret=SECRET, **kw), clock=lambda: NOW)  # type: ignore[arg-type]
+    """The body-only scheme unless a test names a timestamp header (it must be turned off explicitly)."""
+    kw = {"webhook_secret": SECRET, "require_timestamp": False, "timestamp_header": None, **kw}
+    return SonarConnector(SonarSettings(**kw), clock=lambda: NOW)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -76,3 +78,37 @@ def test_timestamp_header_adds_a_replay_window() -> None:
         c.verify({"X-Sonar-Signature": mac(BODY).hex()}, BODY)
     with pytest.raises(SignatureError, match="not unix seconds"):
         c.verify({"X-Sonar-Timestamp": "yesterday", "X-Sonar-Signature": "00"}, BODY)
+
+
+def test_a_timestamp_is_required_by_default() -> None:
+    """Without a configured timestamp an alert could be replayed for ever: by default the
+    connector asks for X-Sonar-Timestamp, and turning it off takes an explicit setting."""
+    c = SonarConnector(SonarSettings(webhook_secret=SECRET), clock=lambda: NOW)  # type: ignore[arg-type]
+    with pytest.raises(SignatureError, match="X-Sonar-Timestamp header is missing"):
+        c.verify({"X-Sonar-Signature": mac(BODY).hex()}, BODY)
+    ts = str(int(NOW))
+    c.verify({"X-Sonar-Timestamp": ts, "X-Sonar-Signature": mac(ts.encode() + b"." + BODY).hex()}, BODY)
+    with pytest.raises(ValueError, match="no replay protection"):
+        SonarSettings(webhook_secret=SECRET, timestamp_header="")  # type: ignore[arg-type]
+
+
+def test_the_demo_and_the_fake_vendor_sign_with_a_timestamp() -> None:
+    from apex_connector_sonar.fake_vendor import FakeSonar
+
+    fake = FakeSonar()
+    c = SonarConnector(SonarSettings(webhook_secret=fake.webhook_secret), clock=lambda: NOW)  # type: ignore[arg-type]
+    for delivery in c.demo_deliveries():
+        assert "X-Sonar-Timestamp" in delivery.headers
+        c.verify(delivery.headers, delivery.body)
+    body, headers = fake.alert({"alertId": "a2", "ticker": "OTRI.USA", "value": 1.0}, now=NOW)
+    c.verify(headers, body)
+
+
+def test_rotation_accepts_every_configured_secret() -> None:
+    old, new = "sonar-secret-old-0001", "sonar-secret-new-0002"
+    for configured in (f"{old},{new}", f'["{new}", "{old}"]'):
+        c = conn(webhook_secret=configured)
+        for secret in (old, new):
+            c.verify({"X-Sonar-Signature": mac(BODY, secret).hex()}, BODY)
+        with pytest.raises(SignatureError, match="does not match"):
+            c.verify({"X-Sonar-Signature": mac(BODY, "sonar-secret-gone-0003").hex()}, BODY)

@@ -7,7 +7,7 @@ import pytest
 from apex_connector_turvo import TurvoConnector, TurvoSettings
 from apex_platform.errors import SignatureError
 
-TOKEN = "wh-token-7f3a9c"
+TOKEN = "wh-token-7f3a9c-0d1e"
 BODY = b'{"eventName":"SHIPMENT_STATUS_UPDATE","eventPayload":{"id":1}}'
 
 
@@ -52,3 +52,15 @@ def test_unset_token_rejects_everything_and_names_the_setting(monkeypatch: pytes
     monkeypatch.delenv("APEX_TURVO_WEBHOOK_TOKEN", raising=False)
     with pytest.raises(SignatureError, match="APEX_TURVO_WEBHOOK_TOKEN"):
         TurvoConnector(TurvoSettings()).verify({"Authorization": "Bearer "}, BODY)
+
+
+def test_rotation_accepts_every_configured_token() -> None:
+    """Two tokens while Turvo's webhook profile switches over: both pass, and the demo
+    authenticates with the first."""
+    old, new = "turvo-token-old-0001", "turvo-token-new-0002"
+    c = TurvoConnector(TurvoSettings(webhook_token=f"{new}, {old}"))  # type: ignore[arg-type]
+    for token in (old, new):
+        c.verify({"Authorization": f"Bearer {token}"}, BODY)
+    with pytest.raises(SignatureError, match="does not match"):
+        c.verify({"Authorization": f"Bearer {new},{old}"}, BODY)
+    assert c.demo_deliveries()[0].headers["Authorization"] == f"Bearer {new}"

@@ -42,6 +42,7 @@ from apex_platform.stack import (
 )
 from apex_platform.stack.processes import ServerProcess
 from apex_platform.testing.pytest_plugin import postgres_data_dir
+from apex_platform.testing.stack_file import write_stack_file
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -420,8 +421,13 @@ def test_read_stack_ignores_a_file_left_by_a_dead_process(tmp_path: Path) -> Non
     dead.wait()
     (tmp_path / "stack.json").write_text(json.dumps({"pid": dead.pid, "redis": {"url": "redis://x"}}))
     assert read_stack(tmp_path) is None
-    (tmp_path / "stack.json").write_text(json.dumps({"pid": os.getpid(), "redis": {"url": "redis://x"}}))
-    assert read_stack(tmp_path) == {"pid": os.getpid(), "redis": {"url": "redis://x"}}
+    # a live pid alone is not enough (pid 1 is alive too): the file must name this very process
+    (tmp_path / "stack.json").write_text(json.dumps({"pid": os.getpid(), "redis": {"url": "redis://127.0.0.1:1"}}))
+    assert read_stack(tmp_path) is None
+    write_stack_file(tmp_path, redis={"url": "redis://127.0.0.1:1"})
+    info = read_stack(tmp_path)
+    assert info is not None
+    assert (info["pid"], info["redis"]) == (os.getpid(), {"url": "redis://127.0.0.1:1"})
 
 
 # -- the pytest plugin's hard exit ---------------------------------------------------------

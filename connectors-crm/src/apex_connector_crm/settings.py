@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Credential, apex_config
 
 HUBSPOT_URL = "https://api.hubapi.com"
 DEFAULT_OBJECTS = ("contacts", "companies", "deals")
@@ -25,7 +25,7 @@ class CrmSettings(BaseSettings):
     model_config = apex_config("APEX_CRM_")
 
     base_url: str = Field(default=HUBSPOT_URL, description="HubSpot API host")
-    access_token: SecretStr | None = Field(
+    access_token: Credential | None = Field(
         default=None,
         description="Access token of a HubSpot private app (Settings > Integrations > Private apps) "
         "with the crm.objects.contacts/companies/deals.read scopes",

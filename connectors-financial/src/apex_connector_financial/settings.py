@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Credential, apex_config
 
 QBO_URL = "https://quickbooks.api.intuit.com"
 SANDBOX_URL = "https://sandbox-quickbooks.api.intuit.com"
@@ -25,8 +25,8 @@ class FinancialSettings(BaseSettings):
     base_url: str = Field(default=QBO_URL, description="QuickBooks Online API host (sandbox: " + SANDBOX_URL + ")")
     token_url: str = Field(default=INTUIT_TOKEN_URL, description="Intuit's OAuth 2 token endpoint")
     client_id: str | None = Field(default=None, description="Client ID of the Intuit app (Developer portal > Keys)")
-    client_secret: SecretStr | None = Field(default=None, description="Client secret of the Intuit app")
-    refresh_tokens: dict[str, SecretStr] = Field(
+    client_secret: Credential | None = Field(default=None, description="Client secret of the Intuit app")
+    refresh_tokens: dict[str, Credential] = Field(
         default_factory=dict,
         description='Initial refresh token per company, as JSON: {"<realmId>": "<refresh token>"}. '
         "Intuit rotates them; the current one is kept in the token store",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +18,9 @@ from apex_connector_frontapp.settings import FrontSettings
 from apex_platform.contracts import SampleDelivery, WebhookReply
 from apex_platform.errors import PayloadError, SettingsError, SignatureError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
-from apex_platform.settings import load
+from apex_platform.settings import load, secret_values
+
+log = logging.getLogger(__name__)
 
 # Front's challenge is a short random string; a long one is not Front and is not echoed.
 _MAX_CHALLENGE_CHARS = 1024
@@ -65,13 +68,13 @@ class FrontConnector:
         """The sample events, each signed now with the configured secret, as Front would."""
         from apex_connector_frontapp import samples
 
-        secret = self.settings.signing_secret
-        if secret is None:
+        secrets_ = secret_values(self.settings.signing_secret)
+        if not secrets_:
             raise SettingsError("APEX_FRONTAPP_SIGNING_SECRET is not set; the demo cannot sign Front events")
         deliveries = []
         for event in samples.events():
             body = samples.encode(event)
-            headers = samples.sign(body, secret.get_secret_value())
+            headers = samples.sign(body, secrets_[0])
             deliveries.append(SampleDelivery(path=f"/webhooks/{self.name}", body=body, headers=headers))
         return deliveries
 
@@ -102,8 +105,12 @@ class FrontConnector:
             raise SignatureError("Front webhook rejected: the X-Front-Request-Timestamp header is missing")
         timestamp_ms = signatures.parse_timestamp_ms(timestamp)
         signatures.check_fresh(timestamp_ms, int(self._clock() * 1000), settings.max_age_seconds)
-        expected = signatures.application_signature(body, settings.signing_secret.get_secret_value(), timestamp.strip())
-        if not signatures.signatures_match(expected, provided):
+        # any configured secret: during a rotation the old and the new one are both set
+        expected = [
+            signatures.application_signature(body, secret, timestamp.strip())
+            for secret in secret_values(settings.signing_secret)
+        ]
+        if not signatures.any_signature_matches(expected, provided):
             raise SignatureError(
                 "Front webhook rejected: X-Front-Signature does not match the body "
                 "(wrong APEX_FRONTAPP_SIGNING_SECRET, or the body was altered on the way)"
@@ -117,12 +124,16 @@ class FrontConnector:
             )
         if not provided:
             raise SignatureError("Front rule webhook rejected: the X-Front-Signature header is missing")
-        expected = signatures.rule_signature(body, settings.api_secret.get_secret_value())
-        if not signatures.signatures_match(expected, provided):
+        expected = [signatures.rule_signature(body, secret) for secret in secret_values(settings.api_secret)]
+        if not signatures.any_signature_matches(expected, provided):
             raise SignatureError(
                 "Front rule webhook rejected: X-Front-Signature does not match the body "
                 "(wrong APEX_FRONTAPP_API_SECRET, or the body was altered on the way)"
             )
+        # no timestamp header: the replay window comes from the signed body's emitted_at
+        if settings.rule_max_age_seconds:
+            signatures.check_rule_fresh(body, self._clock(), settings.rule_max_age_seconds)
+        log.warning("accepted a Front rule webhook (SHA-1, no timestamp header): prefer application webhooks")
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply:
         """Answer the set-up challenge, or decode a verified delivery into an `InboundEvent`."""

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Secrets, apex_config
 
 
 class FrontSettings(BaseSettings):
     model_config = apex_config("APEX_FRONTAPP_")
 
-    signing_secret: SecretStr | None = Field(
+    signing_secret: Secrets | None = Field(
         default=None,
         description=(
             "App secret of the Front app that owns the application webhook "
-            "(Developers > your app > Basic information). Unset: every delivery is rejected."
+            "(Developers > your app > Basic information); several, comma-separated or a JSON array, during a "
+            "rotation (any one is accepted). Unset: every delivery is rejected."
         ),
     )
     max_age_seconds: int = Field(
@@ -31,7 +32,16 @@ class FrontSettings(BaseSettings):
             "so no replay protection)"
         ),
     )
-    api_secret: SecretStr | None = Field(
+    api_secret: Secrets | None = Field(
         default=None,
         description="API secret that signs rule webhooks; only read when accept_rule_webhooks is true",
+    )
+    rule_max_age_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86_400,
+        description=(
+            "Replay window of rule webhooks, from their signed body's emitted_at (they carry no timestamp "
+            "header); 0 accepts any age, with no replay protection"
+        ),
     )

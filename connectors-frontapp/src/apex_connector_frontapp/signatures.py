@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import math
 
 from apex_platform.errors import SignatureError
 
@@ -63,3 +65,31 @@ def check_fresh(timestamp_ms: int, now_ms: int, max_age_seconds: int) -> None:
 def signatures_match(expected: str, provided: str) -> bool:
     """Constant-time comparison; bytes so that a non-ASCII header cannot raise TypeError."""
     return hmac.compare_digest(expected.encode("ascii"), provided.strip().encode("utf-8", "replace"))
+
+
+def any_signature_matches(expected: list[str], provided: str) -> bool:
+    """`provided` is one of the `expected` signatures (one per configured secret); every one
+    is compared, so the time taken says nothing about which secret matched."""
+    ok = False
+    for one in expected:
+        ok |= signatures_match(one, provided)
+    return ok
+
+
+def check_rule_fresh(body: bytes, now: float, max_age_seconds: int) -> None:
+    """A rule webhook has no timestamp header, but its signed body is a Front event with
+    `emitted_at` (seconds): one emitted longer ago than `max_age_seconds` is a replay."""
+    try:
+        emitted = json.loads(body).get("emitted_at")
+    except (ValueError, AttributeError):
+        emitted = None
+    if isinstance(emitted, bool) or not isinstance(emitted, int | float) or not math.isfinite(emitted):
+        raise SignatureError(
+            "Front rule webhook rejected: its body has no emitted_at, so it has no replay protection "
+            "(APEX_FRONTAPP_RULE_MAX_AGE_SECONDS=0 accepts such deliveries)"
+        )
+    if abs(now - float(emitted)) > max_age_seconds:
+        raise SignatureError(
+            f"Front rule webhook rejected: emitted_at is more than {max_age_seconds} s from now "
+            "(a replay, or a clock is wrong; see APEX_FRONTAPP_RULE_MAX_AGE_SECONDS)"
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +16,7 @@ from apex_connector_llm.settings import LlmSettings
 from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
-from apex_platform.settings import load
+from apex_platform.settings import PushSettings, load
 
 PUSH_PATH = f"/v1/records/{SOURCE}"
 
@@ -80,8 +79,8 @@ class LlmConnector:
         APEX_API_KEYS, as an agent would send them."""
         from apex_connector_llm import samples
 
-        keys = [k.strip() for k in os.environ.get("APEX_API_KEYS", "").split(",") if k.strip()]
-        if not keys:
+        key = load(PushSettings).key_for(self.name)  # the first key allowed to push here
+        if key is None:
             raise SettingsError("APEX_API_KEYS is not set; the demo cannot authenticate its LLM pushes")
-        headers = {"Authorization": f"Bearer {keys[0]}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         return [SampleDelivery(path=PUSH_PATH, body=body, headers=dict(headers)) for body in samples.bodies()]

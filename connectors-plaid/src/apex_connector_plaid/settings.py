@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Credential, apex_config
 
 PRODUCTION_URL = "https://production.plaid.com"
 SANDBOX_URL = "https://sandbox.plaid.com"
@@ -27,14 +27,14 @@ class PlaidSettings(BaseSettings):
     model_config = apex_config("APEX_PLAID_")
 
     client_id: str | None = Field(default=None, description="Plaid client_id (Dashboard > Developers > Keys)")
-    secret: SecretStr | None = Field(
+    secret: Credential | None = Field(
         default=None, description="Plaid secret of the environment that base_url points at (sandbox or production)"
     )
     base_url: str = Field(
         default=PRODUCTION_URL,
         description="Plaid API host: https://production.plaid.com or https://sandbox.plaid.com",
     )
-    access_tokens: dict[str, SecretStr] = Field(
+    access_tokens: dict[str, Credential] = Field(
         default_factory=dict,
         description='Access token per Item, as JSON: {"<item_id>": "access-production-…"}',
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from apex_platform.errors import SettingsError
-from apex_platform.settings import apex_config
+from apex_platform.settings import Credential, Secrets, apex_config, secret_values
 
 DEFAULT_ACCOUNT = "default"
 DEFAULT_BASE_URL = "https://api.samsara.com"
@@ -20,7 +20,7 @@ MIN_FEED_WAIT_SECONDS = 5.0
 class SamsaraSettings(BaseSettings):
     model_config = apex_config("APEX_SAMSARA_")
 
-    webhook_secret: SecretStr | None = Field(
+    webhook_secret: Secrets | None = Field(
         default=None,
         description=(
             "Secret key of the Samsara webhook, base64 as Samsara shows it. Several, comma-separated, "
@@ -33,10 +33,10 @@ class SamsaraSettings(BaseSettings):
         le=86_400,
         description="Replay window: deliveries whose X-Samsara-Timestamp is further than this from now are rejected",
     )
-    api_token: SecretStr | None = Field(
+    api_token: Credential | None = Field(
         default=None, description="API token of the account named 'default' (Read Vehicle Statistics scope)"
     )
-    api_tokens: SecretStr | None = Field(
+    api_tokens: Credential | None = Field(
         default=None,
         description='JSON object {"<account>": "<API token>"}: one Samsara organisation (token) per account',
     )
@@ -70,9 +70,7 @@ class SamsaraSettings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """The configured webhook secrets, as given (base64 text)."""
-        if self.webhook_secret is None:
-            return []
-        return [s.strip() for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
+        return secret_values(self.webhook_secret)
 
     def token_map(self) -> dict[str, str]:
         """APEX_SAMSARA_API_TOKENS decoded; `SettingsError` naming the variable when it is not a JSON object."""

@@ -18,7 +18,7 @@ from apex_connector_sonar.tickers import SOURCE, Ticker, value_record
 from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
-from apex_platform.settings import load
+from apex_platform.settings import load, secret_values
 
 DEFAULT_POLL_INTERVAL = 3600.0
 
@@ -143,14 +143,15 @@ class SonarConnector:
         from apex_connector_sonar import samples
 
         s = self.settings
-        if s.webhook_secret is None:
+        secrets = secret_values(s.webhook_secret)
+        if not secrets:
             raise SettingsError("APEX_SONAR_WEBHOOK_SECRET is not set; the demo cannot sign SONAR alerts")
         out = []
         for doc in samples.alerts():
             body = samples.encode(doc)
             headers = samples.sign_headers(
                 body,
-                s.webhook_secret.get_secret_value(),
+                secrets[0],
                 header=s.signature_header,
                 encoding=s.signature_encoding,
                 timestamp_header=s.timestamp_header,

@@ -47,10 +47,11 @@ def sign_headers(
     *,
     header: str = "X-Sonar-Signature",
     encoding: str = "hex",
-    timestamp_header: str | None = None,
+    timestamp_header: str | None = "X-Sonar-Timestamp",
     now: float | None = None,
 ) -> dict[str, str]:
-    """The headers of an alert delivery signed with `secret` as the connector expects."""
+    """The headers of an alert delivery signed with `secret` as the connector expects (by
+    default with a send time, as the connector requires unless told otherwise)."""
     headers = {"Content-Type": "application/json"}
     timestamp = None
     if timestamp_header:

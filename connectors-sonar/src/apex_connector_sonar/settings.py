@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Credential, Secrets, apex_config
 
 
 def split_list(value: str) -> list[str]:
@@ -20,7 +20,7 @@ class SonarSettings(BaseSettings):
     # -- ticker polling -------------------------------------------------------------------
     base_url: str = Field(default="https://api.freightwaves.com", description="SONAR API base URL")
     username: str | None = Field(default=None, description="SONAR API user")
-    password: SecretStr | None = Field(default=None, description="Password of the SONAR API user")
+    password: Credential | None = Field(default=None, description="Password of the SONAR API user")
     tickers: str = Field(
         default="",
         description=(
@@ -55,15 +55,21 @@ class SonarSettings(BaseSettings):
     rate_limit_backoff_seconds: float = Field(default=60.0, gt=0, description="Wait after a 429 without Retry-After")
 
     # -- alert webhooks -------------------------------------------------------------------
-    webhook_secret: SecretStr | None = Field(
-        default=None, description="Shared secret of alert webhooks (HMAC-SHA256). Unset: every alert is rejected"
+    webhook_secret: Secrets | None = Field(
+        default=None,
+        description="Shared secret of alert webhooks (HMAC-SHA256); several, comma-separated or a JSON array, "
+        "during a rotation. Unset: every alert is rejected",
     )
     signature_header: str = Field(default="X-Sonar-Signature", min_length=1)
     signature_encoding: Literal["hex", "base64"] = Field(default="hex")
+    require_timestamp: bool = Field(
+        default=True,
+        description="Refuse an empty APEX_SONAR_TIMESTAMP_HEADER: without one, alerts have no replay protection",
+    )
     timestamp_header: str | None = Field(
-        default=None,
-        description="If set, the header with the send time (unix seconds); the signature then covers "
-        "'<timestamp>.<body>' and old or future deliveries are rejected",
+        default="X-Sonar-Timestamp",
+        description="The header with the send time (unix seconds); the signature covers '<timestamp>.<body>' "
+        "and old or future deliveries are rejected. Empty only with APEX_SONAR_REQUIRE_TIMESTAMP=false",
     )
     max_age_seconds: int = Field(default=300, ge=1, le=86_400, description="Replay window with a timestamp header")
 
@@ -74,8 +80,14 @@ class SonarSettings(BaseSettings):
 
     @field_validator("timestamp_header")
     @classmethod
-    def _empty_is_none(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
+    def _empty_is_none(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() or None if value is not None else None
+        if value is None and info.data.get("require_timestamp", True):
+            raise ValueError(
+                "is empty: alerts would have no replay protection; set APEX_SONAR_REQUIRE_TIMESTAMP=false "
+                "to accept that"
+            )
+        return value
 
     @model_validator(mode="after")
     def _pages_progress(self) -> SonarSettings:

@@ -1,9 +1,12 @@
 """HMAC-SHA256 signatures of SONAR alert webhooks, checked on the raw body.
 
 No public SONAR push API exists, so the scheme is an assumption an integrator configures:
-``HMAC-SHA256(secret, body)`` — or ``HMAC-SHA256(secret, "<timestamp>." + body)`` when a
-timestamp header is configured — hex (default) or base64, in `APEX_SONAR_SIGNATURE_HEADER`,
-optionally prefixed ``sha256=``.
+``HMAC-SHA256(secret, "<timestamp>." + body)`` with the send time in `X-Sonar-Timestamp`
+(`APEX_SONAR_TIMESTAMP_HEADER`; by default required, so a replay older than the window is
+refused) — or ``HMAC-SHA256(secret, body)`` when the timestamp is explicitly turned off
+(`APEX_SONAR_REQUIRE_TIMESTAMP=false` and an empty header setting) — hex (default) or
+base64, in `APEX_SONAR_SIGNATURE_HEADER`, optionally prefixed ``sha256=``. Several
+secrets may be configured during a rotation: a signature by any of them is accepted.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 
 from apex_connector_sonar.settings import SonarSettings
 from apex_platform.errors import SignatureError
+from apex_platform.settings import secret_values
 
 _MAX_TIMESTAMP_DIGITS = 15
 
@@ -29,7 +33,8 @@ def sign(body: bytes, secret: str, encoding: str = "hex", timestamp: str | None 
 
 
 def verify(headers: Mapping[str, str], body: bytes, settings: SonarSettings, now: float) -> None:
-    if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
+    secrets = secret_values(settings.webhook_secret)
+    if not secrets:
         raise SignatureError(
             "SONAR alert rejected: no webhook secret is configured. Set APEX_SONAR_WEBHOOK_SECRET to the "
             "shared secret the alert sender signs with"
@@ -53,10 +58,14 @@ def verify(headers: Mapping[str, str], body: bytes, settings: SonarSettings, now
                 f"SONAR alert rejected: {settings.timestamp_header} is more than {settings.max_age_seconds} s "
                 "from now (a replay, or a clock is wrong; see APEX_SONAR_MAX_AGE_SECONDS)"
             )
-    expected = sign(body, settings.webhook_secret.get_secret_value(), settings.signature_encoding, timestamp)
     if settings.signature_encoding == "hex":
         provided = provided.lower()
-    if not hmac.compare_digest(expected.encode("ascii"), provided.encode("utf-8", "replace")):
+    given = provided.encode("utf-8", "replace")
+    matched = False
+    for secret in secrets:  # every configured secret (a rotation), each compared in constant time
+        expected = sign(body, secret, settings.signature_encoding, timestamp)
+        matched |= hmac.compare_digest(expected.encode("ascii"), given)
+    if not matched:
         raise SignatureError(
             f"SONAR alert rejected: {settings.signature_header} does not match the body (wrong "
             "APEX_SONAR_WEBHOOK_SECRET or APEX_SONAR_SIGNATURE_ENCODING, or the body was altered)"

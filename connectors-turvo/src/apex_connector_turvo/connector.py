@@ -17,7 +17,7 @@ from apex_connector_turvo.webhook import check_token, decode_body, read_delivery
 from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
-from apex_platform.settings import load
+from apex_platform.settings import load, secret_values
 from apex_platform.vendor_http import fill_path
 
 
@@ -145,15 +145,15 @@ class TurvoConnector:
         """Token-authenticated sample webhooks naming the entities the fake Turvo server holds."""
         from apex_connector_turvo import samples
 
-        token = self.settings.webhook_token
-        if token is None:
+        tokens = secret_values(self.settings.webhook_token)
+        if not tokens:
             raise SettingsError("APEX_TURVO_WEBHOOK_TOKEN is not set; the demo cannot authenticate Turvo webhooks")
         header = self.settings.webhook_header
         return [
             SampleDelivery(
                 path=f"/webhooks/{self.name}",
                 body=body,
-                headers=samples.webhook_headers(token.get_secret_value(), header),
+                headers=samples.webhook_headers(tokens[0], header),
             )
             for body in samples.webhook_bodies()
         ]

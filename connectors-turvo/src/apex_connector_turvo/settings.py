@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Credential, Secrets, apex_config
 
 DEFAULT_ENTITY_PATHS = (
     "shipment=/shipments/{id},order=/orders/{id},carrier=/carriers/{id},"
@@ -29,11 +29,11 @@ class TurvoSettings(BaseSettings):
     model_config = apex_config("APEX_TURVO_")
 
     # -- webhooks ---------------------------------------------------------------------------
-    webhook_token: SecretStr | None = Field(
+    webhook_token: Secrets | None = Field(
         default=None,
         description=(
-            "The token you generated for the webhook profile in Turvo's admin console. "
-            "Unset: every delivery is rejected with 401."
+            "The token you generated for the webhook profile in Turvo's admin console; several, comma-separated "
+            "or a JSON array, during a rotation (any one is accepted). Unset: every delivery is rejected with 401."
         ),
     )
     webhook_header: str = Field(
@@ -69,11 +69,11 @@ class TurvoSettings(BaseSettings):
 
     # -- API --------------------------------------------------------------------------------
     base_url: str = Field(default="https://publicapi.turvo.com/v1", description="Turvo public API base URL")
-    api_key: SecretStr | None = Field(default=None, description="x-api-key sent on every call")
+    api_key: Credential | None = Field(default=None, description="x-api-key sent on every call")
     client_id: str | None = Field(default=None, description="OAuth client id (Turvo issues e.g. 'publicapi')")
-    client_secret: SecretStr | None = Field(default=None, description="OAuth client secret")
+    client_secret: Credential | None = Field(default=None, description="OAuth client secret")
     username: str | None = Field(default=None, description="Turvo API user (password grant)")
-    password: SecretStr | None = Field(default=None, description="Password of the API user")
+    password: Credential | None = Field(default=None, description="Password of the API user")
     scope: str = Field(default="read+trust+write", description="OAuth scope asked for")
     user_type: str = Field(default="business", description="The 'type' field of the token request")
     entity_paths: str = Field(

@@ -21,6 +21,7 @@ from apex_connector_turvo.settings import TurvoSettings, split_list
 from apex_connector_turvo.times import to_us
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.payloads import decode_json_object
+from apex_platform.settings import digest, secret_values
 from apex_platform.vendor_http import SAFE_ID
 
 # An entity id goes into an API path: vendor_http.SAFE_ID (never "." or "..": an id of
@@ -36,8 +37,10 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def check_token(headers: Mapping[str, str], settings: TurvoSettings) -> None:
-    """Raise `SignatureError` unless the configured header carries the configured token."""
-    if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
+    """Raise `SignatureError` unless the configured header carries a configured token (any
+    of them: several are set during a rotation)."""
+    tokens = secret_values(settings.webhook_token)
+    if not tokens:
         raise SignatureError(
             "Turvo webhook rejected: no webhook token is configured. Set APEX_TURVO_WEBHOOK_TOKEN to the "
             "token of the webhook profile in Turvo's admin console"
@@ -51,9 +54,13 @@ def check_token(headers: Mapping[str, str], settings: TurvoSettings) -> None:
     scheme, _, rest = provided.partition(" ")
     if rest and scheme.lower() == "bearer":
         provided = rest.strip()
-    expected = settings.webhook_token.get_secret_value().encode()
-    # bytes on both sides: a non-ASCII header cannot raise, and the compare is constant-time
-    if not hmac.compare_digest(expected, provided.encode("utf-8", "replace")):
+    # digests on both sides: a non-ASCII header cannot raise, and neither the token's length
+    # nor which token matched shows in the time taken (every one is compared)
+    given = digest(provided)
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(digest(token), given)
+    if not matched:
         raise SignatureError(
             f"Turvo webhook rejected: the token in {settings.webhook_header} does not match APEX_TURVO_WEBHOOK_TOKEN"
         )

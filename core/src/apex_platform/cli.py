@@ -256,15 +256,19 @@ def _remote() -> tuple[str, str] | None:
     """(API url, admin token) of a running `apex-platform dev` on APEX_HOME, if any: the
     stack owns Qdrant's local folder, so store reads must go through it."""
     from apex_platform.devstack import ADMIN_TOKEN_FILE
-    from apex_platform.settings import CoreSettings, load
+    from apex_platform.settings import AdminSettings, CoreSettings, load, secret_values
     from apex_platform.stack import read_stack
+    from apex_platform.stack.credentials import read_private
 
     home = load(CoreSettings).home
-    info = read_stack(home)
-    token_file = Path(info["home"]) / ADMIN_TOKEN_FILE if info else None
-    if info is None or token_file is None or not token_file.exists():
+    info = read_stack(home)  # believed only if ours, running and on this machine (stack.trust)
+    if info is None:
         return None
-    return info["api"]["url"], os.environ.get("APEX_ADMIN_TOKEN") or token_file.read_text().strip()
+    configured = secret_values(load(AdminSettings).token)
+    token = configured[0] if configured else read_private(Path(info["home"]) / ADMIN_TOKEN_FILE)
+    if token is None:
+        return None
+    return info["api"]["url"], token
 
 
 def _call_remote(remote: tuple[str, str], method: str, path: str, **params: Any) -> Any:

@@ -81,21 +81,28 @@ ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105 - a file name, not a secret
 
 def admin_token(home: Path) -> str:
     """The admin token of this APEX_HOME's dev stack: made once, kept with mode 0600, so
-    the CLI in a second terminal can call the running stack's admin endpoints."""
+    the CLI in a second terminal can call the running stack's admin endpoints. An empty or
+    too short file gets a new token (it is never "no token"); a link or another user's
+    file is refused (`StackError`): its token would be known to whoever planted it."""
+    from apex_platform.settings import MIN_SECRET_CHARS
+    from apex_platform.stack.credentials import read_private, write_private
+
     path = home / ADMIN_TOKEN_FILE
-    if path.exists():
-        return path.read_text().strip()
+    token = read_private(path)
+    if token is not None and len(token) >= MIN_SECRET_CHARS and "," not in token:
+        return token
     home.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token)
+    write_private(path, token)
     return token
 
 
 def _start_stack(home: Path) -> tuple[Any, dict[str, Any]]:
+    from apex_platform.settings import AdminSettings, load
     from apex_platform.stack import EmbeddedStack
 
+    if "APEX_ADMIN_TOKEN" in os.environ:
+        load(AdminSettings)  # an empty or too short token stops here, naming the variable
     stack = EmbeddedStack(home)
     info = stack.start()
     os.environ.update(dev_payload_environment(stack.home, create=True))

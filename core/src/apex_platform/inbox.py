@@ -33,12 +33,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.group_commit import GroupCommit
-from apex_platform.settings import core_settings, parse_duration
+from apex_platform.settings import ENV_FILE, Credential, core_settings, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,15 @@ class InboxSettings(BaseSettings):
 
     # by name in code (`InboxSettings(schema_name=...)`), by APEX_INBOX_SCHEMA in the environment
     model_config = SettingsConfigDict(
-        env_prefix="APEX_INBOX_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_prefix="APEX_INBOX_",
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
-    dsn: SecretStr | None = Field(
+    dsn: Credential | None = Field(
         default=None, description="postgresql:// URL; unset: APEX_POSTGRES_DSN, else the embedded stack's server"
     )
     schema_name: str = Field(
@@ -110,10 +115,12 @@ def resolve_dsn(settings: InboxSettings) -> str:
     pg = load(PostgresSettings)
     if pg.dsn is not None:
         return pg.dsn.get_secret_value()
+    from apex_platform.stack import read_stack
+
     path = core_settings().home / "stack.json"
     try:
-        dsn = json.loads(path.read_text(encoding="utf-8"))["postgres"]["dsn"]
-    except (OSError, ValueError, KeyError, TypeError):
+        dsn = (read_stack(core_settings().home) or {})["postgres"]["dsn"]
+    except (KeyError, TypeError):
         dsn = None
     if not isinstance(dsn, str) or not dsn:
         raise SettingsError(

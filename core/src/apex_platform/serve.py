@@ -13,7 +13,9 @@ from pathlib import Path
 import uvicorn
 
 from apex_platform.api import create_app
+from apex_platform.api.server import uvicorn_config
 from apex_platform.runtime import Runtime
+from apex_platform.settings import ApiSettings, load
 from apex_platform.temporal.client import data_converter
 from apex_platform.temporal.worker import run_worker
 
@@ -81,8 +83,7 @@ async def serve(
         jobs += start_inbox_watchers(runtime, stop)
     if api:
         app = create_app(runtime, open_sinks=not worker)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
-        server = _Server(config)
+        server = _Server(uvicorn_config(app, load(ApiSettings), host=host, port=port))
         jobs.append(asyncio.create_task(server.serve(), name="api"))
 
     async def announce() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from pydantic import SecretStr
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
+from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_graph import GraphSink, GraphSinkSettings, parse_uri, resolve_target
 from apex_sink_graph.falkordb_backend import FalkorDBBackend
 from apex_sink_graph.neo4j_backend import Neo4jBackend
@@ -95,7 +94,7 @@ async def test_missing_config_is_a_settings_error(apex_home: Path) -> None:
 
 async def test_embedded_stack_fallback(apex_home: Path, falkordb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     redis_url = falkordb_url.replace("falkordb://", "redis://") + "/0"
-    (apex_home / "stack.json").write_text(json.dumps({"pid": os.getpid(), "redis": {"url": redis_url}}))
+    write_stack_file(apex_home, redis={"url": redis_url})
     monkeypatch.setenv("APEX_GRAPH_NAME", "stack_graph_test")
     sink = GraphSink()
     target = sink.target
@@ -110,7 +109,7 @@ async def test_embedded_stack_fallback(apex_home: Path, falkordb_url: str, monke
 
 
 def test_stack_file_without_redis(apex_home: Path) -> None:
-    (apex_home / "stack.json").write_text(json.dumps({"pid": os.getpid(), "postgres": {"dsn": "x"}}))
+    write_stack_file(apex_home, postgres={"dsn": "postgresql://127.0.0.1/x"})
     with pytest.raises(SettingsError, match=r"redis\.url"):
         resolve_target(GraphSinkSettings())
 

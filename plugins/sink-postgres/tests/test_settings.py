@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
@@ -18,6 +17,7 @@ from apex_platform.models import Record
 from apex_platform.plugins import build_registry
 from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
+from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings, plugin
 from apex_sink_postgres.settings import redact
 
@@ -83,7 +83,7 @@ async def test_broken_environment_fails_at_open_with_the_variable(
 
 
 async def test_dsn_from_the_embedded_stack(apex_home: Path, postgres_dsn: str) -> None:
-    (apex_home / "stack.json").write_text(json.dumps({"postgres": {"dsn": postgres_dsn}}))
+    write_stack_file(apex_home, postgres={"dsn": postgres_dsn})
     async with PostgresSink(PostgresSinkSettings(schema="t_from_stack")) as sink:
         await sink.health()
         assert await sink.count() == 0
@@ -91,13 +91,13 @@ async def test_dsn_from_the_embedded_stack(apex_home: Path, postgres_dsn: str) -
 
 async def test_stale_stack_file_hints_at_the_dev_stack(apex_home: Path) -> None:
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/apex"
-    (apex_home / "stack.json").write_text(json.dumps({"postgres": {"dsn": dead}}))
+    write_stack_file(apex_home, postgres={"dsn": dead})
     with pytest.raises(SinkError, match=r"stack\.json: is `apex-platform dev` running\?"):
         await PostgresSink(PostgresSinkSettings(connect_timeout=2)).open()
 
 
 async def test_unreadable_stack_file_names_the_file(apex_home: Path) -> None:
-    (apex_home / "stack.json").write_text(json.dumps({"redis": {}}))
+    write_stack_file(apex_home, redis={})
     with pytest.raises(SettingsError, match=r"stack\.json"):
         await PostgresSink(PostgresSinkSettings()).open()
 

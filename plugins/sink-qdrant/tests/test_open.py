@@ -19,6 +19,7 @@ from apex_platform.models import Record, RecordKey
 from apex_platform.plugins import build_registry
 from apex_platform.settings import core_settings, load
 from apex_platform.stack import free_port
+from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_qdrant import QdrantSink, QdrantSinkSettings
 
 RecordFactory = Callable[..., Record]
@@ -56,8 +57,7 @@ async def test_nothing_configured_constructs_and_registers_but_open_names_both_v
 
 async def test_path_from_the_running_embedded_stack(apex_home: Path, tmp_path: Path, record: RecordFactory) -> None:
     folder = tmp_path / "stack-qdrant"
-    stack = {"pid": os.getpid(), "qdrant": {"path": str(folder)}}
-    (apex_home / "stack.json").write_text(json.dumps(stack), encoding="utf-8")
+    write_stack_file(apex_home, qdrant={"path": str(folder)})
     async with QdrantSink(QdrantSinkSettings(embedding_dim=4)) as sink:
         assert sink.location is not None
         assert sink.location.path == folder

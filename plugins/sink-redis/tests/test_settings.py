@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from apex_platform.errors import SettingsError, SinkError
 from apex_platform.plugins import build_registry
 from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
+from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_redis import RedisSink, RedisSinkSettings, plugin
 from apex_sink_redis.settings import redact
 
@@ -87,7 +87,7 @@ async def test_unusable_url_names_the_variable(apex_home: Path) -> None:
 
 
 async def test_url_from_the_embedded_stack(apex_home: Path, redis_url: str) -> None:
-    (apex_home / "stack.json").write_text(json.dumps({"pid": os.getpid(), "redis": {"url": redis_url}}))
+    write_stack_file(apex_home, redis={"url": redis_url})
     async with RedisSink(RedisSinkSettings(prefix="t-from-stack")) as sink:
         await sink.health()
         assert await sink.committed(["nothing"]) == set()
@@ -95,11 +95,10 @@ async def test_url_from_the_embedded_stack(apex_home: Path, redis_url: str) -> N
 
 async def test_stale_or_incomplete_stack_file(apex_home: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    stack = apex_home / "stack.json"
-    stack.write_text(json.dumps({"pid": os.getpid(), "redis": {"url": dead}}))
+    write_stack_file(apex_home, redis={"url": dead})
     with pytest.raises(SinkError, match=r"stack\.json: is `apex-platform dev` running\?"):
         await RedisSink(RedisSinkSettings(connect_timeout_seconds=1)).open()
-    stack.write_text(json.dumps({"pid": os.getpid(), "postgres": {}}))
+    write_stack_file(apex_home, postgres={})
     with pytest.raises(SettingsError, match=r"stack\.json has no redis\.url"):
         await RedisSink(RedisSinkSettings()).open()
 

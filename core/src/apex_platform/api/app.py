@@ -10,16 +10,17 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from apex_platform import __version__
 from apex_platform.api.admin import AdminController
 from apex_platform.api.codec import CodecController, codec_cors
-from apex_platform.api.controllers import HealthController, PluginsController, WebhookController
+from apex_platform.api.controllers import HealthController, MetricsController, PluginsController, WebhookController
 from apex_platform.api.inbox import InboxController
 from apex_platform.api.push import PushController
 from apex_platform.runtime import Runtime
+from apex_platform.settings import AdminSettings, PushSettings, load
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
     """Build the app around a runtime. With `open_sinks`, the app opens the sinks at start
     (for readiness and trace); in `apex-platform dev` the worker shares them instead."""
+    # an empty or too short admin token or push key stops the start, naming the variable
+    load(AdminSettings)
+    load(PushSettings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -66,7 +70,7 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
             AdminController,
             InboxController,
             CodecController,
-            PrometheusController,
+            MetricsController,
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],

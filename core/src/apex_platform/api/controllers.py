@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
 from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from apex_platform import __version__, metrics
+from apex_platform.api.admin import is_admin
 from apex_platform.api.deps import RuntimeDep
-from apex_platform.api.errors import problem
+from apex_platform.api.errors import error_responses, problem
 from apex_platform.api.ingest import accept, trigger_poll
 from apex_platform.contracts import PollTrigger, WebhookReply, WebhookSource
-from apex_platform.errors import PayloadError, SignatureError
+from apex_platform.errors import PayloadError, SettingsError, SignatureError
+from apex_platform.plugins import PluginInfo
 from apex_platform.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -50,7 +55,11 @@ class WebhookController(Controller):
         operation_id="receiveWebhook",
         status_code=202,
         summary="Receive a vendor webhook",
-        responses=None,
+        description="200: a duplicate, or an immediate answer (a set-up handshake, a ping); 202: accepted.",
+        responses={
+            200: ResponseSpec(data_container=dict[str, Any], description="A duplicate or an immediate answer"),
+            **error_responses(400, 401, 404, 413, 500, 503),
+        },
     )
     async def receive(self, source: SourceName, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
         """Verify the signature on the raw body, then commit the delivery to the inbox (202)."""
@@ -67,6 +76,11 @@ class WebhookController(Controller):
         except SignatureError as exc:
             metrics.WEBHOOKS.labels(source, "unauthorized").inc()
             return problem(401, str(exc), source=source)
+        except SettingsError as exc:
+            # e.g. an empty or too short secret: the vendor retries, the operator reads the log
+            log.error("%s: %s", source, exc)
+            metrics.WEBHOOKS.labels(source, "unavailable").inc()
+            return problem(503, f"the {source} source is misconfigured; see the API log", source=source, retry_after=60)
         try:
             received = connector.receive(headers, body)
         except PayloadError as exc:
@@ -95,9 +109,15 @@ class HealthController(Controller):
         """The process is up and serving."""
         return {"status": "ok", "version": __version__}
 
-    @get("/readyz", operation_id="readyz", summary="Readiness: Temporal and every store answer")
-    async def readyz(self, runtime: RuntimeDep) -> Response[dict[str, Any]]:
-        """200 only when Temporal and each configured sink answer within a few seconds."""
+    @get(
+        "/readyz",
+        operation_id="readyz",
+        summary="Readiness: Temporal and every store answer",
+        responses={503: ResponseSpec(data_container=dict[str, Any], description="Not ready: a check failed")},
+    )
+    async def readyz(self, runtime: RuntimeDep, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        """200 only when Temporal and each configured sink answer within a few seconds. Each
+        check says `ok` or `error`; with the admin token, an error says what failed."""
         checks: dict[str, str] = {}
 
         async def temporal() -> None:
@@ -124,7 +144,30 @@ class HealthController(Controller):
             jobs.append(check(f"sink:{name}", sink.health))
         await asyncio.gather(*jobs)
         ready = all(v == "ok" for v in checks.values())
+        if not is_admin(request):
+            # exception text names hosts, users and modules: for operators only
+            checks = {name: "ok" if v == "ok" else "error" for name, v in checks.items()}
         return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+class MetricsController(Controller):
+    path = "/metrics"
+    tags = ["health"]
+
+    @get(
+        "/",
+        operation_id="metrics",
+        summary="Prometheus metrics",
+        media_type="text/plain",
+        description="The Prometheus text exposition format (text/plain; version=0.0.4).",
+    )
+    async def metrics(self) -> Response[bytes]:
+        """Every counter and histogram of this process (and the edge's request metrics)."""
+        registry: CollectorRegistry = REGISTRY
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class PluginsController(Controller):
@@ -132,25 +175,41 @@ class PluginsController(Controller):
     tags = ["plugins"]
 
     @get("/", operation_id="listPlugins", summary="Installed plugins and what they provide")
-    async def list_plugins(self, runtime: RuntimeDep) -> dict[str, Any]:
-        """Plugins with their distributions and versions, sources, enrichers, sinks, problems."""
-        return plugins_document(runtime)
+    async def list_plugins(self, runtime: RuntimeDep, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Plugins with their distributions and versions, sources, enrichers, sinks, problems.
+        Module paths and loading errors only with the admin token."""
+        return plugins_document(runtime, details=is_admin(request))
 
 
-def plugins_document(runtime: Runtime) -> dict[str, Any]:
+def plugins_document(runtime: Runtime, *, details: bool = True) -> dict[str, Any]:
+    """What is installed; without `details`, no module path and no exception text (each
+    problem is then only said to exist)."""
     reg = runtime.registry
+
+    def named(info: PluginInfo) -> str | None:
+        # a plugin loaded by import path (APEX_PLUGIN_MODULES) is named by that path
+        return info.name if details or info.name != info.module else None
 
     def owner(kind: str, name: str) -> dict[str, str | None]:
         info = reg.owner_of(kind, name)
         return {
-            "plugin": info.name if info else None,
+            "plugin": named(info) if info else None,
             "distribution": info.distribution if info else None,
             "version": info.version if info else None,
         }
 
+    def failed(error: str | None) -> str | None:
+        return error if details or error is None else "failed to load (details with the admin token)"
+
     return {
         "plugins": [
-            {"name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module, "error": p.error}
+            {
+                "name": named(p),
+                "distribution": p.distribution,
+                "version": p.version,
+                "module": p.module if details else None,
+                "error": failed(p.error),
+            }
             for p in reg.plugins
         ],
         "sources": [
@@ -159,5 +218,7 @@ def plugins_document(runtime: Runtime) -> dict[str, Any]:
         ],
         "enrichers": [{"name": n, **owner("enricher", n)} for n in reg.enrichers],
         "sinks": [{"name": n, **owner("sink", n)} for n in reg.sinks],
-        "problems": list(reg.problems),
+        "problems": list(reg.problems)
+        if details
+        else ["a plugin problem (details with the admin token)"] * len(reg.problems),
     }

@@ -23,6 +23,7 @@ from typing import IO, Any, Self
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from apex_platform.settings import ENV_FILE
 from apex_platform.stack.credentials import private_dir, write_private
 from apex_platform.stack.errors import StackError
 from apex_platform.stack.ports import PortClaim, ensure_ports_free
@@ -30,6 +31,7 @@ from apex_platform.stack.postgres import PostgresServer
 from apex_platform.stack.processes import ServerProcess
 from apex_platform.stack.redis_server import RedisServer
 from apex_platform.stack.temporal_server import TemporalDevServer
+from apex_platform.stack.trust import process_record, read_trusted_stack
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
@@ -46,7 +48,7 @@ class StackSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="APEX_STACK_",
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
@@ -241,6 +243,7 @@ class EmbeddedStack:
             "qdrant": {"path": str(self.qdrant_path)},
             "api": {"url": self.api_url},
             "pid": os.getpid(),
+            "process": process_record(),  # how commands tell this process from a recycled pid
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
@@ -278,29 +281,12 @@ def read_stack(home: Path | str) -> dict[str, Any] | None:
     """The addresses of the stack running on `home`, or None if none is running.
 
     For commands run from a second terminal while `apex-platform dev` runs. A
-    stack.json left by a process that died is ignored (its pid is gone).
+    stack.json left by a process that died is ignored (its process is gone, or its pid
+    now belongs to another process); one that must not be believed (another user's, one
+    others may write, or one naming servers on other machines) raises `StackError`.
+    See `apex_platform.stack.trust`.
     """
-    path = Path(home).expanduser() / STACK_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(info, dict):
-        return None
-    pid = info.get("pid")
-    if not isinstance(pid, int) or not _pid_alive(pid):
-        return None
-    return info
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return read_trusted_stack(Path(home).expanduser() / STACK_FILE)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Credential, apex_config
 
 Backend = Literal["hash", "openai", "local"]
 
@@ -37,7 +37,7 @@ class EmbeddingsSettings(BaseSettings):
 
     # openai
     url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API (POST {url}/v1/embeddings)")
-    api_key: SecretStr | None = Field(default=None, description="Bearer token for the API")
+    api_key: Credential | None = Field(default=None, description="Bearer token for the API")
     model: str = Field(default="text-embedding-3-small", min_length=1, description="Model name sent to the API")
     request_dimensions: bool = Field(
         default=False, description="Send `dimensions: DIM` in the request (OpenAI text-embedding-3 models)"

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from apex_platform.errors import SettingsError
-from apex_platform.settings import apex_config, core_settings
+from apex_platform.settings import Credential, apex_config, core_settings
 
 Backend = Literal["falkordb", "neo4j"]
 
@@ -48,7 +48,7 @@ class GraphSinkSettings(BaseSettings):
 
     model_config = apex_config("APEX_GRAPH_")
 
-    uri: SecretStr | None = Field(
+    uri: Credential | None = Field(
         default=None,
         description="falkordb://, redis://, neo4j://, neo4j+s://, bolt:// or bolt+s:// URI; "
         "unset: the embedded stack's Redis (FalkorDB) from APEX_HOME/stack.json",
@@ -57,7 +57,7 @@ class GraphSinkSettings(BaseSettings):
         default="apex", min_length=1, max_length=256, description="FalkorDB graph name (unless the URI path names one)"
     )
     user: str | None = Field(default=None, description="Neo4j user (default neo4j), or Redis ACL user for FalkorDB")
-    password: SecretStr | None = Field(default=None, description="Neo4j password, or Redis password for FalkorDB")
+    password: Credential | None = Field(default=None, description="Neo4j password, or Redis password for FalkorDB")
     database: str | None = Field(default=None, description="Neo4j database; unset: the server's default database")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection")
     query_timeout: float = Field(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from apex_platform.errors import SettingsError
-from apex_platform.settings import apex_config, core_settings
+from apex_platform.settings import Credential, apex_config, core_settings
 
 #: Largest dimension pgvector's `vector` type accepts.
 MAX_VECTOR_DIM = 16000
@@ -27,7 +26,7 @@ with warnings.catch_warnings():
 
         model_config = apex_config("APEX_POSTGRES_")
 
-        dsn: SecretStr | None = Field(
+        dsn: Credential | None = Field(
             default=None,
             description="postgresql:// URL; unset: the embedded stack's server from APEX_HOME/stack.json",
         )
@@ -61,16 +60,19 @@ def resolve_dsn(settings: PostgresSinkSettings) -> str:
     """The DSN to connect to: APEX_POSTGRES_DSN, else the running embedded stack's server."""
     if settings.dsn is not None:
         return settings.dsn.get_secret_value()
+    from apex_platform.stack import read_stack  # believed only if ours and running (stack.trust)
+
     path = stack_file()
-    if not path.is_file():
+    info = read_stack(core_settings().home)
+    if info is None:
         raise SettingsError(
             "the postgres sink has no database: set APEX_POSTGRES_DSN "
             f"(e.g. postgresql://user:password@host:5432/apex) or start `apex-platform dev` "
-            f"(no embedded stack found at {path})"
+            f"(no running embedded stack found at {path})"
         )
     try:
-        dsn = json.loads(path.read_text(encoding="utf-8"))["postgres"]["dsn"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        dsn = info["postgres"]["dsn"]
+    except (KeyError, TypeError) as exc:
         raise SettingsError(
             f"cannot read the embedded stack's postgres DSN from {path} ({type(exc).__name__}: {exc}); "
             "set APEX_POSTGRES_DSN or restart `apex-platform dev`"

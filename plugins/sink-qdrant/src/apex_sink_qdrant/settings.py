@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from apex_platform.errors import SettingsError
-from apex_platform.settings import apex_config, core_settings
+from apex_platform.settings import Credential, apex_config, core_settings
 
 #: Largest dense vector Qdrant accepts.
 MAX_VECTOR_DIM = 65535
@@ -26,7 +26,7 @@ class QdrantSinkSettings(BaseSettings):
     url: str | None = Field(
         default=None, description="Qdrant server, e.g. https://qdrant.internal:6333; unset: local mode on `path`"
     )
-    api_key: SecretStr | None = Field(default=None, description="API key of the Qdrant server")
+    api_key: Credential | None = Field(default=None, description="API key of the Qdrant server")
     path: Path | None = Field(
         default=None,
         description="Folder of the embedded local mode; unset: the embedded stack's folder from APEX_HOME/stack.json",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from apex_platform.errors import SettingsError
-from apex_platform.settings import apex_config, core_settings
+from apex_platform.settings import Credential, apex_config, core_settings
 
 
 class RedisSinkSettings(BaseSettings):
@@ -20,11 +20,11 @@ class RedisSinkSettings(BaseSettings):
 
     model_config = apex_config("APEX_REDIS_")
 
-    url: SecretStr | None = Field(
+    url: Credential | None = Field(
         default=None,
         description="redis:// (or rediss://, unix://) URL; unset: the embedded stack's server from stack.json",
     )
-    coordinator_url: SecretStr | None = Field(
+    coordinator_url: Credential | None = Field(
         default=None,
         description="Separate server for record locks and the commit ledger; unset: the same as url",
     )

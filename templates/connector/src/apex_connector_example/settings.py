@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from apex_platform.settings import apex_config
+from apex_platform.settings import Secrets, apex_config
 
 
 class ExampleSettings(BaseSettings):
     model_config = apex_config("APEX_EXAMPLE_")
 
-    signing_secret: SecretStr | None = None
+    signing_secret: Secrets | None = None

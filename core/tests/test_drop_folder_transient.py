@@ -23,7 +23,7 @@ class _Source:
     name = "lines"
 
 
-@pytest.mark.parametrize("status", [RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED])
+@pytest.mark.parametrize("status", [RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN])
 async def test_a_file_meeting_an_unreachable_temporal_stays_and_is_ingested_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: RPCStatusCode
 ) -> None:

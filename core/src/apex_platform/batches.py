@@ -369,8 +369,18 @@ async def watch_inbox(
 #: the folders processed files move to, inside the drop folder
 _FOLDERS = frozenset({"done", "failed"})
 
-#: Temporal answers that mean "not now" (restarting, a network blip), not "this file cannot be"
-_RETRY_LATER = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
+#: Temporal answers that mean "not now" (restarting, a network blip), not "this file cannot be";
+#: the set the API's sync triggers treat as unavailable (UNKNOWN: "transport error", a
+#: connection Temporal broke off as it went down)
+_RETRY_LATER = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.UNKNOWN,
+    }
+)
 
 
 def _temporal_unreachable(exc: BaseException) -> bool:

@@ -59,7 +59,7 @@ class Config:
     #: the longest pause of PostgreSQL or Redis (a log-uniform draw between 2 s and this)
     max_pause: float = 60.0
     #: deliveries per second over every webhook and push source
-    rate: float = 8.0
+    rate: float = 5.0
     #: EDI files dropped per minute
     edi_per_minute: float = 3.0
     #: vendor changes (poll and stream sources) per second, over all vendors

@@ -137,7 +137,12 @@ class Harness:
 
     async def cli(self, *args: str, within: float = 120, check: bool = True) -> str:
         proc = await asyncio.create_subprocess_exec(
-            CLI, *args, env={**clean_environ(), **self.env()}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT
+            CLI,
+            *args,
+            env={**clean_environ(), **self.env()},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout=within)

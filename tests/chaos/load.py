@@ -38,8 +38,10 @@ from tests.chaos.vendors import Plaid, Sonar, Turvo
 MAX_BODY = 1024 * 1024
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "third_party"
 
-#: what a poison value is made of (as JSON escapes, so the body itself is valid UTF-8 JSON)
-POISONS = ("nul", "surrogate", "huge_number")
+#: what a poison value is made of (as JSON escapes, so the body itself is valid UTF-8 JSON):
+#: NUL in text (stores keep it faithfully), NUL in a record id (no store can key it: it is
+#: quarantined), a lone surrogate and a number beyond every 64-bit type (refused at the edge)
+POISONS = ("nul", "nul_id", "surrogate", "huge_number")
 
 _WORDS = [
     "load",
@@ -131,6 +133,8 @@ class Delivery:
     probe: bool = False
     #: a Plaid SYNC_UPDATES_AVAILABLE trigger (nothing stored itself: it wakes the poller)
     trigger: bool = False
+    #: the vendor retries every answer but 2xx (Plaid), not only 429 and 5xx
+    retry_any: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.monotonic)
     attempts: int = 0
@@ -223,7 +227,7 @@ class Sender:
                         if 200 <= resp.status_code < 300:
                             self._acked(d, resp)
                             break
-                        if resp.status_code < 500 and resp.status_code != 429:
+                        if resp.status_code < 500 and resp.status_code != 429 and not d.retry_any:
                             d.rejected = resp.status_code
                             d.rejected_reason = resp.text[:300]
                             return
@@ -450,6 +454,8 @@ class Load:
                 if poison in ("nul", "surrogate"):
                     route["id"] = f"9{rng.randrange(10**8)}"  # its own route: the poison touches no shared record
                     route["name"] = _poison_text(poison, "Route " + prose(rng, 80))
+                elif poison == "nul_id":
+                    route["id"] = f"9{rng.randrange(10**8)}\u0000x"  # a record id with a NUL
                 elif poison == "huge_number":
                     route["id"] = f"9{rng.randrange(10**8)}"
                     doc["orgId"] = HUGE
@@ -498,8 +504,9 @@ class Load:
             for m in conv["messages"]:
                 if m["role"] in ("user", "assistant") and isinstance(m.get("content"), str):
                     m["content"] = m["content"] + " " + prose(rng, rng.randint(200, 3_000))
-            if rng.random() < self.big_share:
-                conv["messages"].append({"role": "user", "content": prose(rng, rng.randint(700_000, 900_000))})
+            if rng.random() < self.big_share:  # a long transcript near the body limit, in messages of ≤ 150k
+                for _ in range(rng.randint(5, 6)):
+                    conv["messages"].append({"role": "user", "content": prose(rng, rng.randint(120_000, 150_000))})
             if poison in ("nul", "surrogate"):
                 conv["messages"][1]["content"] = _poison_text(poison, conv["messages"][1]["content"])
             elif poison == "huge_number":
@@ -530,15 +537,21 @@ class Load:
             extra["message"] = _poison_text(poison, "Tender rejections above the threshold in the Atlanta market")
         elif poison == "huge_number":
             extra["value"] = HUGE
-        body, headers = sonar.alert(alert_id, datetime.now(UTC), round(rng.uniform(8, 15), 2), body_extra=extra)
+        body, _ = sonar.alert(alert_id, datetime.now(UTC), round(rng.uniform(8, 15), 2), body_extra=extra)
         if poison:
             doc = json.loads(body)
             doc.update(extra)
             body = _json(doc, ascii_only=True)
-            headers = sonar_sign(body, sonar.fake.webhook_secret)
-        fixed = dict(headers)
+        secret = sonar.fake.webhook_secret
+        # signed at every attempt: the signature covers the send time (X-Sonar-Timestamp)
         return Delivery(
-            self._seq(), "sonar", "/webhooks/sonar", body, lambda _b: fixed, f"alert:{alert_id}", poison=poison
+            self._seq(),
+            "sonar",
+            "/webhooks/sonar",
+            body,
+            lambda b: sonar_sign(b, secret),
+            f"alert:{alert_id}",
+            poison=poison,
         )
 
     # Plaid triggers ---------------------------------------------------------------------------------------
@@ -554,6 +567,7 @@ class Load:
             lambda b: plaid.fake.sign(b),
             f"trigger:{self.seq}",
             trigger=True,
+            retry_any=True,  # Plaid retries a webhook not answered 2xx, a 401 included (its README)
         )
 
     # EDI files -------------------------------------------------------------------------------------------
@@ -636,10 +650,13 @@ def _poison_status(n: int, poison: str, rng: random.Random) -> list[list[str]]:
     return seg
 
 
+SONAR_TIMESTAMP_HEADER = "X-Sonar-Timestamp"
+
+
 def sonar_sign(body: bytes, secret: str) -> dict[str, str]:
     from apex_connector_sonar import samples as sonar_samples
 
-    return sonar_samples.sign_headers(body, secret)
+    return sonar_samples.sign_headers(body, secret, timestamp_header=SONAR_TIMESTAMP_HEADER)
 
 
 def webhook_request_from_body(body: bytes, secret: str) -> tuple[bytes, dict[str, str]]:

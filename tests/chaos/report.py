@@ -16,12 +16,12 @@ COLUMNS = (
     "sent",
     "accepted",
     "landed",
+    "redis wiped",
     "duplicated",
     "lost",
     "stale cache",
     "quarantined",
     "poison landed",
-    "wiped",
     "not accepted",
 )
 
@@ -56,12 +56,23 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit(root: Path) -> str | None:
+    """The commit, and how many files of the working tree differ from it (the processes
+    of a run import the working tree, so a run of a shared tree says so)."""
     try:
-        return subprocess.run(
+        commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return None
+    return f"{commit} + {len(changed)} changed files" if changed else commit
 
 
 def duplicated_by_source(duplicates: dict[str, list[str]]) -> Counter[str]:
@@ -134,6 +145,7 @@ def render(doc: dict[str, Any]) -> str:
             ("open letters", "open_letters"),
             ("inbox", "inbox_problems"),
             ("answered 500", "answered_500"),
+            ("refused", "refused"),
             ("payload guard", "payload_guard"),
         ):
             if v.get(key):

@@ -69,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config(args)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(message)s",
-        handlers=[logging.StreamHandler(sys.stdout), logging.FileHandler(cfg.run_dir / "harness.log")],
-    )
+    # the harness's own logger, apart from the root one (which the platform's imports configure)
+    chaos_log = logging.getLogger("chaos")
+    chaos_log.setLevel(logging.INFO)
+    chaos_log.propagate = False
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(cfg.run_dir / "harness.log")):
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        chaos_log.addHandler(handler)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in (
         "httpx",
         "httpcore",

@@ -503,6 +503,7 @@ class Sonar(Vendor):
             "APEX_SONAR_USERNAME": self.fake.username,
             "APEX_SONAR_PASSWORD": self.fake.password,
             "APEX_SONAR_WEBHOOK_SECRET": self.fake.webhook_secret,
+            "APEX_SONAR_TIMESTAMP_HEADER": "X-Sonar-Timestamp",
             "APEX_SONAR_TICKERS": sonar_samples.DEMO_TICKERS,
             "APEX_SONAR_INITIAL_DAYS": str(self.initial_days),
             "APEX_SONAR_LOOKBACK_DAYS": str(self.lookback_days),

@@ -18,8 +18,9 @@ state. Then, per store (PostgreSQL, Redis, the graph):
 - no payload over the guard's limit was handed to Temporal by any process.
 
 A key missing from Redis alone whose newest version landed before the Redis sink's
-server last lost its data is counted `wiped` (the cache's data loss, not the platform's),
-never `landed`.
+server last lost its data is counted `redis wiped` (landed: the cache's data loss, not
+the platform's); an older version there than in PostgreSQL and the graph after such a
+loss is `stale cache` (an open defect, docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -519,10 +520,10 @@ class Judge:
                 if len(lost) < 200:
                     detail = "; ".join(f"{k.source}:{k.id} in {s}: {status[k][s]}" for k, s in bad[:3])
                     lost.append(f"{unit.row} {unit.ref}: {detail}")
-            elif wiped:
-                c["wiped"] += 1
             else:
                 c["landed"] += 1
+                if wiped:  # in PostgreSQL and the graph; Redis lost it with its data
+                    c["redis wiped"] += 1
         return {
             "rows": {k: dict(v) for k, v in sorted(rows.items())},
             "lost": lost,
@@ -618,6 +619,12 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
     statuses = Counter(s for d in h.sender.ledger for s in d.statuses)
     resend_new = [f"{d.source}:{d.event_id}" for d in h.sender.ledger for s, a in d.resends if a == "accepted"]
     internal = [f"{d.source}#{d.seq}" for d in h.sender.ledger if 500 in d.statuses]
+    # a delivery with nothing wrong in it refused for good: the harness or the platform is wrong
+    refused = [
+        f"{d.source}#{d.seq} {d.rejected}: {d.rejected_reason}"[:300]
+        for d in h.sender.ledger
+        if d.rejected is not None and d.poison is None
+    ]
     rows = result.get("rows", {})
     totals: Counter[str] = Counter()
     for counts in rows.values():
@@ -649,6 +656,8 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
         failures.append(
             f"{len(resend_new)} re-sent acknowledged deliveries were accepted as new (the inbox forgot them)"
         )
+    if refused:
+        failures.append(f"{len(refused)} deliveries without poison refused for good (4xx)")
     if internal:
         failures.append(f"{len(internal)} deliveries answered 500 (an internal error, not a retry-later)")
     waiting = [p.name for p in h.edi_inbox.glob("*.x12")] if h.edi_inbox.exists() else []
@@ -672,6 +681,7 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
         "http_statuses": {str(k): v for k, v in sorted(statuses.items())},
         "resends_accepted_as_new": resend_new[:50],
         "answered_500": internal[:50],
+        "refused": refused[:50],
         "edi_waiting": waiting,
         "drain_seconds": round(h.now() - began, 1),
         "checked_keys": len(judge.wants),

@@ -12,13 +12,13 @@ from apex_platform.contracts import WebhookSource
 from apex_platform.errors import PayloadError, SignatureError
 
 
-def signed(doc: dict[str, object], secret: str = "s3cret") -> tuple[dict[str, str], bytes]:
+def signed(doc: dict[str, object], secret: str = "example-signing-secret") -> tuple[dict[str, str], bytes]:
     body = json.dumps(doc).encode()
     return {"X-Example-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}, body
 
 
 def connector() -> ExampleConnector:
-    return ExampleConnector(ExampleSettings(signing_secret="s3cret"))  # type: ignore[arg-type]
+    return ExampleConnector(ExampleSettings(signing_secret="example-signing-secret"))  # type: ignore[arg-type]
 
 
 def test_is_a_webhook_source() -> None:

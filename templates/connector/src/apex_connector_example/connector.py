@@ -15,7 +15,7 @@ from apex_connector_example.settings import ExampleSettings
 from apex_platform.contracts import WebhookReply
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.models import Entity, InboundEvent, Priority, Record, SourceMode
-from apex_platform.settings import load
+from apex_platform.settings import load, secret_values
 
 
 class ExampleConnector:
@@ -34,12 +34,15 @@ class ExampleConnector:
         return self._settings
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        secret = self.settings.signing_secret
-        if secret is None:
+        secrets = secret_values(self.settings.signing_secret)  # several while one rotates
+        if not secrets:
             raise SignatureError("APEX_EXAMPLE_SIGNING_SECRET is not set: every delivery is refused")
-        given = {k.lower(): v for k, v in headers.items()}.get("x-example-signature", "")
-        expected = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        given = {k.lower(): v for k, v in headers.items()}.get("x-example-signature", "").encode()
+        matched = False
+        for secret in secrets:  # every one compared, in constant time
+            expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            matched |= hmac.compare_digest(given, expected.encode())
+        if not matched:
             raise SignatureError("X-Example-Signature is missing or does not match the body")
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply:

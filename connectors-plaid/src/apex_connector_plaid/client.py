@@ -10,7 +10,8 @@ from tenacity import wait_exponential, wait_random
 
 from apex_connector_plaid.plaid_errors import PlaidError, to_exception
 from apex_connector_plaid.settings import PlaidSettings
-from apex_platform.errors import PayloadError, SignatureError, VendorError
+from apex_platform.errors import SignatureError, VendorError
+from apex_platform.payloads import decode_json_object
 from apex_platform.vendor_http import TransientFailure, parse_retry_after, redact, retry_transient
 
 SYNC_PATH = "/transactions/sync"
@@ -70,15 +71,10 @@ async def transactions_sync(
                     )
                 ) from None
             if resp.status_code == 200:
-                try:
-                    doc = resp.json()
-                except ValueError:
-                    raise PayloadError(
-                        f"plaid item {item_id}: {SYNC_PATH} answered 200 with a body that is not JSON"
-                    ) from None
-                if not isinstance(doc, dict):
-                    raise PayloadError(f"plaid item {item_id}: {SYNC_PATH} answered 200 with a non-object body")
-                return doc
+                # the strict decoder of the edges: a lone surrogate, 1e999, NaN, a duplicate key
+                # or a 5,000-digit integer is refused naming it (resp.json() let them through,
+                # and a lone surrogate then crashed the record builders)
+                return decode_json_object(resp.content, what=f"plaid item {item_id}: {SYNC_PATH} answer (200)")
             error = to_exception(
                 PlaidError.from_response(resp.status_code, resp.content),
                 item_id=item_id,

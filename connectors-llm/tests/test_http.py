@@ -66,8 +66,9 @@ def wait_healthy(url: str, proc: Proc, timeout: float = 90) -> None:
 
 
 def environment(base: Path, temporal: Any, postgres: Any, **extra: str) -> dict[str, str]:
-    # none of the caller's APEX_* settings, but the session's payload guard log
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_") or k == "APEX_PAYLOAD_GUARD_FILE"}
+    # none of the caller's APEX_* settings, but the session's payload guard log and payload keys
+    kept = {"APEX_PAYLOAD_GUARD_FILE", "APEX_PAYLOAD_KEYS", "APEX_PAYLOAD_KEYS_FILE", "APEX_PAYLOAD_ENCRYPTION"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_") or k in kept}
     env.update(
         {
             "APEX_HOME": str(base / "home"),

@@ -74,6 +74,8 @@ class Config:
     keep: bool = False
     #: a bound on the whole run (start to report), the drain shortened to keep it (None: no bound)
     max_wall: float | None = None
+    #: the soak's rates, as a multiple of 10x the field rates (tests/chaos/soak.py)
+    soak_scale: float = 1.0
     #: known defects reported but not failing the run (`stale-cache`: see docs/reliability.md)
     tolerate: tuple[str, ...] = ()
 
@@ -94,4 +96,11 @@ class Config:
             probe_timeout=60.0,
             profile="smoke",
             max_wall=170.0,
+        )
+
+    @classmethod
+    def soak(cls, seed: int, run_dir: Path) -> Config:
+        """`nox -s soak`: 15 minutes at 10x the field rates, no faults, resources sampled."""
+        return replace(
+            cls(seed=seed, run_dir=run_dir), duration=15 * 60, drain_timeout=12 * 60, weights={}, profile="soak"
         )

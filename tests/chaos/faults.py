@@ -80,6 +80,8 @@ class Controller:
     probes: list[asyncio.Task[None]] = field(default_factory=list)
     #: when the Redis sink's server last lost its data (seconds since the run began)
     wipes: list[tuple[float, float]] = field(default_factory=list)
+    #: API processes that exited on their own while starting
+    early_exits: list[str] = field(default_factory=list)
     #: the same in unix seconds (the lineage's clock)
     wipe_walls: list[tuple[float, float]] = field(default_factory=list)
 
@@ -250,9 +252,17 @@ class Controller:
         child = self.h.apex.by_name(target)
         child.kill()
         await asyncio.sleep(down)
-        child.start()
-        await child.wait_http(within=180)
-        return f"{target} SIGKILLed, restarted after {down}s"
+        note = ""
+        for attempt in range(3):
+            child.start()
+            try:
+                await child.wait_http(within=180)
+                break
+            except topology.ChildExited as exc:  # reported: an API must start whatever else is down
+                self.h.note("api exited while starting", name=target, attempt=attempt + 1, error=str(exc))
+                self.early_exits.append(f"{target}: {exc}")
+                note = f" (exited while starting {attempt + 1}x)"
+        return f"{target} SIGKILLed, restarted after {down}s{note}"
 
     async def power_cut(self, down: float) -> str:
         h = self.h

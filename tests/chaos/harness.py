@@ -56,6 +56,8 @@ class Harness:
         self.sender: Sender | None = None
         self.load: Load | None = None
         self.controller: Controller | None = None
+        #: exceptions of the harness's own load generation (each fails the run at the end)
+        self.harness_errors: list[str] = []
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -201,6 +203,15 @@ class Harness:
         finally:
             await self.stop()
 
+    async def soak(self) -> dict[str, Any]:
+        """The soak instead of the chaos run (tests/chaos/soak.py)."""
+        from tests.chaos.soak import run_soak
+
+        try:
+            return await run_soak(self)
+        finally:
+            await self.stop()
+
     async def drive(self, until: float) -> None:
         """A steady mixed load: webhooks and pushes at `rate`, vendor changes, EDI files."""
         assert self.sender is not None
@@ -221,13 +232,21 @@ class Harness:
         while self.now() < until:
             await asyncio.sleep(rng.expovariate(cfg.rate))
             (source,) = rng.choices([name for name, _ in mix], weights=[w for _, w in mix])
-            self.sender.submit(makers[source]())
-            while next_vendor <= self.now():
-                rng.choice(vendors).grow()
-                next_vendor += rng.expovariate(cfg.vendor_rate)
-            if next_edi <= self.now():
-                await asyncio.to_thread(load.edi_file)
-                next_edi = self.now() + rng.expovariate(cfg.edi_per_minute / 60)
+            try:
+                self.sender.submit(makers[source]())
+            except Exception as exc:
+                self.harness_errors.append(f"{source}: {type(exc).__name__}: {exc}")
+                log.exception("the load of %s failed", source)
+            try:
+                while next_vendor <= self.now():
+                    rng.choice(vendors).grow()
+                    next_vendor += rng.expovariate(cfg.vendor_rate)
+                if next_edi <= self.now():
+                    next_edi = self.now() + rng.expovariate(cfg.edi_per_minute / 60)
+                    await asyncio.to_thread(load.edi_file)
+            except Exception as exc:
+                self.harness_errors.append(f"vendors or files: {type(exc).__name__}: {exc}")
+                log.exception("a vendor change or a file failed")
 
     async def probe(self) -> tuple[Delivery, float]:
         """A Front delivery sent now: returns it and when it was sent (for recovery times)."""

@@ -643,8 +643,10 @@ def _poison_status(n: int, poison: str, rng: random.Random) -> list[list[str]]:
     pro = f"99{rng.randrange(10**6)}"
     seg = edi_samples.status_set(n, pro=pro)
     for s in seg:
-        if s[0] == "N1" and s[1] == "SH":
-            s[2] = {"nul": "ACME\x00FOODS", "surrogate": "ACME FOODS", "huge_number": "ACME FOODS"}[poison]
+        if s[0] == "N1" and s[1] == "SH" and poison == "nul":
+            s[2] = "ACME\x00FOODS"
+        if s[0] == "B10" and poison == "nul_id":
+            s[1] = f"{pro}\x00X"  # the PRO number, which names the status record
         if s[0] == "AT8" and poison == "huge_number":
             s[3] = "9" * 40  # a weight beyond 64 bits
     return seg

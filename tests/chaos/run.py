@@ -29,7 +29,15 @@ from tests.chaos.topology import ROOT
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: a random one, printed)")
-    p.add_argument("--profile", choices=("full", "smoke"), default="full", help="full (default) or smoke (≤ 3 min)")
+    p.add_argument(
+        "--profile",
+        choices=("full", "smoke", "soak"),
+        default="full",
+        help="full (default), smoke (≤ 3 min) or soak (15 min at 10x the field rates, no faults, resources sampled)",
+    )
+    p.add_argument(
+        "--soak-scale", type=float, default=None, help="the soak's rates as a multiple of 10x the field rates"
+    )
     p.add_argument("--duration", default=None, help="load and faults, e.g. 20m (full default) or 100s (smoke)")
     p.add_argument("--drain-timeout", default=None, help="the longest drain and verify phase, e.g. 8m")
     p.add_argument("--fault-interval", type=float, default=None, help="mean seconds between two faults")
@@ -51,7 +59,14 @@ def config(args: argparse.Namespace) -> Config:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = args.run_dir or Path(tempfile.gettempdir()) / f"apex-chaos-{stamp}-seed{seed}"
-    cfg = Config.smoke(seed, run_dir) if args.profile == "smoke" else Config(seed=seed, run_dir=run_dir)
+    if args.profile == "smoke":
+        cfg = Config.smoke(seed, run_dir)
+    elif args.profile == "soak":
+        cfg = Config.soak(seed, run_dir)
+    else:
+        cfg = Config(seed=seed, run_dir=run_dir)
+    if args.soak_scale is not None:
+        cfg = replace(cfg, soak_scale=args.soak_scale)
     if args.duration:
         cfg = replace(cfg, duration=parse_duration(args.duration))
     if args.drain_timeout:
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     harness = Harness(cfg)
     crash: str | None = None
     try:
-        verdict = asyncio.run(harness.run())
+        verdict = asyncio.run(harness.soak() if cfg.profile == "soak" else harness.run())
     except BaseException as exc:
         crash = f"{type(exc).__name__}: {exc}"
         verdict = {
@@ -133,7 +148,20 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": {k: v for k, v in verdict.items() if k != "events"},
         "events": verdict.get("events", []),
     }
+    soak = verdict.get("soak")
+    if soak is not None:
+        not_flat = sorted(name for name, s in soak["slopes"].items() if not s["flat"])
+        if not_flat:
+            verdict.setdefault("failures", []).append(f"not flat over the soak: {', '.join(not_flat)}")
+            verdict["passed"] = False
+        doc["soak"] = soak
+        doc["verdict"] = {k: v for k, v in verdict.items() if k not in ("events", "soak")}
     text = report.write(cfg.run_dir, doc)
+    if soak is not None:
+        from tests.chaos.soak import render
+
+        text += render(soak)
+        (cfg.run_dir / "chaos-report.txt").write_text(text)
     print(text, flush=True)
     passed = bool(verdict.get("passed"))
     if passed and not cfg.keep:

@@ -130,6 +130,10 @@ class Servers:
         return {self.name(s): s.pid for s in self.all}
 
 
+class ChildExited(RuntimeError):
+    """A child that exited while it was being waited for."""
+
+
 class Child:
     """One `apex-platform …` child with its own environment and log (appended across restarts)."""
 
@@ -193,7 +197,8 @@ class Child:
         async with httpx.AsyncClient(timeout=2) as http:
             while time.monotonic() < deadline:
                 if not self.running:
-                    raise RuntimeError(f"{self.name} exited early; see {self.log}")
+                    code = self.proc.returncode if self.proc is not None else None
+                    raise ChildExited(f"{self.name} exited early (code {code}); see {self.log}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(f"{self.url}/healthz")).status_code == 200:
                         return

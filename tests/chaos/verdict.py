@@ -656,6 +656,11 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
         failures.append(
             f"{len(resend_new)} re-sent acknowledged deliveries were accepted as new (the inbox forgot them)"
         )
+    if h.harness_errors:
+        failures.append(f"{len(h.harness_errors)} errors of the harness's own load: {h.harness_errors[:3]}")
+    early = h.controller.early_exits if h.controller is not None else []
+    if early:
+        failures.append(f"{len(early)} API processes exited while starting: {early[:3]}")
     if refused:
         failures.append(f"{len(refused)} deliveries without poison refused for good (4xx)")
     if internal:

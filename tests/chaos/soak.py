@@ -1,0 +1,279 @@
+"""The soak (issue 10, item 4): the chaos harness's stack and load at a sustained rate, no
+faults, with every process's resources sampled once a minute and the slope of each.
+
+Rates are ten times the field rates of ../shared/design/VENDOR-CONTRACTS.md (Front
+1,000/day, Samsara 1,000 events/min, Plaid 200/day, Turvo 500/day, SONAR 300/day, HubSpot
+100/day, QuickBooks 50/day, EDI 50 files/day; LLM pushes, which the contracts give no rate,
+taken as 1,000/day), scaled by `--soak-scale`. Samsara's 10,000 events/min are half
+webhooks, half stat points of the feed.
+
+Sampled per minute: RSS and open file descriptors of every Apex process and every server
+(with its children), PostgreSQL connections, the longest and the total history of the
+running workflows, the inbox's and lineage's size on disk, the backlog, the blob store's
+size, Redis memory and key count of both Redis servers, deliveries delivered. Each series
+gets a least-squares slope over the samples after the warm-up; it is *flat* when the
+fitted change over the run is within 10% of its mean or within twice the scatter around
+the fit. The run ends with the chaos verdict (nothing lost, nothing duplicated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import psutil
+import redis.asyncio as aioredis
+
+from tests.chaos import verdict as verdict_mod
+from tests.chaos.load import Load, Sender
+from tests.chaos.vendors import Samsara
+
+if TYPE_CHECKING:
+    from tests.chaos.harness import Harness
+
+#: events per minute at 10x the field rates (see the module docstring)
+SOAK_PER_MINUTE: dict[str, float] = {
+    "samsara": 5000.0,
+    "samsara-feed": 5000.0,
+    "frontapp": 10_000 / 1440,
+    "turvo": 5_000 / 1440,
+    "llm": 10_000 / 1440,
+    "sonar": 3_000 / 1440 / 2,  # alerts; the other half are revisions of ticker values
+    "sonar-revisions": 3_000 / 1440 / 2,
+    "plaid": 2_000 / 1440,  # transactions changed at the bank
+    "plaid-triggers": 2_000 / 1440 / 10,
+    "crm": 1_000 / 1440,
+    "financial": 500 / 1440,
+    "edi": 500 / 1440,
+}
+
+WARMUP_MINUTES = 2.0
+
+
+def _tree(pid: int | None) -> list[psutil.Process]:
+    if pid is None:
+        return []
+    try:
+        main = psutil.Process(pid)
+        return [main, *main.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _usage(procs: list[psutil.Process]) -> tuple[float, int]:
+    rss, fds = 0, 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            rss += proc.memory_info().rss
+            fds += proc.num_fds()
+    return rss / 2**20, fds
+
+
+def _folder_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+async def sample(h: Harness, started: float) -> dict[str, float]:
+    """One sample of every resource series."""
+    assert h.apex is not None
+    out: dict[str, float] = {"minute": round((h.now() - started) / 60, 2)}
+    for child in h.apex.all:
+        pid = child.proc.pid if child.proc is not None and child.running else None
+        rss, fds = _usage(_tree(pid))
+        out[f"rss_mb:{child.name}"], out[f"fds:{child.name}"] = round(rss, 1), fds
+    for server in h.servers.all:
+        rss, fds = _usage(_tree(server.pid))
+        name = h.servers.name(server)
+        out[f"rss_mb:{name}"], out[f"fds:{name}"] = round(rss, 1), fds
+    conn = await asyncpg.connect(h.servers.postgres.dsn, timeout=10)
+    try:
+        out["pg_connections"] = await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
+        out["inbox_mb"] = round(
+            await conn.fetchval(
+                "SELECT (pg_total_relation_size('apex_inbox.deliveries') + pg_total_relation_size('apex_inbox.lineage'))"
+                " / 1048576.0"
+            ),
+            2,
+        )
+        out["backlog"] = await conn.fetchval("SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'pending'")
+        out["delivered"] = await conn.fetchval("SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'delivered'")
+        out["records"] = await conn.fetchval("SELECT count(*) FROM apex.records")
+    finally:
+        await conn.close()
+    out["blob_mb"] = round(await asyncio.to_thread(_folder_bytes, h.dir / "home" / "blobs") / 2**20, 2)
+    for name, server in (("redis", h.servers.cache), ("graph", h.servers.graph)):
+        client = aioredis.from_url(server.url, socket_timeout=10)
+        try:
+            info = await client.info("memory")
+            out[f"redis_mb:{name}"] = round(int(info["used_memory"]) / 2**20, 2)
+            out[f"redis_keys:{name}"] = await client.dbsize()
+        finally:
+            await client.aclose()
+    histories = await _histories(h)
+    out["history_max"], out["history_total"], out["workflows_running"] = histories
+    return out
+
+
+async def _histories(h: Harness) -> tuple[float, float, float]:
+    from temporalio.client import Client
+
+    client = await Client.connect(h.servers.temporal.address)
+    lengths = [wf.history_length async for wf in client.list_workflows("ExecutionStatus = 'Running'")]
+    return float(max(lengths, default=0)), float(sum(lengths)), float(len(lengths))
+
+
+def slopes(samples: list[dict[str, float]], duration_minutes: float) -> dict[str, dict[str, Any]]:
+    """Per series: least-squares slope per minute over the samples after the warm-up, the
+    fitted change over the run, the mean, the scatter, and whether that is flat."""
+    kept = [s for s in samples if s["minute"] >= WARMUP_MINUTES] or samples
+    out: dict[str, dict[str, Any]] = {}
+    if len(kept) < 3:
+        return out
+    xs = [s["minute"] for s in kept]
+    for name in sorted(kept[-1]):
+        if name in ("minute", "delivered", "records"):
+            continue  # counters: they grow by design (their rate is the throughput)
+        ys = [float(s.get(name, math.nan)) for s in kept]
+        if any(math.isnan(y) for y in ys):
+            continue
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+        residual = statistics.pstdev([y - (my + slope * (x - mx)) for x, y in zip(xs, ys, strict=True)])
+        change = slope * (xs[-1] - xs[0])
+        flat = abs(change) <= max(0.10 * abs(my), 2 * residual, 1.0)
+        out[name] = {
+            "slope_per_min": round(slope, 4),
+            "change": round(change, 2),
+            "mean": round(my, 2),
+            "scatter": round(residual, 2),
+            "flat": flat,
+        }
+    return out
+
+
+async def _stream(h: Harness, until: float, per_minute: float, action: Any, rng: random.Random) -> None:
+    """Events at `per_minute` on average (a Poisson process), as long as the load runs."""
+    if per_minute <= 0:
+        return
+    rate = per_minute / 60
+    while h.now() < until:
+        await asyncio.sleep(min(rng.expovariate(rate), max(0.0, until - h.now())))
+        if h.now() >= until:
+            return
+        result = action()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def run_soak(h: Harness) -> dict[str, Any]:
+    cfg = h.cfg
+    await h.start()
+    assert h.apex is not None
+    began = h.now()
+    load_end = began + cfg.duration
+    h.sender = Sender(
+        h.apex.urls,
+        random.Random(h.rng.random()),
+        resend_share=cfg.resend_share,
+        concurrency=max(cfg.concurrency, 96),
+        deadline=lambda: h.t0 + load_end + cfg.drain_timeout * 0.6,
+    )
+    h.load = load = Load(
+        random.Random(h.rng.random()),
+        h.secrets,
+        h.vendors,
+        poison_share=cfg.poison_share,
+        big_share=cfg.big_share,
+        edi_inbox=h.edi_inbox,
+    )
+    sender = h.sender
+    feed: Samsara = h.vendors["samsara-feed"]  # type: ignore[assignment]
+    scale = cfg.soak_scale
+    rng = random.Random(h.rng.random())
+    actions: dict[str, Any] = {
+        "samsara": lambda: sender.submit(load.samsara()),
+        "frontapp": lambda: sender.submit(load.front()),
+        "turvo": lambda: sender.submit(load.turvo()),
+        "llm": lambda: sender.submit(load.llm()),
+        "sonar": lambda: sender.submit(load.sonar()),
+        "plaid-triggers": lambda: sender.submit(load.plaid_trigger()),
+        "sonar-revisions": h.vendors["sonar"].grow,
+        "plaid": h.vendors["plaid"].grow,
+        "crm": h.vendors["crm"].grow,
+        "financial": h.vendors["financial"].grow,
+        "edi": lambda: asyncio.to_thread(load.edi_file),
+        "samsara-feed": lambda: feed.fake.append_points(rng, 1),
+    }
+    samples: list[dict[str, float]] = []
+
+    async def sampler() -> None:
+        while h.now() < load_end:
+            try:
+                samples.append(await sample(h, began))
+                last = samples[-1]
+                h.note("soak sample", minute=last["minute"], backlog=last["backlog"], delivered=last["delivered"])
+            except Exception as exc:
+                h.note("soak sample failed", error=f"{type(exc).__name__}: {exc}"[:200])
+            (h.dir / "soak-samples.json").write_text(json.dumps(samples, indent=1))
+            await asyncio.sleep(max(0.0, min(60.0, load_end - h.now())))
+
+    streams = [
+        _stream(h, load_end, SOAK_PER_MINUTE[name] * scale, action, random.Random(rng.random()))
+        for name, action in actions.items()
+    ]
+    h.note(
+        "soak",
+        minutes=cfg.duration / 60,
+        scale=scale,
+        per_minute={k: round(v * scale, 2) for k, v in SOAK_PER_MINUTE.items()},
+    )
+    await asyncio.gather(sampler(), *streams)
+    with contextlib.suppress(Exception):
+        samples.append(await sample(h, began))
+    h.note("load stopped", deliveries=len(sender.ledger))
+    result = await verdict_mod.settle_and_judge(h, deadline=h.now() + cfg.drain_timeout)
+    result["soak"] = {
+        "per_minute": {k: round(v * scale, 3) for k, v in SOAK_PER_MINUTE.items()},
+        "samples": samples,
+        "slopes": slopes(samples, cfg.duration / 60),
+        "throughput_per_min": _throughput(samples),
+        "finished_at": time.time(),
+    }
+    result["events"] = h.events
+    return result
+
+
+def _throughput(samples: list[dict[str, float]]) -> float | None:
+    kept = [s for s in samples if s["minute"] >= WARMUP_MINUTES]
+    if len(kept) < 2 or kept[-1]["minute"] <= kept[0]["minute"]:
+        return None
+    return round((kept[-1]["delivered"] - kept[0]["delivered"]) / (kept[-1]["minute"] - kept[0]["minute"]), 1)
+
+
+def render(soak: dict[str, Any]) -> str:
+    lines = [
+        "",
+        "soak: rates per minute " + json.dumps(soak["per_minute"]),
+        f"deliveries delivered per minute after the warm-up: {soak['throughput_per_min']}",
+    ]
+    lines.append(f"  {'series':<28}{'mean':>12}{'change':>12}{'slope/min':>12}{'scatter':>10}  flat")
+    for name, s in soak["slopes"].items():
+        lines.append(
+            f"  {name:<28}{s['mean']:>12}{s['change']:>12}{s['slope_per_min']:>12}{s['scatter']:>10}  {'yes' if s['flat'] else 'NO'}"
+        )
+    return "\n".join(lines) + "\n"

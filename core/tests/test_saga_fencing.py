@@ -319,3 +319,19 @@ async def test_concurrent_writers_with_random_faults_never_roll_back_a_committed
         for key, version in highest.items():
             assert store.inner.rows[RecordKey("demo", key)].version == version, name  # type: ignore[attr-defined]
     assert violations == []
+
+
+async def test_a_store_that_lost_its_data_is_repaired_to_the_newest_version_the_others_hold() -> None:
+    """Redis restarted empty; a late older event arrives: every store but Redis keeps the
+    newer version and reports no change, Redis takes the old one. The saga sees the
+    disagreement and writes the newest to the store behind (read-repair)."""
+    sinks = {n: FaultySink(MemorySink(n)) for n in NAMES}
+    saga = Saga(dict(sinks), FAST)
+    await saga.write([rec("a", 2)])
+    sinks["redis"].inner.rows.clear()  # type: ignore[attr-defined]  # its data lost
+    await saga.write([rec("a", 1)])  # late and older
+    assert {n: s.inner.rows[K].version for n, s in sinks.items()} == dict.fromkeys(NAMES, 2)  # type: ignore[attr-defined]
+    # a store that only lost it (nothing newer anywhere) just takes the record again
+    sinks["graph"].inner.rows.clear()  # type: ignore[attr-defined]
+    await saga.write([rec("a", 2)])
+    assert {n: s.inner.rows[K].version for n, s in sinks.items()} == dict.fromkeys(NAMES, 2)  # type: ignore[attr-defined]

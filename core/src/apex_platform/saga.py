@@ -275,6 +275,7 @@ class Saga:
         if refusals and len(refusals) == len(failed):
             return await self._quarantine(batch, batch_id, writers, changed, refusals)
         if not failed:
+            await self._repair(batch, changed)
             return []
         for name, exc in failed.items():
             log.warning("batch %s: sink %s failed: %s", batch_id, name, exc)
@@ -284,6 +285,53 @@ class Saga:
             failed=list(failed),
             dead_letter_id=dead_letter_id,
         )
+
+    async def _repair(self, batch: list[Record], changed: Mapping[str, Previous]) -> None:
+        """Read-repair: a key the batch changed in some stores but not in others means a
+        store holds a version the others do not (e.g. a Redis that lost its data took a
+        late older event the others already had a newer version of). Read those keys from
+        every store and write the newest to the stores behind it, so they agree again."""
+        if len(changed) < 2:
+            return
+        sets = [set(keys) for keys in changed.values()]
+        every: set[RecordKey] = set().union(*sets)
+        suspect = sorted(every - sets[0].intersection(*sets[1:]))
+        if not suspect:
+            return
+        names = list(self.sinks)
+
+        async def read(name: str) -> dict[RecordKey, Record]:
+            return await self._call(name, "read", lambda: self.sinks[name].read(suspect))
+
+        async def put(name: str, record: Record) -> None:
+            sink = self.sinks[name]
+            if _fenced(sink):
+                await self._call(name, "write", lambda: sink.write([record], writer=uuid.uuid4().hex))
+            else:
+                await self._call(name, "write", lambda: sink.write([record]))
+
+        held = dict(zip(names, await asyncio.gather(*(read(n) for n in names)), strict=True))
+        mine = {r.key: r for r in batch}
+        for key in suspect:
+            newest = mine.get(key)
+            for rows in held.values():
+                record = rows.get(key)
+                if record is not None and (newest is None or supersedes(record, newest)):
+                    newest = record
+            if newest is None:
+                continue
+            for name in names:
+                record = held[name].get(key)
+                if record is None or (record != newest and supersedes(newest, record)):
+                    log.warning(
+                        "read-repair: %s held %s at version %s, the newest is %s",
+                        name,
+                        key,
+                        None if record is None else record.version,
+                        newest.version,
+                    )
+                    metrics.COMPENSATIONS.labels(name, "repair").inc()
+                    await put(name, newest)
 
     async def _legacy_write(self, name: str, batch: list[Record]) -> Previous:
         """A sink of the earlier contract (no `writer`, nothing returned): snapshot, then

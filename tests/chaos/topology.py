@@ -70,11 +70,18 @@ def resume(server: ServerProcess) -> None:
 
 
 def kill(server: ServerProcess) -> None:
-    """SIGKILL the server's whole process group (a crash: nothing is flushed or stopped)."""
+    """SIGKILL the server's whole process group (a crash: nothing is flushed or stopped),
+    and wait until every one of its processes is gone (a PostgreSQL backend still exiting
+    holds the shared memory a new postmaster refuses to start beside)."""
+    procs = _processes(server)
     pid = server.pid
     if pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=15)
     server.stop(timeout=10)
 
 
@@ -106,14 +113,25 @@ class Servers:
             id(self.graph): "graph",
         }[id(server)]
 
-    async def start(self, *servers: ServerProcess) -> None:
-        """Start the given servers (all by default) concurrently; spawns stay on this thread."""
+    async def start(self, *servers: ServerProcess, attempts: int = 4) -> None:
+        """Start the given servers (all by default) concurrently; spawns stay on this thread.
+        A server that fails to start (a port or shared memory not released yet) is tried
+        again a few times."""
         chosen = servers or self.all
-        for server in chosen:
-            if not server.is_running:
-                await asyncio.to_thread(server.prepare)
-                server.spawn()
-        await asyncio.gather(*(asyncio.to_thread(server.wait_ready) for server in chosen))
+        for attempt in range(attempts):
+            for server in chosen:
+                if not server.is_running:
+                    await asyncio.to_thread(server.prepare)
+                    server.spawn()
+            results = await asyncio.gather(
+                *(asyncio.to_thread(server.wait_ready) for server in chosen), return_exceptions=True
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if not failed:
+                return
+            if attempt == attempts - 1:
+                raise failed[0]
+            await asyncio.sleep(2.0 * (attempt + 1))
 
     def wipe_cache(self) -> None:
         """The Redis sink's server loses everything it held (its data folder emptied)."""

@@ -125,6 +125,17 @@ async def present_everywhere(h: Harness, key: RecordKey) -> bool:
 # -- poison ---------------------------------------------------------------------------------------
 
 
+def _shown_text(text: str) -> str:
+    text = text.replace("\x00", "\ufffd")
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def shown(key: RecordKey) -> RecordKey:
+    """A key as the dead-letter table names it: NUL and lone surrogates, which PostgreSQL
+    text cannot hold, as U+FFFD (the letter's records themselves are kept exactly)."""
+    return RecordKey(_shown_text(key.source), _shown_text(key.id))
+
+
 def taint(record: Record) -> list[str]:
     """What in `record` no store may hold: NUL, lone surrogates, non-finite numbers, a
     version beyond 64 bits (the refusals the platform documents)."""
@@ -426,11 +437,11 @@ class Judge:
         quarantined: set[RecordKey] = set()
         for letter in letters:
             if letter["status"] == "open" and letter["batch_id"].endswith(":quarantine"):
-                quarantined |= {RecordKey(s, i) for s, i in json.loads(letter["keys"])}
+                quarantined |= {shown(RecordKey(s, i)) for s, i in json.loads(letter["keys"])}
         for key in keys:
             w = self.wants[key]
             per: dict[str, str] = {}
-            if w.poison and key in quarantined:
+            if w.poison and shown(key) in quarantined:
                 for name in STORES:
                     per[name] = "quarantined" if found[name].get(key) is None else "quarantined, yet stored"
                 status[key] = per
@@ -462,14 +473,13 @@ class Judge:
             else:  # the newest version went with the data; a late older write put an old one back
                 status[key]["redis"] = "stale after data loss: " + status[key]["redis"]
         open_other: list[str] = []
+        clean_keys = {shown(k) for k, w in self.wants.items() if not w.poison}
         for letter in letters:
-            letter_keys = {RecordKey(s, i) for s, i in json.loads(letter["keys"])}
+            letter_keys = {shown(RecordKey(s, i)) for s, i in json.loads(letter["keys"])}
             if letter["status"] == "open" and letter["batch_id"].endswith(":quarantine"):
                 if not letter["error"].strip():
                     open_other.append(f"quarantine letter {letter['id']} has no reason")
-                clean = sorted(
-                    f"{k.source}:{k.id}" for k in letter_keys if k in self.wants and not self.wants[k].poison
-                )
+                clean = sorted(f"{k.source}:{k.id}" for k in letter_keys if k in clean_keys)
                 if clean:
                     open_other.append(f"letter {letter['id']} quarantined records that are not poison: {clean[:5]}")
             elif letter["status"] == "open":

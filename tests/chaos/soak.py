@@ -101,17 +101,20 @@ async def sample(h: Harness, started: float) -> dict[str, float]:
         out[f"rss_mb:{name}"], out[f"fds:{name}"] = round(rss, 1), fds
     conn = await asyncpg.connect(h.servers.postgres.dsn, timeout=10)
     try:
-        out["pg_connections"] = await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
+        out["pg_connections"] = float(await conn.fetchval("SELECT count(*) FROM pg_stat_activity"))
         out["inbox_mb"] = round(
-            await conn.fetchval(
-                "SELECT (pg_total_relation_size('apex_inbox.deliveries') + pg_total_relation_size('apex_inbox.lineage'))"
-                " / 1048576.0"
+            float(
+                await conn.fetchval(
+                    "SELECT (pg_total_relation_size('apex_inbox.deliveries') + pg_total_relation_size('apex_inbox.lineage'))"
+                    " / 1048576.0"
+                )
             ),
             2,
         )
-        out["backlog"] = await conn.fetchval("SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'pending'")
-        out["delivered"] = await conn.fetchval("SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'delivered'")
-        out["records"] = await conn.fetchval("SELECT count(*) FROM apex.records")
+        pending = "SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'pending'"
+        out["backlog"] = float(await conn.fetchval(pending))
+        out["delivered"] = float(await conn.fetchval(pending.replace("'pending'", "'delivered'")))
+        out["records"] = float(await conn.fetchval("SELECT count(*) FROM apex.records"))
     finally:
         await conn.close()
     out["blob_mb"] = round(await asyncio.to_thread(_folder_bytes, h.dir / "home" / "blobs") / 2**20, 2)
@@ -120,7 +123,7 @@ async def sample(h: Harness, started: float) -> dict[str, float]:
         try:
             info = await client.info("memory")
             out[f"redis_mb:{name}"] = round(int(info["used_memory"]) / 2**20, 2)
-            out[f"redis_keys:{name}"] = await client.dbsize()
+            out[f"redis_keys:{name}"] = float(await client.dbsize())
         finally:
             await client.aclose()
     histories = await _histories(h)

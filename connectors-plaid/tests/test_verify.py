@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from apex_connector_plaid import PlaidConnector, samples
-from apex_platform.errors import SignatureError
+from apex_platform.errors import SignatureError, VerificationUnavailable
 
 BODY = samples.sync_updates_available_body()
 
@@ -198,6 +198,45 @@ def test_wrong_credentials_name_the_settings(plaid: Any) -> None:
     assert "INVALID_API_KEYS" in rejected(connector, plaid.fake.sign(BODY))
 
 
-def test_unreachable_key_endpoint_is_a_rejection_not_a_crash(plaid: Any) -> None:
+def unverified(connector: PlaidConnector, headers: dict[str, str], body: bytes = BODY) -> VerificationUnavailable:
+    with pytest.raises(VerificationUnavailable) as info:
+        connector.verify(headers, body)
+    assert str(info.value).startswith("Plaid webhook not verified yet: ")
+    assert SECRET_MARK not in str(info.value)
+    return info.value
+
+
+def test_unreachable_key_endpoint_is_unavailable_not_a_forgery(plaid: Any) -> None:
+    """Nothing is known about the request when Plaid cannot be asked: 503 (Plaid sends it
+    again), never 401 (which would call a genuine webhook forged)."""
     connector = plaid.connector(base_url="http://127.0.0.1:9", key_fetch_timeout_seconds=1)
-    assert "could not fetch verification key" in rejected(connector, plaid.fake.sign(BODY))
+    assert "could not fetch verification key" in str(unverified(connector, plaid.fake.sign(BODY)))
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_failing_key_endpoint_is_unavailable_then_verifies_once_it_answers(plaid: Any, status: int) -> None:
+    connector = plaid.connector()
+    plaid.fake.key_outage = status
+    try:
+        error = unverified(connector, plaid.fake.sign(BODY))
+        assert f"HTTP {status}" in str(error)
+        assert error.retry_after > 0
+        error = unverified(connector, plaid.fake.sign(BODY))  # not remembered as an unknown kid
+    finally:
+        plaid.fake.key_outage = None
+    connector.verify(plaid.fake.sign(BODY), BODY)
+
+
+def test_a_known_key_still_verifies_while_plaid_cannot_be_asked_again(plaid: Any, clock: Clock) -> None:
+    connector = plaid.connector(clock=clock, key_cache_seconds=60)
+    connector.verify(plaid.fake.sign(BODY, iat=clock.now), BODY)
+    clock.now += 3600  # the cached key is due for a fresh fetch
+    plaid.fake.key_outage = 500
+    try:
+        connector.verify(plaid.fake.sign(BODY, iat=clock.now), BODY)
+        forger = ec.generate_private_key(ec.SECP256R1())
+        assert "signature does not match" in rejected(
+            connector, plaid.fake.sign(BODY, iat=clock.now, private_key=forger)
+        )
+    finally:
+        plaid.fake.key_outage = None

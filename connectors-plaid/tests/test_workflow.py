@@ -311,3 +311,28 @@ async def test_forged_or_stale_webhooks_are_401_and_start_nothing(env: Env, api:
     with pytest.raises(RPCError):
         await env.client.get_workflow_handle(poller_id(env.connector, item, env.temporal.task_queue_prefix)).describe()
     assert item not in env.fake.sync_calls
+
+
+async def test_a_webhook_plaid_cannot_be_asked_to_verify_is_503_with_retry_after(env: Env, api: str) -> None:
+    """The key service failing (a kid the API has not fetched yet) is not a forgery: 503 and
+    Retry-After, so Plaid sends it again; once the key service answers, the same webhook is
+    taken."""
+    item = env.new_item(changes("u", 2))
+    body = samples.webhook_body(item)
+    env.fake.key_outage = 500
+    try:
+        env.fake.rotate_key()  # a kid this API has never fetched
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            resp = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
+    finally:
+        env.fake.key_outage = None
+    assert resp.status_code == 503, resp.text
+    assert int(resp.headers["retry-after"]) >= 1
+    assert "not verified yet" in resp.text
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        again = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
+    assert again.status_code == 202, again.text
+    handle = env.client.get_workflow_handle(again.json()["workflow_id"], result_type=PollState)
+    await wait_for(lambda: set(env.live(item)) == set(env.fake.final_state(item)))
+    await handle.signal(PollWorkflow.stop)
+    assert (await handle.result()).stage == "stopped"

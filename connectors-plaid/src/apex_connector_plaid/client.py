@@ -10,7 +10,7 @@ from tenacity import wait_exponential, wait_random
 
 from apex_connector_plaid.plaid_errors import PlaidError, to_exception
 from apex_connector_plaid.settings import PlaidSettings
-from apex_platform.errors import SignatureError, VendorError
+from apex_platform.errors import SignatureError, VendorError, VerificationUnavailable
 from apex_platform.payloads import decode_json_object
 from apex_platform.vendor_http import TransientFailure, parse_retry_after, redact, retry_transient
 
@@ -112,9 +112,9 @@ def fetch_verification_key(
         ) as http:
             resp = http.post(settings.base_url + KEY_PATH, json=body)
     except httpx.HTTPError as exc:
-        raise SignatureError(
-            f"Plaid webhook rejected: could not fetch verification key {key_id!r} from {settings.base_url}: "
-            f"{type(exc).__name__}"
+        raise VerificationUnavailable(
+            f"Plaid webhook not verified yet: could not fetch verification key {key_id!r} from "
+            f"{settings.base_url}: {type(exc).__name__}; send it again"
         ) from None
     if resp.status_code != 200:
         error = PlaidError.from_response(resp.status_code, resp.content)
@@ -125,6 +125,14 @@ def fetch_verification_key(
             )
         if resp.status_code in (400, 404):
             return None  # Plaid does not know this key id
+        if resp.status_code == 429 or resp.status_code >= 500:
+            retry_after = parse_retry_after(resp.headers.get("retry-after"), default=None, cap=_MAX_RETRY_AFTER)
+            raise VerificationUnavailable(
+                f"Plaid webhook not verified yet: {KEY_PATH} answered HTTP {resp.status_code} "
+                f"{error.error_code or ''}".rstrip()
+                + "; send it again",
+                retry_after=retry_after if retry_after is not None else 10.0,
+            )
         raise SignatureError(
             f"Plaid webhook rejected: {KEY_PATH} answered HTTP {resp.status_code} {error.error_code or ''}".rstrip()
         )

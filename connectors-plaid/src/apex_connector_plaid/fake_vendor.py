@@ -113,6 +113,9 @@ class FakePlaid:
         self.key_requests = 0
         #: while set, key requests are held unanswered (a slow or rate-limited Plaid)
         self.key_hold = threading.Event()
+        #: while set, key requests answer this HTTP status (500 INTERNAL_SERVER_ERROR or 429
+        #: RATE_LIMIT_EXCEEDED, as Plaid's error reference shows them): a failing Plaid
+        self.key_outage: int | None = None
         self.rate_limit_retry_after: str | None = "1"
         self._failures: dict[str, list[_Failure]] = {}
         self._stalls: dict[str, dict[int, float]] = {}
@@ -328,6 +331,10 @@ class FakePlaid:
         denied = self._auth(doc)
         if denied:
             return denied
+        if self.key_outage == 429:
+            return _error(429, "RATE_LIMIT_EXCEEDED", "RATE_LIMIT", "rate limit exceeded")
+        if self.key_outage is not None:
+            return _error(self.key_outage, "API_ERROR", "INTERNAL_SERVER_ERROR", "an unexpected error occurred")
         with self._lock:
             self.key_fetches += 1
             key = self._keys.get(str(doc.get("key_id")))

@@ -21,7 +21,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from apex_platform.errors import SignatureError
+from apex_platform.errors import SignatureError, VerificationUnavailable
 
 HEADER = "plaid-verification"
 ALGORITHM = "ES256"
@@ -55,7 +55,7 @@ class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.entry: CachedKey | None = None
-        self.error: SignatureError | None = None
+        self.error: SignatureError | VerificationUnavailable | None = None
 
 
 def _reject(reason: str) -> SignatureError:
@@ -158,7 +158,13 @@ class KeyCache:
                     flight = self._flights[kid] = _Flight()
                     leader = True
         if flight is not None:
-            cached = self._lead(kid, now, flight) if leader else self._follow(kid, flight)
+            stale = cached
+            try:
+                cached = self._lead(kid, now, flight) if leader else self._follow(kid, flight)
+            except VerificationUnavailable:
+                if stale is None or not stale.usable:
+                    raise
+                cached = stale  # Plaid's key service is failing: the key it gave before still serves
         assert cached is not None
         if cached.key is None:
             raise _reject(f"Plaid does not know verification key {kid!r} (kid of the Plaid-Verification JWT)")
@@ -170,7 +176,7 @@ class KeyCache:
         try:
             flight.entry = self._load(kid, now)
             return flight.entry
-        except SignatureError as exc:
+        except (SignatureError, VerificationUnavailable) as exc:
             flight.error = exc
             raise
         finally:
@@ -180,7 +186,12 @@ class KeyCache:
 
     def _follow(self, kid: str, flight: _Flight) -> CachedKey:
         if not flight.done.wait(self._wait):
-            raise _reject(f"verification key {kid!r} is still being fetched from Plaid; try again")
+            raise VerificationUnavailable(
+                f"Plaid webhook not verified yet: verification key {kid!r} is still being fetched from Plaid; "
+                "send it again"
+            )
+        if isinstance(flight.error, VerificationUnavailable):
+            raise VerificationUnavailable(str(flight.error), retry_after=flight.error.retry_after)
         if flight.error is not None:
             raise SignatureError(str(flight.error))
         assert flight.entry is not None

@@ -23,6 +23,17 @@ class SignatureError(ApexError):
     """The request is not authentic: bad, missing or stale signature / token (HTTP 401)."""
 
 
+class VerificationUnavailable(ApexError):
+    """The signature cannot be checked now — e.g. the vendor's key service is unreachable or
+    failing — so nothing is known about the request's authenticity (HTTP 503 with
+    Retry-After: the vendor sends it again; never 401, which would call a genuine delivery
+    forged). `retry_after` is in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 10.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PayloadError(ApexError):
     """The body cannot be understood (HTTP 400); the message says what is wrong."""
 

@@ -22,7 +22,7 @@ from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import error_responses, problem
 from apex_platform.api.ingest import accept, trigger_poll
 from apex_platform.contracts import PollTrigger, WebhookReply, WebhookSource
-from apex_platform.errors import PayloadError, SettingsError, SignatureError
+from apex_platform.errors import PayloadError, SettingsError, SignatureError, VerificationUnavailable
 from apex_platform.plugins import PluginInfo
 from apex_platform.runtime import Runtime
 
@@ -76,6 +76,12 @@ class WebhookController(Controller):
         except SignatureError as exc:
             metrics.WEBHOOKS.labels(source, "unauthorized").inc()
             return problem(401, str(exc), source=source)
+        except VerificationUnavailable as exc:
+            # the signature could not be checked (the vendor's key service is down): not a
+            # forgery — the vendor is asked to send it again
+            log.warning("%s: %s", source, exc)
+            metrics.WEBHOOKS.labels(source, "unavailable").inc()
+            return problem(503, str(exc), source=source, retry_after=max(1, round(exc.retry_after)))
         except SettingsError as exc:
             # e.g. an empty or too short secret: the vendor retries, the operator reads the log
             log.error("%s: %s", source, exc)

@@ -5,10 +5,8 @@ failing vendors), then the verdict from the stores: nothing acknowledged lost, n
 duplicated, poison quarantined or landed everywhere, no dead letter left open, every
 cursor at its vendor's final state. The full run is `nox -s chaos` (20 minutes).
 
-One known, open defect is tolerated here (and only here), and reported in the run's
-report: after Redis loses its data, a late older event can put an older version back in
-Redis than PostgreSQL and the graph hold (`stale-cache`, docs/reliability.md). Everything
-else fails the test.
+Nothing is tolerated: a stale cache (Redis older than PostgreSQL and the graph after it
+lost its data — fixed by the saga's read-repair, docs/reliability.md) fails the test too.
 
 The harness runs as its own process (it kills servers and processes of its own); a failed
 run keeps its run dir, whose path is in the assertion message, with the seed, the fault
@@ -33,15 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 20260310
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open (issue 10): the harness's own accounting still fails runs that lose and duplicate "
-        "nothing — EDI records it did not model ('records nobody sent': the records of the published "
-        "EDI examples beyond the ones it lists) and an IndexError in its file load when no target is up; "
-        "the run's report (path in the message) has the per-source table; see docs/reliability.md"
-    ),
-)
 def test_the_chaos_smoke_run_loses_and_duplicates_nothing() -> None:
     # not under pytest's tmp root: as root, PostgreSQL runs as another user that must reach it
     run_dir = Path(tempfile.mkdtemp(prefix=f"apex-chaos-smoke-{SEED}-"))
@@ -50,7 +39,7 @@ def test_the_chaos_smoke_run_loses_and_duplicates_nothing() -> None:
         done = subprocess.run(
             [
                 *(sys.executable, "-m", "tests.chaos", "--profile", "smoke", "--seed", str(SEED)),
-                *("--run-dir", str(run_dir), "--tolerate", "stale-cache"),
+                *("--run-dir", str(run_dir)),
             ],
             cwd=ROOT,
             env=env,

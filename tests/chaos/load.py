@@ -201,6 +201,7 @@ class Sender:
 
     def submit(self, d: Delivery) -> None:
         self.ledger.append(d)
+        self.in_flight += 1  # until answered 2xx, refused or given up (waiting for a slot too)
         task = asyncio.create_task(self._deliver(d))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -214,9 +215,8 @@ class Sender:
 
     async def _deliver(self, d: Delivery) -> None:
         delay = 0.25
-        async with self.slots:
-            self.in_flight += 1
-            try:
+        try:
+            async with self.slots:
                 while time.monotonic() < self.deadline():
                     d.attempts += 1
                     resp = await self.send_once(d)
@@ -236,8 +236,8 @@ class Sender:
                             delay = max(delay, retry_after)
                     await asyncio.sleep(delay * (0.5 + self.rng.random()))
                     delay = min(delay * 2, 20.0)
-            finally:
-                self.in_flight -= 1
+        finally:
+            self.in_flight -= 1
         if d.acked and self.rng.random() < self.resend_share:
             await asyncio.sleep(self.rng.uniform(0, 20))  # a vendor re-sending what was answered
             resp = await self.send_once(d)
@@ -257,9 +257,11 @@ class Sender:
             d.event_id = str(doc["event_id"])
 
     async def settle(self, within: float) -> None:
-        """Wait (at most `within` s) for the deliveries still being retried."""
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=within)
+        """Wait (at most `within` s) for the deliveries still being retried (not for the
+        vendor-like re-sends of acknowledged ones, which may sleep on)."""
+        end = time.monotonic() + within
+        while self.in_flight and time.monotonic() < end:
+            await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         for task in list(self.tasks):

@@ -579,7 +579,7 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
     assert h.sender is not None
     began = h.now()
     await h.sender.settle(within=max(5.0, (deadline - h.now()) * 0.4))
-    h.note("senders settled", in_flight=len(h.sender.tasks))
+    h.note("senders settled", in_flight=h.sender.in_flight, resending=len(h.sender.tasks))
     judge = Judge(h)
     result: dict[str, Any] = {}
     cursors: tuple[bool, dict[str, str]] = (False, {})
@@ -595,9 +595,12 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
                 continue
         pending = sum(1 for r in judge.inbox.values() if r["status"] != "delivered")
         files_waiting = [p for p in h.edi_inbox.glob("*.x12")] if h.edi_inbox.exists() else []
-        if (pending or files_waiting) and h.now() < deadline - 15:
+        # a delivery still being retried may yet be answered 2xx (and owed): judge without it
+        # and its records, already in the stores, would count as records nobody sent
+        sending = h.sender.in_flight
+        if (pending or files_waiting or sending) and h.now() < deadline - 15:
             if attempt % 5 == 1:
-                h.note("draining", pending=pending, files=len(files_waiting))
+                h.note("draining", pending=pending, files=len(files_waiting), sending=sending)
             await asyncio.sleep(2)
             continue
         judge.wants.clear()
@@ -609,12 +612,20 @@ async def settle_and_judge(h: Harness, *, deadline: float) -> dict[str, Any]:
         except Exception as exc:
             result = {"rows": {}, "lost": [f"the stores could not be read: {exc}"], "open_letters": []}
         cursors = await _cursor_check(judge)
-        clean = not result["lost"] and not result["open_letters"] and cursors[0] and not pending and not files_waiting
+        clean = (
+            not result["lost"]
+            and not result["open_letters"]
+            and cursors[0]
+            and not pending
+            and not files_waiting
+            and not sending
+        )
         h.note(
             "verdict check",
             attempt=attempt,
             pending=pending,
             files=len(files_waiting),
+            sending=sending,
             lost=len(result["lost"]),
             open_letters=len(result["open_letters"]),
             cursors=cursors[0],

@@ -240,3 +240,41 @@ def test_a_known_key_still_verifies_while_plaid_cannot_be_asked_again(plaid: Any
         )
     finally:
         plaid.fake.key_outage = None
+
+
+def test_a_cached_key_plaid_expires_on_rotation_is_refused_after_the_cache_time(plaid: Any, clock: Clock) -> None:
+    """Cached while valid; Plaid rotates and sets the old key's expired_at: once the cache
+    time is up the key is fetched again, its expiry learnt, and it is refused (cached or not)."""
+    connector = plaid.connector(clock=clock, key_cache_seconds=60)
+    old = plaid.fake.current_kid
+    connector.verify(plaid.fake.sign(BODY, iat=clock.now), BODY)
+    plaid.fake.rotate_key(expire_previous=True, at=clock.now)
+    clock.now += 30  # within the cache time the cached answer stands
+    connector.verify(plaid.fake.sign(BODY, iat=clock.now, kid=old), BODY)
+    clock.now += 31
+    assert f"verification key {old!r} expired at" in rejected(connector, plaid.fake.sign(BODY, iat=clock.now, kid=old))
+    assert "expired at" in rejected(connector, plaid.fake.sign(BODY, iat=clock.now, kid=old))
+    connector.verify(plaid.fake.sign(BODY, iat=clock.now), BODY)  # the new key
+
+
+def test_stale_while_error_keeps_a_cached_key_only_up_to_the_max_stale_age(plaid: Any, clock: Clock) -> None:
+    """While Plaid's key endpoint fails, a cached key verifies for at most
+    KEY_MAX_STALE_SECONDS past its cache time; past that the webhook is unavailable (503,
+    Plaid sends it again), and once Plaid answers, an expiry set meanwhile is learnt."""
+    connector = plaid.connector(clock=clock, key_cache_seconds=60, key_max_stale_seconds=120)
+    old = plaid.fake.current_kid
+    connector.verify(plaid.fake.sign(BODY, iat=clock.now), BODY)
+    plaid.fake.key_outage = 500
+    try:
+        clock.now += 179  # past the cache time, within the stale bound: still verifies
+        connector.verify(plaid.fake.sign(BODY, iat=clock.now), BODY)
+        plaid.fake.rotate_key(expire_previous=True, at=clock.now)  # Plaid expires it meanwhile
+        clock.now += 2  # 181 s since Plaid last confirmed it: 60 + 120 are up
+        error = unverified(connector, plaid.fake.sign(BODY, iat=clock.now, kid=old))
+        assert "APEX_PLAID_KEY_MAX_STALE_SECONDS" in str(error)
+        assert "HTTP 500" in str(error)
+        clock.now += 3600
+        unverified(connector, plaid.fake.sign(BODY, iat=clock.now, kid=old))
+    finally:
+        plaid.fake.key_outage = None
+    assert "expired at" in rejected(connector, plaid.fake.sign(BODY, iat=clock.now, kid=old))

@@ -96,6 +96,7 @@ class PlaidConnector:
                 settings.key_cache_seconds,
                 unknown_per_minute=settings.key_fetches_per_minute,
                 wait_seconds=settings.key_fetch_timeout_seconds + 1.0,
+                max_stale=settings.key_max_stale_seconds,
             )
         return self._keys
 

@@ -196,15 +196,19 @@ class FakePlaid:
 
     # -- keys and signatures -------------------------------------------------------------
 
-    def rotate_key(self) -> str:
-        """A new signing key becomes current; the previous one stays valid until expired."""
+    def rotate_key(self, *, expire_previous: bool = False, at: float | None = None) -> str:
+        """A new signing key becomes current; the previous one stays valid until expired
+        (`expire_previous`: Plaid sets its `expired_at` to `at`, default now, at once)."""
         private = ec.generate_private_key(ec.SECP256R1())
         kid = str(uuid.uuid4())
         jwk = json.loads(ECAlgorithm.to_jwk(private.public_key()))
         jwk.update({"alg": "ES256", "kid": kid, "use": "sig", "created_at": int(time.time()), "expired_at": None})
         with self._lock:
+            previous = getattr(self, "current_kid", None)
             self._keys[kid] = _Key(private, jwk)
             self.current_kid = kid
+        if expire_previous and previous is not None:
+            self.expire_key(previous, at=at)
         return kid
 
     def expire_key(self, kid: str, at: float | None = None) -> None:

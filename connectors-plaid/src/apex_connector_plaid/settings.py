@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
+from apex_connector_plaid.verification import DEFAULT_MAX_STALE_SECONDS
 from apex_platform.settings import Credential, apex_config
 
 PRODUCTION_URL = "https://production.plaid.com"
@@ -72,6 +73,14 @@ class PlaidSettings(BaseSettings):
     )
     key_cache_seconds: float = Field(
         default=3600.0, gt=0, description="How long a fetched verification key is trusted before it is fetched again"
+    )
+    key_max_stale_seconds: float = Field(
+        default=DEFAULT_MAX_STALE_SECONDS,
+        ge=0,
+        description=(
+            "How long past key_cache_seconds a cached verification key keeps verifying while Plaid's key "
+            "endpoint cannot be asked (down, timing out, 5xx, 429); past it webhooks get 503 until Plaid answers"
+        ),
     )
     key_fetches_per_minute: int = Field(
         default=10,

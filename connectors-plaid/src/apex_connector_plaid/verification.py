@@ -34,6 +34,8 @@ _MAX_CACHED = 256
 #: the window of the budget of fetches for key ids not known to be valid
 _BUDGET_WINDOW_SECONDS = 60.0
 DEFAULT_UNKNOWN_KIDS_PER_MINUTE = 10
+#: how long past its cache time a cached key keeps verifying while Plaid cannot be asked
+DEFAULT_MAX_STALE_SECONDS = 3600.0
 
 KeyFetcher = Callable[[str], "dict[str, Any] | None"]
 
@@ -95,6 +97,10 @@ class KeyCache:
     - Single flight: one fetch per kid at a time; concurrent verifications of that kid wait
       for it (at most `wait_seconds`), or, while a known key is being fetched again, go on
       with the cached one.
+    - Stale while error: a usable key whose refetch fails because Plaid cannot be asked
+      (`VerificationUnavailable`) keeps verifying for at most `max_stale` seconds past its
+      `ttl`. Past that, nothing vouches that Plaid has not expired it meanwhile, so
+      verifications are unavailable (503, Plaid retries) until Plaid answers again.
     - Budget: at most `unknown_per_minute` fetches a minute for kids not known to be
       valid. Past it a fresh kid is refused at once (401) without calling Plaid, so forged
       JWTs with random kids can neither drain Plaid's rate limit nor hold threads.
@@ -111,10 +117,12 @@ class KeyCache:
         *,
         unknown_per_minute: int = DEFAULT_UNKNOWN_KIDS_PER_MINUTE,
         wait_seconds: float = 10.0,
+        max_stale: float = DEFAULT_MAX_STALE_SECONDS,
     ) -> None:
         self._fetch = fetch
         self._clock = clock
         self._ttl = ttl
+        self._max_stale = max_stale
         self._budget = unknown_per_minute
         self._wait = wait_seconds
         self._keys: dict[str, CachedKey] = {}
@@ -127,6 +135,10 @@ class KeyCache:
 
     def _fresh(self, entry: CachedKey, now: float) -> bool:
         return now - entry.fetched_at < (self._ttl if entry.key is not None else _UNKNOWN_KID_SECONDS)
+
+    def _may_serve_stale(self, entry: CachedKey | None, now: float) -> bool:
+        """A usable key Plaid confirmed at most `ttl + max_stale` seconds ago."""
+        return entry is not None and entry.usable and now - entry.fetched_at < self._ttl + self._max_stale
 
     def _take_budget(self, now: float) -> bool:
         times = self._unknown_fetch_times
@@ -145,7 +157,7 @@ class KeyCache:
             flight = None
             if cached is None or not self._fresh(cached, now):
                 flight = self._flights.get(kid)
-                if flight is not None and cached is not None and cached.usable:
+                if flight is not None and self._may_serve_stale(cached, now):
                     flight = None  # being fetched again: the cached key serves meanwhile
                 elif flight is None:
                     if not (cached is not None and cached.usable) and not self._take_budget(now):
@@ -161,8 +173,15 @@ class KeyCache:
             stale = cached
             try:
                 cached = self._lead(kid, now, flight) if leader else self._follow(kid, flight)
-            except VerificationUnavailable:
-                if stale is None or not stale.usable:
+            except VerificationUnavailable as exc:
+                if not self._may_serve_stale(stale, now):
+                    if stale is not None and stale.usable:
+                        raise VerificationUnavailable(
+                            f"{str(exc).removesuffix('; send it again')}; the cached key was last confirmed by "
+                            f"Plaid {int(now - stale.fetched_at)} s ago, longer than APEX_PLAID_KEY_CACHE_SECONDS "
+                            "+ APEX_PLAID_KEY_MAX_STALE_SECONDS allow; send it again",
+                            retry_after=exc.retry_after,
+                        ) from None
                     raise
                 cached = stale  # Plaid's key service is failing: the key it gave before still serves
         assert cached is not None

@@ -124,17 +124,20 @@ async def test_429_is_retryable_with_the_vendors_retry_after(
     assert fake.statuses("/shipments/") == [429, 429]  # 429 is left to Temporal's backoff
 
 
-async def test_404_becomes_a_tombstone_by_default(
-    connector: TurvoConnector, fake: FakeTurvo, deliver: Callable[[dict[str, Any]], InboundEvent]
+async def test_404_with_tombstone_policy_deletes_on_any_404(
+    make_connector: Callable[..., TurvoConnector], fake: FakeTurvo
 ) -> None:
+    # the old default, now an explicit choice (APEX_TURVO_NOT_FOUND=tombstone)
     fake.delete("shipments", samples.SHIPMENT_ID)
-    event = await connector.fetch(deliver(STATUS_UPDATE))
+    c = make_connector(not_found="tombstone")
+    event = await c.fetch(c.receive({}, samples.encode(STATUS_UPDATE)))
     assert event.payload["not_found"] is True
-    (record,) = connector.parse(event)
+    (record,) = c.parse(event)
     assert record.deleted
     assert (record.kind, record.id) == ("turvo.shipment", "shipment:1000304706")
     assert record.version == 1773157331204000  # the webhook time, later than the last update
     assert record.attributes["webhook"] == STATUS_UPDATE
+    assert "APEX_TURVO_NOT_FOUND=tombstone" in record.attributes["reason"]
 
 
 async def test_404_can_keep_the_webhook_or_fail(make_connector: Callable[..., TurvoConnector], fake: FakeTurvo) -> None:

@@ -22,10 +22,13 @@ NOW = 1773157331.0  # the connectors' clock (conftest.NOW)
 RECEIVED_US = int(NOW * 1_000_000)
 
 
-def shipment_webhook(entity_id: Any, event_time: str = "2026-03-10T15:42:11.204Z") -> dict[str, Any]:
+def shipment_webhook(
+    entity_id: Any, event_time: str = "2026-03-10T15:42:11.204Z", event_name: str = "SHIPMENT_STATUS_UPDATE"
+) -> dict[str, Any]:
     doc = copy.deepcopy(STATUS_UPDATE)
     doc["eventPayload"]["id"] = entity_id
     doc["eventTime"] = event_time
+    doc["eventName"] = event_name
     return doc
 
 
@@ -66,7 +69,7 @@ async def test_a_tombstone_from_a_year_9999_event_time_does_not_pin_the_record(
     connector: TurvoConnector, fake: FakeTurvo, deliver: Callable[[dict[str, Any]], InboundEvent]
 ) -> None:
     fake.delete("shipments", samples.SHIPMENT_ID)
-    forged = deliver(shipment_webhook(samples.SHIPMENT_ID, "9999-12-31T23:59:59Z"))
+    forged = deliver(shipment_webhook(samples.SHIPMENT_ID, "9999-12-31T23:59:59Z", "SHIPMENT_DELETE"))
     (tombstone,) = connector.parse(await connector.fetch(forged))
     assert tombstone.deleted
     assert tombstone.version == RECEIVED_US  # the receipt, not the claimed time
@@ -104,13 +107,15 @@ async def test_tombstone_versions_are_bounded_by_the_receipt(
 ) -> None:
     fake.delete("shipments", samples.SHIPMENT_ID)
     at = datetime.fromtimestamp(NOW + offset_seconds, UTC).isoformat().replace("+00:00", "Z")
-    (tombstone,) = connector.parse(await connector.fetch(deliver(shipment_webhook(samples.SHIPMENT_ID, at))))
+    deleted = shipment_webhook(samples.SHIPMENT_ID, at, "SHIPMENT_DELETE")
+    (tombstone,) = connector.parse(await connector.fetch(deliver(deleted)))
     assert tombstone.version == RECEIVED_US + round(version_offset_seconds * 1_000_000)
 
 
 async def test_the_skew_is_a_setting(make_connector: Callable[..., TurvoConnector], fake: FakeTurvo) -> None:
     fake.delete("shipments", samples.SHIPMENT_ID)
     strict = make_connector(event_time_max_skew_seconds=0)
-    event = strict.receive({}, samples.encode(shipment_webhook(samples.SHIPMENT_ID, "2026-03-10T15:42:11.204Z")))
+    deleted = shipment_webhook(samples.SHIPMENT_ID, "2026-03-10T15:42:11.204Z", "SHIPMENT_DELETE")
+    event = strict.receive({}, samples.encode(deleted))
     (tombstone,) = strict.parse(await strict.fetch(event))
     assert tombstone.version == RECEIVED_US

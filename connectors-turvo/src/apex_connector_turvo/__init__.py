@@ -11,6 +11,7 @@ from apex_connector_turvo.records import (
     KIND_SHIPMENT,
     KIND_STATUS,
     KIND_STOP,
+    KIND_UNRESOLVED,
     KIND_WEBHOOK,
 )
 from apex_connector_turvo.settings import TurvoSettings
@@ -23,6 +24,7 @@ __all__ = [
     "KIND_SHIPMENT",
     "KIND_STATUS",
     "KIND_STOP",
+    "KIND_UNRESOLVED",
     "KIND_WEBHOOK",
     "TurvoConnector",
     "TurvoSettings",

@@ -175,7 +175,11 @@ class TurvoClient:
             if not isinstance(doc, dict):
                 raise VendorError(f"turvo: {where} answered 200 with a non-object body", retryable=True)
             return doc
-        if resp.status_code in (400, 401, 403):
+        if resp.status_code == 404 and not soft:
+            # no token endpoint there: the base URL is wrong. Retryable like refused credentials:
+            # the deliveries wait for an operator, and nothing is taken for a deleted entity
+            raise self._auth_error(f"turvo: {where} answered 404: check APEX_TURVO_BASE_URL (it ends in /v1)")
+        if resp.status_code in (400, 401, 403, 404):
             if soft:
                 return None
             raise self._auth_error(
@@ -186,8 +190,10 @@ class TurvoClient:
 
     # -- entities -------------------------------------------------------------------------
 
-    async def get(self, path: str) -> dict[str, Any] | None:
-        """GET an API path as the decoded JSON object; None on 404."""
+    async def get(
+        self, path: str, *, params: dict[str, str] | None = None, missing: tuple[int, ...] = (404,)
+    ) -> dict[str, Any] | None:
+        """GET an API path as the decoded JSON object; None when it answers a status in `missing`."""
         s = self.settings
         where = f"GET {path} at {s.base_url}"
         async with httpx.AsyncClient(
@@ -200,6 +206,7 @@ class TurvoClient:
                 try:
                     resp = await http.get(
                         s.base_url + path,
+                        params=params,
                         headers={"Authorization": f"Bearer {token}", "x-api-key": s.api_key.get_secret_value()},
                     )
                 except httpx.HTTPError as exc:
@@ -208,7 +215,7 @@ class TurvoClient:
                     ) from None
                 if resp.status_code == 401:
                     raise _Unauthorized
-                if resp.status_code == 404:
+                if resp.status_code in missing:
                     return None
                 if resp.status_code == 200:
                     try:

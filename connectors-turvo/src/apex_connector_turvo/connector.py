@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -11,6 +13,7 @@ import httpx
 from pydantic_settings import BaseSettings
 
 from apex_connector_turvo.client import TurvoClient
+from apex_connector_turvo.deletion import entity_says_deleted, list_items, webhook_says_deleted
 from apex_connector_turvo.records import SOURCE, build_records
 from apex_connector_turvo.settings import TurvoSettings, split_list
 from apex_connector_turvo.webhook import check_token, decode_body, read_delivery
@@ -18,7 +21,9 @@ from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
 from apex_platform.settings import load, secret_values
-from apex_platform.vendor_http import fill_path
+from apex_platform.vendor_http import SAFE_ID, fill_path
+
+logger = logging.getLogger(__name__)
 
 
 def unwrap(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -105,7 +110,8 @@ class TurvoConnector:
 
     async def fetch(self, event: InboundEvent) -> InboundEvent:
         """The event with the entity read from the API under ``entity`` (the webhook stays
-        under ``webhook``); a 404 becomes ``not_found`` (see APEX_TURVO_NOT_FOUND)."""
+        under ``webhook``). A 404 deletes only on evidence (see `deletion`): it becomes
+        ``not_found`` with ``deleted_by`` saying why, or ``unresolved`` saying what was tried."""
         payload = self._payload(event)
         kind, entity_id = str(payload["entity_type"]), str(payload["entity_id"])
         template = self.settings.entity_path_map().get(kind)
@@ -113,17 +119,103 @@ class TurvoConnector:
             update = {"reason": f"no API path is configured for Turvo entity type {kind!r} (APEX_TURVO_ENTITY_PATHS)"}
             return event.model_copy(update={"payload": {**payload, **update}})
         path = fill_path(template, f"Turvo {kind}", id=entity_id)  # checked and quoted: one segment
+        entity = await self._read(path)
+        if entity is not None:
+            return self._fetched(event, payload, entity)
+        said = webhook_says_deleted(payload.get("webhook"), self.settings)
+        if said is not None:
+            return self._deleted(event, payload, f"the webhook's {said}, and GET {path} answered 404")
+        policy = self.settings.not_found
+        if policy == "tombstone":
+            return self._deleted(event, payload, f"GET {path} answered 404 (APEX_TURVO_NOT_FOUND=tombstone)")
+        if policy == "fail":
+            raise VendorError(f"turvo: {kind} {entity_id} not found at GET {path}", retryable=False)
+        if policy == "keep_webhook":
+            update = {"reason": f"GET {path} answered 404; the webhook is kept as received"}
+            return event.model_copy(update={"payload": {**payload, **update}})
+        return await self._confirm_not_found(event, payload, kind, entity_id, template, path)
+
+    async def _read(self, path: str) -> dict[str, Any] | None:
         doc = await self.client.get(path)
-        entity = unwrap(doc) if doc is not None else None
-        if entity is None:
-            policy = self.settings.not_found
-            if policy == "fail":
-                raise VendorError(f"turvo: {kind} {entity_id} not found at GET {path}", retryable=False)
-            if policy == "keep_webhook":
-                update = {"reason": f"GET {path} answered 404; the webhook is kept as received"}
-                return event.model_copy(update={"payload": {**payload, **update}})
-            return event.model_copy(update={"payload": {**payload, "not_found": True}})
-        return event.model_copy(update={"payload": {**payload, "entity": entity}})
+        return unwrap(doc) if doc is not None else None
+
+    def _fetched(self, event: InboundEvent, payload: dict[str, Any], entity: dict[str, Any]) -> InboundEvent:
+        update: dict[str, Any] = {"entity": entity}
+        said = entity_says_deleted(entity, self.settings)
+        if said is not None:
+            update["deleted_by"] = said
+        return event.model_copy(update={"payload": {**payload, **update}})
+
+    def _deleted(self, event: InboundEvent, payload: dict[str, Any], evidence: str) -> InboundEvent:
+        return event.model_copy(update={"payload": {**payload, "not_found": True, "deleted_by": evidence}})
+
+    async def _confirm_not_found(
+        self, event: InboundEvent, payload: dict[str, Any], kind: str, entity_id: str, template: str, path: str
+    ) -> InboundEvent:
+        """A 404 nothing explains: read again (a change read before Turvo serves it), then
+        prove the path with another entity of the collection. Proven: unresolved (or a
+        tombstone under `tombstone_confirmed`). Unproven (the path, the base URL or a
+        permission is wrong): retried until APEX_TURVO_NOT_FOUND_PARK_SECONDS after the
+        receipt, then unresolved. The entity is never deleted on this path by default."""
+        s = self.settings
+        reads = 1 + s.not_found_retries
+        for _ in range(s.not_found_retries):
+            await asyncio.sleep(s.not_found_retry_seconds)
+            entity = await self._read(path)
+            if entity is not None:
+                return self._fetched(event, payload, entity)
+        proof, problem = await self._prove_path(kind, entity_id, template)
+        seen = f"GET {path} answered 404 on {reads} reads"
+        if proof is not None:
+            if s.not_found == "tombstone_confirmed":
+                return self._deleted(
+                    event, payload, f"{seen}, while {proof} (APEX_TURVO_NOT_FOUND=tombstone_confirmed)"
+                )
+            reason = (
+                f"{seen}, while {proof}; nothing says it was deleted (a permission the API user lacks on this "
+                f"{kind}, or a deletion Turvo did not announce): the {kind} is kept in every store"
+            )
+            return self._unresolved(event, payload, reason)
+        waited = self._clock() - event.received_at.timestamp()
+        settings_hint = (
+            "check APEX_TURVO_BASE_URL, APEX_TURVO_ENTITY_PATHS, APEX_TURVO_LIST_PATHS and the API user's permissions"
+        )
+        if waited < s.not_found_park_seconds:
+            raise VendorError(
+                f"turvo: {seen} and the path cannot be proven: {problem}; {settings_hint}. The delivery "
+                f"waits (up to APEX_TURVO_NOT_FOUND_PARK_SECONDS={s.not_found_park_seconds:g} after its receipt); "
+                f"nothing is deleted",
+                retryable=True,
+                retry_after=s.auth_backoff_seconds,
+            )
+        reason = (
+            f"{seen} and the path could not be proven for {waited:.0f} s: {problem}; {settings_hint}. "
+            f"The {kind} is kept in every store; replay the delivery once fixed"
+        )
+        return self._unresolved(event, payload, reason)
+
+    async def _prove_path(self, kind: str, entity_id: str, template: str) -> tuple[str | None, str]:
+        """(what proves the path works, None if nothing does; what went wrong otherwise)."""
+        list_path = self.settings.list_path_map().get(kind)
+        if list_path is None:
+            return None, f"no list path is configured for {kind} (APEX_TURVO_LIST_PATHS)"
+        doc = await self.client.get(list_path, params={"start": "0", "pageSize": "5"}, missing=(403, 404))
+        items = list_items(doc) if doc is not None else None
+        if items is None:
+            return None, f"GET {list_path} was refused or is not a list"
+        others = [str(item.get("id")) for item in items if str(item.get("id")) != entity_id]
+        others = [other for other in others if SAFE_ID.fullmatch(other)]
+        if not others:
+            return None, f"GET {list_path} lists no other {kind} to read through the same path"
+        other_path = fill_path(template, f"Turvo {kind}", id=others[0])
+        other = await self.client.get(other_path, missing=(403, 404))
+        if other is None or unwrap(other) is None:
+            return None, f"GET {other_path}, a {kind} that {list_path} lists, answered 404 or 403 too"
+        return f"GET {other_path}, another {kind}, answered 200", ""
+
+    def _unresolved(self, event: InboundEvent, payload: dict[str, Any], reason: str) -> InboundEvent:
+        logger.warning("turvo: delivery %s unresolved: %s", event.event_id, reason)
+        return event.model_copy(update={"payload": {**payload, "unresolved": reason}})
 
     def parse(self, event: InboundEvent) -> list[Record]:
         """Records of one (fetched) event. Pure."""

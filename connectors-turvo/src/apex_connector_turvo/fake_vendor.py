@@ -3,16 +3,20 @@
 Serves ``POST /v1/oauth/token`` (password and refresh_token grants, expiring tokens,
 ``x-api-key`` checked, client credentials in the JSON body only: a query string holding
 credentials is refused), ``GET /v1/{shipments|orders|carriers|customers|locations}/{id}``
-(``{"Status": "SUCCESS", "details": …}`` or 404), failures on demand (429 with Retry-After,
-5xx), token revocation, and token-authenticated webhook deliveries to an Apex API.
+(``{"Status": "SUCCESS", "details": …}`` or 404), ``GET /v1/{collection}/list`` (``updated``
+filters, ``start`` / ``pageSize`` paging), entities the API user may not see (404, left out
+of lists), failures on demand (429 with Retry-After, 5xx), token revocation, and
+token-authenticated webhook deliveries to an Apex API.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
@@ -45,8 +49,13 @@ class FakeTurvo:
     token_ttl_seconds: float = 3600.0
     issue_refresh_tokens: bool = True
     entities: dict[str, dict[str, dict[str, Any]]] = field(default_factory=samples.entities)
+    #: (collection, id) the API user may not see: read as 404 and left out of lists, as a
+    #: missing permission looks from the API (the entity is not deleted)
+    hidden: set[tuple[str, str]] = field(default_factory=set)
     #: every request as (method, path, status)
     log: list[tuple[str, str, int]] = field(default_factory=list)
+    #: the query parameters of every list request
+    list_queries: list[dict[str, str]] = field(default_factory=list)
     #: every token grant served, by grant type
     grants: list[str] = field(default_factory=list)
     #: the query parameters of every token request (credentials belong in the body)
@@ -69,7 +78,9 @@ class FakeTurvo:
         """Back to the sample entities, no tokens, no faults, an empty log."""
         with self._lock:
             self.entities = samples.entities()
+            self.hidden.clear()
             self.log.clear()
+            self.list_queries.clear()
             self.grants.clear()
             self.token_queries.clear()
             self._access.clear()
@@ -94,6 +105,11 @@ class FakeTurvo:
     def delete(self, collection: str, entity_id: object) -> None:
         with self._lock:
             self.entities.get(collection, {}).pop(str(entity_id), None)
+
+    def hide(self, collection: str, entity_id: object) -> None:
+        """The API user loses its permission on one entity: 404 for it, nothing else changes."""
+        with self._lock:
+            self.hidden.add((collection, str(entity_id)))
 
     def statuses(self, path_contains: str = "") -> list[int]:
         with self._lock:
@@ -167,7 +183,7 @@ class FakeTurvo:
         return 200, self._issue()
 
     def read(
-        self, headers: dict[str, str], collection: str, entity_id: str, path: str
+        self, headers: dict[str, str], collection: str, entity_id: str, path: str, query: dict[str, str] | None = None
     ) -> tuple[int, Any, dict[str, str]]:
         if headers.get("x-api-key") != self.api_key:
             return 403, {"message": "Forbidden"}, {}
@@ -181,8 +197,13 @@ class FakeTurvo:
         if fault is not None:
             extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             return fault.status, {"Status": "ERROR", "details": {"errorMessage": "injected failure"}}, extra
+        if entity_id == "list":
+            status, doc = self.listing(collection, query or {})
+            return status, doc, {}
         with self._lock:
             entity = self.entities.get(collection, {}).get(entity_id)
+            if (collection, entity_id) in self.hidden:
+                entity = None
         if entity is None:
             return (
                 404,
@@ -193,6 +214,47 @@ class FakeTurvo:
                 {},
             )
         return 200, {"Status": "SUCCESS", "details": entity}, {}
+
+    def listing(self, collection: str, query: dict[str, str]) -> tuple[int, Any]:
+        """``GET /v1/{collection}/list``: ``updated[gte]`` / ``updated[lte]`` filters and
+        ``start`` / ``pageSize`` offset paging, sorted by update time then id, in the envelope
+        public integrations show: ``details.pagination`` and ``details.<collection>``."""
+        with self._lock:
+            self.list_queries.append(dict(query))
+            items = [
+                copy.deepcopy(e)
+                for i, e in self.entities.get(collection, {}).items()
+                if (collection, i) not in self.hidden
+            ]
+        try:
+            start = int(query.get("start", "0"))
+            size = int(query.get("pageSize", "24"))
+            since = _iso_us(query["updated[gte]"]) if "updated[gte]" in query else None
+            until = _iso_us(query["updated[lte]"]) if "updated[lte]" in query else None
+        except (ValueError, TypeError):
+            return 400, {"Status": "ERROR", "details": {"errorMessage": "bad filter"}}
+        if start < 0 or not 0 < size <= 500:
+            return 400, {"Status": "ERROR", "details": {"errorMessage": "bad paging"}}
+
+        def updated(entity: dict[str, Any]) -> int:
+            return _iso_us(entity.get("updated")) or 0
+
+        chosen = [e for e in items if (since is None or updated(e) >= since) and (until is None or updated(e) <= until)]
+        chosen.sort(key=lambda e: (updated(e), str(e.get("id"))))
+        page = chosen[start : start + size]
+        pagination = {
+            "start": start,
+            "pageSize": size,
+            "totalRecordsInPage": len(page),
+            "moreAvailable": start + size < len(chosen),
+        }
+        return 200, {"Status": "SUCCESS", "details": {"pagination": pagination, collection: page}}
+
+
+def _iso_us(value: Any) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1_000_000)
 
 
 def create_app(state: FakeTurvo) -> Litestar:
@@ -217,7 +279,11 @@ def create_app(state: FakeTurvo) -> Litestar:
         entity_id: Annotated[str, Parameter()],
     ) -> Response[Any]:
         status, doc, extra = state.read(
-            {k.lower(): v for k, v in request.headers.items()}, collection, entity_id, request.url.path
+            {k.lower(): v for k, v in request.headers.items()},
+            collection,
+            entity_id,
+            request.url.path,
+            dict(request.query_params),
         )
         state._record("GET", request.url.path, status)
         return Response(doc, status_code=status, headers=extra)

@@ -2,7 +2,9 @@
 
 The payload `fetch` produces is ``{"entity_type", "entity_id", "event_id", "event_time_us",
 "webhook": <the delivery as received>, "entity": <the object from the API>}`` (or
-``"not_found": true`` instead of ``entity`` when the API answered 404).
+``"not_found": true`` and ``"deleted_by"`` instead of ``entity`` when the API answered 404
+and something says the entity was deleted; ``"deleted_by"`` beside ``entity`` when the
+entity itself says it; ``"unresolved": <what was tried>`` for a 404 nothing explains).
 
 Versions: the entity's own last-update time (µs) when it has one, else the webhook's event
 time, else the time the delivery was received. The fetched object is the entity *now*,
@@ -38,6 +40,7 @@ KIND_CARRIER = "turvo.carrier"
 KIND_CUSTOMER = "turvo.customer"
 KIND_LOCATION = "turvo.location"
 KIND_WEBHOOK = "turvo.webhook"
+KIND_UNRESOLVED = "turvo.unresolved"
 
 _MAX_ITEMS = 200
 #: how far after its receipt a webhook's event time may be (APEX_TURVO_EVENT_TIME_MAX_SKEW_SECONDS)
@@ -609,14 +612,20 @@ def webhook_record(ctx: Context, reason: str) -> Record:
     )
 
 
-def tombstone(ctx: Context) -> Record:
-    """The API no longer knows the entity: it was deleted. A 404 carries no version of
-    Turvo's, so the tombstone's is the webhook's event time — bounded to the receipt plus
-    the allowed skew (see `Context`) — and never earlier than the receipt: later than any
-    update the live record carried, and never so far ahead that a real update could not
-    follow it."""
-    version = max(ctx.received_us, ctx.event_us if ctx.event_us is not None else 0)
-    attributes: dict[str, Any] = {"reason": "the Turvo API answered 404", "webhook": _json_safe(ctx.webhook)}
+def tombstone(ctx: Context, evidence: str) -> Record:
+    """The entity was deleted, as `evidence` says (the webhook announced it, or the fetched
+    entity is soft-deleted; see `deletion`).
+
+    A 404 carries no version of Turvo's, so that tombstone's is the webhook's event time —
+    bounded to the receipt plus the allowed skew (see `Context`) — and never earlier than
+    the receipt: later than any update the live record carried, and never so far ahead
+    that a real update could not follow it. A soft-deleted entity has its own update time.
+    """
+    if ctx.entity_updated_us is not None:
+        version = ctx.entity_updated_us
+    else:
+        version = max(ctx.received_us, ctx.event_us if ctx.event_us is not None else 0)
+    attributes: dict[str, Any] = {"reason": f"deleted: {evidence}", "webhook": _json_safe(ctx.webhook)}
     if ctx.ignored_event_us is not None:
         attributes["event_time_ignored"] = iso(ctx.ignored_event_us)
     return Record(
@@ -628,6 +637,27 @@ def tombstone(ctx: Context) -> Record:
         title=f"Turvo {ctx.entity_type} {ctx.entity_id} deleted",
         attributes=attributes,
         deleted=True,
+    )
+
+
+def unresolved_record(ctx: Context, reason: str) -> Record:
+    """A 404 nothing explains: the delivery, kept with what was tried. Its own id (the
+    entity's record is not touched in any store), the receipt as version."""
+    return Record(
+        source=SOURCE,
+        kind=KIND_UNRESOLVED,
+        id=_key("unresolved", ctx.event_id or f"{ctx.entity_type}-{ctx.entity_id}"),
+        version=ctx.received_us,
+        occurred_at=from_us(ctx.received_us),
+        title=f"Turvo {ctx.entity_type} {ctx.entity_id} not found, not deleted",
+        text=reason,
+        attributes={
+            "entity_type": ctx.entity_type,
+            "entity_id": ctx.entity_id,
+            "entity_record_id": _key(ctx.entity_type, ctx.entity_id),
+            "reason": reason,
+            "webhook": _json_safe(ctx.webhook),
+        },
     )
 
 
@@ -669,8 +699,11 @@ def build_records(
     payload: dict[str, Any], received_us: int, updated_paths: list[str], max_skew_us: int = DEFAULT_SKEW_US
 ) -> list[Record]:
     ctx = Context(payload, received_us, updated_paths, max_skew_us)
-    if payload.get("not_found") is True:
-        return [tombstone(ctx)]
+    deleted_by = payload.get("deleted_by")
+    if payload.get("not_found") is True or (deleted_by and ctx.entity):
+        return [tombstone(ctx, str(deleted_by or "the Turvo API answered 404"))]
+    if isinstance(payload.get("unresolved"), str):
+        return [unresolved_record(ctx, payload["unresolved"])]
     if not ctx.entity:
         reason = str(payload.get("reason") or "the entity was not fetched")
         return [webhook_record(ctx, reason)]

@@ -151,10 +151,33 @@ LOCATION: dict[str, Any] = {
     "updated": "2025-11-02T08:00:00Z",
 }
 
+#: a second shipment and order of the tenant: what a listing holds beside the first, and
+#: what proves an entity path works when the first answers 404
+SHIPMENT_2_ID = 1000304711
+SHIPMENT_2: dict[str, Any] = {
+    "id": SHIPMENT_2_ID,
+    "customId": "M290977",
+    "status": {"code": {"key": "2102", "value": "Covered"}, "lastUpdatedOn": "2026-03-10T09:15:00Z"},
+    "lane": {"start": "Memphis, TN", "end": "Atlanta, GA"},
+    "customerOrder": [{"id": 66002, "customer": {"id": CUSTOMER_ID, "name": "Acme Foods Logistics"}}],
+    "carrierOrder": [{"id": 77002, "carrier": {"id": CARRIER_ID, "name": "Blue Ridge Transport LLC"}}],
+    "created": "2026-03-09T20:11:00Z",
+    "updated": "2026-03-10T09:15:00Z",
+}
+ORDER_2_ID = 7730019
+ORDER_2: dict[str, Any] = {
+    "id": ORDER_2_ID,
+    "customId": "SO-2026-0310-21",
+    "status": {"code": {"key": "4101", "value": "Open"}},
+    "customer": {"id": CUSTOMER_ID, "name": "Acme Foods Logistics"},
+    "shipments": [{"id": SHIPMENT_2_ID, "customId": "M290977"}],
+    "updated": "2026-03-10T08:40:00Z",
+}
+
 #: what the fake server serves, by API collection name
 ENTITIES: dict[str, dict[str, dict[str, Any]]] = {
-    "shipments": {str(SHIPMENT_ID): SHIPMENT},
-    "orders": {str(ORDER_ID): ORDER},
+    "shipments": {str(SHIPMENT_ID): SHIPMENT, str(SHIPMENT_2_ID): SHIPMENT_2},
+    "orders": {str(ORDER_ID): ORDER, str(ORDER_2_ID): ORDER_2},
     "carriers": {str(CARRIER_ID): CARRIER},
     "customers": {str(CUSTOMER_ID): CUSTOMER},
     "locations": {str(PICKUP_LOCATION_ID): LOCATION},

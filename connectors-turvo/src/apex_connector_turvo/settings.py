@@ -7,6 +7,7 @@ serves which entity) is a setting with a default taken from public integrations.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -17,6 +18,10 @@ from apex_platform.settings import Credential, Secrets, apex_config
 DEFAULT_ENTITY_PATHS = (
     "shipment=/shipments/{id},order=/orders/{id},carrier=/carriers/{id},"
     "customer=/customers/{id},location=/locations/{id}"
+)
+DEFAULT_LIST_PATHS = (
+    "shipment=/shipments/list,order=/orders/list,carrier=/carriers/list,"
+    "customer=/customers/list,location=/locations/list"
 )
 
 
@@ -80,12 +85,57 @@ class TurvoSettings(BaseSettings):
         default=DEFAULT_ENTITY_PATHS,
         description="Comma-separated 'type=/path/{id}' pairs: the API path that serves each entity type",
     )
-    not_found: Literal["tombstone", "keep_webhook", "fail"] = Field(
-        default="tombstone",
+    not_found: Literal["unresolved", "tombstone_confirmed", "tombstone", "keep_webhook", "fail"] = Field(
+        default="unresolved",
         description=(
-            "What a 404 from the API means: 'tombstone' (the entity was deleted), 'keep_webhook' "
-            "(store the webhook body as-is) or 'fail' (a non-retryable error)"
+            "What a 404 means when nothing says the entity was deleted (neither the webhook's event "
+            "nor the entity's own deleted flag): 'unresolved' (a turvo.unresolved record; the entity "
+            "stays in every store), 'tombstone_confirmed' (a tombstone once the entity is still 404 after "
+            "the re-reads and another entity of its collection was read through the same path), "
+            "'tombstone' (any 404 deletes), 'keep_webhook' or 'fail'"
         ),
+    )
+    delete_event_path: str = Field(
+        default="eventName,eventType,event,action,operation,changeType",
+        description="Comma-separated JSON paths, in the webhook, of the event's name or action",
+    )
+    delete_event_pattern: str = Field(
+        default=r"(?i)^(?:[a-z]+[_. -])?(?:delete|deleted|removed)$",
+        description=(
+            "A regular expression: an event name or action matching it says the entity was deleted "
+            "(SHIPMENT_DELETE, ORDER_DELETED, action=DELETE); a sub-object's (SHIPMENT_STOP_DELETED) does not"
+        ),
+    )
+    deleted_path: str = Field(
+        default="deleted,isDeleted",
+        description="Comma-separated paths, in the fetched entity, of a soft-delete flag (true: a tombstone)",
+    )
+    deleted_statuses: str = Field(
+        default="",
+        description=(
+            "Comma-separated status values (status.code.value or key) that make a tombstone of the fetched "
+            "entity; empty by default: a cancelled shipment is kept, with its status"
+        ),
+    )
+    not_found_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Re-reads of an entity that answered 404 before the 404 is believed (a change read too early)",
+    )
+    not_found_retry_seconds: float = Field(default=2.0, ge=0, le=60, description="Wait before each re-read")
+    not_found_park_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "While the path a 404 came from cannot be proven (no other entity of the collection can be read "
+            "through it: a wrong base URL or path, a missing permission), the delivery waits and is retried "
+            "for up to this long after its receipt; then it is recorded as turvo.unresolved"
+        ),
+    )
+    list_paths: str = Field(
+        default=DEFAULT_LIST_PATHS,
+        description="Comma-separated 'type=/path' pairs: the list endpoint of each entity type",
     )
     updated_path: str = Field(
         default="updated,lastUpdatedOn,updatedDate,lastModifiedDate,modifiedDate,updatedAt,updated_at",
@@ -105,6 +155,15 @@ class TurvoSettings(BaseSettings):
         default=60.0, ge=0, description="Refresh the access token this long before it expires"
     )
 
+    @field_validator("delete_event_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -116,5 +175,14 @@ class TurvoSettings(BaseSettings):
         for item in split_list(self.entity_paths):
             kind, sep, path = item.partition("=")
             if sep and kind.strip() and "{id}" in path:
+                pairs[kind.strip().lower()] = "/" + path.strip().lstrip("/")
+        return pairs
+
+    def list_path_map(self) -> dict[str, str]:
+        """`list_paths` as {type: path}; a malformed pair is ignored."""
+        pairs: dict[str, str] = {}
+        for item in split_list(self.list_paths):
+            kind, sep, path = item.partition("=")
+            if sep and kind.strip() and path.strip():
                 pairs[kind.strip().lower()] = "/" + path.strip().lstrip("/")
         return pairs

@@ -55,6 +55,25 @@ class Stack:
         await wait_delivered(self.inbox_dsn, "turvo", [event_id], schema=self.inbox_schema, within=60)
         return await produced(self.inbox_dsn, "turvo", event_id, schema=self.inbox_schema)
 
+    async def delivery(self, event_id: str) -> dict[str, Any]:
+        """The inbox row of one delivery: status, attempts, last_error."""
+        conn = await asyncpg.connect(self.inbox_dsn)
+        try:
+            row = await conn.fetchrow(
+                f'SELECT status, attempts, last_error FROM "{self.inbox_schema}".deliveries '
+                "WHERE source = $1 AND event_id = $2",
+                "turvo",
+                event_id,
+            )
+        finally:
+            await conn.close()
+        return dict(row) if row is not None else {}
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Change the connector's settings as an operator would (the next fetch uses them)."""
+        self.connector._settings = self.connector.settings.model_copy(update=changes)
+        self.connector._client = None
+
     async def in_inbox(self, event_id: str) -> bool:
         """Whether the inbox holds this key (the table must exist: the API made it at start)."""
         conn = await asyncpg.connect(self.inbox_dsn)
@@ -82,6 +101,8 @@ async def stack(
         password=fake.password,  # type: ignore[arg-type]
         webhook_token=fake.webhook_token,  # type: ignore[arg-type]
         http_retries=0,
+        not_found_retry_seconds=0,
+        auth_backoff_seconds=1,  # a delivery waiting for a fixed setting is tried again each second
     )
     connector = TurvoConnector(settings)
     sink = MemorySink("memory")
@@ -190,3 +211,50 @@ async def test_a_deleted_shipment_becomes_a_tombstone(stack: Stack) -> None:
     assert [r["id"] for r in result] == ["shipment:1000304706"]
     assert stack.sink.rows[key].deleted
     assert json.loads(body)["eventName"] == "SHIPMENT_DELETE"
+
+
+async def _land_the_shipment(stack: Stack) -> RecordKey:
+    first = {**samples.WEBHOOKS[0], "eventTime": "2026-03-12T09:00:00Z"}
+    body, headers = stack.fake.webhook(first)
+    await stack.landed((await stack.post(body, headers)).json()["event_id"])
+    key = RecordKey("turvo", "shipment:1000304706")
+    assert not stack.sink.rows[key].deleted
+    return key
+
+
+async def test_a_404_from_a_missing_permission_leaves_the_shipment_in_every_store(stack: Stack) -> None:
+    key = await _land_the_shipment(stack)
+    before = stack.sink.rows[key]
+    stack.fake.hide("shipments", samples.SHIPMENT_ID)  # the API user lost its permission on it
+    update = {**samples.WEBHOOKS[0], "eventTime": "2026-03-12T10:00:00Z"}
+    body, headers = stack.fake.webhook(update)
+    event_id = (await stack.post(body, headers)).json()["event_id"]
+    (produced_record,) = await stack.landed(event_id)
+    assert produced_record["id"] == f"unresolved:{event_id}"
+    assert stack.sink.rows[key] == before  # untouched: not deleted, not rewritten
+    report = stack.sink.rows[RecordKey("turvo", f"unresolved:{event_id}")]
+    assert (report.kind, report.deleted) == ("turvo.unresolved", False)
+    assert "kept in every store" in report.text
+
+
+async def test_a_wrong_base_url_leaves_the_shipment_and_the_delivery_waits_until_fixed(stack: Stack) -> None:
+    key = await _land_the_shipment(stack)
+    good = stack.connector.settings.base_url
+    stack.reconfigure(base_url=good.removesuffix("/v1") + "/api/v1")
+    update = {**samples.WEBHOOKS[0], "eventTime": "2026-03-12T10:00:00Z"}
+    body, headers = stack.fake.webhook(update)
+    resp = await stack.post(body, headers)
+    assert resp.status_code == 202
+    event_id = resp.json()["event_id"]
+    for _ in range(300):  # the drain tries it, fails, keeps the reason
+        row = await stack.delivery(event_id)
+        if row.get("attempts", 0) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert row["status"] == "pending"
+    assert "APEX_TURVO_BASE_URL" in row["last_error"]
+    assert not stack.sink.rows[key].deleted
+    stack.reconfigure(base_url=good)  # the operator fixes it: the delivery lands, nothing was lost
+    result = await stack.landed(event_id)
+    assert "shipment:1000304706" in {r["id"] for r in result}
+    assert not stack.sink.rows[key].deleted

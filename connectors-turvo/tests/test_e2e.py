@@ -156,7 +156,7 @@ async def test_sample_webhooks_land_fetched_and_parsed(stack: Stack) -> None:
     rows = stack.sink.rows
     ship = rows[RecordKey("turvo", "shipment:1000304706")]
     assert ship.attributes["custom_id"] == "M290969"
-    assert ship.attributes["webhook"]["event_name"] == "SHIPMENT_STATUS_UPDATE"
+    assert ship.attributes["webhook"] == {"version_source": "entity.updated"}
     assert RecordKey("turvo", "shipment:1000304706:stop:gr-82") in rows
     assert rows[RecordKey("turvo", "carrier:44120")].entities[0].properties["mc_number"] == "804215"
     assert rows[RecordKey("turvo", "order:7730012")].attributes["shipment_ids"] == ["1000304706"]

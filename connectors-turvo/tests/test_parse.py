@@ -113,6 +113,22 @@ def test_parse_is_deterministic(parser: TurvoConnector) -> None:
     assert [r.idempotency_key for r in a] == [r.idempotency_key for r in b]
 
 
+def test_every_delivery_of_the_same_state_gives_identical_records(parser: TurvoConnector) -> None:
+    # a webhook and a reconciled twin (other event id, name and time) fetch the same shipment
+    a = parser.parse(fetched("shipment", copy.deepcopy(samples.SHIPMENT)))
+    b = parser.parse(
+        fetched(
+            "shipment",
+            copy.deepcopy(samples.SHIPMENT),
+            event_id="reconcile-shipment-1000304706-1773157330000000",
+            event_time_us=UPDATED_US,
+            webhook={"eventName": "SHIPMENT_RECONCILED"},
+        )
+    )
+    assert [r.idempotency_key for r in a] == [r.idempotency_key for r in b]
+    assert a[0].attributes["webhook"] == {"version_source": "entity.updated"}
+
+
 def test_version_falls_back_to_webhook_time_then_receipt(parser: TurvoConnector) -> None:
     entity = {k: v for k, v in samples.CARRIER.items() if k != "updated"}
     (rec,) = parser.parse(fetched("carrier", entity))

@@ -138,6 +138,12 @@ class Context:
         return from_us(self.version)
 
     def webhook_summary(self) -> dict[str, Any]:
+        """Which delivery and time the version came from. When it is the entity's own
+        update time, nothing of the delivery is kept (the lineage names it): every delivery
+        that fetches the same state (a webhook, its retry, a reconciled twin) then gives
+        identical records, which the saga writes once."""
+        if self.entity_updated_us is not None:
+            return {"version_source": self.version_source}
         summary = {
             "event_id": self.event_id,
             "event_name": _s(self.webhook.get("eventName")),

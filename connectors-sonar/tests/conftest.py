@@ -1,5 +1,5 @@
 """Fixtures of the SONAR connector tests: one fake SONAR server (real TCP) per session, reset
-before each test, and connectors pointed at it with a fixed 'today' and a private limiter."""
+before each test, and connectors pointed at it with a fixed 'today' and a private rate budget."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from apex_connector_sonar import SonarConnector, SonarSettings, TokenBucket
+from apex_connector_sonar import SonarConnector, SonarSettings
 from apex_connector_sonar.fake_vendor import FakeSonar, start
+from apex_platform.ratelimit import MemoryBudgets, RateBudgets
 from apex_platform.testing.vendor_server import FakeVendorServer
 
 TODAY = date(2026, 3, 10)
@@ -55,13 +56,19 @@ def settings_for(fake: FakeSonar, base_url: str, **overrides: Any) -> SonarSetti
 
 @pytest.fixture
 def make_connector(fake: FakeSonar, base_url: str) -> Callable[..., SonarConnector]:
-    def make(bucket: TokenBucket | None = None, today: date = TODAY, **overrides: Any) -> SonarConnector:
+    def make(
+        budgets: RateBudgets | None = None, today: date = TODAY, window: float = 60.0, **overrides: Any
+    ) -> SonarConnector:
+        if budgets is None:
+            # a generous private budget: only the rate-limit tests exercise the real one
+            budgets = MemoryBudgets()
+            overrides = {"requests_per_minute": 10_000, "burst": 100, **overrides}
         return SonarConnector(
             settings_for(fake, base_url, **overrides),
             clock=lambda: NOW,
             today=lambda: today,
-            # a generous private bucket: only the rate-limit tests exercise the real budget
-            bucket=bucket or TokenBucket(100_000, 60.0, burst=10_000),
+            budgets=budgets,
+            limit_window_seconds=window,
         )
 
     return make

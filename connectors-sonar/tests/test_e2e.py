@@ -17,12 +17,13 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from apex_connector_sonar import SonarConnector, SonarSettings, TokenBucket, samples
+from apex_connector_sonar import SonarConnector, SonarSettings, samples
 from apex_connector_sonar.fake_vendor import FakeSonar
 from apex_platform import hookimpl
 from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.models import RecordKey
 from apex_platform.pollers import start_poller
+from apex_platform.ratelimit import MemoryBudgets
 from apex_platform.runtime import Runtime
 from apex_platform.serve import serve
 from apex_platform.settings import CoreSettings, TemporalSettings
@@ -87,10 +88,11 @@ async def stack(
         page_days=3,
         lookback_days=1,
         http_retries=0,
+        requests_per_minute=10_000,
+        burst=100,
+        rate_limit_backoff_seconds=1,  # the fake's 429 below blocks for a second, not SONAR's ten minutes
     )
-    connector = SonarConnector(
-        settings, clock=lambda: NOW, today=lambda: TODAY, bucket=TokenBucket(10_000, 60.0, burst=1000)
-    )
+    connector = SonarConnector(settings, clock=lambda: NOW, today=lambda: TODAY, budgets=MemoryBudgets())
     sink = MemorySink("memory")
 
     class Plugin:

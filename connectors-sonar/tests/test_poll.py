@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import date
+from typing import Any
 
 import pytest
 
-from apex_connector_sonar import SonarConnector, TokenBucket
+from apex_connector_sonar import SonarConnector
 from apex_connector_sonar.fake_vendor import FakeSonar
 from apex_connector_sonar.samples import series_value
 from apex_platform.errors import VendorError
+from apex_platform.ratelimit import MemoryBudgets, PostgresBudgets, RateBudgetExceeded, RateBudgets, RateLimitSettings
 
 TODAY = date(2026, 3, 10)
 
@@ -114,11 +117,23 @@ async def test_5xx_retried_in_call_when_configured(
     assert fake.statuses("/data/") == [502, 200]
 
 
-async def test_429_is_retryable_with_the_vendors_retry_after(connector: SonarConnector, fake: FakeSonar) -> None:
+async def test_429_pauses_for_at_least_sonars_block(connector: SonarConnector, fake: FakeSonar) -> None:
     fake.fail_next(429, retry_after=9)
     with pytest.raises(VendorError) as err:
         await connector.poll("OTRI.ATL", None)
-    assert (err.value.retryable, err.value.retry_after) == (True, 9)
+    # SONAR blocks for about ten minutes: a Retry-After of 9 s does not shorten that
+    assert (err.value.retryable, err.value.retry_after) == (True, 600)
+    assert "APEX_SONAR_RATE_LIMIT_BACKOFF_SECONDS" in str(err.value)
+
+
+async def test_a_longer_retry_after_than_the_block_wins(
+    make_connector: Callable[..., SonarConnector], fake: FakeSonar
+) -> None:
+    c = make_connector(rate_limit_backoff_seconds=120)
+    fake.fail_next(429, retry_after=900)
+    with pytest.raises(VendorError) as err:
+        await c.poll("OTRI.ATL", None)
+    assert err.value.retry_after == 900
 
 
 async def test_refused_credentials_name_the_settings(make_connector: Callable[..., SonarConnector]) -> None:
@@ -140,30 +155,97 @@ def test_accounts_are_the_configured_tickers(make_connector: Callable[..., Sonar
     assert make_connector(tickers=" otri.usa, OTRI.ATL,OTRI.USA ,").accounts() == ["OTRI.USA", "OTRI.ATL"]
 
 
-async def test_the_limiter_keeps_the_fake_under_its_limit(
-    make_connector: Callable[..., SonarConnector], fake: FakeSonar
-) -> None:
-    """Many concurrent polls through one bucket of 10 per 2 s: the fake (10 per 2 s) never
-    refuses, and counts at most 10 requests in any 2 s window."""
+@pytest.fixture
+async def shared(apex_postgres_server: Any) -> AsyncIterator[Callable[[], PostgresBudgets]]:
+    """`shared()`: one more "worker process" on the same budget database (its own pool)."""
+    schema = f"sonar_{uuid.uuid4().hex[:8]}"
+    made: list[PostgresBudgets] = []
+
+    def make() -> PostgresBudgets:
+        made.append(PostgresBudgets(apex_postgres_server.dsn, RateLimitSettings(schema_name=schema)))
+        return made[-1]
+
+    yield make
+    for budgets in made:
+        await budgets.close()
+
+
+async def _drain(c: SonarConnector, ticker: str) -> int:
+    cursor, n = None, 0
+    while True:
+        page = await c.poll(ticker, cursor)
+        n += len(page.records)
+        cursor = page.next_cursor
+        if not page.has_more:
+            return n
+
+
+async def _two_workers_poll(
+    make_connector: Callable[..., SonarConnector], fake: FakeSonar, budgets: list[RateBudgets]
+) -> list[int]:
+    """Four tickers polled at once by two 'worker processes' (two budget instances, two
+    connectors each) against a fake that allows 10 requests in any 2 s."""
     fake.limit, fake.window = 10, 2.0
-    bucket = TokenBucket(10, 2.0, burst=2)
     tickers = ["OTRI.USA", "OTRI.ATL", "NTI.USA", "VOTRI.ATLCHI"]
-    connectors = [make_connector(bucket=bucket, initial_days=4, page_days=1, lookback_days=0) for _ in tickers]
+    connectors = [
+        make_connector(
+            budgets=budgets[i % 2],
+            window=2.0,
+            requests_per_minute=10,
+            burst=2,
+            initial_days=4,
+            page_days=1,
+            lookback_days=0,
+        )
+        for i in range(len(tickers))
+    ]
+    try:
+        async with asyncio.TaskGroup() as group:  # a failure cancels the other pollers
+            tasks = [group.create_task(_drain(c, t)) for c, t in zip(connectors, tickers, strict=True)]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
-    async def drain(c: SonarConnector, ticker: str) -> int:
-        cursor, n = None, 0
-        while True:
-            page = await c.poll(ticker, cursor)
-            n += len(page.records)
-            cursor = page.next_cursor
-            if not page.has_more:
-                return n
 
-    counts = await asyncio.gather(*(drain(c, t) for c, t in zip(connectors, tickers, strict=True)))
+async def test_workers_share_one_budget_and_stay_under_sonars_limit(
+    make_connector: Callable[..., SonarConnector], fake: FakeSonar, shared: Callable[[], PostgresBudgets]
+) -> None:
+    """Two processes' budgets kept in one PostgreSQL: together they never exceed the
+    account's limit, counted at the server."""
+    counts = await _two_workers_poll(make_connector, fake, [shared(), shared()])
     assert counts == [4, 4, 4, 4]
     assert 429 not in fake.statuses()
     assert len(fake.accepted()) == 4 * 4 + 4  # data pages + one authentication per connector
     assert fake.max_in_window(2.0) <= 10
+
+
+async def test_workers_with_budgets_of_their_own_overrun_the_limit(
+    make_connector: Callable[..., SonarConnector], fake: FakeSonar
+) -> None:
+    """What a per-process budget did with two workers: each keeps its own 10 per 2 s and
+    together they run into SONAR's limit."""
+    with pytest.raises(VendorError) as err:
+        await _two_workers_poll(make_connector, fake, [MemoryBudgets(), MemoryBudgets()])
+    assert err.value.retry_after == 600
+    assert 429 in fake.statuses()
+
+
+async def test_a_429_seen_by_one_worker_pauses_every_worker(
+    make_connector: Callable[..., SonarConnector], fake: FakeSonar, shared: Callable[[], PostgresBudgets]
+) -> None:
+    first, second = make_connector(budgets=shared()), make_connector(budgets=shared())
+    fake.fail_next(429)
+    with pytest.raises(VendorError) as err:
+        await first.poll("OTRI.ATL", None)
+    assert err.value.retry_after == 600
+    calls = len(fake.statuses())
+    # the other worker does not call SONAR during the block: it is told when to come back
+    with pytest.raises(RateBudgetExceeded) as paused:
+        await second.poll("OTRI.USA", None)
+    assert paused.value.retryable
+    assert 590 < (paused.value.retry_after or 0) <= 600
+    assert "SONAR answered 429" in str(paused.value)
+    assert len(fake.statuses()) == calls
 
 
 async def test_without_the_limiter_the_fake_answers_429(
@@ -176,5 +258,4 @@ async def test_without_the_limiter_the_fake_answers_429(
     with pytest.raises(VendorError) as err:
         await c.poll("OTRI.USA", "2026-03-08")
     assert err.value.retryable
-    assert err.value.retry_after is not None
-    assert 0 < err.value.retry_after <= 60
+    assert err.value.retry_after == 600  # the fake's Retry-After (at most 60) is shorter than the block

@@ -1,5 +1,9 @@
 """Calls to the SONAR API: ``POST /Credential/authenticate`` and ticker data, every request
-through the process-wide rate limiter."""
+through the account's rate budget, which every worker process shares (`apex_platform.ratelimit`).
+
+A 429 pauses that budget, for every process, for at least `APEX_SONAR_RATE_LIMIT_BACKOFF_SECONDS`
+(SONAR blocks an account for about ten minutes) or longer when `Retry-After` says so: no
+request reaches SONAR before the pause ends."""
 
 from __future__ import annotations
 
@@ -13,11 +17,17 @@ from typing import Any
 
 import httpx
 
-from apex_connector_sonar.ratelimit import TokenBucket
 from apex_connector_sonar.settings import SonarSettings
 from apex_connector_sonar.tickers import Ticker
 from apex_platform.errors import VendorError
-from apex_platform.vendor_http import TransientFailure, retry_transient, status_error
+from apex_platform.ratelimit import RateBudgets
+from apex_platform.vendor_http import (
+    DEFAULT_RETRY_AFTER_CAP,
+    TransientFailure,
+    parse_retry_after,
+    retry_transient,
+    status_error,
+)
 
 AUTH_PATH = "/Credential/authenticate"
 _USER_AGENT = "apex-connector-sonar/0.1"
@@ -28,18 +38,27 @@ class _Unauthorized(Exception):
 
 
 class SonarClient:
-    """One per connector: the cached bearer token and the shared rate limiter."""
+    """One per connector: the cached bearer token and the account's shared rate budget.
+
+    The budget schedules at most `REQUESTS_PER_MINUTE - 1` requests in any `window` seconds
+    (60: SONAR's minute): `BURST` at once, then `(REQUESTS_PER_MINUTE - BURST - 1) / window`
+    a second; the one request of slack absorbs network jitter."""
 
     def __init__(
         self,
         settings: SonarSettings,
-        bucket: TokenBucket,
+        budgets: RateBudgets,
+        budget: str,
         *,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        window: float = 60.0,
     ) -> None:
         self.settings = settings
-        self.bucket = bucket
+        self.budgets = budgets
+        self.budget = budget
+        self.burst = max(1, min(settings.burst, settings.requests_per_minute - 1))
+        self.rate = max(settings.requests_per_minute - self.burst - 1, 1) / window
         self._clock = clock
         self._transport = transport
         self._token: tuple[str, float] | None = None
@@ -54,6 +73,24 @@ class SonarClient:
         password = s.password.get_secret_value() if s.password is not None else ""
         return status_error(
             resp, where=where, rate_limit_backoff=s.rate_limit_backoff_seconds, secrets=(password, token)
+        )
+
+    async def take(self) -> None:
+        """A slot of the account's budget (raises `RateBudgetExceeded` while SONAR's block lasts)."""
+        await self.budgets.acquire(self.budget, self.rate, self.burst)
+
+    async def rate_limited(self, resp: httpx.Response, where: str) -> VendorError:
+        """SONAR answered 429: pause every process's budget for the block, then say so."""
+        told = parse_retry_after(resp.headers.get("retry-after"), default=None, cap=DEFAULT_RETRY_AFTER_CAP)
+        wait = max(told or 0.0, self.settings.rate_limit_backoff_seconds)
+        await self.budgets.block(
+            self.budget, seconds=wait, reason=f"SONAR answered 429 (Retry-After {told if told is not None else 'none'})"
+        )
+        return VendorError(
+            f"{where} answered 429 Too Many Requests; every worker pauses SONAR calls for {wait:g}s "
+            "(APEX_SONAR_RATE_LIMIT_BACKOFF_SECONDS, or Retry-After when longer)",
+            retryable=True,
+            retry_after=wait,
         )
 
     def invalidate(self) -> None:
@@ -81,7 +118,7 @@ class SonarClient:
             raise VendorError(
                 f"{where}: APEX_SONAR_USERNAME and APEX_SONAR_PASSWORD must be set to call SONAR", retryable=False
             )
-        await self.bucket.acquire()
+        await self.take()
         auth_where = f"sonar: POST {AUTH_PATH} at {s.base_url}"
         try:
             resp = await http.post(
@@ -96,6 +133,8 @@ class SonarClient:
                 "and APEX_SONAR_PASSWORD",
                 retryable=False,
             )
+        if resp.status_code == 429:
+            raise await self.rate_limited(resp, auth_where)
         if resp.status_code != 200:
             error = self._status_error(resp, auth_where)
             raise TransientFailure(error) if resp.status_code >= 500 else error
@@ -122,7 +161,7 @@ class SonarClient:
 
             async def once() -> list[dict[str, Any]]:
                 token = await self.token(http, where)
-                await self.bucket.acquire()
+                await self.take()
                 try:
                     resp = await http.get(s.base_url + path, headers={"Authorization": f"Bearer {token}"})
                 except httpx.HTTPError as exc:
@@ -133,6 +172,8 @@ class SonarClient:
                     raise _Unauthorized
                 if resp.status_code in (204, 404):
                     return []  # no data published for these dates
+                if resp.status_code == 429:
+                    raise await self.rate_limited(resp, where)
                 if resp.status_code != 200:
                     error = self._status_error(resp, where)
                     raise TransientFailure(error) if resp.status_code >= 500 else error

@@ -12,12 +12,12 @@ from pydantic_settings import BaseSettings
 
 from apex_connector_sonar import alerts, signatures
 from apex_connector_sonar.client import SonarClient
-from apex_connector_sonar.ratelimit import TokenBucket, shared_bucket
 from apex_connector_sonar.settings import SonarSettings, split_list
 from apex_connector_sonar.tickers import SOURCE, Ticker, value_record
 from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
+from apex_platform.ratelimit import RateBudgets, budget_key, shared_budgets
 from apex_platform.settings import load, secret_values
 
 DEFAULT_POLL_INTERVAL = 3600.0
@@ -44,14 +44,16 @@ class SonarConnector:
         *,
         clock: Callable[[], float] = time.time,
         today: Callable[[], date] = _today,
-        bucket: TokenBucket | None = None,
+        budgets: RateBudgets | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limit_window_seconds: float = 60.0,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._today = today
-        self._bucket = bucket
+        self._budgets = budgets
         self._transport = transport
+        self._window = limit_window_seconds  # SONAR's minute; tests shorten it
         self._client: SonarClient | None = None
 
     @property
@@ -64,8 +66,16 @@ class SonarConnector:
     def client(self) -> SonarClient:
         if self._client is None:
             s = self.settings
-            bucket = self._bucket or shared_bucket(f"{s.base_url}|{s.username}", s.requests_per_minute, 60.0, s.burst)
-            self._client = SonarClient(s, bucket, clock=self._clock, transport=self._transport)
+            # one budget per SONAR account, shared by every worker process (named without the user)
+            budget = budget_key("sonar", s.base_url, s.username or "")
+            self._client = SonarClient(
+                s,
+                self._budgets or shared_budgets(),
+                budget,
+                clock=self._clock,
+                transport=self._transport,
+                window=self._window,
+            )
         return self._client
 
     def __repr__(self) -> str:

@@ -42,7 +42,7 @@ class SonarSettings(BaseSettings):
         default=100,
         ge=2,
         le=10_000,
-        description="Client-side budget of this process (SONAR allows 100/min per account; split it between workers)",
+        description="The account's budget, shared by every worker process (SONAR allows 100/min per account)",
     )
     burst: int = Field(default=5, ge=1, le=100, description="Requests allowed back to back within the budget")
     token_ttl_seconds: float = Field(
@@ -52,7 +52,12 @@ class SonarSettings(BaseSettings):
     )
     timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     http_retries: int = Field(default=2, ge=0, le=10, description="Quick in-call retries of 5xx and network errors")
-    rate_limit_backoff_seconds: float = Field(default=60.0, gt=0, description="Wait after a 429 without Retry-After")
+    rate_limit_backoff_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="After a 429 every worker pauses SONAR calls this long (SONAR blocks for about ten minutes), "
+        "or longer when Retry-After says so",
+    )
 
     # -- alert webhooks -------------------------------------------------------------------
     webhook_secret: Secrets | None = Field(

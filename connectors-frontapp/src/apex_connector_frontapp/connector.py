@@ -1,4 +1,5 @@
-"""`FrontConnector`: verifies, receives and parses Front application webhooks."""
+"""`FrontConnector`: verifies, receives and parses Front application webhooks, and
+reconciles what they missed from Front's List Events API (`ReconcileSource`)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from apex_connector_frontapp.envelope import decode_body, is_sync, read_delivery
 from apex_connector_frontapp.records import SOURCE, build_records
 from apex_connector_frontapp.settings import FrontSettings
 from apex_platform.contracts import SampleDelivery, WebhookReply
-from apex_platform.errors import PayloadError, SettingsError, SignatureError
+from apex_platform.errors import ApexError, PayloadError, SettingsError, SignatureError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
+from apex_platform.reconcile import ReconcilePage
 from apex_platform.settings import load, secret_values
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,27 @@ class FrontConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    # -- ReconcileSource: List Events fills what the webhooks missed -------------------------
+
+    @property
+    def reconcile_interval_seconds(self) -> float:
+        """Seconds between passes. Never fails (read when a reconciler starts); invalid
+        settings surface at the first `reconcile`."""
+        try:
+            return self.settings.reconcile_interval_seconds
+        except ApexError:
+            return 300.0
+
+    def reconcile_accounts(self) -> list[str]:
+        """`APEX_FRONTAPP_RECONCILE_ACCOUNTS`: off (empty) by default."""
+        return self.settings.reconcile_account_names()
+
+    async def reconcile(self, account: str, cursor: str | None) -> ReconcilePage:
+        """The List Events page after `cursor` (see `events_api`)."""
+        from apex_connector_frontapp.events_api import EventsReader
+
+        return await EventsReader(self.settings, clock=self._clock).read_page(account, cursor)
 
     # -- WebhookSource ---------------------------------------------------------------------
 

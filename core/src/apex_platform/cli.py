@@ -150,6 +150,7 @@ def sources_list(
     streams (running, cursor, last success) when Temporal answers."""
     from apex_platform.contracts import PollSource
     from apex_platform.pollers import poller_state
+    from apex_platform.reconcile import ReconcileSource, reconciler_state
 
     _stack_aware_env()
     runtime = _runtime(plugins)
@@ -170,6 +171,14 @@ def sources_list(
                     else {"account": acct}
                     for acct in src.accounts()
                 ]
+            if isinstance(src, ReconcileSource):
+                # the reconciliation poller of each enabled account (off by default)
+                item["reconcile"] = [
+                    await reconciler_state(client, name, acct, runtime.temporal.task_queue_prefix)
+                    if client
+                    else {"account": acct}
+                    for acct in src.reconcile_accounts()
+                ]
             out.append(item)
         return out
 
@@ -186,6 +195,16 @@ def sources_list(
             table.add_row(
                 item["name"],
                 item["mode"],
+                item["priority"],
+                acct.get("account", "-"),
+                "yes" if acct.get("running") else ("no" if "running" in acct else "-"),
+                str(acct.get("cursor") or "-")[:40],
+                str(acct.get("last_success") or "-"),
+            )
+        for acct in item.get("reconcile") or []:
+            table.add_row(
+                item["name"],
+                "reconcile",
                 item["priority"],
                 acct.get("account", "-"),
                 "yes" if acct.get("running") else ("no" if "running" in acct else "-"),

@@ -17,10 +17,13 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from apex_platform.contracts import SourceConnector
 from apex_platform.errors import ApexError, SettingsError
+from apex_platform.reconcile import keep_reconcilers
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.activities import IngestActivities
 from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, ensure_search_attributes, task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, DrainInput
+from apex_platform.temporal.reconcile_activities import ReconcileActivities
+from apex_platform.temporal.reconcile_workflow import ReconcileWorkflow
 from apex_platform.temporal.workflows import (
     AccumulatorWorkflow,
     BatchFileWorkflow,
@@ -54,7 +57,15 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 def workflows() -> list[type]:
     # IngestWorkflow and AccumulatorWorkflow take no new work (intake goes through the
     # inbox); they stay registered so runs started by earlier versions can finish.
-    return [DrainWorkflow, PollWorkflow, StreamWorkflow, BatchFileWorkflow, IngestWorkflow, AccumulatorWorkflow]
+    return [
+        DrainWorkflow,
+        PollWorkflow,
+        StreamWorkflow,
+        BatchFileWorkflow,
+        ReconcileWorkflow,
+        IngestWorkflow,
+        AccumulatorWorkflow,
+    ]
 
 
 def activities(runtime: Runtime) -> list[Any]:
@@ -74,6 +85,7 @@ def activities(runtime: Runtime) -> list[Any]:
         ingest.ingest_chunk,
         ingest.enrich,
         ingest.saga_write,
+        ReconcileActivities(runtime.registry, runtime.inbox).reconcile_page,
     ]
 
 
@@ -150,8 +162,9 @@ def intake_sources(runtime: Runtime, priorities: Sequence[str]) -> list[SourceCo
 
 async def keep_drains(runtime: Runtime, client: Client, priorities: Sequence[str], stop: asyncio.Event) -> None:
     """Start the drain loop of every intake source this worker serves (fixed ids: a
-    running one is kept), again every minute (a terminated loop comes back by itself),
-    and collect the inbox's garbage every `APEX_INBOX_GC_INTERVAL_SECONDS`."""
+    running one is kept), and the reconcilers of their enabled accounts
+    (`apex_platform.reconcile`), again every minute (a terminated loop comes back by
+    itself), and collect the inbox's garbage every `APEX_INBOX_GC_INTERVAL_SECONDS`."""
     last_gc = 0.0
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -160,6 +173,7 @@ async def keep_drains(runtime: Runtime, client: Client, priorities: Sequence[str
                 await start_drain(client, runtime, source)
             except Exception as exc:  # noqa: BLE001 - Temporal down: try again next round
                 log.warning("could not start the drain of %s (retrying in a minute): %s", source.name, exc)
+        await keep_reconcilers(client, intake_sources(runtime, priorities), runtime.temporal)
         if loop.time() - last_gc >= runtime.inbox.settings.gc_interval_seconds:
             try:
                 done = await runtime.inbox.collect_garbage()

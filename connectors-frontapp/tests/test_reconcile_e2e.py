@@ -1,0 +1,189 @@
+"""Gap-free Front webhooks, end to end: the real API and worker (real Temporal, the
+PostgreSQL inbox), signed webhooks over HTTP, and the reconciler reading the fake Front's
+List Events over TCP. Front's webhooks are dropped for a while (some events are never
+delivered, some are delivered during the outage and also listed); at the end the stores
+hold every event exactly once, each from one inbox delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from apex_connector_frontapp import FrontConnector, FrontSettings, samples
+from apex_connector_frontapp.fake_vendor import FakeFront, FakeServer, application_webhook, send_webhook
+from apex_platform import hookimpl
+from apex_platform.inbox import Inbox, InboxSettings
+from apex_platform.reconcile import ORIGIN_HEADER, reconciler_state
+from apex_platform.runtime import Runtime
+from apex_platform.serve import serve
+from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.stack.ports import free_port
+from apex_platform.temporal.client import connect
+from apex_platform.testing.inbox import produced
+from apex_platform.testing.sinks import MemorySink
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+SECRET = "front-app-secret-for-e2e-tests"
+
+
+@dataclass
+class Stack:
+    url: str
+    client: Client
+    sink: MemorySink
+    fake: FakeFront
+    temporal: TemporalSettings
+    dsn: str
+    schema: str
+
+    async def post(self, event: dict[str, Any], webhook_type: str) -> int:
+        response = await send_webhook(f"{self.url}/webhooks/frontapp", application_webhook(event, webhook_type), SECRET)
+        return response.status_code
+
+    async def inbox_rows(self) -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            rows = await conn.fetch(
+                f'SELECT event_id, status, headers::text AS headers FROM "{self.schema}".deliveries '
+                "WHERE source = 'frontapp' ORDER BY seq"
+            )
+        finally:
+            await conn.close()
+        return [{"event_id": r["event_id"], "status": r["status"], "headers": json.loads(r["headers"])} for r in rows]
+
+    def event_ids(self) -> set[str]:
+        return {key.id for key, record in self.sink.rows.items() if record.kind == "frontapp.event"}
+
+
+@pytest.fixture
+def fake_front() -> Iterator[FakeFront]:
+    with FakeServer(FakeFront()) as server:
+        yield server.fake
+
+
+@pytest.fixture
+async def stack(
+    apex_temporal_server: Any, apex_postgres_server: Any, fake_front: FakeFront, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    connector = FrontConnector(
+        FrontSettings(
+            signing_secret=SECRET,  # type: ignore[arg-type]
+            api_url=fake_front.base_url,
+            api_token=fake_front.token,  # type: ignore[arg-type]
+            reconcile_accounts="default",
+            reconcile_interval_seconds=1,
+            reconcile_overlap_seconds=120,
+            reconcile_page_size=5,
+            reconcile_requests_per_minute=600,
+        )
+    )
+    sink = MemorySink("memory")
+
+    class Plugin:
+        @hookimpl
+        def apex_register_sources(self, register: Any) -> None:
+            register(connector)
+
+        @hookimpl
+        def apex_register_sinks(self, register: Any) -> None:
+            register(sink)
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    temporal = TemporalSettings(
+        address=apex_temporal_server.address, task_queue_prefix=prefix, activity_heartbeat_seconds=5
+    )
+    runtime = Runtime.build(
+        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
+    )
+    inbox = InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
+    runtime.inbox = Inbox(inbox)
+    # Front rate-limits the reconciler's first call: it waits Front's Retry-After and goes on
+    fake_front.rate_limit_next, fake_front.retry_after = 1, "1"
+    port = free_port()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        serve(runtime, api=True, worker=True, priorities=["P0"], port=port, stop=stop, started=ready)
+    )
+    await asyncio.wait_for(ready.wait(), timeout=60)
+    client = await connect(TemporalSettings(address=apex_temporal_server.address))
+    yield Stack(
+        f"http://127.0.0.1:{port}", client, sink, fake_front, temporal, apex_postgres_server.dsn, inbox.schema_name
+    )
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+def make_event(n: int, emitted_at: float) -> tuple[dict[str, Any], str]:
+    """Event `n` of the shipper conversation (round robin) and its application webhook type."""
+    envelope = samples.events()[n % len(samples.EVENTS)]
+    payload: dict[str, Any] = envelope["payload"]
+    payload["id"] = f"evt_gap{n:03d}"
+    payload["emitted_at"] = emitted_at
+    return payload, envelope["type"]
+
+
+async def wait_for(condition: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.25)
+    raise TimeoutError(what)
+
+
+async def test_an_outage_of_front_webhooks_heals_and_every_event_lands_once(stack: Stack) -> None:
+    t0 = time.time() - 300
+    events = [make_event(n, round(t0 + n * 1.5, 3)) for n in range(24)]
+    outage = range(8, 16)
+    delivered_in_outage = {9, 12}  # these webhooks still got through (and are listed too)
+    statuses: dict[int, int] = {}
+    for n, (event, webhook_type) in enumerate(events):
+        stack.fake.emit(event)  # Front records the event: List Events shows it
+        if n not in outage or n in delivered_in_outage:
+            statuses[n] = await stack.post(event, webhook_type)
+    assert set(statuses.values()) == {202}, statuses
+    never_delivered = {events[n][0]["id"] for n in outage if n not in delivered_in_outage}
+    everything = {event["id"] for event, _ in events}
+
+    async def complete() -> bool:
+        return stack.event_ids() >= everything
+
+    await wait_for(complete, 120, f"missing {sorted(everything - stack.event_ids())}")
+
+    # the dropped webhooks arrive late after all (an application webhook's retry): duplicates
+    for n in sorted(outage):
+        if n not in delivered_in_outage:
+            assert await stack.post(*events[n]) == 200
+
+    rows = await stack.inbox_rows()
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(row["event_id"], []).append(row)
+    assert set(by_id) == everything  # nothing but these events, and each of them
+    assert all(len(v) == 1 for v in by_id.values())  # one delivery per event: dedupe held
+    assert all(v[0]["status"] == "delivered" for v in by_id.values())
+    reconciled = {e for e, v in by_id.items() if v[0]["headers"].get(ORIGIN_HEADER) == "reconcile:default"}
+    assert never_delivered <= reconciled  # the events no webhook brought came from the listing
+    assert stack.event_ids() == everything  # the stores: every event, exactly once
+    for event_id in everything:  # each event record came from its one delivery
+        assert {r["id"] for r in await produced(stack.dsn, "frontapp", event_id, schema=stack.schema)} >= {event_id}
+
+    # the listing was rate-limited once and the reconciler waited and went on
+    assert stack.fake.statuses()[0] == 429
+    assert 200 in stack.fake.statuses()[1:]
+    state = await reconciler_state(stack.client, "frontapp", "default", stack.temporal.task_queue_prefix)
+    assert state["running"] is True
+    assert state["passes"] >= 1
+    assert state["found"] >= len(everything)
+    assert state["new"] >= len(never_delivered)
+    assert json.loads(state["cursor"])["after"] >= events[-1][0]["emitted_at"] - 0.001

@@ -80,7 +80,9 @@ def test_210_sample_invoice_record(records: Records, sample_210: Path) -> None:
     assert a["payment_method"] == "TP"
     assert a["delivery_date"] == "20071029"
     assert [r["qualifier"] for r in a["references"]] == ["AE", "OP", "IK"]
-    assert a["dates"] == [{"qualifier": "86", "date": "20071031"}]
+    assert a["dates"] == [{"qualifier": "86", "date": "20071031", "date_iso": "2007-10-31"}]
+    assert (a["invoice_date_iso"], a["delivery_date_iso"]) == ("2007-10-31", "2007-10-29")
+    assert "date_notes" not in a  # 004010 dates with 8 digits
     assert [p["role"] for p in a["parties"]] == ["SH", "CN", "BT", "CA", "ZZ"]
     consignee = a["parties"][1]
     assert consignee["name"] == "BRAMPTON ASSEMBLY - COLLINS AND AIKMAN"
@@ -237,7 +239,11 @@ def test_several_statuses_in_several_loops(tmp_path: Path, records: Records) -> 
     assert recs[2].occurred_at == datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
     assert recs[2].attributes["location"]["source"] == "MS1"
     assert recs[2].attributes["weights"][0]["unit_name"] == "kilograms"
-    assert recs[3].attributes["status"]["time_zone_assumed"] == "UTC"
+    # LT: local time of a place whose offset is not sent — said so, not passed off as UTC
+    assert recs[3].attributes["status"]["utc_offset"] == "unknown"
+    assert recs[3].attributes["status"]["at"] == "2026-03-02T15:30:00"
+    assert "time_zone_assumed" not in recs[3].attributes["status"]
+    assert "local time (UTC offset not sent)" in recs[3].text
     assert recs[3].attributes["location"]["city"] == "MINNEAPOLIS"  # delivered: the consignee's city
     assert len({r.id for r in recs}) == 4
 

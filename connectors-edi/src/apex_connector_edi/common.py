@@ -8,6 +8,7 @@ from typing import Any
 from apex_connector_edi import dates
 from apex_connector_edi.codes import FROM_ROLES, REFERENCE_QUALIFIERS, TO_ROLES
 from apex_connector_edi.payload import SetPayload
+from apex_connector_edi.releases import Release
 from apex_platform.errors import PayloadError
 
 SOURCE = "edi"
@@ -48,6 +49,8 @@ def envelope_attributes(unit: SetPayload) -> dict[str, Any]:
         "application_sender": gs.get("sender", ""),
         "application_receiver": gs.get("receiver", ""),
         "version": gs.get("version", ""),
+        # what the layouts were chosen by, and why not, when GS08 is no release they know
+        "release_note": Release.of(gs.get("version", "")).note() or "",
     }
     return {k: v for k, v in out.items() if v}
 

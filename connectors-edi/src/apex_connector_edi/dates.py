@@ -13,7 +13,13 @@
 | NS / ND | Newfoundland standard / daylight | -03:30 / -02:30 |
 | ET, CT, MT, PT | Eastern, Central, Mountain, Pacific time | the zone's offset on that date |
 | AT, HT, TT, NT | Alaska, Hawaii-Aleutian, Atlantic, Newfoundland time | the zone's offset on that date |
-| LT, absent, unknown | local time of an unknown place | read as UTC; the record says `time_zone_assumed` |
+| 01 … 12 | "equivalent to ISO P01 … P12" | +01:00 … +12:00 |
+| 13 … 24 | "equivalent to ISO M12 … M01" | -12:00 … -01:00 |
+| LT, absent, unknown | local time, offset not sent | unknown: the record says so (`utc_offset: "unknown"`) |
+
+X12 says an absent time code means local time ("If AT707 is not present then AT706
+represents local time of the status"), so LT and no code are the same: the offset is
+not known, and no offset is made up for it.
 
 The generic codes use the IANA zones America/New_York, America/Chicago, America/Denver,
 America/Los_Angeles, America/Anchorage, Pacific/Honolulu, America/Halifax and
@@ -32,6 +38,9 @@ _FIXED_HOURS: dict[str, float] = {
     "UT": 0, "GM": 0,
     "ES": -5, "ED": -4, "CS": -6, "CD": -5, "MS": -7, "MD": -6, "PS": -8, "PD": -7,
     "AS": -9, "AD": -8, "HS": -10, "HD": -9, "TS": -4, "TD": -3, "NS": -3.5, "ND": -2.5,
+    # element 623's numeric codes: 01-12 = ISO P01-P12, 13-24 = ISO M12-M01
+    **{f"{n:02d}": n for n in range(1, 13)},
+    **{f"{n:02d}": n - 25 for n in range(13, 25)},
 }  # fmt: skip
 #: generic zone codes: the IANA zone, and its standard offset if the tz database is missing
 _ZONES: dict[str, tuple[str, float]] = {
@@ -60,14 +69,19 @@ def zone(code: str) -> tzinfo | None:
     return None
 
 
-def parse_date(value: str) -> date | None:
-    """CCYYMMDD, or YYMMDD (00-49 → 20xx, 50-99 → 19xx); None when not a date."""
+def parse_date(value: str, century: str = "") -> date | None:
+    """CCYYMMDD, or YYMMDD with its century element (AT7-06, G62-06 before 004010), or
+    YYMMDD alone (00-49 → 20xx, 50-99 → 19xx); None when not a date."""
     value = value.strip()
+    century = century.strip()
     if not value.isdigit():
         return None
     if len(value) == 6:
-        yy = int(value[:2])
-        value = f"{2000 + yy if yy < 50 else 1900 + yy}{value[2:]}"
+        if len(century) == 2 and century.isdigit():
+            value = century + value
+        else:
+            yy = int(value[:2])
+            value = f"{2000 + yy if yy < 50 else 1900 + yy}{value[2:]}"
     if len(value) != 8:
         return None
     try:
@@ -93,8 +107,14 @@ def parse_time(value: str) -> time | None:
         return None
 
 
+def is_time(value: str) -> bool:
+    return parse_time(value) is not None
+
+
 def to_utc(day: date, at: time | None, code: str) -> tuple[datetime, bool]:
-    """The UTC instant of a local date and time; True when the zone had to be assumed."""
+    """The UTC instant of a local date and time; True when the offset is not known (LT,
+    no code, an unknown code): the instant is then the local wall clock read as UTC, for
+    ordering only, and the caller must say so."""
     tz = zone(code)
     local = datetime.combine(day, at or time(0, 0))
     if tz is None:

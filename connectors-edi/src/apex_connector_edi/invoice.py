@@ -2,7 +2,9 @@
 
 Layout (004010): ST, B3, C3, N9*, G62*, R3*, loop N1 (N2, N3, N4, N9), N7*, loops LX
 (L5 description, L0 quantities, L1 charges, L4/L7), L3 totals, SE. Money elements of
-type N2 (B3-07, L1-04, L3-05) carry two implied decimals: "5165" is 51.65.
+type N2 (B3-07, L1-04, L3-05) carry two implied decimals: "5165" is 51.65. The element
+positions read here are the same in every release from 003040; before 004010 the B3
+dates are YYMMDD and G62-02 is YYMMDD with its century in G62-06 (`releases.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from apex_connector_edi.codes import (
 from apex_connector_edi.common import SOURCE, envelope_attributes, fallback_moment, reference, relation_for
 from apex_connector_edi.parties import Graph, Party, read_party
 from apex_connector_edi.payload import Seg, SetPayload
+from apex_connector_edi.releases import Release
 from apex_platform.errors import PayloadError
 from apex_platform.models import Record
 
@@ -104,7 +107,25 @@ def _charge(seg: Seg) -> dict[str, Any]:
     )
 
 
-def _read(segments: list[Seg]) -> _Invoice:
+def _iso(value: str, century: str = "") -> str:
+    day = dates.parse_date(value, century)
+    return day.isoformat() if day is not None else ""
+
+
+def _date_notes(release: Release, sent: list[tuple[str, str]]) -> list[str]:
+    """Dates whose digits are not the ones their release gives them (YYMMDD before
+    004010, CCYYMMDD from it): read anyway, and said."""
+    digits = release.date_digits
+    if digits is None:
+        return []
+    return [
+        f"{name} {value!r} has {len(value)} digits; release {release.gs08} dates have {digits}"
+        for name, value in sent
+        if value.isdigit() and len(value) != digits
+    ]
+
+
+def _read(segments: list[Seg], release: Release) -> _Invoice:
     inv = _Invoice()
     line: _Line | None = None
     i = 1
@@ -124,14 +145,19 @@ def _read(segments: list[Seg]) -> _Invoice:
             if ref:
                 inv.references.append(ref)
         elif sid == "G62":
+            # before 004010: G62-02 YYMMDD and G62-06 its century; from 004010: CCYYMMDD
+            century = seg.el(6) if release.full_dates is not True else ""
             inv.dates.append(
                 _compact(
                     {
                         "qualifier": seg.el(1),
                         "name": DATE_QUALIFIERS.get(seg.el(1), ""),
                         "date": seg.el(2),
+                        "century": century,
+                        "date_iso": _iso(seg.el(2), century),
                         "time_qualifier": seg.el(3),
                         "time": seg.el(4),
+                        "time_code": seg.el(5),
                     }
                 )
             )
@@ -226,7 +252,8 @@ def _version(unit: SetPayload, b3: Seg) -> tuple[datetime, int, dict[str, Any]]:
 
 
 def build(unit: SetPayload) -> list[Record]:
-    inv = _read(unit.segments)
+    release = Release.of(unit.group.get("version", ""))
+    inv = _read(unit.segments, release)
     b3 = inv.b3
     if b3 is None:
         raise PayloadError("the 210 set has no B3 segment (invoice number, amount, SCAC)")
@@ -252,10 +279,12 @@ def build(unit: SetPayload) -> list[Record]:
             "weight_unit": b3.el(5),
             "weight_unit_name": WEIGHT_UNITS.get(b3.el(5), ""),
             "invoice_date": b3.el(6),
+            "invoice_date_iso": _iso(b3.el(6)),
             **_amount("amount_due", b3.el(7)),
             "currency": inv.currency,
             "correction_indicator": b3.el(8),
             "delivery_date": b3.el(9),
+            "delivery_date_iso": _iso(b3.el(9)),
             "delivery_date_qualifier": b3.el(10),
             "tariff_service_code": b3.el(13),
             "references": inv.references,
@@ -268,6 +297,10 @@ def build(unit: SetPayload) -> list[Record]:
             "totals": inv.totals,
             "envelope": envelope_attributes(unit),
             **date_info,
+            "date_notes": _date_notes(
+                release,
+                [("B3-06", b3.el(6)), ("B3-09", b3.el(9)), *(("G62-02", d.get("date", "")) for d in inv.dates)],
+            ),
         }
     )
 

@@ -16,11 +16,19 @@ SCAC = "APXL"
 Segments = list[list[str]]
 
 
-def isa(control: int, d: Delimiters = STANDARD, *, sender: str = "APEXCARRIER", receiver: str = "APEXSHIPPER") -> str:
-    """A fixed-width ISA segment (without its terminator)."""
+def isa(
+    control: int,
+    d: Delimiters = STANDARD,
+    *,
+    sender: str = "APEXCARRIER",
+    receiver: str = "APEXSHIPPER",
+    date: str = "260301",
+    standard: str = "00401",
+) -> str:
+    """A fixed-width ISA segment (without its terminator); `standard` is ISA12."""
     fields = [
         "ISA", "00", " " * 10, "00", " " * 10, "ZZ", sender.ljust(15)[:15], "ZZ", receiver.ljust(15)[:15],
-        "260301", "0915", d.repetition or "U", "00401", f"{control:09d}", "0", "P", d.component,
+        date, "0915", d.repetition or "U", standard, f"{control:09d}", "0", "P", d.component,
     ]  # fmt: skip
     text = d.element.join(fields)
     assert len(text) == 105, len(text)
@@ -28,21 +36,41 @@ def isa(control: int, d: Delimiters = STANDARD, *, sender: str = "APEXCARRIER", 
 
 
 def status_set(
-    control: int, *, pro: str, status: str = "X6", date: str = "20260301", time: str = "0915", references: int = 0
+    control: int,
+    *,
+    pro: str,
+    status: str = "X6",
+    date: str = "20260301",
+    time: str = "0915",
+    references: int = 0,
+    release: str = "004010",
 ) -> Segments:
-    """A 214 with one LX loop and one AT7 status (segments ST … SE); `references` adds
-    that many L11 purchase-order references (to make large files)."""
+    """A 214 with one LX loop and one status (segments ST … SE) in the layout of
+    `release`: from 004010 an AT7 (CCYYMMDD date, time, time code) and L11 references;
+    003070 an AT7 with a YYMMDD date and its century; before that a Q5 status with N9
+    references. `date` is CCYYMMDD; `references` adds that many purchase-order references
+    (to make large files)."""
+    number = int(release[:6])
+
+    def ref(value: str, qualifier: str) -> list[str]:
+        return ["L11", value, qualifier] if number >= 3070 else ["N9", qualifier, value]
+
+    if number >= 4010:
+        statuses = [["AT7", status, "NS", "", "", date, time, "CT"], ["MS1", "ALBERT LEA", "MN", "US"]]
+    elif number >= 3070:
+        statuses = [["AT7", status, "NS", "", "", date[2:], date[:2], time, "CT"], ["MS1", "ALBERT LEA", "MN", "US"]]
+    else:
+        statuses = [["Q5", status, date[2:], time, "CT", "", "ALBERT LEA", "MN", "US"]]
     body = [
         ["B10", pro, f"SH{pro}", SCAC],
-        ["L11", f"BOL{pro}", "BM"],
-        *(["L11", f"PO{pro}-{n:04d}", "PO"] for n in range(references)),
+        ref(f"BOL{pro}", "BM"),
+        *(ref(f"PO{pro}-{n:04d}", "PO") for n in range(references)),
         ["N1", "SH", "ACME FOODS", "93", "ACME01"],
         ["N4", "DES MOINES", "IA", "50309", "US"],
         ["N1", "CN", "NORTHWIND GROCERS", "93", "NW77"],
         ["N4", "MINNEAPOLIS", "MN", "55401", "US"],
         ["LX", "1"],
-        ["AT7", status, "NS", "", "", date, time, "CT"],
-        ["MS1", "ALBERT LEA", "MN", "US"],
+        *statuses,
         ["AT8", "G", "L", "18250", "22"],
     ]
     return _wrap("214", control, body)
@@ -91,11 +119,16 @@ def interchange_lines(
     d: Delimiters = STANDARD,
     newline: str = "\n",
     indent: str = "",
+    release: str = "004010",
 ) -> Iterator[str]:
-    """The text of one interchange with one group, piece by piece (streamable)."""
-    yield isa(control, d) + d.segment + newline
+    """The text of one interchange with one group (GS08 `release`), piece by piece
+    (streamable). Before 004010 the GS date is YYMMDD and ISA12 the release's own."""
+    full = release[:6].isdigit() and int(release[:6]) >= 4010
+    standard = f"00{release[2:5]}" if release[:6].isdigit() and int(release[:6]) >= 3040 else "00401"
+    yield isa(control, d, standard=standard) + d.segment + newline
+    gs_date = "20260301" if full else "260301"
     yield render(
-        [["GS", functional_id, "APEXCARRIER", "APEXSHIPPER", "20260301", "0915", str(control), "X", "004010"]],
+        [["GS", functional_id, "APEXCARRIER", "APEXSHIPPER", gs_date, "0915", str(control), "X", release]],
         d,
         newline=newline,
         indent=indent,
@@ -107,11 +140,14 @@ def interchange_lines(
     yield render([["GE", str(count), str(control)], ["IEA", "1", f"{control:09d}"]], d, newline=newline, indent=indent)
 
 
-def write_statuses(path: Path, count: int, *, references: int = 0, newline: str = "\n", indent: str = "") -> Path:
-    """A file of `count` 214 sets (one status each), written without building it in memory."""
-    sets = (status_set(n, pro=f"{700000 + n}", references=references) for n in range(1, count + 1))
+def write_statuses(
+    path: Path, count: int, *, references: int = 0, newline: str = "\n", indent: str = "", release: str = "004010"
+) -> Path:
+    """A file of `count` 214 sets (one status each) of `release`, written without building
+    it in memory."""
+    sets = (status_set(n, pro=f"{700000 + n}", references=references, release=release) for n in range(1, count + 1))
     with path.open("w", newline="") as fh:
-        for piece in interchange_lines(sets, functional_id="QM", newline=newline, indent=indent):
+        for piece in interchange_lines(sets, functional_id="QM", newline=newline, indent=indent, release=release):
             fh.write(piece)
     return path
 

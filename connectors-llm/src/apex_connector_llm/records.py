@@ -43,7 +43,9 @@ def _line(message: Message, conversation: Conversation) -> str:
     elif message.name:
         who = f"{message.role} ({message.name})"
     parts = [message.text] if message.text else []
-    parts += [f"→ {call.name}({call.arguments})" for call in message.tool_calls]
+    if message.refusal:
+        parts.append(f"[refusal] {message.refusal}")
+    parts += [call.describe() for call in message.calls]
     parts += [f"[{kind}]" for kind in message.other_parts]
     return f"{who}: " + "\n".join(parts)
 
@@ -51,8 +53,9 @@ def _line(message: Message, conversation: Conversation) -> str:
 def _tool_names(conversation: Conversation) -> list[str]:
     names: dict[str, None] = {}
     for message in conversation.messages:
-        for call in message.tool_calls:
-            names.setdefault(call.name)
+        for call in message.calls:
+            if call.name:
+                names.setdefault(call.name)
         if message.role == "function" and message.name:
             names.setdefault(message.name)
     return list(names)
@@ -82,6 +85,11 @@ def build_records(conversation: Conversation, received_at: datetime) -> list[Rec
     }
     if other_parts:
         attributes["non_text_parts"] = other_parts
+    refusals = [{"message": m.index, "refusal": m.refusal} for m in conversation.messages if m.refusal is not None]
+    if refusals:
+        attributes["refusals"] = refusals
+    if conversation.warnings:
+        attributes["parse_warnings"] = conversation.warnings
     records = [
         Record(
             source=SOURCE,
@@ -100,7 +108,7 @@ def build_records(conversation: Conversation, received_at: datetime) -> list[Rec
         if message.role != "tool":
             continue
         tool = message.name or conversation.tool_name(message.tool_call_id)
-        call = next((c for m in conversation.messages for c in m.tool_calls if c.id == message.tool_call_id), None)
+        call = conversation.tool_call(message.tool_call_id)
         records.append(
             Record(
                 source=SOURCE,
@@ -116,6 +124,7 @@ def build_records(conversation: Conversation, received_at: datetime) -> list[Rec
                     "tool_call_id": message.tool_call_id,
                     "tool_name": tool or None,
                     "arguments": call.arguments if call else None,
+                    **({"tool_type": call.type} if call and call.type != "function" else {}),
                     "model": conversation.model or None,
                     "message_index": message.index,
                     **({"non_text_parts": list(message.other_parts)} if message.other_parts else {}),

@@ -15,6 +15,7 @@ from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent, Record
 
 FIXTURE = Path("/work/shared/fixtures/third_party/samsara/route_stop_arrival.json")
+VENDOR = Path(__file__).parent / "data" / "vendor"
 
 
 def records_of(
@@ -155,12 +156,70 @@ def test_address_created_and_deleted(deliver: Callable[..., InboundEvent], conne
 def test_webhooks_1_0_alert(deliver: Callable[..., InboundEvent], connector: SamsaraConnector) -> None:
     alert = records_of(deliver, connector, samples.SPEEDING_ALERT)["samsara.alert"]
     assert alert.id == "event:bf72239c-bebd-4c22-b64c-6fc692ef7c46"
-    assert alert.version == 1_773_155_101_000_000  # eventMs in microseconds
+    # the event's startMs in microseconds, not eventMs (the request was sent a second later)
+    assert alert.version == 1_773_155_100_000_000
+    assert alert.attributes["sent_ms"] == samples.SPEEDING_ALERT["eventMs"]
     assert alert.title == "Samsara alert: Truck 4471 is speeding"
     assert ("Driver:52101", "DROVE", "Vehicle:281474977075805") in rels(alert)
     assert alert.attributes["webhook_version"] == "1.0"
     assert alert.attributes["org_id"] == "20936"
     assert "DeviceSpeedAboveSpeedLimit" in alert.text
+
+
+def test_samsara_documented_webhooks_1_0_alert_happened_at_start_ms(connector: SamsaraConnector, sign: Any) -> None:
+    """Samsara's own Webhooks 1.0 example, as the bytes of a delivery: the alert happened at
+    `event.startMs` (1587596963539, the gateway entering the geofence); `eventMs`
+    (1587597109477, 146 s later) is only when Samsara sent the request."""
+    body = (VENDOR / "webhooks_v1_alert.json").read_bytes()
+    headers = sign(body)
+    connector.verify(headers, body)
+    event = connector.receive(headers, body)
+    assert isinstance(event, InboundEvent)
+    (alert,) = connector.parse(event)
+    assert alert.kind == "samsara.alert"
+    assert alert.id == "event:bf72239c-bebd-4c22-b64c-6fc692ef7c46"
+    assert alert.version == 1_587_596_963_539_000
+    assert alert.occurred_at.isoformat() == "2020-04-22T23:09:23.539000+00:00"
+    assert alert.attributes["event_time"] == "2020-04-22T23:09:23.539000+00:00"
+    assert alert.attributes["sent_ms"] == 1587597109477
+    assert alert.attributes["org_id"] == "53729"
+    assert "oddities" not in alert.attributes
+
+
+def test_a_1_0_alert_redelivered_later_keeps_its_version(deliver: Callable[..., InboundEvent], connector: Any) -> None:
+    """Samsara's retry of the same alert is sent later (a new eventMs): the same event time,
+    so the same record version, never a newer one."""
+    doc = json.loads((VENDOR / "webhooks_v1_alert.json").read_text())
+    first = records_of(deliver, connector, doc)["samsara.alert"]
+    doc["eventMs"] += 60_000
+    again = records_of(deliver, connector, doc)["samsara.alert"]
+    assert again.version == first.version == 1_587_596_963_539_000
+
+
+@pytest.mark.parametrize("start", [None, "soon", True, float("nan")])
+def test_a_1_0_alert_without_a_usable_start_ms_falls_back_to_event_ms_and_says_so(
+    deliver: Callable[..., InboundEvent], connector: SamsaraConnector, start: object
+) -> None:
+    doc = json.loads((VENDOR / "webhooks_v1_alert.json").read_text())
+    if start is None:
+        del doc["event"]["startMs"]
+    else:
+        doc["event"]["startMs"] = start
+    body = json.dumps(doc, allow_nan=True).encode()
+    if start != start:  # NaN: the edge refuses the body as JSON before anything else
+        with pytest.raises(PayloadError):
+            connector.receive({}, body)
+        return
+    alert = records_of(deliver, connector, doc)["samsara.alert"]
+    assert alert.version == 1_587_597_109_477_000
+    assert any("startMs" in o and "eventMs" in o for o in alert.attributes["oddities"])
+
+
+def test_the_documented_ping_is_answered_and_ingests_nothing(connector: SamsaraConnector) -> None:
+    from apex_platform.contracts import WebhookReply
+
+    reply = connector.receive({}, (VENDOR / "webhooks_v1_ping.json").read_bytes())
+    assert isinstance(reply, WebhookReply)
 
 
 def test_unknown_event_types_are_kept_as_generic_records(

@@ -1,7 +1,9 @@
 """Decoding a Samsara delivery and checking the parts every record depends on.
 
 Webhooks 2.0: ``{eventId, eventTime (ISO 8601), eventType, orgId, webhookId, data}``.
-Webhooks 1.0: ``{eventId, eventMs (unix ms), eventType: Alert | Ping, event}``.
+Webhooks 1.0: ``{eventId, eventMs (unix ms), eventType: Alert | Ping, event}``. Samsara's
+Webhooks 1.0 reference: `eventMs` is when the HTTP request was sent; `event.startMs` is when
+the condition began (the event time); the two differ by a lag.
 Both `receive` and `parse` go through `read_delivery`, so an event accepted at the edge is
 one that can be parsed.
 """
@@ -99,12 +101,26 @@ def _event_type(doc: dict[str, Any]) -> str:
     return value.strip()[:128]
 
 
-def _from_ms(value: object) -> datetime:
+def _from_ms(value: object, where: str = "eventMs") -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadError(f"Samsara webhook 'eventMs' must be a number of milliseconds, got {json_type(value)}")
+        raise PayloadError(f"Samsara webhook '{where}' must be a number of milliseconds, got {json_type(value)}")
     if value != value or abs(value) > 253_402_300_799_000:  # NaN, or past year 9999
-        raise PayloadError("Samsara webhook 'eventMs' is not a plausible unix time in milliseconds")
+        raise PayloadError(f"Samsara webhook '{where}' is not a plausible unix time in milliseconds")
     return EPOCH + timedelta(microseconds=round(value * 1000))
+
+
+def _started(body: dict[str, Any], sent: datetime, oddities: list[str]) -> datetime:
+    """A 1.0 event's time: `event.startMs` (when the condition began), else — flagged — the
+    time the request was sent (`eventMs`). A `startMs` that is not a usable time is flagged,
+    never a reason to refuse the delivery."""
+    if "startMs" not in body or body["startMs"] is None:
+        oddities.append("no event.startMs: the event time is eventMs, when Samsara sent the request")
+        return sent
+    try:
+        return _from_ms(body["startMs"], "event.startMs")
+    except PayloadError as exc:
+        oddities.append(f"{exc}; the event time is eventMs, when Samsara sent the request")
+        return sent
 
 
 def read_delivery(doc: Any) -> Delivery:
@@ -123,12 +139,13 @@ def read_delivery(doc: Any) -> Delivery:
             raise PayloadError(f"Samsara webhook 'data' must be an object, got {json_type(body)}")
         version: Literal["1.0", "2.0"] = "2.0"
     elif "eventMs" in doc:
-        occurred = _from_ms(doc["eventMs"])
+        sent = _from_ms(doc["eventMs"])
         body = doc.get("event", {})
         if body is None:
             body = {}
         if not isinstance(body, dict):
             raise PayloadError(f"Samsara webhook 'event' must be an object, got {json_type(body)}")
+        occurred = _started(body, sent, oddities) if event_type != "Ping" else sent
         version = "1.0"
     else:
         raise PayloadError("Samsara webhook has neither 'eventTime' (Webhooks 2.0) nor 'eventMs' (Webhooks 1.0)")

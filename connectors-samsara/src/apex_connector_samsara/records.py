@@ -228,7 +228,9 @@ def build_records(delivery: Delivery) -> list[Record]:
         "webhook_version": delivery.version,
         "org_id": delivery.org_id,
         "webhook_id": text_of(delivery.doc, "webhookId"),
-        "event_time": delivery.doc.get("eventTime") if delivery.version == "2.0" else delivery.doc.get("eventMs"),
+        # 2.0: eventTime; 1.0: the event's startMs (eventMs is when the request was sent)
+        "event_time": delivery.doc.get("eventTime") if delivery.version == "2.0" else delivery.occurred_at.isoformat(),
+        "sent_ms": delivery.doc.get("eventMs") if delivery.version == "1.0" else None,
         root: delivery.body,
     }
     if b.oddities:

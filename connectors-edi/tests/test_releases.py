@@ -36,6 +36,7 @@ def test_003070_at7_reads_the_century_the_time_and_the_time_code(records: Record
     status = x3.attributes["status"]
     assert (status["date"], status["century"], status["time"], status["time_zone"]) == ("970925", "19", "0830", "CT")
     assert status["layout"] == "AT7 003070"
+    assert status["reason"] == "Normal status"  # AT7-02 is table 1651 in 003070 too
     assert status["utc_offset"] == "-05:00"
     assert status["local_time"] == "1997-09-25T08:30:00"
     assert "century_assumed" not in status

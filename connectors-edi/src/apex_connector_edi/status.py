@@ -374,8 +374,10 @@ def _record(
     for name, value in (("reason_code", status.reason), ("appointment_reason_code", status.appointment_reason)):
         if value:
             status_info[name] = value
-            # Q5-05 is table 641 (3 characters), not AT7's 1651: its codes are kept unnamed
-            if value in REASON_CODES and status.layout != "Q5":
+            # named from table 1651 only where the element is 1651: not Q5-05 (table 641) nor
+            # 003070's AT7-04 (table 1653, the appointment reasons)
+            table_1651 = status.layout == "AT7 004010" or (status.layout == "AT7 003070" and name == "reason_code")
+            if value in REASON_CODES and table_1651:
                 status_info[name.replace("_code", "")] = REASON_CODES[value]
     attributes: dict[str, Any] = {
         "set_type": "214",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
 from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakeVendorServer
@@ -16,6 +19,27 @@ CLIENT_ID = "test-client-id"
 SECRET = "test-secret-9f8e7d6c5b4a"
 ITEM = "item-test-1"
 TOKEN = "access-sandbox-test-token-0123456789abcdef"
+
+
+VENDOR = Path(__file__).parent / "data" / "vendor"
+
+
+def _example(schema: str) -> dict[str, Any]:
+    doc = yaml.safe_load((VENDOR / "plaid_openapi_item_webhooks.yml").read_text())
+    example: dict[str, Any] = doc[schema]["x-examples"]["example-1"]
+    return example
+
+
+@pytest.fixture
+def plaid_example() -> Callable[[str], dict[str, Any]]:
+    """`example-1` of a schema's x-examples in Plaid's OpenAPI spec (tests/data/vendor)."""
+    return _example
+
+
+@pytest.fixture
+def plaid_body() -> Callable[[str], bytes]:
+    """That example as Plaid sends a webhook body: pretty-printed JSON."""
+    return lambda schema: json.dumps(_example(schema), indent=2).encode()
 
 
 def txn(tid: str, amount: float = 10.0, *, merchant: str = "Pilot Flying J", **more: Any) -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -76,7 +78,8 @@ def test_other_webhooks_are_kept_as_records(connector: PlaidConnector) -> None:
     assert event.event_id == connector.receive({}, body).event_id  # a redelivery is the same event
     (record,) = connector.parse(event)
     assert record.kind == KIND_WEBHOOK
-    assert record.id == event.event_id
+    assert event.event_id == f"{record.id}~w{int(NOW // 86400)}"  # the record id and the repeat window
+    assert record.id.startswith("item.error.")
     assert record.version == int(NOW * 1_000_000)
     assert record.title == "ITEM ERROR"
     assert "ITEM_ERROR/ITEM_LOGIN_REQUIRED" in record.text
@@ -157,3 +160,55 @@ def test_any_accepted_event_parses(doc: dict[str, object]) -> None:
         return
     if isinstance(event, InboundEvent):
         assert len(connector.parse(event)) == 1
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("schema", ["ItemErrorWebhook", "PendingExpirationWebhook", "ItemLoginRepairedWebhook"])
+def test_a_published_item_webhook_repeated_after_the_window_is_a_new_version(
+    schema: str, plaid_body: Callable[[str], bytes], plaid_example: Callable[[str], dict[str, Any]]
+) -> None:
+    """Plaid's own examples (tests/data/vendor): a retry inside the repeat window is the same
+    event; the same body in a later window is a new event, a new version of one record."""
+    clock = Clock(86400 * 20_000 + 10)  # 10 s into a window
+    settings = PlaidSettings(client_id="c", secret="s", webhook_repeat_window_seconds=3600)
+    connector = PlaidConnector(settings, clock=clock)
+    body = plaid_body(schema)
+    first = connector.receive({}, body)
+    clock.now += 30 + 120 + 480 + 1920  # Plaid's retries: 30 s, then 4 times longer each
+    retry = connector.receive({}, body)
+    clock.now += 3600  # the next window
+    again = connector.receive({}, body)
+    assert isinstance(first, InboundEvent)
+    assert isinstance(retry, InboundEvent)
+    assert isinstance(again, InboundEvent)
+    assert retry.event_id == first.event_id
+    assert again.event_id != first.event_id
+    (r1,), (r2,) = connector.parse(first), connector.parse(again)
+    assert r1.id == r2.id
+    assert r2.version > r1.version
+    assert r1.attributes["payload"] == plaid_example(schema)
+    assert r1.attributes["item_id"] == "wz666MBjYWTp2PDzzggYhM6oWWmBb"
+
+
+def test_the_published_item_error_example_is_kept_whole(plaid_body: Callable[[str], bytes]) -> None:
+    connector = PlaidConnector(PlaidSettings(client_id="c", secret="s"), clock=lambda: NOW)
+    event = connector.receive({}, plaid_body("ItemErrorWebhook"))
+    assert isinstance(event, InboundEvent)
+    (record,) = connector.parse(event)
+    assert (record.title, record.attributes["error_code"]) == ("ITEM ERROR", "ITEM_LOGIN_REQUIRED")
+    assert record.attributes["payload"]["error"]["error_code_reason"] == "OAUTH_INVALID_TOKEN"
+
+
+def test_an_event_id_stored_before_repeat_windows_parses_to_the_same_record(connector: PlaidConnector) -> None:
+    body = json.dumps(ITEM_ERROR, indent=2).encode()
+    event = connector.receive({}, body)
+    assert isinstance(event, InboundEvent)
+    old = event.model_copy(update={"event_id": event.event_id.split("~")[0]})
+    assert connector.parse(old)[0].id == connector.parse(event)[0].id

@@ -17,6 +17,7 @@ from apex_connector_plaid.records import SOURCE, page_records, webhook_record
 from apex_connector_plaid.settings import (
     DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS,
     DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_WEBHOOK_REPEAT_WINDOW_SECONDS,
     PlaidSettings,
 )
 from apex_connector_plaid.tokens import TokenProvider, TokenSource
@@ -181,8 +182,20 @@ class PlaidConnector:
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply | PollTrigger:
         """SYNC_UPDATES_AVAILABLE (and the older TRANSACTIONS update codes) → `PollTrigger`
-        for the Item; every other webhook → an event kept as a `plaid.webhook` record."""
-        hook = webhooks.read(body)
+        for the Item; every other webhook → an event kept as a `plaid.webhook` record.
+
+        The event id is the body's type, code and SHA-256 plus the repeat window of its
+        arrival (`APEX_PLAID_WEBHOOK_REPEAT_WINDOW_SECONDS`, see `webhooks`): Plaid's
+        retries inside a window are duplicates, the same body in a later window is a new
+        event. The drain keeps the event id and arrival time taken here."""
+        try:
+            window_seconds = self.settings.webhook_repeat_window_seconds
+        except SettingsError:
+            # at the edge `verify` has loaded the settings already; the drain keeps the
+            # event id taken at the edge, so only the record matters there
+            window_seconds = DEFAULT_WEBHOOK_REPEAT_WINDOW_SECONDS
+        now = self._clock()
+        hook = webhooks.read(body, arrival=now, window_seconds=window_seconds)
         if hook.is_sync_trigger:
             assert hook.item_id is not None
             try:
@@ -202,7 +215,7 @@ class PlaidConnector:
         return InboundEvent(
             source=SOURCE,
             event_id=hook.event_id,
-            received_at=datetime.fromtimestamp(self._clock(), UTC),
+            received_at=datetime.fromtimestamp(now, UTC),
             payload=hook.doc,
             headers={},  # the Plaid-Verification JWT is not kept
         )
@@ -212,7 +225,8 @@ class PlaidConnector:
         if event.payload is None:
             raise PayloadError(f"Plaid event {event.event_id} has no payload")
         hook = webhooks.read_doc(event.payload, "")
-        return [webhook_record(hook.doc, event.event_id, event.received_at)]
+        # one record per body: a repeat in a later window is a new version (its arrival time)
+        return [webhook_record(hook.doc, webhooks.record_id_of(event.event_id), event.received_at)]
 
     # -- DemoSource --------------------------------------------------------------------------
 

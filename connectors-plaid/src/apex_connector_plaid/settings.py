@@ -22,6 +22,9 @@ DEFAULT_POLL_INTERVAL_SECONDS = 3600.0
 #: Plaid keeps a loop's final cursor for at least a year, and promises nothing for the
 #: cursors inside a loop: a loop that waited longer than this is read again from its start
 DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS = 3600.0
+#: Plaid retries a webhook not answered 2xx within 10 s for up to 24 hours: identical
+#: bodies within one window this long are one event (see `webhooks`)
+DEFAULT_WEBHOOK_REPEAT_WINDOW_SECONDS = 86400.0
 
 
 class PlaidSettings(BaseSettings):
@@ -67,6 +70,15 @@ class PlaidSettings(BaseSettings):
     )
     webhook_clock_skew_seconds: int = Field(
         default=60, ge=0, le=600, description="Accept an iat this far in the future (clock differences)"
+    )
+    webhook_repeat_window_seconds: float = Field(
+        default=DEFAULT_WEBHOOK_REPEAT_WINDOW_SECONDS,
+        ge=60,
+        le=30 * 86400,
+        description=(
+            "The same webhook body twice within one window of this length is one event (Plaid's retries); "
+            "in a later window it is a new event. Default: Plaid's retry period, 24 hours"
+        ),
     )
     key_fetch_timeout_seconds: float = Field(
         default=3.0, gt=0, le=30, description="HTTP timeout of /webhook_verification_key/get"

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from support.cluster import Cluster
 
 from apex_connector_plaid.fake_vendor import FakePlaid, FakeVendorServer
+from apex_connector_plaid.webhooks import record_id_of
 from apex_platform.models import RecordKey
 from apex_platform.payloads import REDACTED
 from apex_platform.testing.inbox import wait_delivered
@@ -136,7 +137,7 @@ async def test_no_public_token_reaches_the_inbox_or_any_store(
     assert hits[0]["n"] == 0
 
     # every store holds the webhook records, with the tokens redacted
-    keys = [RecordKey("plaid", event_id) for event_id in event_ids]
+    keys = [RecordKey("plaid", record_id_of(event_id)) for event_id in event_ids]  # event id = record id + window
     sinks = {
         "postgres": PostgresSink(PostgresSinkSettings(dsn=cluster.dsn, schema=cluster.sink_schema)),
         "redis": RedisSink(RedisSinkSettings(url=redis_url, prefix=tag)),

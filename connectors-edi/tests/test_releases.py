@@ -260,6 +260,14 @@ def test_numeric_and_named_time_codes(code: str, hours: float) -> None:
     assert (datetime(2026, 1, 15, tzinfo=UTC) - moment).total_seconds() == hours * 3600
 
 
+def test_three_letter_zones_some_carriers_send_are_read_and_named(records: Records, x12_file: Write) -> None:
+    text = (DATA / "214_004030.x12").read_text().replace("*0730*ET~", "*0730*EDT~")
+    (rec,) = records(x12_file("edt.x12", text))
+    assert rec.occurred_at == datetime(2026, 3, 2, 11, 30, tzinfo=UTC)
+    assert rec.attributes["status"]["utc_offset"] == "-04:00"
+    assert rec.attributes["status"]["time_zone_note"] == "'EDT' is not an X12 time code; read as ED"
+
+
 def test_century_element() -> None:
     assert dates.parse_date("491231", "19") == date(1949, 12, 31)  # the pivot would say 2049
     assert dates.parse_date("491231") == date(2049, 12, 31)

@@ -53,11 +53,19 @@ _ZONES: dict[str, tuple[str, float]] = {
     "TT": ("America/Halifax", -4),
     "NT": ("America/St_Johns", -3.5),
 }
+#: not X12 codes (element 623 has two characters) but sent by some carriers, and
+#: unambiguous: read as the X12 code they spell (AST/ADT are left out: Alaska or Atlantic?)
+ALIASES: dict[str, str] = {
+    "EST": "ES", "EDT": "ED", "CST": "CS", "CDT": "CD", "MST": "MS", "MDT": "MD", "PST": "PS", "PDT": "PD",
+    "AKST": "AS", "AKDT": "AD", "HST": "HS", "UTC": "UT", "GMT": "GM",
+}  # fmt: skip
 
 
 def zone(code: str) -> tzinfo | None:
-    """The zone of an X12 time code; None when unknown (LT, absent, anything else)."""
+    """The zone of an X12 time code (or of an alias above); None when unknown (LT,
+    absent, anything else)."""
     code = code.strip().upper()
+    code = ALIASES.get(code, code)
     if code in _FIXED_HOURS:
         return timezone(timedelta(hours=_FIXED_HOURS[code]))
     if code in _ZONES:

@@ -15,7 +15,7 @@ bots-edi/bots-grammars project, `x12/<release>/records00<release>.py`):
 | B10, L11, N9, R3, MS3, L0, L1, L3 | same positions in every release (elements are appended) | |
 
 A group whose GS08 is not a release this module knows (not six digits, or before
-003040) is read by the shape of each segment (`shape_fits`) and its records say so
+003040) is read by the shape of each segment (`status._at7_fits`) and its records say so
 (`envelope.release_note`); a segment whose shape contradicts its release (a 003070
 AT7 in a group that says 004010) is read with the layout it fits and the record
 says which (`status.layout_note`). Nothing is read with a layout it does not fit

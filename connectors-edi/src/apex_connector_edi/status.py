@@ -260,6 +260,9 @@ def _moment(status: _Status, unit: SetPayload) -> tuple[datetime, dict[str, Any]
         info["century_assumed"] = f"{day.year // 100:02d} (YYMMDD: 00-49 is 20xx, 50-99 is 19xx)"
     local = datetime.combine(day, at or time(0, 0))
     moment, unknown = dates.to_utc(day, at, status.zone)
+    alias = dates.ALIASES.get(status.zone.strip().upper())
+    if alias is not None:
+        info["time_zone_note"] = f"{status.zone!r} is not an X12 time code; read as {alias}"
     info["local_time"] = local.isoformat()
     if unknown:
         info["utc_offset"] = "unknown"

@@ -48,6 +48,9 @@ async def test_demo_fake_vendor_environment_and_deliveries(monkeypatch: pytest.M
             monkeypatch.setenv(key, value)
         assert set(env) >= {"APEX_TURVO_BASE_URL", "APEX_TURVO_API_KEY", "APEX_TURVO_WEBHOOK_TOKEN"}
         connector = TurvoConnector()  # reads the environment the demo set
+        assert connector.reconcile_accounts() == ["shipment", "order"]  # on in the demo
+        listed = await connector.reconcile("shipment", None)  # reaches back to the samples' times
+        assert len(listed.deliveries) == 2
         deliveries = connector.demo_deliveries()
         assert len(deliveries) == 4
         kinds = []

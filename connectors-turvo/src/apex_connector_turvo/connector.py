@@ -18,8 +18,9 @@ from apex_connector_turvo.records import SOURCE, build_records
 from apex_connector_turvo.settings import TurvoSettings, split_list
 from apex_connector_turvo.webhook import check_token, decode_body, read_delivery
 from apex_platform.contracts import SampleDelivery
-from apex_platform.errors import PayloadError, SettingsError, VendorError
+from apex_platform.errors import ApexError, PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
+from apex_platform.reconcile import ReconcilePage
 from apex_platform.settings import load, secret_values
 from apex_platform.vendor_http import SAFE_ID, fill_path
 
@@ -230,6 +231,27 @@ class TurvoConnector:
             where = f" (stored as {event.payload_ref}; resolve it first)" if event.payload_ref else ""
             raise PayloadError(f"Turvo event {event.event_id} has no entity type and id in its payload{where}")
         return payload
+
+    # -- ReconcileSource: the list endpoints fill what the webhooks missed -------------------
+
+    @property
+    def reconcile_interval_seconds(self) -> float:
+        """Seconds between passes; never raises (read when a reconciler starts): invalid
+        settings surface at the first `reconcile`."""
+        try:
+            return self.settings.reconcile_interval_seconds
+        except ApexError:
+            return 300.0
+
+    def reconcile_accounts(self) -> list[str]:
+        """`APEX_TURVO_RECONCILE_ACCOUNTS`, entity types (`shipment,order`): off (empty) by default."""
+        return self.settings.reconcile_account_names()
+
+    async def reconcile(self, account: str, cursor: str | None) -> ReconcilePage:
+        """The entities of type `account` updated in the next window after `cursor` (see `listing`)."""
+        from apex_connector_turvo.listing import Lister
+
+        return await Lister(self.settings, self.client, clock=self._clock).read_page(account, cursor)
 
     # -- DemoSource -------------------------------------------------------------------------
 

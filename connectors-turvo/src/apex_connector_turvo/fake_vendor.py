@@ -56,6 +56,10 @@ class FakeTurvo:
     log: list[tuple[str, str, int]] = field(default_factory=list)
     #: the query parameters of every list request
     list_queries: list[dict[str, str]] = field(default_factory=list)
+    #: while true, `send_webhook` delivers nothing (Turvo's webhooks are lost for a while)
+    drop_webhooks: bool = False
+    #: the webhook bodies dropped so far
+    dropped: list[dict[str, Any]] = field(default_factory=list)
     #: every token grant served, by grant type
     grants: list[str] = field(default_factory=list)
     #: the query parameters of every token request (credentials belong in the body)
@@ -81,11 +85,13 @@ class FakeTurvo:
             self.hidden.clear()
             self.log.clear()
             self.list_queries.clear()
+            self.dropped.clear()
             self.grants.clear()
             self.token_queries.clear()
             self._access.clear()
             self._refresh.clear()
             self._faults.clear()
+        self.drop_webhooks = False
         self.token_ttl_seconds = 3600.0
         self.issue_refresh_tokens = True
 
@@ -121,7 +127,12 @@ class FakeTurvo:
         """A delivery as Turvo's webhook profile would send it: (body, headers)."""
         return samples.encode(doc), samples.webhook_headers(token or self.webhook_token, header)
 
-    def send_webhook(self, apex_url: str, doc: dict[str, Any], **kwargs: Any) -> httpx.Response:
+    def send_webhook(self, apex_url: str, doc: dict[str, Any], **kwargs: Any) -> httpx.Response | None:
+        """Deliver a webhook to an Apex API; None when webhooks are being dropped."""
+        if self.drop_webhooks:
+            with self._lock:
+                self.dropped.append(doc)
+            return None
         body, headers = self.webhook(doc, **kwargs)
         return httpx.post(f"{apex_url.rstrip('/')}/webhooks/turvo", content=body, headers=headers, timeout=30)
 

@@ -141,6 +141,34 @@ class TurvoSettings(BaseSettings):
         default="updated,lastUpdatedOn,updatedDate,lastModifiedDate,modifiedDate,updatedAt,updated_at",
         description="Comma-separated paths, in the fetched entity, of its last-update time (the record version)",
     )
+    # -- reconciliation ---------------------------------------------------------------------
+    reconcile_accounts: str = Field(
+        default="",
+        description=(
+            "Comma-separated entity types whose list endpoint is reconciled against the webhooks "
+            "('shipment,order'); empty (off) by default"
+        ),
+    )
+    reconcile_interval_seconds: float = Field(default=300.0, gt=0, description="Seconds between two passes")
+    reconcile_overlap_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description="Each pass re-lists this far behind the end of the last one (the listing is eventually consistent)",
+    )
+    reconcile_lookback_seconds: float = Field(
+        default=86_400.0, gt=0, description="How far back the very first pass lists"
+    )
+    reconcile_page_size: int = Field(default=100, ge=2, le=500, description="pageSize of each list call")
+    reconcile_min_window_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="The narrowest time window a pass splits a full page into before paging it by offset",
+    )
+    list_updated_filter: str = Field(
+        default="updated",
+        min_length=1,
+        description="The list endpoints' last-update filter: '<name>[gte]' and '<name>[lte]' are sent",
+    )
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)
     http_retries: int = Field(default=2, ge=0, le=10, description="Quick in-call retries of 5xx and network errors")
     rate_limit_backoff_seconds: float = Field(
@@ -186,3 +214,6 @@ class TurvoSettings(BaseSettings):
             if sep and kind.strip() and path.strip():
                 pairs[kind.strip().lower()] = "/" + path.strip().lstrip("/")
         return pairs
+
+    def reconcile_account_names(self) -> list[str]:
+        return list(dict.fromkeys(a.strip().lower() for a in self.reconcile_accounts.split(",") if a.strip()))

@@ -43,7 +43,8 @@ def initial_refresh(fake: FakeQuickBooks) -> str:
 
 @pytest.fixture
 def settings_for(qbo: FakeQuickBooksServer, initial_refresh: str, tmp_path: Path) -> Any:
-    """`settings_for(**overrides)`: settings pointing at the fake, token store in tmp_path."""
+    """`settings_for(**overrides)`: settings pointing at the fake, a file token store in tmp_path
+    (the shared PostgreSQL store has its own tests, in test_shared_tokens.py)."""
 
     def make(**overrides: Any) -> FinancialSettings:
         values: dict[str, Any] = {
@@ -52,6 +53,7 @@ def settings_for(qbo: FakeQuickBooksServer, initial_refresh: str, tmp_path: Path
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
             "refresh_tokens": {REALM: initial_refresh},
+            "token_store": "file",
             "token_store_path": tmp_path / "financial" / "tokens.json",
             "poll_interval_seconds": 3600,
         }

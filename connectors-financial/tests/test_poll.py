@@ -114,19 +114,21 @@ async def test_a_full_answer_is_split_by_entity_and_paged_by_time(
     assert len(again) <= 1  # at most the object at the boundary second, identical
 
 
-async def test_more_changes_in_one_second_than_an_answer_holds_is_a_clear_error(
-    settings_for: Any, fake: FakeQuickBooks
+async def test_more_changes_in_one_second_than_a_page_holds_are_all_read(
+    settings_for: Any, fake: FakeQuickBooks, drain: Any
 ) -> None:
+    # a bulk import: 8 invoices within one second, pages of 3, and no order within a second
     fake.max_objects = 3
     connector = FinancialConnector(settings_for(max_objects=3, entities="Invoice"))
+    before = [fake.add("Invoice", {"DocNumber": f"A{i}"}) for i in range(2)]
     at = fake.tick()
-    for i in range(4):
-        fake.add("Invoice", {"DocNumber": f"B{i}"}, at=at)
-    page = await connector.poll(REALM, None)
-    assert page.has_more
-    with pytest.raises(VendorError, match="more than 3 Invoice objects changed at") as info:
-        await connector.poll(REALM, page.next_cursor)
-    assert not info.value.retryable
+    crowd = [fake.add("Invoice", {"DocNumber": f"B{i}"}, at=at) for i in range(8)]
+    after = [fake.add("Invoice", {"DocNumber": f"C{i}"}) for i in range(2)]
+    records, cursor = await drain(connector)
+    assert {r.id for r in records} == {f"{REALM}:invoice:{i}" for i in before + crowd + after}
+    assert "windows" not in json.loads(cursor)
+    assert any("startposition 4 " in q for q in fake.queries)  # the crowded second paged by position
+    assert any(q.startswith("select count(*) from Invoice where MetaData.LastUpdatedTime = ") for q in fake.queries)
 
 
 async def test_refresh_token_is_rotated_and_kept_in_a_private_file(
@@ -179,6 +181,7 @@ async def test_wrong_client_secret_is_not_retryable(settings_for: Any, fake: Fak
     with pytest.raises(VendorError, match="APEX_FINANCIAL_CLIENT_SECRET") as info:
         await connector.poll(REALM, None)
     assert not info.value.retryable
+    assert str(info.value).endswith(f"(intuit_tid {fake.tids[-1]})")  # the token endpoint's too
     assert "not-the-secret" not in str(info.value)
     assert CLIENT_SECRET not in str(info.value)
 
@@ -191,6 +194,7 @@ async def test_revoked_refresh_token_is_not_retryable(
     with pytest.raises(VendorError, match="invalid_grant") as info:
         await connector.poll(REALM, None)
     assert not info.value.retryable
+    assert str(info.value).endswith(f"(intuit_tid {fake.tids[-1]})")
     assert "APEX_FINANCIAL_REFRESH_TOKENS" in str(info.value)
     assert initial_refresh not in str(info.value)
 
@@ -201,6 +205,7 @@ async def test_throttling_is_retryable_with_the_wait(connector: FinancialConnect
         await connector.poll(REALM, None)
     assert info.value.retryable
     assert info.value.retry_after == 2
+    assert f"(intuit_tid {fake.tids[-1]})" in str(info.value)
     fake.fail(429)
     with pytest.raises(VendorError) as info:
         await connector.poll(REALM, None)
@@ -236,6 +241,8 @@ async def test_faults_and_unreadable_answers_are_named(
         await connector.poll(REALM, None)
     assert info.value.retryable is retryable
     assert f"financial {REALM}: GET /v3/company/{REALM}/cdc" in str(info.value)
+    # Intuit's transaction id of the failed answer, which Intuit's support asks for
+    assert str(info.value).endswith(f"(intuit_tid {fake.tids[-1]})")
 
 
 async def test_cursor_holds_no_secret(

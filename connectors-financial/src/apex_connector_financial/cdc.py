@@ -1,4 +1,4 @@
-"""QuickBooks Online's change data capture answer, read defensively.
+"""QuickBooks Online's change data capture and query answers, read defensively.
 
 ```
 {"CDCResponse": [{"QueryResponse": [{"Invoice": [...], "startPosition": 1, "maxResults": 2},
@@ -7,7 +7,11 @@
 ```
 
 Deleted objects are `{"domain": "QBO", "status": "Deleted", "Id": "979",
-"MetaData": {"LastUpdatedTime": …}}`. Shapes that are not QuickBooks' raise `ShapeError`.
+"MetaData": {"LastUpdatedTime": …}}`. The query API answers
+`{"QueryResponse": {"Invoice": [...], "startPosition": 1, "maxResults": 2}, "time": …}`
+(`{"QueryResponse": {}}` when nothing matches, `{"QueryResponse": {"totalCount": 5}}` for
+`select count(*)`), and never holds deleted objects. Shapes that are not QuickBooks' raise
+`ShapeError`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ def parse_time(value: Any) -> datetime | None:
 def format_time(when: datetime) -> str:
     """`changedSince` as QuickBooks shows its own times: ISO 8601 with an explicit offset."""
     return when.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def whole_second(when: datetime) -> datetime:
+    """`when` without its fraction: QuickBooks keeps `LastUpdatedTime` to the second."""
+    return when.astimezone(UTC).replace(microsecond=0)
+
+
+def query_time(when: datetime) -> str:
+    """A time literal of the query language: `'2015-12-23T20:55:50+00:00'` (whole seconds)."""
+    return "'" + whole_second(when).isoformat(timespec="seconds") + "'"
 
 
 @dataclass(frozen=True)
@@ -112,3 +126,32 @@ def parse_cdc(doc: Any, where: str) -> CdcAnswer:
                     raise ShapeError(f"{where}: QueryResponse[{j}].{str(entity)[:40]} is not a list")
                 changes += [_change(entity, item, f"{where}: {entity}[{k}]") for k, item in enumerate(items)]
     return CdcAnswer(when, changes)
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    time: datetime | None
+    changes: list[Change] = field(default_factory=list)
+    total_count: int | None = None
+
+
+def parse_query(doc: Any, entity: str, where: str) -> QueryAnswer:
+    """A query answer for one entity: its objects (never deleted ones), or `totalCount`."""
+    if not isinstance(doc, dict):
+        raise ShapeError(f"{where}: the answer is not a JSON object")
+    resp = doc.get("QueryResponse")
+    if not isinstance(resp, dict):
+        raise ShapeError(f"{where}: QueryResponse is {'missing' if resp is None else 'not an object'}")
+    total = resp.get("totalCount")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise ShapeError(f"{where}: QueryResponse.totalCount is not a count")
+    items = resp.get(entity, [])
+    if not isinstance(items, list):
+        raise ShapeError(f"{where}: QueryResponse.{entity} is not a list")
+    others = [str(k)[:40] for k in resp if k != entity and k not in _PAGING_KEYS]
+    if others:
+        raise ShapeError(f"{where}: QueryResponse holds {others[0]}, not the {entity} objects asked for")
+    changes = [_change(entity, item, f"{where}: {entity}[{k}]") for k, item in enumerate(items)]
+    if any(c.deleted for c in changes):
+        raise ShapeError(f"{where}: the query answer holds a deleted {entity}, which the query API never returns")
+    return QueryAnswer(parse_time(doc.get("time")), changes, total)

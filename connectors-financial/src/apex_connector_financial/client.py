@@ -1,20 +1,24 @@
-"""The CDC call to QuickBooks Online, and QuickBooks' faults as `VendorError`s.
+"""The calls to QuickBooks Online (change data capture and the query API), and
+QuickBooks' faults as `VendorError`s.
 
 A fault looks like `{"Fault": {"Error": [{"Message", "Detail", "code", "element"}],
 "type": "ValidationFault"}, "time": …}` and may come with any status, 200 included.
 429 and 5xx are retryable (5xx and connection failures get two quick retries in the
 call first); a 401 refreshes the access token once and tries again; what is left is
-non-retryable. Messages name the source, the company and the endpoint, never a token.
+non-retryable. Messages name the source, the company and the endpoint, never a token,
+and end with the answer's `intuit_tid` header: Intuit asks for it in every support case.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from tenacity import wait_random_exponential
 
+from apex_connector_financial.intuit_tid import intuit_tid, tid_note
 from apex_connector_financial.tokens import TokenManager
 from apex_platform.errors import VendorError
 from apex_platform.vendor_http import TransientFailure, parse_retry_after, retry_transient
@@ -23,6 +27,18 @@ _USER_AGENT = "apex-connector-financial/0.1"
 _MAX_MESSAGE = 300
 _MAX_WAIT = 3600.0
 _QUICK_RETRY_WAIT = wait_random_exponential(multiplier=0.2, max=2.0)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A decoded QuickBooks answer: the JSON object, the endpoint and the `intuit_tid` for messages."""
+
+    doc: dict[str, Any]
+    where: str
+    tid: str | None = None
+
+    def error(self, problem: str, *, retryable: bool) -> VendorError:
+        return VendorError(f"{self.where}: {problem}{tid_note(self.tid)}", retryable=retryable)
 
 
 def fault_of(doc: Any) -> str | None:
@@ -47,26 +63,28 @@ def error_for(resp: httpx.Response, text: str, *, where: str, default_wait: floa
         doc = None
     detail = fault_of(doc) or (text.strip().replace("\n", " ")[:_MAX_MESSAGE] or "no body")
     status = resp.status_code
+    tid = tid_note(intuit_tid(resp))
     if status == 429:
         wait = parse_retry_after(resp.headers.get("retry-after"), default=default_wait, cap=_MAX_WAIT)
         return VendorError(
-            f"{where}: QuickBooks throttled the call (429, {detail}); retry in {wait:g}s",
+            f"{where}: QuickBooks throttled the call (429, {detail}); retry in {wait:g}s{tid}",
             retryable=True,
             retry_after=wait,
         )
     if status == 401:
         return VendorError(
             f"{where}: QuickBooks rejected the access token even after a refresh (401, {detail}). The app may "
-            "have been disconnected from this company: reconnect it and update APEX_FINANCIAL_REFRESH_TOKENS",
+            f"have been disconnected from this company: reconnect it and update APEX_FINANCIAL_REFRESH_TOKENS{tid}",
             retryable=False,
         )
     if status == 403:
         return VendorError(
-            f"{where}: QuickBooks refused the call (403, {detail}); the app needs the accounting scope", retryable=False
+            f"{where}: QuickBooks refused the call (403, {detail}); the app needs the accounting scope{tid}",
+            retryable=False,
         )
     if status >= 500 or status == 408:
-        return VendorError(f"{where}: QuickBooks server error {status} ({detail})", retryable=True)
-    return VendorError(f"{where}: QuickBooks answered {status} ({detail})", retryable=False)
+        return VendorError(f"{where}: QuickBooks server error {status} ({detail}){tid}", retryable=True)
+    return VendorError(f"{where}: QuickBooks answered {status} ({detail}){tid}", retryable=False)
 
 
 class QboClient:
@@ -90,21 +108,23 @@ class QboClient:
     def where(self, path: str) -> str:
         return f"financial {self.realm}: GET {path}"
 
-    async def cdc(self, entities: list[str], changed_since: str) -> tuple[dict[str, Any], str]:
-        """`GET /v3/company/{realm}/cdc`: the decoded answer and the endpoint for messages."""
-        path = f"/v3/company/{self.realm}/cdc"
-        params = {
-            "entities": ",".join(entities),
-            "changedSince": changed_since,
-            "minorversion": str(self.minor_version),
-        }
+    async def cdc(self, entities: list[str], changed_since: str) -> Answer:
+        """`GET /v3/company/{realm}/cdc?entities=…&changedSince=…`: the decoded answer."""
+        params = {"entities": ",".join(entities), "changedSince": changed_since}
+        return await self._call(f"/v3/company/{self.realm}/cdc", params)
+
+    async def query(self, statement: str) -> Answer:
+        """`GET /v3/company/{realm}/query?query=<select statement>`: the decoded answer."""
+        return await self._call(f"/v3/company/{self.realm}/query", {"query": statement})
+
+    async def _call(self, path: str, params: dict[str, str]) -> Answer:
+        params = {**params, "minorversion": str(self.minor_version)}
         where = self.where(path)
-        doc = await retry_transient(
+        return await retry_transient(
             lambda: self._authorised(path, params, where), attempts=self.attempts, wait=_QUICK_RETRY_WAIT
         )
-        return doc, where
 
-    async def _authorised(self, path: str, params: dict[str, str], where: str) -> dict[str, Any]:
+    async def _authorised(self, path: str, params: dict[str, str], where: str) -> Answer:
         token = await self.tokens.access_token(self.realm, self.http)
         resp, text = await self._get(path, params, token, where)
         if resp.status_code == 401:
@@ -117,21 +137,26 @@ class QboClient:
             if resp.status_code >= 500:
                 raise TransientFailure(error)
             raise error
+        tid = intuit_tid(resp)
         try:
             doc = json.loads(text)
         except ValueError as exc:
             raise VendorError(
-                f"{where}: QuickBooks' answer is not valid JSON ({exc}; {len(text)} characters, truncated or not JSON)",
+                f"{where}: QuickBooks' answer is not valid JSON ({exc}; {len(text)} characters, truncated or not "
+                f"JSON){tid_note(tid)}",
                 retryable=True,
             ) from exc
         fault = fault_of(doc)
         if fault is not None:  # QuickBooks may answer 200 with a fault in the body
-            raise VendorError(f"{where}: QuickBooks answered with a fault ({fault})", retryable="SystemFault" in fault)
+            raise VendorError(
+                f"{where}: QuickBooks answered with a fault ({fault}){tid_note(tid)}", retryable="SystemFault" in fault
+            )
         if not isinstance(doc, dict):
             raise VendorError(
-                f"{where}: QuickBooks' answer is a JSON {type(doc).__name__}, not an object", retryable=True
+                f"{where}: QuickBooks' answer is a JSON {type(doc).__name__}, not an object{tid_note(tid)}",
+                retryable=True,
             )
-        return doc
+        return Answer(doc, where, tid)
 
     async def _get(self, path: str, params: dict[str, str], token: str, where: str) -> tuple[httpx.Response, str]:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": _USER_AGENT}

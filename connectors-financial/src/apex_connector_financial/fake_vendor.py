@@ -8,20 +8,31 @@
   (400) and `{"error": "invalid_client"}` (401).
 - `GET /v3/company/{realmId}/cdc?entities=…&changedSince=…&minorversion=…`: the objects
   of those entities changed at or after `changedSince`, grouped by entity, oldest first,
-  deleted ones after the active ones (`{"status": "Deleted", "Id", "MetaData"}`), at most
-  `max_objects` per answer (Intuit: 1,000), and `time`. A `changedSince` older than 30
-  days is refused as Intuit does.
+  deleted ones after the active ones (`{"status": "Deleted", "Id", "MetaData"}`), and
+  `time`. At most `max_objects` per answer (Intuit: 1,000); a fuller answer keeps an
+  arbitrary subset, in no order, because Intuit does not say which objects it keeps. A
+  `changedSince` older than 30 days is refused as Intuit does.
+- `GET /v3/company/{realmId}/query?query=<select statement>&minorversion=…`: `select * |
+  count(*) from <Entity> [where MetaData.LastUpdatedTime <op> '<ISO time>' [and …]]
+  [orderby MetaData.LastUpdatedTime [asc|desc]] [startposition N] [maxresults M]`
+  (keywords in any case; M at most 1,000, default 100, as Intuit documents). Deleted
+  objects are never returned. Objects of the same second come in a different order on
+  every call (nothing orders them), and without `orderby` the whole answer is in no order.
 
-Every API call needs a live access token of that company (401 `AuthenticationFault`
-otherwise). Faults are queued with `fail(...)`: 429 throttling, 5xx, 400, a fault inside a
-200, malformed or truncated bodies. Calls are recorded in `calls`.
+Every answer carries an `intuit_tid` header (recorded in `tids`), as Intuit's do. Every API
+call needs a live access token of that company (401 `AuthenticationFault` otherwise).
+Faults are queued with `fail(...)`: 429 throttling, 5xx, 400, a fault inside a 200,
+malformed or truncated bodies. Calls are recorded in `calls`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
+import random
+import re
 import secrets
 import threading
 import time
@@ -101,7 +112,7 @@ def fault_body(status: int, fault_type: str, code: str, message: str, detail: st
 class FakeQuickBooks:
     """One fake Intuit app with its companies; tests change it between polls."""
 
-    def __init__(self, *, access_ttl: float = 3600.0, max_objects: int = 1000) -> None:
+    def __init__(self, *, access_ttl: float = 3600.0, max_objects: int = 1000, seed: int = 20260310) -> None:
         self.client_id = CLIENT_ID
         self.client_secret = CLIENT_SECRET
         self.access_ttl = access_ttl
@@ -112,7 +123,14 @@ class FakeQuickBooks:
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, str]] = []
         self.cdc_params: list[dict[str, str]] = []
+        self.queries: list[str] = []
+        self.tids: list[str] = []
         self.token_requests = 0
+        #: seconds the token endpoint takes to answer (tests of concurrent refreshes)
+        self.token_delay = 0.0
+        #: a token answer served verbatim instead of a generated one (Intuit's documented samples)
+        self.token_answer: bytes | None = None
+        self.rng = random.Random(seed)  # noqa: S311 - which objects a full answer keeps, not a secret
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
         # a day ago, whole seconds: every change is inside the CDC window
@@ -151,11 +169,16 @@ class FakeQuickBooks:
             obj.sync += 1
             obj.updated = self.tick() if at is None else at
 
-    def delete(self, entity: str, oid: str, *, realm: str = REALM) -> None:
+    def delete(self, entity: str, oid: str, *, realm: str = REALM, at: float | None = None) -> None:
         with self.lock:
             obj = self.objects[realm][(entity, oid)]
             obj.deleted = True
-            obj.updated = self.tick()
+            obj.updated = self.tick() if at is None else at
+
+    def advance_to(self, ts: float) -> None:
+        """Move the server's clock to `ts` (after changes made with `at=`)."""
+        with self.lock:
+            self.clock = max(self.clock, ts)
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -210,6 +233,11 @@ class FakeQuickBooks:
             realm = self.refresh.pop(form.get("refresh_token", ""), None)
             if realm is None:
                 return _json({"error": "invalid_grant"}, 400)
+            if self.token_answer is not None:
+                doc = json.loads(self.token_answer)
+                self.refresh[doc["refresh_token"]] = realm
+                self.access[doc["access_token"]] = (realm, time.time() + float(doc["expires_in"]))
+                return Response(self.token_answer, status_code=200, media_type="application/json")
             new_refresh = f"AB11{secrets.token_hex(16)}"
             access = f"eyJfake.{secrets.token_hex(24)}"
             self.refresh[new_refresh] = realm
@@ -287,7 +315,10 @@ class FakeQuickBooks:
                 ]
                 active = sorted((o for o in pool if not o.deleted), key=lambda o: (o.updated, int(o.id)))
                 gone = sorted((o for o in pool if o.deleted), key=lambda o: (o.updated, int(o.id)))
-                window = (active + gone)[: max(room, 0)]
+                window = active + gone
+                if len(window) > max(room, 0):
+                    # Intuit does not say which objects a full answer keeps: any of them, in any order
+                    window = self.rng.sample(window, max(room, 0))
                 room -= len(window)
                 if window:
                     answer.append({entity: [o.view() for o in window], "startPosition": 1, "maxResults": len(window)})
@@ -300,24 +331,145 @@ class FakeQuickBooks:
             }
             return _json(doc)
 
+    def query(self, realm: str, params: dict[str, str]) -> Response[Any]:
+        with self.lock:
+            statement = params.get("query", "")
+            self.queries.append(statement)
+            if "minorversion" not in params:
+                return _json(fault_body(400, "ValidationFault", "4000", "minorversion is required"), 400)
+            try:
+                parsed = _parse_select(statement)
+            except ValueError as exc:
+                return _json(fault_body(400, "ValidationFault", "4000", "Error parsing query", str(exc)), 400)
+            matches = [
+                o
+                for (e, _), o in self.objects.get(realm, {}).items()
+                if e == parsed.entity and not o.deleted and all(test(int(o.updated)) for test in parsed.conditions)
+            ]
+            # nothing orders objects of the same second, and nothing at all without orderby
+            ties = {id(o): self.rng.random() for o in matches}
+            if parsed.order:
+                matches.sort(key=lambda o: ties[id(o)])
+                matches.sort(key=lambda o: int(o.updated), reverse=parsed.descending)
+            else:
+                self.rng.shuffle(matches)
+            now = datetime.fromtimestamp(self.clock + 0.5, PACIFIC).isoformat(timespec="milliseconds")
+            if parsed.count:
+                return _json({"QueryResponse": {"totalCount": len(matches)}, "time": now})
+            chosen = matches[parsed.start - 1 : parsed.start - 1 + parsed.max_results]
+            if not chosen:
+                return _json({"QueryResponse": {}, "time": now})
+            return _json(
+                {
+                    "QueryResponse": {
+                        parsed.entity: [o.view() for o in chosen],
+                        "startPosition": parsed.start,
+                        "maxResults": len(chosen),
+                    },
+                    "time": now,
+                }
+            )
+
+
+@dataclass
+class _Select:
+    entity: str
+    count: bool
+    conditions: list[Any]
+    order: bool
+    descending: bool
+    start: int
+    max_results: int
+
+
+_SELECT = re.compile(
+    r"^\s*select\s+(?P<what>\*|count\(\*\))\s+from\s+(?P<entity>[A-Za-z]+)"
+    r"(?:\s+where\s+(?P<where>.+?))?"
+    r"(?:\s+orderby\s+(?P<order>[A-Za-z.]+)(?:\s+(?P<dir>asc|desc))?)?"
+    r"(?:\s+startposition\s+(?P<start>\d+))?"
+    r"(?:\s+maxresults\s+(?P<max>\d+))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_CONDITION = re.compile(r"^\s*MetaData\.LastUpdatedTime\s*(?P<op><=|>=|=|<|>)\s*'(?P<value>[^']+)'\s*$", re.I)
+_OPS: dict[str, Any] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    "=": lambda a, b: a == b,
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+}
+
+
+def _parse_select(statement: str) -> _Select:
+    """The part of Intuit's query language the connector uses (and the fake understands)."""
+    match = _SELECT.match(statement)
+    if match is None:
+        raise ValueError(f"QueryParserError: cannot parse {statement[:120]!r}")
+    conditions: list[Any] = []
+    for part in re.split(r"\s+and\s+", match["where"] or "", flags=re.I) if match["where"] else []:
+        cond = _CONDITION.match(part)
+        if cond is None:
+            raise ValueError(f"QueryParserError: the fake filters on MetaData.LastUpdatedTime only, not {part[:60]!r}")
+        when = datetime.fromisoformat(cond["value"].replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            raise ValueError(f"QueryParserError: {cond['value']!r} has no offset")
+        op, bound = _OPS[cond["op"]], int(when.timestamp())
+        conditions.append(lambda t, op=op, bound=bound: op(t, bound))
+    order = match["order"]
+    if order is not None and order.lower() != "metadata.lastupdatedtime":
+        raise ValueError(f"QueryParserError: the fake orders by MetaData.LastUpdatedTime only, not {order!r}")
+    start = int(match["start"] or 1)
+    max_results = int(match["max"] or 100)
+    if start < 1 or not 1 <= max_results <= 1000:
+        raise ValueError("STARTPOSITION must be at least 1 and MAXRESULTS between 1 and 1000")
+    return _Select(
+        match["entity"],
+        match["what"] != "*",
+        conditions,
+        order is not None,
+        (match["dir"] or "").lower() == "desc",
+        start,
+        max_results,
+    )
+
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(json.dumps(doc).encode(), status_code=status, media_type="application/json", headers=headers or {})
 
 
+def _tid() -> str:
+    """A transaction id shaped like Intuit's: `1-<8 hex>-<24 hex>`."""
+    return f"1-{secrets.token_hex(4)}-{secrets.token_hex(12)}"
+
+
 def create_app(fake: FakeQuickBooks) -> Litestar:
+    def traced(resp: Response[Any]) -> Response[Any]:
+        tid = _tid()
+        with fake.lock:
+            fake.tids.append(tid)
+        resp.headers["intuit_tid"] = tid
+        return resp
+
     @post("/oauth2/v1/tokens/bearer", status_code=200)
     async def token(request: Request[Any, Any, Any]) -> Response[Any]:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
-        return fake.token(request.headers.get("authorization", ""), form)
+        if fake.token_delay:
+            await asyncio.sleep(fake.token_delay)
+        return traced(fake.token(request.headers.get("authorization", ""), form))
 
     @get("/v3/company/{realm:str}/cdc")
     async def cdc(request: Request[Any, Any, Any]) -> Response[Any]:
         realm = request.path_params["realm"]
         params = {k: str(v) for k, v in request.query_params.items()}
-        return fake.gate(request, realm) or fake.cdc(realm, params)
+        return traced(fake.gate(request, realm) or fake.cdc(realm, params))
 
-    return Litestar(route_handlers=[token, cdc], logging_config=None, openapi_config=None)
+    @get("/v3/company/{realm:str}/query")
+    async def query(request: Request[Any, Any, Any]) -> Response[Any]:
+        realm = request.path_params["realm"]
+        params = {k: str(v) for k, v in request.query_params.items()}
+        return traced(fake.gate(request, realm) or fake.query(realm, params))
+
+    return Litestar(route_handlers=[token, cdc, query], logging_config=None, openapi_config=None)
 
 
 class FakeQuickBooksServer(FakeVendorServer):

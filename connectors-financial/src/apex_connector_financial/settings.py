@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode
@@ -42,9 +42,25 @@ class FinancialSettings(BaseSettings):
     max_objects: int = Field(
         default=1000, ge=1, le=1000, description="Objects one CDC answer holds at most (Intuit: 1,000)"
     )
+    token_store: Literal["postgres", "file"] = Field(
+        default="postgres",
+        description="Where rotated tokens are kept: postgres (shared by every worker host, the default) or file "
+        "(one host only)",
+    )
+    token_store_dsn: Credential | None = Field(
+        default=None,
+        description="postgresql:// URL of the token store; unset: the inbox's database (APEX_INBOX_DSN, else "
+        "APEX_POSTGRES_DSN, else the embedded stack's)",
+    )
+    token_store_schema: str = Field(
+        default="apex_financial",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of the token store's table",
+    )
     token_store_path: Path | None = Field(
         default=None,
-        description="File of the rotated refresh tokens (mode 0600); default APEX_HOME/financial/tokens.json",
+        description="With token_store=file: the file of the rotated refresh tokens (mode 0600); default "
+        "APEX_HOME/financial/tokens.json",
     )
     token_refresh_margin_seconds: float = Field(
         default=300.0, ge=0, le=3000, description="Refresh an access token this long before it expires"

@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apex_connector_financial import FileTokenStore, FinancialConnector, FinancialSettings
-from apex_connector_financial.cdc import Change, ShapeError, format_time, parse_cdc, parse_time
+from apex_connector_financial.cdc import (
+    Change,
+    ShapeError,
+    format_time,
+    parse_cdc,
+    parse_query,
+    parse_time,
+    query_time,
+)
 from apex_connector_financial.client import fault_of
 from apex_connector_financial.cursor import decode
 from apex_connector_financial.records import build_record, version_of
@@ -304,3 +312,41 @@ def test_any_object_becomes_a_record_or_a_shape_error(body: Any, entity: str) ->
         return
     for c in answer.changes:
         build_record("1", c)
+
+
+def test_query_answers() -> None:
+    live = {"Id": "7", "SyncToken": "1", "MetaData": {"LastUpdatedTime": "2015-12-23T12:55:50-08:00"}}
+    doc = {"QueryResponse": {"Invoice": [live], "startPosition": 1, "maxResults": 1}, "time": "2015-12-23T12:56:06Z"}
+    answer = parse_query(doc, "Invoice", "w")
+    assert [(c.entity, c.id, c.updated) for c in answer.changes] == [("Invoice", "7", T)]
+    assert parse_query({"QueryResponse": {}, "time": "2015-12-23T12:56:06Z"}, "Invoice", "w").changes == []
+    assert parse_query({"QueryResponse": {"totalCount": 5}}, "Invoice", "w").total_count == 5
+    assert query_time(datetime(2015, 12, 23, 20, 55, 50, 999000, tzinfo=UTC)) == "'2015-12-23T20:55:50+00:00'"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([], "not a JSON object"),
+        ({}, "QueryResponse is missing"),
+        ({"QueryResponse": []}, "QueryResponse is not an object"),
+        ({"QueryResponse": {"totalCount": -1}}, "totalCount is not a count"),
+        ({"QueryResponse": {"totalCount": True}}, "totalCount is not a count"),
+        ({"QueryResponse": {"Invoice": {}}}, "Invoice is not a list"),
+        ({"QueryResponse": {"Bill": []}}, "holds Bill, not the Invoice objects"),
+        (
+            {
+                "QueryResponse": {
+                    "Invoice": [
+                        {"status": "Deleted", "Id": "1", "MetaData": {"LastUpdatedTime": "2015-12-23T12:55:50Z"}}
+                    ]
+                }
+            },
+            "holds a deleted Invoice",
+        ),
+        ({"QueryResponse": {"Invoice": [{"Id": "1"}]}}, "LastUpdatedTime is missing"),
+    ],
+)
+def test_hostile_query_answers(doc: Any, message: str) -> None:
+    with pytest.raises(ShapeError, match=message):
+        parse_query(doc, "Invoice", "w")

@@ -219,7 +219,7 @@ class FinancialConnector:
     async def _query(self, client: QboClient, entity: str, statement: str) -> QueryAnswer:
         answer = await client.query(statement)
         try:
-            return parse_query(answer.doc, entity, f"{answer.where} ({statement})")
+            return parse_query(answer.doc, entity, statement)
         except ShapeError as exc:
             raise answer.error(f"unexpected QuickBooks answer: {exc}", retryable=True) from exc
 

@@ -160,6 +160,8 @@ class Saga:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        metrics.SINK_RETRIES.labels(sink, op).inc()
                     result = await breaker.call(fn)
         except Exception:
             metrics.SINK_CALLS.labels(sink, op, "error").inc()
@@ -207,6 +209,7 @@ class Saga:
         for source, seen in Counter(r.source for r in records).items():
             metrics.RECORDS_WRITTEN.labels(source).inc(written[source])
             metrics.RECORDS_SKIPPED.labels(source).inc(seen - written[source])
+            metrics.SOURCE_LAST_WRITE.labels(source).set_to_current_time()
         return WriteResult(
             written=len(batch),
             skipped=len(records) - len(batch) - len(quarantined),

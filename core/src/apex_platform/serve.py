@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from apex_platform import metrics
 from apex_platform.api import create_app
 from apex_platform.api.server import uvicorn_config
 from apex_platform.runtime import Runtime
@@ -52,6 +53,19 @@ def start_inbox_watchers(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.
     return tasks
 
 
+def announce_metrics(runtime: Runtime, *, api: bool, worker: bool, priorities: Sequence[str]) -> None:
+    """The process's role, and for a worker the sources it serves (their expected silence,
+    poll interval, and a start time the silence alerts count from)."""
+    from apex_platform.contracts import PollSource
+
+    role = "+".join(name for name, on in (("api", api), ("worker", worker)) if on)
+    wanted = {p.upper() for p in priorities}
+    served = [s for s in runtime.registry.sources.values() if s.priority.upper() in wanted] if worker else []
+    metrics.announce_sources(
+        role, [(s.name, s.poll_interval_seconds if isinstance(s, PollSource) else None) for s in served]
+    )
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,6 +86,9 @@ async def serve(
 ) -> None:
     """Serve until `stop` is set (by a signal when none is given), then drain and return."""
     data_converter(runtime.temporal)  # no start without payload keys (or encryption explicitly off)
+    # before the first Temporal client: the SDK's own metrics on their port, if asked for
+    metrics.install_temporal_runtime_metrics()
+    announce_metrics(runtime, api=api, worker=worker, priorities=priorities)
     if stop is None:
         stop = asyncio.Event()
         install_stop_signals(stop)
@@ -79,6 +96,9 @@ async def serve(
     server: _Server | None = None
     if worker:
         jobs.append(asyncio.create_task(run_worker(runtime, priorities, stop), name="worker"))
+        if not api and metrics.serve_worker_metrics() is not None:
+            # a worker alone serves its metrics from a thread: the inbox is read beside it
+            jobs.append(asyncio.create_task(metrics.keep_inbox_read(runtime.inbox, stop), name="metrics"))
     if worker and inboxes:
         jobs += start_inbox_watchers(runtime, stop)
     if api:

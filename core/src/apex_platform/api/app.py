@@ -10,10 +10,9 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from apex_platform import __version__
+from apex_platform import __version__, metrics
 from apex_platform.api.admin import AdminController
 from apex_platform.api.codec import CodecController, codec_cors
 from apex_platform.api.controllers import HealthController, MetricsController, PluginsController, WebhookController
@@ -60,7 +59,6 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
     def provide_runtime() -> Runtime:
         return runtime
 
-    prometheus = PrometheusConfig(app_name="apex", prefix="apex", group_path=True, exclude=["/metrics"])
     return Litestar(
         route_handlers=[
             WebhookController,
@@ -74,7 +72,8 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
-        middleware=[prometheus.middleware],
+        # HTTP metrics by route template and installed source (docs/operations.md)
+        middleware=[metrics.http_middleware(lambda: runtime.registry.sources)],
         request_max_body_size=runtime.core.max_body_bytes,
         cors_config=codec_cors(),  # the Temporal UI's origins only (APEX_CODEC_CORS_ORIGINS), else none
         openapi_config=OpenAPIConfig(title="Apex ingestion API", version=__version__, path="/schema"),

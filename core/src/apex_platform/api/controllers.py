@@ -167,8 +167,10 @@ class MetricsController(Controller):
         media_type="text/plain",
         description="The Prometheus text exposition format (text/plain; version=0.0.4).",
     )
-    async def metrics(self) -> Response[bytes]:
-        """Every counter and histogram of this process (and the edge's request metrics)."""
+    async def metrics(self, runtime: RuntimeDep) -> Response[bytes]:
+        """Every metric of this process (docs/operations.md), the inbox read at most once
+        per APEX_METRICS_INBOX_CACHE_SECONDS."""
+        await metrics.INBOX.refresh(runtime.inbox)
         registry: CollectorRegistry = REGISTRY
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ:
             registry = CollectorRegistry()

@@ -464,17 +464,15 @@ class IngestActivities:
                 raise ApplicationError(f"{source}: {exc}", type="SettingsError") from exc
             except Exception as exc:  # noqa: BLE001 - one body never blocks its neighbours
                 activity.logger.warning("delivery %s of %s not parsed: %s", row.event_id, source, exc)
-                metrics.RECORDS_PARSED.labels(source, "apex.unparsed").inc()
+                metrics.record_unparsed(source)
                 bad = unparsed_record(fallback, f"{type(exc).__name__}: {exc}", row.body)
                 records.append(bad)
                 origins[(bad.id, bad.version)] = origin
                 counts.append(1)
                 unparsed += 1
                 continue
+            metrics.record_quality(parsed)
             for record in parsed:
-                metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
-                if not record.entities:
-                    metrics.RECORDS_WITHOUT_ENTITIES.labels(record.source).inc()
                 origins[(record.id, record.version)] = origin
             records.extend(parsed)
             counts.append(len(parsed))
@@ -507,8 +505,7 @@ class IngestActivities:
                 )
             page = await _read_page(connector, inp)
             records = list(page.records)
-            for record in records:
-                metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+            metrics.record_quality(records)
             ids = tuple(dict.fromkeys(r.id for r in records[-20:]))
             if stage is not None and (page.has_more or stage.index > 0):
                 staged = StagedPage(
@@ -532,6 +529,7 @@ class IngestActivities:
                 )
             # a loop of one page (nothing to void) or a source that is not all-or-nothing
             records, result = await self._ingest_page(inp.account, inp.cursor, records)
+        metrics.record_poll_success(inp.source, records)
         metrics.ACTIVITY_SECONDS.labels("poll_ingest", inp.source).observe(time.perf_counter() - started)
         return PollIngestResult(
             next_cursor=page.next_cursor,
@@ -586,6 +584,7 @@ class IngestActivities:
             except ValueError as exc:  # a blob this version cannot read: the loop is read again
                 raise _non_retryable(PayloadError(f"staged page unreadable: {exc}")) from exc
             records, result = await self._ingest_page(page.account, page.cursor, list(page.records))
+        metrics.record_poll_success(inp.source, records)
         metrics.ACTIVITY_SECONDS.labels("poll_commit", inp.source).observe(time.perf_counter() - started)
         return PollCommitResult(
             count=len(records), record_ids=tuple(dict.fromkeys(r.id for r in records[-20:])), write=result
@@ -637,10 +636,7 @@ class IngestActivities:
             raise _non_retryable(exc) from exc
         except VendorError as exc:
             raise _vendor_failure(exc) from exc
-        for record in records:
-            metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
-            if not record.entities:
-                metrics.RECORDS_WITHOUT_ENTITIES.labels(record.source).inc()
+        metrics.record_quality(records)
         metrics.ACTIVITY_SECONDS.labels("parse", inp.event.source).observe(time.perf_counter() - started)
         return self.codec.pack(inp.event.source, records)
 
@@ -661,13 +657,12 @@ class IngestActivities:
                 parsed = connector.parse(event)
             except (PayloadError, BlobNotFound) as exc:
                 activity.logger.warning("event %s of %s not parsed: %s", raw.event_id, inp.source, exc)
-                metrics.RECORDS_PARSED.labels(inp.source, "apex.unparsed").inc()
+                metrics.record_unparsed(inp.source)
                 records.append(unparsed_record(raw, str(exc)))
                 continue
             except VendorError as exc:
                 raise _vendor_failure(exc) from exc
-            for record in parsed:
-                metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+            metrics.record_quality(parsed)
             records.extend(parsed)
         return self.codec.pack(inp.source, records)
 
@@ -682,8 +677,7 @@ class IngestActivities:
             raise _non_retryable(PluginError(f"source {inp.source!r} cannot be polled"))
         async with heartbeating():
             page = await _read_page(connector, inp)
-        for record in page.records:
-            metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+        metrics.record_quality(page.records)
         metrics.ACTIVITY_SECONDS.labels("poll_page", inp.source).observe(time.perf_counter() - started)
         return PollPageResult(
             batch=self.codec.pack(inp.source, page.records),
@@ -733,6 +727,7 @@ class IngestActivities:
 
             for item in connector.split(path):
                 if isinstance(item, BatchWarning):
+                    metrics.PARSE_WARNINGS.labels(inp.source).inc()
                     if len(warnings) < MAX_LISTED:
                         warnings.append(item.message[:1000])
                     else:
@@ -803,6 +798,7 @@ class IngestActivities:
                     parsed = connector.parse(event)
                 except MALFORMED_INPUT as exc:  # parse is pure: the unit's fault, never retried
                     failed.append(event.event_id)
+                    metrics.UNPARSED.labels(inp.source).inc()
                     if len(warnings) < MAX_LISTED:
                         warnings.append(f"{event.event_id}: not ingested: {input_problem(exc)}"[:1000])
                     continue
@@ -826,8 +822,7 @@ class IngestActivities:
             refs = [RecordRef(id=r.id, kind=r.kind, deleted=r.deleted) for r in records]
             listing = _owned(owner, "listing", "".join(r.model_dump_json() + "\n" for r in refs).encode())
             listing_ref = await asyncio.to_thread(self.codec.blobs.put, listing) if refs else None
-        for record in records:
-            metrics.RECORDS_PARSED.labels(record.source, record.kind).inc()
+        metrics.record_quality(records)
         return IngestChunkResult(
             units=len(events),
             failed_units=tuple(failed[:MAX_LISTED]),

@@ -15,6 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from apex_platform import metrics
 from apex_platform.contracts import SourceConnector
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.reconcile import keep_reconcilers
@@ -107,6 +108,7 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
         log.warning("%s; the drains will retry", exc)
     await runtime.open_sinks()
     acts = activities(runtime)
+    interceptor = metrics.temporal_interceptor()  # workflow and activity counts by type and source
     try:
         async with contextlib.AsyncExitStack() as stack:
             started: list[Worker] = []
@@ -118,6 +120,7 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
                     workflows=workflows(),
                     activities=acts,
                     workflow_runner=sandbox_runner(),
+                    interceptors=[interceptor],
                     graceful_shutdown_timeout=timedelta(seconds=runtime.temporal.graceful_shutdown_seconds),
                 )
                 await stack.enter_async_context(worker)

@@ -203,3 +203,50 @@ def test_unresolved_is_the_default_and_a_bad_pattern_is_named() -> None:
     assert TurvoSettings().not_found == "unresolved"
     with pytest.raises(ValueError, match="delete_event_pattern"):
         TurvoSettings(delete_event_pattern="(")
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch, clock: Any) -> list[float]:
+    """The waits the connector asks for; each moves the connector's clock instead of sleeping."""
+    asked: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        clock.advance(seconds)
+
+    monkeypatch.setattr("apex_connector_turvo.connector._sleep", sleep)
+    return asked
+
+
+async def test_re_reads_wait_from_the_receipt_so_a_backlog_is_not_held_up(
+    make_connector: Callable[..., TurvoConnector], fake: FakeTurvo, clock: Any, sleeps: list[float]
+) -> None:
+    fake.hide("shipments", samples.SHIPMENT_ID)
+    c = make_connector()  # the default waits: 2 re-reads, 2 s apart
+    fresh = c.receive({}, samples.encode(STATUS_UPDATE))
+    (record,) = c.parse(await c.fetch(fresh))
+    assert record.kind == KIND_UNRESOLVED
+    assert sleeps == [2.0, 2.0]  # at receipt + 2 s and + 4 s
+    sleeps.clear()
+    late = c.receive({}, webhook("SHIPMENT_STATUS_UPDATE", eventTime="2026-03-10T16:00:00Z"))
+    clock.advance(600)  # drained ten minutes after its receipt
+    (record,) = c.parse(await c.fetch(late))
+    assert record.kind == KIND_UNRESOLVED
+    assert sleeps == [0.0, 0.0]  # it has waited long enough: re-read at once
+    assert fake.statuses(SHIPMENT_PATH).count(404) == 6
+
+
+async def test_one_proof_serves_the_404s_of_a_minute(
+    quick: Callable[..., TurvoConnector], fake: FakeTurvo, clock: Any
+) -> None:
+    c = quick()
+    fake.hide("shipments", samples.SHIPMENT_ID)
+    for n in range(3):
+        doc = {**copy.deepcopy(STATUS_UPDATE), "eventTime": f"2026-03-10T15:4{n}:00Z"}
+        doc["eventPayload"]["id"] = 1000309000 + n  # never existed for this user either
+        (record,) = c.parse(await c.fetch(c.receive({}, samples.encode(doc))))
+        assert record.kind == KIND_UNRESOLVED
+    assert fake.statuses("/shipments/list") == [200]  # proven once
+    clock.advance(61)
+    c.parse(await c.fetch(c.receive({}, samples.encode(STATUS_UPDATE))))
+    assert fake.statuses("/shipments/list") == [200, 200]

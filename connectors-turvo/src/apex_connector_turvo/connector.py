@@ -25,6 +25,9 @@ from apex_platform.settings import load, secret_values
 from apex_platform.vendor_http import SAFE_ID, fill_path
 
 logger = logging.getLogger(__name__)
+#: how long a proof that an entity path works (another entity read through it) is reused
+PROOF_TTL_SECONDS = 60.0
+_sleep = asyncio.sleep  # the re-reads' wait (tests replace it by a clock)
 
 
 def unwrap(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -67,6 +70,8 @@ class TurvoConnector:
         self._clock = clock
         self._transport = transport
         self._client: TurvoClient | None = None
+        #: entity type -> (when, what proved its entity path works): see `_prove_path`
+        self._proofs: dict[str, tuple[float, str]] = {}
 
     @property
     def settings(self) -> TurvoSettings:
@@ -160,8 +165,11 @@ class TurvoConnector:
         receipt, then unresolved. The entity is never deleted on this path by default."""
         s = self.settings
         reads = 1 + s.not_found_retries
-        for _ in range(s.not_found_retries):
-            await asyncio.sleep(s.not_found_retry_seconds)
+        received = event.received_at.timestamp()
+        for n in range(1, s.not_found_retries + 1):
+            # re-read at receipt + n times the wait: a delivery drained late (a backlog) has waited
+            # already, so a batch of them is not held up
+            await _sleep(max(0.0, received + n * s.not_found_retry_seconds - self._clock()))
             entity = await self._read(path)
             if entity is not None:
                 return self._fetched(event, payload, entity)
@@ -196,7 +204,17 @@ class TurvoConnector:
         return self._unresolved(event, payload, reason)
 
     async def _prove_path(self, kind: str, entity_id: str, template: str) -> tuple[str | None, str]:
-        """(what proves the path works, None if nothing does; what went wrong otherwise)."""
+        """(what proves the path works, None if nothing does; what went wrong otherwise).
+        A proof is reused for a minute: many 404s of one collection cost one proof."""
+        cached = self._proofs.get(kind)
+        if cached is not None and self._clock() - cached[0] < PROOF_TTL_SECONDS:
+            return cached[1], ""
+        proof, problem = await self._find_proof(kind, entity_id, template)
+        if proof is not None:
+            self._proofs[kind] = (self._clock(), proof)
+        return proof, problem
+
+    async def _find_proof(self, kind: str, entity_id: str, template: str) -> tuple[str | None, str]:
         list_path = self.settings.list_path_map().get(kind)
         if list_path is None:
             return None, f"no list path is configured for {kind} (APEX_TURVO_LIST_PATHS)"

@@ -162,7 +162,9 @@ class Lister:
     def _found(self, kind: str, item: dict[str, Any], window_end: int) -> FoundDelivery:
         """The delivery a listed entity stands for, under the id `receive` gives its body."""
         raw_id = item.get("id")
-        entity_id = str(int(raw_id)) if isinstance(raw_id, float) and raw_id.is_integer() else str(raw_id)
+        if isinstance(raw_id, float) and raw_id.is_integer():
+            raw_id = int(raw_id)
+        entity_id = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else ""
         at = updated_us(item, split_list(self.settings.updated_path))
         version = at if at is not None else window_end
         if SAFE_ID.fullmatch(entity_id):

@@ -14,12 +14,22 @@ from temporalio.client import Client, WorkflowHandle
 
 from apex_connector_crm import CrmConnector, CrmSettings
 from apex_connector_crm.fake_vendor import TOKEN, FakeHubSpot, FakeHubSpotServer
+from apex_platform import ratelimit
 from apex_platform.models import Page, Record, RecordKey
 from apex_platform.pollers import start_poller
 from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.inputs import PollState
 from apex_platform.testing.sinks import MemorySink
 from apex_platform.testing.worker import running_worker
+
+
+@pytest.fixture(autouse=True)
+def private_budgets(monkeypatch: pytest.MonkeyPatch) -> ratelimit.MemoryBudgets:
+    """Each test's own rate budgets (the process-wide ones would find a database): tests of
+    the shared budget pass theirs to the connector."""
+    budgets = ratelimit.MemoryBudgets()
+    monkeypatch.setattr(ratelimit, "_shared", budgets)
+    return budgets
 
 
 @pytest.fixture

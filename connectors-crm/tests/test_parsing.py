@@ -290,6 +290,22 @@ def test_parse_of_a_delivered_object() -> None:
             connector.parse(event.model_copy(update={"payload": payload}))
 
 
+def test_merged_ids_of_a_delivered_object_are_tombstones() -> None:
+    connector = CrmConnector(CrmSettings(access_token="t"))
+    merged = contact()
+    merged["properties"]["hs_merged_object_ids"] = "12;34; 34;501;not-an-id;"
+    event = InboundEvent(
+        source="crm", event_id="e1", received_at=T, payload={"object_type": "contacts", "object": merged}
+    )
+    records = connector.parse(event)
+    assert [(r.id, r.deleted) for r in records] == [
+        ("contact:501", False),
+        ("contact:12", True),
+        ("contact:34", True),
+    ]  # never its own id, never twice, nothing that is not an id
+    assert records[1].version == records[0].version
+
+
 def test_generic_object_types() -> None:
     assert object_type("tickets").kind == "crm.ticket"
     assert object_type("p_shipment_loads").entity == "PShipmentLoad"

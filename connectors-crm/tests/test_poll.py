@@ -11,6 +11,7 @@ import pytest
 from apex_connector_crm import CrmConnector
 from apex_connector_crm.fake_vendor import TOKEN, FakeHubSpot, FakeHubSpotServer, seed
 from apex_platform.errors import VendorError
+from apex_platform.ratelimit import MemoryBudgets
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,9 +163,11 @@ async def test_rate_limit_is_a_retryable_error_with_hubspots_wait(connector: Crm
     assert info.value.retry_after == 7
     assert "429" in str(info.value)
     assert "RATE_LIMITS" in str(info.value)
+    # (the first 429 paused the account's budget for 7 s: another account's budget, for speed)
+    other = CrmConnector(connector.settings, budgets=MemoryBudgets())
     fake.fail(429, window=True, interval_ms=10000)
     with pytest.raises(VendorError) as info:
-        await connector.poll("contacts", None)
+        await other.poll("contacts", None)
     assert info.value.retryable
     assert info.value.retry_after == 10
     assert fake.count("POST", "/search") == 2  # a 429 is not retried inside the call
@@ -268,7 +271,7 @@ async def test_search_request_is_hubspots_documented_shape(connector: CrmConnect
     seed(fake)
     await connector.poll("companies", None)
     body = fake.search_bodies[0]
-    assert body["limit"] == 100
+    assert body["limit"] == 200  # HubSpot's maximum per search page
     assert body["sorts"] == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]
     filters = body["filterGroups"][0]["filters"]
     assert filters[0] == {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}
@@ -303,3 +306,38 @@ async def test_extra_object_types_get_generic_records(
     assert [(r.kind, r.id, r.title, r.entities[0].ref) for r in records] == [
         ("crm.ticket", f"ticket:{tid}", "Truck late at dock 4", f"Ticket:hubspot:{tid}")
     ]
+
+
+async def test_merged_objects_become_tombstones(connector: CrmConnector, fake: FakeHubSpot, drain: Any) -> None:
+    """A merge makes the secondary vanish from HubSpot (search, lists, reads) and lists its id
+    in the survivor's hs_merged_object_ids: the connector tombstones that id."""
+    ids = seed(fake)
+    first, cursor = await drain(connector, "contacts")
+    old_bob = next(r for r in first if r.id == f"contact:{ids['bob']}")
+    fake.merge("contacts", ids["ann"], ids["bob"])
+    second, cursor = await drain(connector, "contacts", cursor)
+    by_id = {r.id: r for r in second}
+    assert set(by_id) == {f"contact:{ids['ann']}", f"contact:{ids['bob']}"}
+    ann, bob = by_id[f"contact:{ids['ann']}"], by_id[f"contact:{ids['bob']}"]
+    assert not ann.deleted
+    assert ann.attributes["properties"]["hs_merged_object_ids"] == ids["bob"]
+    assert bob.deleted
+    assert (bob.kind, bob.attributes["merged_into"]) == ("crm.contact", ids["ann"])
+    assert bob.version == ann.version > old_bob.version  # supersedes every live version of bob
+    # the survivor absorbs another: both merged ids are tombstones, the survivor lives
+    fake.merge("contacts", ids["ann"], ids["cy"])
+    third, _ = await drain(connector, "contacts", cursor)
+    assert sorted(r.id for r in third if r.deleted) == sorted([f"contact:{ids['bob']}", f"contact:{ids['cy']}"])
+    assert [r.id for r in third if not r.deleted] == [f"contact:{ids['ann']}"]
+
+
+async def test_merged_companies_and_deals_too(connector: CrmConnector, fake: FakeHubSpot, drain: Any) -> None:
+    ids = seed(fake)
+    _, companies = await drain(connector, "companies")
+    _, deals = await drain(connector, "deals")
+    fake.merge("companies", ids["acme"], ids["blue"])
+    fake.merge("deals", ids["lane"], ids["reefer"])
+    merged_companies, _ = await drain(connector, "companies", companies)
+    merged_deals, _ = await drain(connector, "deals", deals)
+    assert [r.id for r in merged_companies if r.deleted] == [f"company:{ids['blue']}"]
+    assert [r.id for r in merged_deals if r.deleted] == [f"deal:{ids['reefer']}"]

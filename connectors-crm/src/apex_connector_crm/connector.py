@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic_settings import BaseSettings
 
-from apex_connector_crm.client import HubSpotClient
+from apex_connector_crm.client import HubSpotClient, Limits, time_zone
 from apex_connector_crm.cursor import MAX_IDS_AT_SINCE, CrmCursor, decode
 from apex_connector_crm.objects import (
     Associations,
@@ -23,9 +24,11 @@ from apex_connector_crm.records import (
     COMPANIES,
     CONTACTS,
     DEALS,
+    MERGED_PROPERTY,
     SOURCE,
     ObjectType,
     Related,
+    build_merged_tombstones,
     build_record,
     build_tombstone,
     modified_ms,
@@ -34,12 +37,14 @@ from apex_connector_crm.records import (
 from apex_connector_crm.settings import CrmSettings
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
+from apex_platform.ratelimit import RateBudgets, budget_key, shared_budgets
 from apex_platform.settings import load
 
 #: HubSpot's documented maxima per batch call
 _ASSOC_BATCH = 1000
 _READ_BATCH = 100
 _ASSOC_ROUNDS = 20
+_LIST_PAGE = 100
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
@@ -65,10 +70,13 @@ class CrmConnector:
         *,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        budgets: RateBudgets | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._transport = transport
+        self._budgets = budgets
+        self._zone: ZoneInfo | None = None  # the account's, once HubSpot said it
 
     @property
     def settings(self) -> CrmSettings:
@@ -101,7 +109,9 @@ class CrmConnector:
         kind = object_type(type_name)
         try:
             obj = parse_object(payload.get("object"), "object")
-            return [build_tombstone(kind, obj) if obj.archived else build_record(kind, obj)]
+            if obj.archived:
+                return [build_tombstone(kind, obj)]
+            return [build_record(kind, obj), *build_merged_tombstones(kind, obj)]
         except ShapeError as exc:
             raise PayloadError(f"crm event {event.event_id}: {exc}") from exc
 
@@ -122,13 +132,22 @@ class CrmConnector:
         async with httpx.AsyncClient(
             base_url=settings.base_url, timeout=settings.timeout_seconds, transport=self._transport
         ) as http:
+            token = settings.access_token.get_secret_value()
             client = HubSpotClient(
                 http,
-                settings.access_token.get_secret_value(),
+                token,
                 source=SOURCE,
                 account=account,
                 rate_limit_backoff=settings.rate_limit_backoff_seconds,
+                limits=self._limits(token),
             )
+
+            async def account_zone() -> ZoneInfo | None:
+                if self._zone is None:
+                    self._zone = await client.account_time_zone()
+                return self._zone
+
+            client._account_zone = account_zone
             try:
                 if state.phase == "archived":
                     return await self._archived_page(client, kind, state)
@@ -136,13 +155,32 @@ class CrmConnector:
             except ShapeError as exc:
                 raise VendorError(f"{where}: unexpected HubSpot answer: {exc}", retryable=True) from exc
 
+    def _limits(self, token: str) -> Limits:
+        """The account's budgets: one per portal (base URL and token, hashed), shared by the
+        pollers of every object type and, through the budgets' database, by every process."""
+        s = self.settings
+        general = budget_key("crm-hubspot", s.base_url, token)
+        burst = max(1, min(10, s.requests_per_ten_seconds - 1))
+        return Limits(
+            budgets=self._budgets if self._budgets is not None else shared_budgets(),
+            general=general,
+            search=f"{general}:search",
+            rate=(s.requests_per_ten_seconds - burst) / 10.0,
+            burst=burst,
+            search_rate=float(s.search_requests_per_second),
+            search_burst=1,
+            zone=time_zone(s.account_time_zone),
+            daily_retry_seconds=s.daily_retry_seconds,
+            clock=self._clock,
+        )
+
     def _properties(self, kind: ObjectType) -> list[str]:
         extra = {
             CONTACTS.name: self.settings.contact_properties,
             COMPANIES.name: self.settings.company_properties,
             DEALS.name: self.settings.deal_properties,
         }.get(kind.name, [])
-        return list(dict.fromkeys([*kind.default_properties, kind.modified_property, *extra]))
+        return list(dict.fromkeys([*kind.default_properties, kind.modified_property, MERGED_PROPERTY, *extra]))
 
     async def _search_page(self, client: HubSpotClient, kind: ObjectType, state: CrmCursor, now_ms: int) -> Page:
         settings = self.settings
@@ -221,7 +259,12 @@ class CrmConnector:
 
     async def _archived_page(self, client: HubSpotClient, kind: ObjectType, state: CrmCursor) -> Page:
         path = f"/crm/v3/objects/{kind.name}"
-        params = {"archived": "true", "limit": str(self.settings.page_size), "properties": kind.modified_property}
+        # the list endpoint takes at most 100 a page (search takes 200)
+        params = {
+            "archived": "true",
+            "limit": str(min(self.settings.page_size, _LIST_PAGE)),
+            "properties": kind.modified_property,
+        }
         if state.after:
             params["after"] = state.after
         page = parse_page(await client.call("GET", path, params=params), client.where("GET", path))
@@ -271,7 +314,11 @@ class CrmConnector:
                     companies={c: domains.get(c) for c in companies.get(oid, [])},
                     contacts={c: emails.get(c) for c in contacts.get(oid, [])},
                 )
-        return [build_record(kind, o, related.get(o.id)) for o in objects]
+        records: list[Record] = []
+        for o in objects:
+            records.append(build_record(kind, o, related.get(o.id)))
+            records.extend(build_merged_tombstones(kind, o))
+        return records
 
     async def _associated(self, client: HubSpotClient, src: str, dst: str, ids: list[str]) -> dict[str, list[str]]:
         """v4 batch association read, following each id's own paging."""

@@ -12,10 +12,15 @@ It serves the documented shapes of the endpoints the connector calls:
 - `POST /crm/v4/associations/{from}/{to}/batch/read`: `{results:[{from:{id}, to:[{toObjectId,
   associationTypes}], paging?}]}`, 500 targets per page, 207 + errors for ids without any.
 
+- `GET /account-info/v3/details`: the account's `timeZone` (and the other documented fields).
+
 Every call needs `Authorization: Bearer <token>` (401 `INVALID_AUTHENTICATION` otherwise).
-Faults are queued with `fail(...)`: a status with HubSpot's error body (429 with
-`Retry-After` or the 10-second window headers, 5xx), a malformed or a truncated body.
-Every call is recorded in `calls`.
+Faults are queued with `fail(...)`: a status with HubSpot's error body (429 with `policyName`
+TEN_SECONDLY_ROLLING, SECONDLY or DAILY as HubSpot documents them, with `Retry-After` or the
+10-second window headers; 5xx), a malformed or a truncated body. `search_per_second` makes
+the search endpoints answer HubSpot's SECONDLY 429 beyond that many calls in any second, as
+HubSpot's own search limit does. Merged objects carry `hs_merged_object_ids` (`merge(...)`).
+Every call is recorded in `calls`, with its time in `call_times`.
 """
 
 from __future__ import annotations
@@ -142,7 +147,16 @@ class FakeHubSpot:
         self.links: set[tuple[str, str, str, str]] = set()
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, str]] = []
+        self.call_times: list[tuple[float, str, str]] = []  # (monotonic time, method, path)
         self.search_bodies: list[dict[str, Any]] = []
+        #: HubSpot's search limit (5 a second per account); None: not enforced
+        self.search_per_second: int | None = None
+        #: HubSpot's 10,000-result paging cap of one search query
+        self.search_cap = SEARCH_CAP
+        self.time_zone = "US/Eastern"
+        #: served as it is by the account details endpoint when set (a documented example)
+        self.account_doc: dict[str, Any] | None = None
+        self.search_refusals = 0
         self.lock = threading.RLock()
         self._ids = itertools.count(101)
         # an hour ago, whole seconds: objects are older than the connector's settle window
@@ -172,16 +186,33 @@ class FakeHubSpot:
         with self.lock:
             self.objects[type_][oid].archived_ms = self.tick() if at is None else at
 
+    def merge(self, type_: str, primary: str, secondary: str, *, at: int | None = None) -> None:
+        """HubSpot's merge: the secondary disappears (from search, lists and reads) and its id,
+        with those it had absorbed, is listed in the primary's `hs_merged_object_ids`."""
+        with self.lock:
+            keep, gone = self.objects[type_][primary], self.objects[type_].pop(secondary)
+            merged = [m for m in keep.properties.get("hs_merged_object_ids", "").split(";") if m]
+            merged += [secondary, *(m for m in gone.properties.get("hs_merged_object_ids", "").split(";") if m)]
+            keep.properties["hs_merged_object_ids"] = ";".join(dict.fromkeys(merged))
+            keep.modified_ms = self.tick() if at is None else at
+
     def associate(self, type_a: str, id_a: str, type_b: str, id_b: str) -> None:
         with self.lock:
             self.links.add((type_a, id_a, type_b, id_b))
             self.links.add((type_b, id_b, type_a, id_a))
 
     def fail(self, status: int = 500, *, times: int = 1, kind: str = "status", path: str = "", **extra: Any) -> None:
-        """Queue failures. 429 takes `retry_after` (seconds) or `window=True` (interval headers)."""
+        """Queue failures. 429 takes `policy` (TEN_SECONDLY_ROLLING, SECONDLY, DAILY), `retry_after`
+        (seconds) or `window=True` (interval headers); `body` replaces the error body."""
         headers: dict[str, str] = {}
         body: Any
-        if status == 429:
+        if extra.get("body") is not None:
+            body = extra["body"]
+        elif status == 429 and extra.get("policy") in ("DAILY", "SECONDLY"):
+            body = rate_limit_body(str(extra["policy"]))
+            if extra.get("policy") == "DAILY":
+                headers.update({"X-HubSpot-RateLimit-Daily": "250000", "X-HubSpot-RateLimit-Daily-Remaining": "0"})
+        elif status == 429:
             body = {
                 "status": "error",
                 "message": "You have reached your ten_secondly_rolling limit.",
@@ -210,6 +241,34 @@ class FakeHubSpot:
         with self.lock:
             self.faults.extend(Fault(status, body, headers, kind, path) for _ in range(times))
 
+    def most_in_window(self, fragment: str, window: float) -> int:
+        """The most calls whose path contains `fragment` in any `window` seconds (server's clock)."""
+        with self.lock:
+            times = sorted(t for t, _, p in self.call_times if fragment in p)
+        best, lo = 0, 0
+        for hi, t in enumerate(times):
+            while times[lo] <= t - window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    def account_details(self) -> Response[Any]:
+        if self.account_doc is not None:
+            return _json(self.account_doc)
+        return _json(
+            {
+                "portalId": 2519445,
+                "accountType": "STANDARD",
+                "timeZone": self.time_zone,
+                "companyCurrency": "USD",
+                "additionalCurrencies": [],
+                "utcOffset": "-05:00",
+                "utcOffsetMilliseconds": -18000000,
+                "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1",
+            }
+        )
+
     def count(self, method: str, fragment: str) -> int:
         with self.lock:
             return sum(1 for m, p in self.calls if m == method and fragment in p)
@@ -226,8 +285,10 @@ class FakeHubSpot:
     def gate(self, request: Request[Any, Any, Any]) -> Response[Any] | None:
         """Records the call; answers 401 without the token and serves queued faults."""
         path = request.url.path
+        now = time.monotonic()
         with self.lock:
             self.calls.append((request.method, path))
+            self.call_times.append((now, request.method, path))
         if request.headers.get("authorization", "") != f"Bearer {self.token}":
             return _json(
                 {
@@ -239,6 +300,12 @@ class FakeHubSpot:
                 401,
             )
         fault = self._fault_for(path)
+        if fault is None and self.search_per_second is not None and path.endswith("/search"):
+            with self.lock:
+                recent = [t for t, _, p in self.call_times if p.endswith("/search") and now - 1.0 < t <= now]
+            if len(recent) > self.search_per_second:
+                self.search_refusals += 1
+                return _json(rate_limit_body("SECONDLY"), 429)
         if fault is None:
             return None
         if fault.kind == "malformed":
@@ -261,7 +328,7 @@ class FakeHubSpot:
             if len(sorts) > 1:
                 return _error(400, "VALIDATION_ERROR", "only one sort is supported")
             after = int(body.get("after") or 0)
-            if after + limit > SEARCH_CAP:
+            if after + limit > self.search_cap:
                 return _error(400, "VALIDATION_ERROR", "paging beyond 10000 results is not supported")
             groups = body.get("filterGroups") or [{"filters": []}]
             try:
@@ -372,6 +439,19 @@ class FakeHubSpot:
             return _json(doc, 207 if empty else 200)
 
 
+def rate_limit_body(policy: str) -> dict[str, Any]:
+    """HubSpot's 429 body for `policy`, in the shape of its API usage guidelines' example."""
+    message = {"DAILY": "You have reached your daily limit.", "SECONDLY": "You have reached your secondly limit."}
+    return {
+        "status": "error",
+        "message": message.get(policy, f"You have reached your {policy.lower()} limit."),
+        "errorType": "RATE_LIMIT",
+        "correlationId": "c033cdaa-2c40-4a64-ae48-b4cec88dad24",
+        "policyName": policy,
+        "requestId": "3d3e35b7-0dae-4b9f-a6e3-9c230cbcf8dd",
+    }
+
+
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(json.dumps(doc).encode(), status_code=status, media_type="application/json", headers=headers or {})
 
@@ -423,8 +503,14 @@ def create_app(fake: FakeHubSpot) -> Litestar:
         params = request.path_params
         return fake.gate(request) or fake.associations(params["src"], params["dst"], await _body(request))
 
+    @get("/account-info/v3/details")
+    async def account_details(request: Request[Any, Any, Any]) -> Response[Any]:
+        return fake.gate(request) or fake.account_details()
+
     return Litestar(
-        route_handlers=[search, list_objects, batch_read, associations], logging_config=None, openapi_config=None
+        route_handlers=[search, list_objects, batch_read, associations, account_details],
+        logging_config=None,
+        openapi_config=None,
     )
 
 

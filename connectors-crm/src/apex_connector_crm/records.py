@@ -242,6 +242,41 @@ def build_record(kind: ObjectType, obj: HubSpotObject, related: Related | None =
     )
 
 
+MERGED_PROPERTY = "hs_merged_object_ids"
+_MERGED_ID = re.compile(r"^[0-9]{1,30}$")
+
+
+def merged_ids(obj: HubSpotObject) -> list[str]:
+    """The ids merged into `obj` (`hs_merged_object_ids`, semicolon-separated), never its own."""
+    raw = obj.properties.get(MERGED_PROPERTY) or ""
+    ids = [part.strip() for part in re.split(r"[;,\s]+", raw) if part.strip()]
+    return [i for i in dict.fromkeys(ids) if _MERGED_ID.match(i) and i != obj.id]
+
+
+def build_merged_tombstones(kind: ObjectType, obj: HubSpotObject) -> list[Record]:
+    """Tombstones of the records merged into `obj`: a merged-away id never appears in HubSpot
+    again (not in search, not in the archived listing), only in the survivor's
+    `hs_merged_object_ids`. Their version is the survivor's modification time, which the merge
+    set, so they supersede every live version of the merged-away records."""
+    ids = merged_ids(obj)
+    if not ids:
+        return []
+    when = modified_at(kind, obj)
+    return [
+        Record(
+            source=SOURCE,
+            kind=kind.kind,
+            id=kind.record_id(mid),
+            version=to_ms(when) * 1000,
+            occurred_at=when,
+            title=f"merged HubSpot {kind.singular} {mid}",
+            attributes={"object_type": kind.name, "hubspot_id": mid, "merged_into": obj.id},
+            deleted=True,
+        )
+        for mid in ids
+    ]
+
+
 def build_tombstone(kind: ObjectType, obj: HubSpotObject) -> Record:
     """The tombstone of an archived object. Its version is the later of the archive time
     and the last modification, so it supersedes every live version written before."""

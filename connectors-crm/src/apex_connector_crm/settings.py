@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode
@@ -45,7 +46,12 @@ class CrmSettings(BaseSettings):
     )
     associations: bool = Field(default=True, description="Read associations (contact/company/deal) as relations")
     poll_interval_seconds: float = Field(default=300.0, gt=0, description="Seconds between two complete syncs")
-    page_size: int = Field(default=100, ge=1, le=100, description="Objects per search request (HubSpot's maximum)")
+    page_size: int = Field(
+        default=200,
+        ge=1,
+        le=200,
+        description="Objects per search request (HubSpot's maximum, 200); the archived listing takes at most 100",
+    )
     settle_seconds: float = Field(
         default=10.0,
         ge=0,
@@ -66,6 +72,42 @@ class CrmSettings(BaseSettings):
     rate_limit_backoff_seconds: float = Field(
         default=10.0, gt=0, description="Wait after a 429 that says nothing about when to come back"
     )
+    search_requests_per_second: int = Field(
+        default=4,
+        ge=1,
+        le=4,
+        description="Search calls a second for the account, shared by every poller and worker process "
+        "(HubSpot allows 5: a budget of N schedules at most N + 1 in any second)",
+    )
+    requests_per_ten_seconds: int = Field(
+        default=90,
+        ge=2,
+        le=1000,
+        description="Calls per 10 seconds for the account, shared by every poller and worker process "
+        "(HubSpot allows private apps 100 to 190 by tier)",
+    )
+    account_time_zone: str | None = Field(
+        default=None,
+        description="The HubSpot account's time zone (IANA, e.g. America/New_York): its daily limit resets at "
+        "midnight there. Unset: read from GET /account-info/v3/details when a DAILY 429 comes",
+    )
+    daily_retry_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        le=86_400,
+        description="After a DAILY 429 while the account's time zone is unknown: pause this long, then try again",
+    )
+
+    @field_validator("account_time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name such as America/New_York or US/Eastern") from None
+        return value.strip()
 
     @field_validator("objects", "contact_properties", "company_properties", "deal_properties", mode="before")
     @classmethod

@@ -125,6 +125,25 @@ async def heartbeating(every: float | None = None) -> AsyncIterator[None]:
             await task
 
 
+#: a retried drain batch is halved this many times at most (1/64 of the configured batch)
+MAX_BATCH_HALVINGS = 6
+#: … and never below this many bytes (one big delivery is still taken: `pending` returns
+#: at least one row)
+MIN_BATCH_BYTES = 256 * 1024
+
+
+def batch_limits(max_count: int, max_bytes: int, attempt: int) -> tuple[int, int]:
+    """The batch an attempt of `apex.drain_inbox` takes: the configured one first, then
+    half as much at each retry. A batch that cannot finish in time — a heartbeat or
+    start-to-close timeout on a starved machine, a store that times out on its size — is
+    retried smaller instead of failing the same way forever, so a deep backlog always
+    makes progress (the chaos soak saw 1,000-delivery Samsara batches time out again and
+    again on a loaded machine). A transient failure of another kind costs a smaller next
+    attempt only; the next batch is a new activity and starts full size again."""
+    halvings = min(max(attempt - 1, 0), MAX_BATCH_HALVINGS)
+    return max(1, max_count >> halvings), max(min(max_bytes, MIN_BATCH_BYTES), max_bytes >> halvings)
+
+
 def _utc(iso: str) -> datetime:
     when = datetime.fromisoformat(iso)
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
@@ -375,7 +394,7 @@ class IngestActivities:
             while True:
                 wake.clear()
                 try:
-                    rows = await inbox.pending(inp.source, inp.max_count, inp.max_bytes)
+                    rows = await inbox.pending(inp.source, *batch_limits(inp.max_count, inp.max_bytes, info.attempt))
                 except ApexError as exc:
                     raise ApplicationError(f"{inp.source}: inbox: {exc}", type="InboxUnavailable") from exc
                 if rows or time.monotonic() >= deadline or activity.is_worker_shutdown():

@@ -150,3 +150,23 @@ async def test_vendor_errors_keep_the_vendor_s_retry_after(source: Listing, run:
     with pytest.raises(ApplicationError) as refused:
         await run()
     assert refused.value.non_retryable
+
+
+async def test_an_inbox_that_cannot_commit_fails_the_page_retryably_and_the_retry_commits(
+    source: Listing, inbox: Inbox
+) -> None:
+    """Found but not committed (the inbox is down): the activity fails retryably and
+    returns no cursor, so Temporal lists the same page again; that retry commits it."""
+    from apex_platform.stack.ports import free_port
+
+    source.pages[None] = ReconcilePage([found("evt_1")], next_cursor="c1")
+    down = Inbox(InboxSettings(dsn=f"postgresql://nobody@127.0.0.1:{free_port()}/x", connect_timeout=1))
+    activities = ReconcileActivities(Registry(sources={"listing": source}), down)  # type: ignore[dict-item]
+    inp = ReconcilePageInput(source="listing", account="acct", cursor=None)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities.reconcile_page, inp)
+    assert caught.value.type == "InboxUnavailable"
+    assert not caught.value.non_retryable
+    retried = ReconcileActivities(Registry(sources={"listing": source}), inbox)  # type: ignore[dict-item]
+    result = await ActivityEnvironment().run(retried.reconcile_page, inp)
+    assert (result.new, result.next_cursor) == (1, "c1")

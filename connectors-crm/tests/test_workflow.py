@@ -68,6 +68,18 @@ async def test_archived_objects_land_as_tombstones(worker: Any, fake: FakeHubSpo
     assert not worker.rows[key(f"deal:{ids['reefer']}")].deleted
 
 
+async def test_a_merged_contact_is_deleted_in_the_store(worker: Any, fake: FakeHubSpot) -> None:
+    ids = seed(fake)
+    await worker.sync("contacts")
+    assert not worker.rows[key(f"contact:{ids['bob']}")].deleted
+    fake.merge("contacts", ids["ann"], ids["bob"])
+    await worker.sync("contacts")  # a once-run starts from an empty cursor: ann is read again
+    bob = worker.rows[key(f"contact:{ids['bob']}")]
+    assert bob.deleted
+    assert bob.attributes["merged_into"] == ids["ann"]
+    assert not worker.rows[key(f"contact:{ids['ann']}")].deleted
+
+
 async def test_bad_token_is_surfaced_and_nothing_is_written(worker: Any, fake: FakeHubSpot) -> None:
     seed(fake)
     fake.token = "pat-na1-rotated-token"  # HubSpot no longer accepts the configured token

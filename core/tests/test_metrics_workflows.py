@@ -183,3 +183,30 @@ async def test_continue_as_new_is_counted_as_such_and_each_run_as_started(env: E
     assert state.pages == 5
     runs = 3  # two pages per run: 2 + 2 + 1
     assert d() == {"started": runs, "continued": runs - 1, "completed": 1, "failed": 0}
+
+
+async def test_a_replayed_history_counts_nothing_again(env: Env) -> None:
+    """A worker that replays a run (after evicting it from its cache, or a Replayer) runs
+    the interceptor again over the whole history: nothing is counted twice."""
+    from temporalio.worker import Replayer
+
+    from apex_platform import metrics
+    from apex_platform.temporal.worker import sandbox_runner, workflows
+
+    env.poll.paginate([2])
+    handle = await start_poller(env.client, env.poll, env.poll.account, env.temporal, once=True)  # type: ignore[arg-type]
+    await handle.result()
+    history = await handle.fetch_history()
+    d = Delta(
+        started=workflow("PollWorkflow"),
+        completed=workflow("PollWorkflow", "apex_workflows_finished_total", outcome="completed"),
+        runs=workflow("PollWorkflow", "apex_workflow_run_duration_seconds_count"),
+    )
+    replayer = Replayer(
+        workflows=workflows(),
+        data_converter=env.client.data_converter,
+        workflow_runner=sandbox_runner(),
+        interceptors=[metrics.temporal_interceptor()],
+    )
+    await replayer.replay_workflow(history)
+    assert d() == {"started": 0, "completed": 0, "runs": 0}

@@ -707,3 +707,16 @@ def test_every_file_the_compose_file_mounts_exists() -> None:
     )
     (grafana_mount,) = [v for v in services()["grafana"]["volumes"] if v.startswith("../grafana/dashboards:")]
     assert provider["providers"][0]["options"]["path"] == grafana_mount.split(":")[1]
+    # ... the same path as the dashboard's own provisioning file, and a Prometheus data
+    # source for the dashboard's data source variable
+    own = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "apex.yaml").read_text(encoding="utf-8"))
+    assert own["providers"][0]["options"]["path"] == provider["providers"][0]["options"]["path"]
+    sources = yaml.safe_load(
+        (COMPOSE_DIR / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text(encoding="utf-8")
+    )
+    (prometheus_source,) = sources["datasources"]
+    assert prometheus_source["type"] == "prometheus"
+    assert prometheus_source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "apex.json").read_text(encoding="utf-8"))
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["query"] == "prometheus"

@@ -322,7 +322,6 @@ class InboxCollector(Collector):
         self.rows: list[dict[str, Any]] | None = None
         self.up: bool | None = None
         self.read_at = 0.0
-        self._lock = asyncio.Lock()
 
     async def refresh(self, inbox: Inbox, max_age: float | None = None) -> None:
         """Read the inbox unless the last reading is younger than `max_age` seconds
@@ -331,16 +330,15 @@ class InboxCollector(Collector):
             max_age = metrics_settings().inbox_cache_seconds
         if time.monotonic() - self.read_at < max_age:
             return
-        async with self._lock:
-            if time.monotonic() - self.read_at < max_age:
-                return
-            try:
-                self.rows = await asyncio.wait_for(inbox.status(), timeout=5)
-                self.up = True
-            except Exception as exc:  # noqa: BLE001 - the scrape goes on; apex_inbox_up says why not
-                log.warning("metrics: the inbox could not be read: %s", exc)
-                self.up = False
-            self.read_at = time.monotonic()
+        # no lock: two scrapes at once read twice, harmlessly (and a lock made at import
+        # would belong to whichever event loop used it first)
+        self.read_at = time.monotonic()
+        try:
+            self.rows = await asyncio.wait_for(inbox.status(), timeout=5)
+            self.up = True
+        except Exception as exc:  # noqa: BLE001 - the scrape goes on; apex_inbox_up says why not
+            log.warning("metrics: the inbox could not be read: %s", exc)
+            self.up = False
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         yield GaugeMetricFamily("apex_inbox_up", "1 when the last reading of the inbox succeeded, else 0")

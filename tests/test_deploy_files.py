@@ -720,3 +720,41 @@ def test_every_file_the_compose_file_mounts_exists() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "apex.json").read_text(encoding="utf-8"))
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["query"] == "prometheus"
+
+
+def test_make_secrets_writes_secrets_that_agree_and_that_apex_accepts(tmp_path: Path) -> None:
+    """make-secrets.sh, run in a copy of deploy/compose: every server's secret file and
+    Apex's DSN/URL settings carry the same values, Apex's own validators accept them, and
+    a second run keeps what exists."""
+    from pydantic import SecretStr
+
+    from apex_platform.settings import MIN_SECRET_CHARS, AdminSettings, PushSettings
+    from apex_platform.temporal.encryption import parse_keys
+
+    work = tmp_path / "compose"
+    work.mkdir()
+    for name in ("make-secrets.sh", "apex.secrets.env.example"):
+        (work / name).write_bytes((COMPOSE_DIR / name).read_bytes())
+    out = subprocess.run(["sh", str(work / "make-secrets.sh")], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    secrets = {p.name: p.read_text(encoding="utf-8").strip() for p in (work / "secrets").iterdir()}
+    assert set(secrets) == {entry["file"].removeprefix("./secrets/") for entry in compose()["secrets"].values()}
+    env = env_file(work / "apex.secrets.env")
+    assert PLACEHOLDER not in json.dumps(env)
+    assert env["APEX_POSTGRES_DSN"] == f"postgresql://apex:{secrets['postgres_password']}@postgres:5432/apex"
+    assert env["APEX_REDIS_URL"] == f"redis://:{secrets['redis_password']}@redis:6379/0"
+    assert secrets["neo4j_auth"] == f"neo4j/{env['APEX_GRAPH_PASSWORD']}"
+    assert env["APEX_QDRANT_API_KEY"] == secrets["qdrant_api_key"]
+    assert len(parse_keys(secrets["apex_payload_keys"])) == 1
+    assert AdminSettings(token=SecretStr(env["APEX_ADMIN_TOKEN"])).digests()
+    assert PushSettings(api_keys=SecretStr(env["APEX_API_KEYS"])).digests()
+    assert all(len(v) >= MIN_SECRET_CHARS for k, v in secrets.items() if k != "apex_payload_keys")
+    assert (work / "secrets" / "apex_payload_keys").stat().st_mode & 0o077 == 0
+    assert (work / "apex.secrets.env").stat().st_mode & 0o077 == 0
+    if os.geteuid() == 0:
+        assert (work / "secrets" / "apex_payload_keys").stat().st_uid == APEX_UID
+    # a second run keeps every file as it is
+    again = subprocess.run(["sh", str(work / "make-secrets.sh")], capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert {p.name: p.read_text(encoding="utf-8").strip() for p in (work / "secrets").iterdir()} == secrets
+    assert env_file(work / "apex.secrets.env") == env

@@ -1,10 +1,10 @@
 #!/bin/sh
-# Make ./secrets/*, ./apex.secrets.env and the EDI drop folder ./edi-inbox for compose.yaml with fresh random values that
-# agree with each other (the PostgreSQL, Neo4j, Redis and Qdrant passwords appear both in
-# the servers' secret files and in Apex's DSN/URL settings). Never overwrites a file that
-# exists: delete one to make it again. Run as root (or with sudo) so that the payload key
-# file can be given to uid 10001, the user of the Apex image. Needs python3 (for its
-# secrets module).
+# Make ./secrets/*, ./apex.secrets.env and the EDI drop folder ./edi-inbox for
+# compose.yaml, with fresh random values that agree with each other (the PostgreSQL,
+# Neo4j, Redis and Qdrant passwords appear both in the servers' secret files and in
+# Apex's DSN/URL settings). Never overwrites a file that exists: delete one to make it
+# again. Run as root (or with sudo) so that the payload key file can be given to uid
+# 10001, the user of the Apex image. Needs python3 (for its secrets module).
 set -eu
 cd "$(dirname "$0")"
 umask 077

@@ -152,18 +152,16 @@ async def test_http_intake_workflow_activity_saga_and_business_metrics_move_with
     assert value(dup_after, "apex_inbox_backlog", source="frontapp") == 0
     wait_for(lambda: value(scrape(worker), "apex_inbox_backlog", source="frontapp") == 0, what="worker's inbox view")
 
-    # a body Front never sent (signed, unreadable) is kept as apex.unparsed and counted
+    # a signed body that is not a Front event: refused at the edge, counted as malformed
     bad = b'{"type": "inbound_received", "payload": 7}'
-    unparsed_before = value(scrape(worker), "apex_unparsed_deliveries_total", source="frontapp")
-    status = post(dep, bad, front_headers(bad)).status_code
-    if status == 202:
-        wait_for(
-            lambda: value(scrape(worker), "apex_unparsed_deliveries_total", source="frontapp") == unparsed_before + 1,
-            timeout=60,
-            what="the unparsed delivery counted",
-        )
-    else:  # the connector refused it at the edge: counted as malformed there
-        assert status == 400
+    bad_before = scrape(api)
+    assert post(dep, bad, front_headers(bad)).status_code == 400
+    bad_after = scrape(api)
+    for name, labels in [
+        ("apex_webhook_deliveries_total", {"source": "frontapp", "outcome": "malformed"}),
+        ("apex_http_requests_total", {**route, "status": "400", "source": "frontapp"}),
+    ]:
+        assert value(bad_after, name, **labels) - value(bad_before, name, **labels) == 1, name
 
     # the Temporal SDK's runtime metrics, on their own port
     sdk = scrape(f"http://127.0.0.1:{temporal_port}/metrics")

@@ -5,6 +5,7 @@ process registry is read before and after. Deltas and values only, never times."
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,13 +17,15 @@ import pytest
 from prometheus_client import REGISTRY
 from temporalio.client import Client
 
-from apex_platform.errors import VendorError
+from apex_platform.errors import PayloadError, VendorError
+from apex_platform.inbox import Delivery
 from apex_platform.models import InboundEvent, Page, Record
 from apex_platform.pollers import poller_id, start_poller
 from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.client import task_queue
 from apex_platform.temporal.inputs import PollInput, PollState
 from apex_platform.temporal.workflows import PollWorkflow
+from apex_platform.testing.inbox import wait_delivered
 from apex_platform.testing.sinks import MemorySink
 from apex_platform.testing.worker import running_worker
 
@@ -210,3 +213,70 @@ async def test_a_replayed_history_counts_nothing_again(env: Env) -> None:
     )
     await replayer.replay_workflow(history)
     assert d() == {"started": 0, "completed": 0, "runs": 0}
+
+
+class MeteredWebhookSource:
+    """A webhook source whose records carry no entity and no text; a body with "bad" cannot
+    be parsed."""
+
+    name = "metricdrain"
+    mode = "webhook"
+    priority = "P1"
+    settings_model: ClassVar[Any] = None
+
+    def verify(self, headers: Any, body: bytes) -> None:
+        return None
+
+    def receive(self, headers: Any, body: bytes) -> InboundEvent:
+        doc = json.loads(body)
+        return InboundEvent(source=self.name, event_id=doc["id"], received_at=datetime.now(UTC), payload=doc)
+
+    def parse(self, event: InboundEvent) -> list[Record]:
+        if event.payload.get("bad"):
+            raise PayloadError("bad event")
+        return [
+            Record(source=self.name, kind="metric.ping", id=event.event_id, version=1, occurred_at=datetime.now(UTC))
+        ]
+
+
+async def test_the_drain_counts_records_their_quality_and_an_unparsable_delivery(
+    apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Any
+) -> None:
+    source = MeteredWebhookSource()
+    sink = MemorySink("memory")
+    async with running_worker(
+        apex_temporal_server.address,
+        tmp_path,
+        sources=[source],
+        sinks=[sink],
+        priorities=["P1"],
+        inbox_dsn=apex_postgres_server.dsn,
+    ) as harness:
+        d = Delta(
+            parsed=("apex_records_parsed_total", {"source": source.name, "kind": "metric.ping"}),
+            unparsed_kind=("apex_records_parsed_total", {"source": source.name, "kind": "apex.unparsed"}),
+            unparsed=("apex_unparsed_deliveries_total", {"source": source.name}),
+            no_entities=("apex_records_without_entities_total", {"source": source.name}),
+            no_text=("apex_records_without_text_total", {"source": source.name}),
+            written=("apex_records_written_total", {"source": source.name}),
+        )
+        now = datetime.now(UTC)
+        bodies = [b'{"id": "p1"}', b'{"id": "p2"}', b'{"id": "bad", "bad": true}']
+        for body in bodies:
+            delivery = Delivery(source.name, json.loads(body)["id"], now, {}, body)
+            assert await harness.runtime.inbox.put(delivery) == "accepted"
+        await wait_delivered(
+            apex_postgres_server.dsn,
+            source.name,
+            ["p1", "p2", "bad"],
+            schema=harness.runtime.inbox.settings.schema_name,
+        )
+        assert d() == {"parsed": 2, "unparsed_kind": 1, "unparsed": 1, "no_entities": 2, "no_text": 2, "written": 3}
+        drain = ("DrainWorkflow", source.name)
+        assert sample("apex_workflows_started_total", workflow=drain[0], source=drain[1]) >= 1
+        assert (
+            sample(
+                "apex_activities_finished_total", activity="apex.drain_inbox", source=source.name, outcome="completed"
+            )
+            >= 1
+        )

@@ -223,7 +223,8 @@ UNPARSED = Counter(
 RECORDS_PARSED = Counter("apex_records_parsed_total", "Records produced by connectors", ["source", "kind"])
 SOURCE_LAST_WRITE = Gauge(
     "apex_source_last_write_timestamp_seconds",
-    "When this worker last committed a record of the source (or started, if it has not yet)",
+    "When this worker last took a record of the source through the saga, written or skipped "
+    "(or started, if it has not yet)",
     ["source"],
 )
 SOURCE_EXPECTED_INTERVAL = Gauge(

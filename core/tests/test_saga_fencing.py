@@ -335,3 +335,25 @@ async def test_a_store_that_lost_its_data_is_repaired_to_the_newest_version_the_
     sinks["graph"].inner.rows.clear()  # type: ignore[attr-defined]
     await saga.write([rec("a", 2)])
     assert {n: s.inner.rows[K].version for n, s in sinks.items()} == dict.fromkeys(NAMES, 2)  # type: ignore[attr-defined]
+
+
+async def test_a_quarantined_record_an_earlier_cut_off_attempt_wrote_is_taken_out_too() -> None:
+    """The soak's case: attempt 1 of a batch wrote poison records to Redis, then was cut
+    off (heartbeat timeout); attempt 2 writes them again (identical: Redis reports no
+    change of its own), the graph refuses them for good, and they are quarantined. Redis
+    must not keep a quarantined version: it gets back the version the refusing store
+    still holds, or loses the key where no store holds another; the rest commits."""
+    sinks = {n: FaultySink(MemorySink(n)) for n in NAMES}
+    dlq = MemoryDeadLetters()
+    saga = Saga(dict(sinks), FAST, dead_letters=dlq)
+    await saga.write([rec("poison", 1)])  # version 1 everywhere
+    sinks["graph"].faults.refuse_ids = {"poison", "fresh"}
+    batch = [rec("poison", 2, "v2\x00"), rec("fresh", 5), rec("ok", 1)]
+    await sinks["redis"].inner.write(batch[:2], writer="attempt-1")  # the cut-off attempt
+    await saga.write(batch, batch_id="b@1")
+    rows = {n: s.inner.rows for n, s in sinks.items()}  # type: ignore[attr-defined]
+    for name in NAMES:
+        assert rows[name][RecordKey("demo", "poison")].version == 1, name  # what the graph still holds
+        assert RecordKey("demo", "fresh") not in rows[name], name  # no store held another version
+        assert rows[name][RecordKey("demo", "ok")].version == 1, name
+    assert [sorted(r.id for r in letter.records) for letter in dlq.letters] == [["fresh", "poison"]]

@@ -394,9 +394,16 @@ class Saga:
             )
         taken = {name: {k: v for k, v in previous.items() if k in reasons} for name, previous in changed.items()}
         broken = await self._restore(writers, taken)
+        swept: Exception | None = None
+        try:
+            await self._sweep_remnants(poison, skip=set(refusals) | set(broken))
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be read now: the letter says so
+            swept = exc
         error = "quarantined: " + "; ".join(f"{key}: {', '.join(rs)}" for key, rs in reasons.items())
         if broken:
             error += "; " + self._describe("taking them back failed in", broken)
+        if swept is not None:
+            error += f"; looking for earlier attempts' copies failed ({type(swept).__name__}: {swept})"
         letter = DeadLetter(
             id=None,
             batch_id=f"{batch_id}:quarantine",
@@ -412,6 +419,53 @@ class Saga:
             metrics.RECORDS_QUARANTINED.labels(record.source, ",".join(sorted(refusals))).inc()
         log.warning("batch %s: %d record(s) quarantined: %s", batch_id, len(poison), error[:500])
         return poison
+
+    async def _sweep_remnants(self, poison: Sequence[Record], *, skip: set[str]) -> None:
+        """A quarantined record an earlier attempt of this batch wrote before it was cut off
+        (a heartbeat timeout or a killed worker after some store took it) is that
+        attempt's change, so the conditional restore of this attempt leaves it — and a
+        record quarantined for good would stay in that store (the soak found such Samsara
+        events in Redis). The batch's record locks are held here, so read the quarantined
+        keys from every store: where a store holds exactly the quarantined version, put
+        back the newest older version another store holds (the refusing store still has
+        the version before it), or take the key out where no store holds another one."""
+        names = [n for n in self.sinks if n not in skip]
+        if not names or not poison:
+            return
+        keys = [r.key for r in poison]
+        everywhere = list(self.sinks)
+
+        async def read(name: str) -> dict[RecordKey, Record]:
+            return await self._call(name, "read", lambda: self.sinks[name].read(keys))
+
+        held = dict(zip(everywhere, await asyncio.gather(*(read(n) for n in everywhere)), strict=True))
+        for bad in poison:
+
+            def same(r: Record | None, bad: Record = bad) -> bool:
+                return r is not None and r.version == bad.version and r.content_hash == bad.content_hash
+
+            older = [
+                r
+                for rows in held.values()
+                if (r := rows.get(bad.key)) is not None and not same(r) and supersedes(bad, r)
+            ]
+            target: Record | None = None
+            for r in older:
+                if target is None or supersedes(r, target):
+                    target = r
+            for name in names:
+                if not same(held[name].get(bad.key)):
+                    continue
+                log.warning(
+                    "quarantine: %s still held %s at the quarantined version %s (an earlier attempt's write); "
+                    "put back %s",
+                    name,
+                    bad.key,
+                    bad.version,
+                    "nothing" if target is None else f"version {target.version}",
+                )
+                metrics.COMPENSATIONS.labels(name, "sweep").inc()
+                await self._call(name, "restore", functools.partial(self.sinks[name].restore, {bad.key: target}))
 
     async def _compensate(
         self,

@@ -135,37 +135,81 @@ async def _histories(h: Harness) -> tuple[float, float, float]:
     from temporalio.client import Client
 
     client = await Client.connect(h.servers.temporal.address)
-    lengths = [wf.history_length async for wf in client.list_workflows("ExecutionStatus = 'Running'")]
+    # visibility has a history length only for closed runs: describe each running one
+    lengths: list[int] = []
+    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
+        with contextlib.suppress(Exception):  # it may close meanwhile
+            info = (await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()).raw_description
+            lengths.append(info.workflow_execution_info.history_length)
     return float(max(lengths, default=0)), float(sum(lengths)), float(len(lengths))
+
+
+#: series that grow with the data the stores hold, by design: judged per stored record —
+#: flat when what is left after the part the stored records explain has no trend (a store
+#: that keeps 4 KB per record is fine; one whose cost per record keeps rising is not)
+DATA_BOUND = ("redis_keys:", "redis_mb:", "rss_mb:redis", "rss_mb:graph", "rss_mb:postgres", "fds:postgres")
+DATA_BOUND_EXACT = ("inbox_mb", "blob_mb")
+#: the inbox's pending deliveries: flat means the stack keeps up with the offered rate
+QUEUE = ("backlog",)
+
+
+def kind_of(name: str) -> str:
+    if name in QUEUE:
+        return "queue"
+    if name in DATA_BOUND_EXACT or name.startswith(DATA_BOUND):
+        return "data"
+    return "process"
+
+
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Least squares y = a + b·x: (b, mean of y, scatter around the fit)."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    scatter = statistics.pstdev([y - (my + slope * (x - mx)) for x, y in zip(xs, ys, strict=True)])
+    return slope, my, scatter
 
 
 def slopes(samples: list[dict[str, float]], duration_minutes: float) -> dict[str, dict[str, Any]]:
     """Per series: least-squares slope per minute over the samples after the warm-up, the
-    fitted change over the run, the mean, the scatter, and whether that is flat."""
+    fitted change over the run, the mean, the scatter, and whether that is flat. A
+    process's series (RSS, descriptors, connections, histories) must be flat as it is; a
+    store's (`DATA_BOUND`) after taking out what the stored records explain (its cost
+    per 1,000 records is reported); the backlog must be flat for the stack to keep up."""
     kept = [s for s in samples if s["minute"] >= WARMUP_MINUTES] or samples
     out: dict[str, dict[str, Any]] = {}
     if len(kept) < 3:
         return out
     xs = [s["minute"] for s in kept]
+    stored = [float(s.get("records", math.nan)) for s in kept]
     for name in sorted(kept[-1]):
         if name in ("minute", "delivered", "records"):
             continue  # counters: they grow by design (their rate is the throughput)
         ys = [float(s.get(name, math.nan)) for s in kept]
         if any(math.isnan(y) for y in ys):
             continue
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        sxx = sum((x - mx) ** 2 for x in xs)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
-        residual = statistics.pstdev([y - (my + slope * (x - mx)) for x, y in zip(xs, ys, strict=True)])
+        slope, my, residual = _fit(xs, ys)
         change = slope * (xs[-1] - xs[0])
-        flat = abs(change) <= max(0.10 * abs(my), 2 * residual, 1.0)
-        out[name] = {
+        kind = kind_of(name)
+        row: dict[str, Any] = {
+            "kind": kind,
             "slope_per_min": round(slope, 4),
             "change": round(change, 2),
             "mean": round(my, 2),
             "scatter": round(residual, 2),
-            "flat": flat,
         }
+        if kind == "data" and not any(math.isnan(r) for r in stored) and statistics.pstdev(stored) > 0:
+            per_record, _, _ = _fit(stored, ys)
+            mr = statistics.fmean(stored)
+            left = [y - (my + per_record * (r - mr)) for y, r in zip(ys, stored, strict=True)]
+            left_slope, _, left_scatter = _fit(xs, left)
+            left_change = left_slope * (xs[-1] - xs[0])
+            row["per_1k_records"] = round(per_record * 1000, 4)
+            row["unexplained_change"] = round(left_change, 2)
+            row["flat"] = abs(left_change) <= max(0.10 * abs(my), 2 * left_scatter, 1.0)
+        else:
+            row["flat"] = abs(change) <= max(0.10 * abs(my), 2 * residual, 1.0)
+        out[name] = row
     return out
 
 
@@ -274,9 +318,14 @@ def render(soak: dict[str, Any]) -> str:
         "soak: rates per minute " + json.dumps(soak["per_minute"]),
         f"deliveries delivered per minute after the warm-up: {soak['throughput_per_min']}",
     ]
-    lines.append(f"  {'series':<28}{'mean':>12}{'change':>12}{'slope/min':>12}{'scatter':>10}  flat")
+    lines.append(
+        f"  {'series':<28}{'kind':>8}{'mean':>12}{'change':>12}{'slope/min':>12}{'scatter':>10}"
+        f"{'per 1k rec':>12}{'unexplained':>12}  flat"
+    )
     for name, s in soak["slopes"].items():
         lines.append(
-            f"  {name:<28}{s['mean']:>12}{s['change']:>12}{s['slope_per_min']:>12}{s['scatter']:>10}  {'yes' if s['flat'] else 'NO'}"
+            f"  {name:<28}{s.get('kind', ''):>8}{s['mean']:>12}{s['change']:>12}{s['slope_per_min']:>12}"
+            f"{s['scatter']:>10}{s.get('per_1k_records', ''):>12}{s.get('unexplained_change', ''):>12}"
+            f"  {'yes' if s['flat'] else 'NO'}"
         )
     return "\n".join(lines) + "\n"

@@ -84,6 +84,22 @@ async def test_samples_land_with_their_warnings(env: Env, sample_214: Path, samp
     assert len(sink.rows) == 2
 
 
+async def test_files_of_older_releases_land_with_their_own_layouts(env: Env, tmp_path: Path) -> None:
+    """A 003070 214 (AT7 with its century) and a 003040 214 (Q5 statuses) through the
+    workflow: the statuses land at their real instants, not at midnight."""
+    runtime, client, sink, source = env
+    releases = Path(__file__).parent / "data" / "releases"
+    at7 = await ingest_file(runtime, client, source, unique_copy(releases / "214_003070.x12", tmp_path))
+    q5 = await ingest_file(runtime, client, source, unique_copy(releases / "214_003040.x12", tmp_path))
+    assert (at7.units, at7.failed_units, at7.record_count, at7.warnings) == (2, (), 3, ())
+    assert (q5.units, q5.failed_units, q5.record_count, q5.warnings) == (2, (), 2, ())
+    x3 = sink.rows[RecordKey("edi", "BAWC:123456:X3:199709250830")]
+    assert x3.occurred_at == datetime(1997, 9, 25, 13, 30, tzinfo=UTC)
+    assert x3.attributes["status"]["layout"] == "AT7 003070"
+    af = sink.rows[RecordKey("edi", "ODFL:BOL55120:AF:199907141430")]
+    assert af.occurred_at == datetime(1999, 7, 14, 19, 30, tzinfo=UTC)
+
+
 async def test_a_large_file_with_a_broken_set_fans_out(env: Env, tmp_path: Path) -> None:
     runtime, client, sink, source = env
     path = samples.write_statuses(tmp_path / "many.x12", 1000)

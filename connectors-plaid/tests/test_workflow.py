@@ -30,6 +30,7 @@ from apex_platform.settings import CoreSettings, TemporalSettings
 from apex_platform.temporal.client import task_queue
 from apex_platform.temporal.inputs import PollInput, PollState
 from apex_platform.temporal.workflows import PollWorkflow
+from apex_platform.testing.inbox import produced, wait_delivered
 from apex_platform.testing.sinks import FaultySink, MemorySink
 from apex_platform.testing.worker import running_worker
 
@@ -37,6 +38,19 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 CLIENT_ID = "wf-client"
 SECRET = "wf-secret-0f1e2d3c"
+
+
+class ShiftedClock:
+    """The connector's clock (the API's and the worker's): real time plus `offset`, so a test
+    can stand a day later without waiting a day."""
+
+    offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+CLOCK = ShiftedClock()
 
 
 class Env:
@@ -108,7 +122,7 @@ async def env(
     fake, url = fake_server
     settings = PlaidSettings(base_url=url, client_id=CLIENT_ID, secret=SECRET, page_size=2)
     # Tokens come from the fake (a "vault"): every Item added by a test is known at once.
-    connector = PlaidConnector(settings, token_provider=lambda item: fake.items[item].access_token)
+    connector = PlaidConnector(settings, token_provider=lambda item: fake.items[item].access_token, clock=CLOCK)
     sink = FaultySink(MemorySink("memory"))
 
     class Plugin:
@@ -163,6 +177,42 @@ async def test_mutation_during_pagination_restarts_from_the_loops_first_cursor(e
     assert set(env.live(item)) == set(env.fake.final_state(item))
     assert env.live(item)["m-t0"].attributes["name"] == "MUTATED"
     assert env.rows(item)["m-t2"].deleted
+
+
+@pytest.fixture
+def short_lived_mid_loop_cursors(env: Env) -> Iterator[None]:
+    """The shared connector with APEX_PLAID_LOOP_CURSOR_MAX_AGE_SECONDS=1 and a 2 s poll
+    interval (the wait after an error), for one test."""
+    saved = env.connector.settings
+    env.connector._settings = saved.model_copy(
+        update={"loop_cursor_max_age_seconds": 1.0, "poll_interval_seconds": 2.0}
+    )
+    saved_retry_after = env.fake.rate_limit_retry_after
+    try:
+        yield
+    finally:
+        env.connector._settings = saved
+        env.fake.rate_limit_retry_after = saved_retry_after
+
+
+@pytest.mark.usefixtures("short_lived_mid_loop_cursors")
+@pytest.mark.parametrize("failure", ["login_required", "rate_limit"])
+async def test_a_loop_interrupted_longer_than_the_mid_loop_cursor_age_restarts_from_its_first_cursor(
+    env: Env, failure: str
+) -> None:
+    """Page 3 of a 4-page loop fails: ITEM_LOGIN_REQUIRED (the poller waits its interval, 2 s)
+    or a 429 whose Retry-After (3 s) Temporal's retry honours. Either way the next read would
+    use page 3's mid-loop cursor more than APEX_PLAID_LOOP_CURSOR_MAX_AGE_SECONDS (1 s) after
+    page 2 was read: Plaid promises only the final cursor is long-lived, so the staged pages
+    are dropped and the loop is read again from its first cursor, never resumed mid-loop."""
+    env.fake.rate_limit_retry_after = "3"
+    item = env.new_item(changes("k", 5))  # 7 changes: 4 pages
+    env.fake.fail_on_call(item, 3, failure)
+    state = await env.run_once(item)
+    assert env.fake.sync_calls[item] == [0, 2, 4, 0, 2, 4, 6]  # not [0, 2, 4, 4, 6]
+    assert (state.pages, state.restarts) == (4, 1)
+    assert SyncCursor.decode(state.cursor).plaid == env.fake._cursor(item, 7)
+    assert set(env.live(item)) == set(env.fake.final_state(item))
 
 
 async def activity_failures(client: Client, handle: WorkflowHandle[Any, PollState], activity_type: str) -> list[str]:
@@ -336,3 +386,49 @@ async def test_a_webhook_plaid_cannot_be_asked_to_verify_is_503_with_retry_after
     await wait_for(lambda: set(env.live(item)) == set(env.fake.final_state(item)))
     await handle.signal(PollWorkflow.stop)
     assert (await handle.result()).stage == "stopped"
+
+
+async def test_an_identical_item_webhook_after_the_repeat_window_is_a_new_version_a_retry_inside_it_a_duplicate(
+    env: Env, api: str, plaid_body: Callable[[str], bytes]
+) -> None:
+    """Plaid's published ITEM ERROR (ITEM_LOGIN_REQUIRED) example, signed as Plaid signs each
+    attempt, through the API: Plaid's retry inside the repeat window is answered duplicate
+    and writes nothing; the same body a window later (the Item broke again) is accepted and
+    lands as a new version of the same record."""
+    body = plaid_body("ItemErrorWebhook")
+    window = env.connector.settings.webhook_repeat_window_seconds
+    inbox = env.runtime_args["inbox"]  # type: ignore[attr-defined]
+    dsn, schema = inbox.dsn.get_secret_value(), inbox.schema_name
+    now = time.time()
+    CLOCK.offset = (now // window + 1) * window + 1000 - now  # 1000 s into a window
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+
+            async def deliver() -> httpx.Response:
+                return await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body, iat=CLOCK()))
+
+            first = await deliver()
+            assert first.status_code == 202, first.text
+            event_id = first.json()["event_id"]
+            await wait_delivered(dsn, "plaid", [event_id], schema=schema)
+            (landed,) = await produced(dsn, "plaid", event_id, schema=schema)
+            key = RecordKey("plaid", landed["id"])
+            v1 = env.sink.inner.rows[key].version  # type: ignore[attr-defined]
+            assert env.sink.inner.rows[key].attributes["error_code"] == "ITEM_LOGIN_REQUIRED"  # type: ignore[attr-defined]
+
+            CLOCK.offset += 30 + 120 + 480  # Plaid's third retry (30 s, then 4 times longer each)
+            retry = await deliver()
+            assert retry.status_code == 200, retry.text
+            assert (retry.json()["status"], retry.json()["event_id"]) == ("duplicate", event_id)
+
+            CLOCK.offset += window  # the next window: the Item needs its login again
+            again = await deliver()
+            assert again.status_code == 202, again.text
+            assert again.json()["event_id"] != event_id
+            await wait_delivered(dsn, "plaid", [again.json()["event_id"]], schema=schema)
+            (relanded,) = await produced(dsn, "plaid", again.json()["event_id"], schema=schema)
+    finally:
+        CLOCK.offset = 0.0
+    assert relanded["id"] == landed["id"]
+    assert env.sink.inner.rows[key].version == relanded["version"] > v1  # type: ignore[attr-defined]
+    assert relanded["version"] - v1 >= window * 1_000_000

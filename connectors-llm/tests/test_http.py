@@ -202,6 +202,75 @@ async def test_push_lands_once_and_growth_is_a_new_version(api: str, apex_postgr
     assert conv["version"] == 7_000_000
 
 
+OPENAI = Path(__file__).parent / "data" / "openai"
+
+
+def openai_push(cid: str, example: str, question: str) -> dict[str, Any]:
+    """A transcript: the example's user question, then its assistant message verbatim
+    (tests/data/openai/README.md names where each example comes from)."""
+    response = json.loads((OPENAI / example).read_text())
+    return {
+        "conversation_id": cid,
+        "model": response["model"],
+        "messages": [{"role": "user", "content": question}, response["choices"][0]["message"]],
+    }
+
+
+async def test_openais_published_shapes_land_through_the_push_api(api: str, apex_postgres_server: Any) -> None:
+    """The SDK's recorded refusal, the OpenAPI spec's legacy function_call, a custom tool
+    call and one of a type nobody knows yet: each push is 202 and lands with the refusal,
+    the calls and the parse warning in the record (a custom call was a 400 before)."""
+    tag = uuid.uuid4().hex[:10]
+    refusal = openai_push(f"oa-r-{tag}", "sdk_chat_completion_refusal.json", "How do I make anthrax?")
+    legacy = openai_push(
+        f"oa-f-{tag}", "openapi_2023_chat_completion_function_call_example.json", "What's the weather like in Boston?"
+    )
+    custom = {
+        "conversation_id": f"oa-c-{tag}",
+        "model": "gpt-5",
+        "messages": [
+            {"role": "user", "content": "Fix the fuel surcharge in rates.csv"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_p1", "type": "custom", "custom": {"name": "apply_patch", "input": "*** Begin Patch"}},
+                    {"id": "call_w1", "type": "web_search_preview", "web_search_preview": {}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_p1", "content": "patch applied"},
+        ],
+    }
+    for body in (refusal, legacy, custom):
+        resp = post(api, json.dumps(body).encode())
+        assert resp.status_code == 202, resp.text
+    ids = [refusal["conversation_id"], legacy["conversation_id"], custom["conversation_id"], f"oa-c-{tag}:call_p1"]
+    await rows(apex_postgres_server.dsn, ids, 4)
+    conn = await asyncpg.connect(apex_postgres_server.dsn)
+    try:
+        found = {
+            r["id"]: json.loads(r["attributes"])
+            for r in await conn.fetch(
+                "select id, attributes from apex.records where source = 'llm' and id = any($1::text[])", ids
+            )
+        }
+    finally:
+        await conn.close()
+    assert found[refusal["conversation_id"]]["refusals"] == [
+        {"message": 1, "refusal": "I'm very sorry, but I can't assist with that."}
+    ]
+    assert found[legacy["conversation_id"]]["messages"][1]["function_call"] == {
+        "name": "get_current_weather",
+        "arguments": '{\n  "location": "Boston, MA"\n}',
+    }
+    conv = found[custom["conversation_id"]]
+    assert [c.get("type") for c in conv["messages"][1]["tool_calls"]] == ["custom", "web_search_preview"]
+    assert conv["parse_warnings"] == [
+        "messages[1].tool_calls[1]: tool call of unknown type 'web_search_preview' kept as it came (not read)"
+    ]
+    assert found[f"oa-c-{tag}:call_p1"]["tool_name"] == "apply_patch"
+
+
 @pytest.mark.parametrize(
     "key",
     [None, "wrong-key", "", f"{KEY}x"],

@@ -124,36 +124,44 @@ class HealthController(Controller):
     async def readyz(self, runtime: RuntimeDep, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         """200 only when Temporal and each configured sink answer within a few seconds. Each
         check says `ok` or `error`; with the admin token, an error says what failed."""
-        checks: dict[str, str] = {}
-
-        async def temporal() -> None:
-            client = await runtime.connect(lazy=True)
-            await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=timedelta(seconds=3))
-
-        async def check(name: str, fn: Any) -> None:
-            try:
-                await asyncio.wait_for(fn(), timeout=5)
-                checks[name] = "ok"
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
-
-        async def inbox() -> None:
-            pool = await runtime.inbox.pool()
-            await pool.fetchval("SELECT 1")
-
-        jobs = [check("temporal", temporal), check("inbox", inbox)]
-        for name, sink in runtime.registry.sinks.items():
-            if name not in runtime.opened and getattr(sink, "single_process", False):
-                # owned by the worker process (e.g. Qdrant local mode): not ours to open
-                checks[f"sink:{name}"] = "ok"
-                continue
-            jobs.append(check(f"sink:{name}", sink.health))
-        await asyncio.gather(*jobs)
+        checks = await readiness_checks(runtime)
         ready = all(v == "ok" for v in checks.values())
         if not is_admin(request):
             # exception text names hosts, users and modules: for operators only
             checks = {name: "ok" if v == "ok" else "error" for name, v in checks.items()}
         return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def readiness_checks(runtime: Runtime, *, unopened: str = "ok") -> dict[str, str]:
+    """`/readyz`'s checks (also `apex-platform status` and the console): Temporal, the
+    inbox and each sink, each `ok` or `error: …` within a few seconds. A single-process
+    sink this process did not open (Qdrant local mode, owned by the worker) is `unopened`."""
+    checks: dict[str, str] = {}
+
+    async def temporal() -> None:
+        client = await runtime.connect(lazy=True)
+        await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=timedelta(seconds=3))
+
+    async def check(name: str, fn: Any) -> None:
+        try:
+            await asyncio.wait_for(fn(), timeout=5)
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+
+    async def inbox() -> None:
+        pool = await runtime.inbox.pool()
+        await pool.fetchval("SELECT 1")
+
+    jobs = [check("temporal", temporal), check("inbox", inbox)]
+    for name, sink in runtime.registry.sinks.items():
+        if name not in runtime.opened and getattr(sink, "single_process", False):
+            # owned by the worker process (e.g. Qdrant local mode): not ours to open
+            checks[f"sink:{name}"] = unopened
+            continue
+        jobs.append(check(f"sink:{name}", sink.health))
+    await asyncio.gather(*jobs)
+    return checks
 
 
 class MetricsController(Controller):

@@ -593,6 +593,26 @@ class Inbox:
             for r in rows
         ]
 
+    async def recent_lineage(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The record versions written last, newest first (the console's recent records)."""
+        pool = await self.pool()
+        rows = await pool.fetch(
+            f"""SELECT source, record_id, version, origin, workflow_id, written_at FROM {self.schema}.lineage
+                ORDER BY written_at DESC LIMIT $1""",
+            limit,
+        )
+        return [
+            {
+                "source": r["source"],
+                "id": r["record_id"],
+                "version": r["version"],
+                "origin": r["origin"],
+                "workflow_id": r["workflow_id"],
+                "written_at": r["written_at"].isoformat(),
+            }
+            for r in rows
+        ]
+
     async def records_from(self, origin: str) -> list[tuple[str, str, int]]:
         """(source, record id, version) of every record a delivery / page / unit produced."""
         pool = await self.pool()

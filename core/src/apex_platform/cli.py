@@ -359,6 +359,28 @@ def trace(
     _emit(doc, as_json, render)
 
 
+@app.command()
+def status(
+    plugins: PluginsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (docs/operations.md)")] = False,
+) -> None:
+    """One screen: stack and store health, sources (last write, pollers' cursor and last
+    success), inbox backlogs, breakers, dead letters, workers per task queue. Exit code 0
+    when healthy, 2 when something is not (each problem is named). Goes through the running
+    `apex-platform dev` when there is one; workers elsewhere: APEX_STATUS_METRICS_URLS."""
+    from apex_platform import status as platform_status
+
+    _stack_aware_env()
+    remote = _remote()
+    if remote is not None:
+        doc = _call_remote(remote, "GET", "/v1/status")
+    else:
+        doc = asyncio.run(platform_status.collect_local(plugins))
+    _emit(doc, as_json, lambda d: platform_status.render(d, console))
+    if not doc["healthy"]:
+        raise typer.Exit(platform_status.UNHEALTHY_EXIT)
+
+
 def _dlq(action: str, *args: Any) -> Any:
     from apex_platform import operations
 

@@ -15,9 +15,11 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from apex_platform import __version__, metrics
 from apex_platform.api.admin import AdminController
 from apex_platform.api.codec import CodecController, codec_cors
+from apex_platform.api.console import ConsoleController
 from apex_platform.api.controllers import HealthController, MetricsController, PluginsController, WebhookController
 from apex_platform.api.inbox import InboxController
 from apex_platform.api.push import PushController
+from apex_platform.api.status import StatusController
 from apex_platform.runtime import Runtime
 from apex_platform.settings import AdminSettings, PushSettings, load
 
@@ -67,6 +69,8 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
             PluginsController,
             AdminController,
             InboxController,
+            StatusController,
+            ConsoleController,
             CodecController,
             MetricsController,
         ],

@@ -1,0 +1,142 @@
+"""`apex-platform status` as an operator runs it, a real child process, against a real API
+and worker (session Temporal and PostgreSQL) whose Redis sink has a Redis server of this
+test's own: healthy first; then that Redis is stopped, the worker's next batch trips the
+Redis write breaker, and `status --json` says so — the store's check fails, the breaker is
+open (read from the worker's /metrics), the delivery waits in the inbox, exit code 2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import ADMIN_TOKEN, Deployment, dumps, front_event, front_headers
+from support.procs import CLI, wait_http
+
+from apex_platform.stack.ports import free_port
+from apex_platform.stack.redis_server import RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+class Setup:
+    def __init__(self, dep: Deployment, redis: RedisServer, metrics_url: str) -> None:
+        self.dep = dep
+        self.redis = redis
+        self.metrics_url = metrics_url
+
+    def status(self) -> tuple[int, dict[str, Any]]:
+        env = {**os.environ, **self.dep.env, "APEX_STATUS_METRICS_URLS": self.metrics_url}
+        out = subprocess.run([CLI, "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert out.stdout.startswith("{"), out.stderr
+        return out.returncode, json.loads(out.stdout)
+
+    def send(self) -> str:
+        event = front_event()
+        body = dumps(event)
+        resp = httpx.post(f"{self.dep.url}/webhooks/frontapp", content=body, headers=front_headers(body), timeout=30)
+        assert resp.status_code == 202, resp.text
+        return str(event["payload"]["id"])
+
+    def breaker_value(self) -> float | None:
+        text = httpx.get(self.metrics_url, timeout=10).text
+        for line in text.splitlines():
+            if line.startswith("apex_saga_breaker_state{") and 'sink="redis"' in line and 'op="write"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path, apex_temporal_server: Any, apex_postgres_server: Any, apex_redis_server: Any
+) -> Iterator[Setup]:
+    redis = RedisServer(tmp_path / "redis", port=free_port())  # this test's own: it stops it
+    redis.start()
+    tag = f"st{uuid.uuid4().hex[:10]}"
+    dep = Deployment(
+        tmp_path,
+        apex_temporal_server.address,
+        apex_postgres_server.dsn,
+        APEX_PLUGINS="frontapp,postgres,redis",
+        APEX_POSTGRES_SCHEMA=tag,  # its own dead-letter table: nobody else's letters
+        APEX_REDIS_URL=redis.url,
+        APEX_REDIS_PREFIX=tag,
+        # locks and ledger on the session's Redis: only the store goes down, not the saga
+        APEX_REDIS_COORDINATOR_URL=apex_redis_server.url,
+        APEX_SAGA_RETRY_ATTEMPTS="1",
+        APEX_SAGA_BREAKER_FAILURES="1",
+        APEX_SAGA_BREAKER_RESET_SECONDS="3600",
+    )
+    port = free_port()
+    dep.api.start()
+    dep.start_worker(APEX_METRICS_WORKER_PORT=str(port))
+    try:
+        wait_http(f"{dep.url}/healthz", proc=dep.api)
+        wait_http(f"http://127.0.0.1:{port}/metrics", proc=dep.workers[0])
+        yield Setup(dep, redis, f"http://127.0.0.1:{port}/metrics")
+    finally:
+        dep.stop()
+        if redis.is_running:
+            redis.stop()
+
+
+def test_status_reflects_a_stopped_store_and_an_open_breaker(setup: Setup) -> None:
+    first = setup.send()
+    asyncio.run(setup.dep.landed(first))
+
+    code, doc = setup.status()
+    assert (code, doc["healthy"], doc["problems"]) == (0, True, [])
+    assert doc["version"] == 1
+    assert doc["checks"] == {"inbox": "ok", "sink:postgres": "ok", "sink:redis": "ok", "temporal": "ok"}
+    assert doc["breakers"] == [
+        {"sink": "postgres", "op": "write", "state": "closed", "endpoint": setup.metrics_url},
+        {"sink": "redis", "op": "write", "state": "closed", "endpoint": setup.metrics_url},
+    ]
+    (front,) = doc["sources"]
+    assert (front["name"], front["priority"]) == ("frontapp", "P0")
+    assert front["last_write"] is not None  # the worker's last write of the source
+    assert [(r["source"], r["backlog"]) for r in doc["inbox"]] == [("frontapp", 0)]
+    assert doc["dead_letters"]["open"] == 0
+    (queue,) = doc["workers"]
+    assert queue["queue"] == f"{setup.dep.prefix}-p0"
+    assert queue["workflow_pollers"] >= 1
+    assert queue["activity_pollers"] >= 1
+    assert doc["metrics_endpoints"] == [{"url": setup.metrics_url, "ok": True, "error": None}]
+
+    setup.redis.stop()
+    setup.send()  # the batch that trips the breaker, and waits in the inbox
+    deadline = time.monotonic() + 90
+    while setup.breaker_value() != 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert setup.breaker_value() == 2, "the worker's Redis write breaker did not open"
+
+    code, doc = setup.status()
+    assert code == 2
+    assert doc["healthy"] is False
+    assert doc["checks"]["sink:redis"].startswith("error")
+    assert doc["checks"]["sink:postgres"] == "ok"
+    assert doc["checks"]["temporal"] == "ok"
+    assert {"sink": "redis", "op": "write", "state": "open", "endpoint": setup.metrics_url} in doc["breakers"]
+    assert any(p.startswith("sink:redis: error") for p in doc["problems"])
+    assert f"breaker redis/write is open ({setup.metrics_url})" in doc["problems"]
+    (row,) = doc["inbox"]
+    assert (row["source"], row["backlog"]) == ("frontapp", 1)  # the delivery waits, kept
+    assert row["oldest_pending_seconds"] is not None
+    assert doc["workers"][0]["workflow_pollers"] >= 1
+
+    # the same document over HTTP, for the admin token only
+    resp = httpx.get(f"{setup.dep.url}/v1/status", timeout=60)
+    assert resp.status_code == 401
+    resp = httpx.get(f"{setup.dep.url}/v1/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+    assert resp.status_code == 200
+    api_doc = resp.json()
+    assert api_doc["healthy"] is False
+    assert api_doc["checks"]["sink:redis"].startswith("error")

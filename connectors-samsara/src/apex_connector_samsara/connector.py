@@ -10,13 +10,14 @@ from typing import ClassVar
 from pydantic_settings import BaseSettings
 
 from apex_connector_samsara import signatures
-from apex_connector_samsara.envelope import decode_body, is_ping, read_delivery
+from apex_connector_samsara.envelope import decode_body, inbox_key, is_ping, read_delivery
 from apex_connector_samsara.feed import FeedReader
 from apex_connector_samsara.records import SOURCE, build_records
 from apex_connector_samsara.settings import MIN_FEED_WAIT_SECONDS, SamsaraSettings
 from apex_platform.contracts import SampleDelivery, WebhookReply
 from apex_platform.errors import ApexError, PayloadError, SettingsError, SignatureError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
+from apex_platform.reconcile import ReconcilePage
 from apex_platform.settings import load
 
 
@@ -83,6 +84,26 @@ class SamsaraConnector:
         except SettingsError as exc:
             raise VendorError(f"samsara account {account!r}: {exc}", retryable=False) from None
 
+    # -- ReconcileSource: the route updates feed fills what the webhooks missed ------------
+
+    @property
+    def reconcile_interval_seconds(self) -> float:
+        """Seconds between passes; never fails (invalid settings surface at `reconcile`)."""
+        try:
+            return self.settings.reconcile_interval_seconds
+        except ApexError:
+            return 60.0
+
+    def reconcile_accounts(self) -> list[str]:
+        """`APEX_SAMSARA_RECONCILE_ACCOUNTS`: off (empty) by default."""
+        return self.settings.reconcile_account_names()
+
+    async def reconcile(self, account: str, cursor: str | None) -> ReconcilePage:
+        """The route updates feed page after `cursor` (see `routes_feed`)."""
+        from apex_connector_samsara.routes_feed import RoutesFeedReader
+
+        return await RoutesFeedReader(self.settings).read_page(account, cursor)
+
     # -- WebhookSource -----------------------------------------------------------------------
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
@@ -111,14 +132,15 @@ class SamsaraConnector:
             )
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply:
-        """Answer a Ping at once; decode anything else into an `InboundEvent` (id = eventId)."""
+        """Answer a Ping at once; decode anything else into an `InboundEvent` (id = eventId, or
+        the route stop for stop arrivals and departures: `envelope.inbox_key`)."""
         doc = decode_body(body)
         if is_ping(doc):
             return WebhookReply(200, {"status": "ok", "type": "Ping"})
         delivery = read_delivery(doc)
         return InboundEvent(
             source=SOURCE,
-            event_id=delivery.event_id,
+            event_id=inbox_key(delivery),
             received_at=datetime.fromtimestamp(self._clock(), UTC),
             payload=doc,
             # Nothing from the request headers is kept: they hold the signature.

@@ -1,7 +1,8 @@
 """What `apex-platform demo` needs to run the Samsara stream against a fake Samsara.
 
-`start_fake_vendor()` starts the fake feed on a free local port; `demo_environment()` gives
-the settings that point the connector at it (and a throw-away webhook secret).
+`start_fake_vendor()` starts the fake feed (and the route updates feed) on a free local port;
+`demo_environment()` gives the settings that point the connector at it, a throw-away webhook
+secret, and turns reconciliation on for the account `default`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from functools import cache
 
-from apex_connector_samsara.fake_vendor import FakeSamsara, FakeServer
+from apex_connector_samsara.fake_vendor import START, FakeSamsara, FakeServer
 
 DEMO_TOKEN = "demo-samsara-token"  # noqa: S105 - the fake server's token, not a credential
 
@@ -28,7 +29,11 @@ _running: FakeServer | None = None
 def start_fake_vendor() -> tuple[str, Callable[[], None]]:
     """Start the fake Samsara (5 vehicles x 20 GPS points, engine states) → (base URL, stop)."""
     global _running
-    server = FakeServer(FakeSamsara(vehicles=5, points=20, page_size=40, token=DEMO_TOKEN, engine_every=5))
+    fake = FakeSamsara(vehicles=5, points=20, page_size=40, token=DEMO_TOKEN, engine_every=5)
+    # the route updates feed lists the stop of Samsara's RouteStopArrival example the demo
+    # sends as a webhook: the reconciler finds it already in the inbox (one delivery)
+    fake.route_update("342341", "141414", "stop arrived", START)
+    server = FakeServer(fake)
     base_url = server.start()
     _running = server
 
@@ -42,7 +47,12 @@ def start_fake_vendor() -> tuple[str, Callable[[], None]]:
 
 def demo_environment(base_url: str | None = None) -> dict[str, str]:
     """Settings pointing the connector at the fake (the running one unless `base_url` is given)."""
-    env = {"APEX_SAMSARA_WEBHOOK_SECRET": demo_secret(), "APEX_SAMSARA_API_TOKEN": DEMO_TOKEN}
+    env = {
+        "APEX_SAMSARA_WEBHOOK_SECRET": demo_secret(),
+        "APEX_SAMSARA_API_TOKEN": DEMO_TOKEN,
+        # reconciliation is off by default; the demo turns it on
+        "APEX_SAMSARA_RECONCILE_ACCOUNTS": "default",
+    }
     url = base_url or (_running.base_url if _running is not None else None)
     if url:
         env["APEX_SAMSARA_BASE_URL"] = url

@@ -164,3 +164,33 @@ def read_delivery(doc: Any) -> Delivery:
 
 def is_ping(doc: dict[str, Any]) -> bool:
     return doc.get("eventType") == "Ping"
+
+
+#: event types whose inbox key is the route stop they describe (see `inbox_key`)
+ROUTE_STOP_EVENTS = {"RouteStopArrival": "arrived", "RouteStopDeparture": "departed"}
+
+
+def route_stop_key(event_type: str, route_id: str, stop_id: str) -> str:
+    return f"route-stop:{route_id}:{stop_id}:{ROUTE_STOP_EVENTS[event_type]}"
+
+
+def plain_id(obj: object) -> str | None:
+    """An object's `id` as an inbox-key part: text or integer, printable, at most 64
+    characters, no ':' (the key's separator: two different stops never share a key)."""
+    value = obj.get("id") if isinstance(obj, dict) else None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return text if text and text.isprintable() and ":" not in text and len(text) <= 64 else None
+
+
+def inbox_key(delivery: Delivery) -> str:
+    """The delivery's inbox key (its dedupe key). The `eventId`, except for a route stop's
+    arrival or departure: the reconciler finds those in the route updates feed, which has
+    no `eventId`, so both are keyed by the stop they describe (`route_stop_key`)."""
+    if delivery.event_type in ROUTE_STOP_EVENTS and delivery.version == "2.0":
+        route_id = plain_id(delivery.body.get("route"))
+        stop_id = plain_id(delivery.body.get("routeStopDetails"))
+        if route_id is not None and stop_id is not None:
+            return route_stop_key(delivery.event_type, route_id, stop_id)
+    return delivery.event_id

@@ -15,6 +15,8 @@ which points must arrive.
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import math
 import random
 import threading
@@ -29,6 +31,7 @@ from litestar import Litestar, Request, Response, get
 
 from apex_connector_samsara import signatures
 from apex_connector_samsara.feed import FEED_PATH
+from apex_connector_samsara.routes_feed import ROUTES_FEED_PATH
 from apex_platform.testing.vendor_server import FakeVendorServer
 
 START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -81,6 +84,13 @@ class FakeSamsara:
     #: seconds each feed call takes (to stop a reader mid-stream in tests)
     delay: float = 0.0
     calls: list[tuple[str | None, int]] = field(default_factory=list)
+    #: the route updates feed (`route_update` appends): entries per page, calls, 429s to come
+    route_updates: list[dict[str, Any]] = field(default_factory=list)
+    route_page_size: int = 100
+    route_calls: list[tuple[str | None, int]] = field(default_factory=list)
+    routes_rate_limit_next: int = 0
+    #: served verbatim (status 200) by the next route feed call, when set
+    routes_raw_body: bytes | None = None
     _items: list[FeedItem] = field(default_factory=list, init=False, repr=False)
     _generation: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -206,6 +216,108 @@ class FakeSamsara:
         }
         return 200, body, {}
 
+    # -- the route updates feed (GET /fleet/routes/audit-logs/feed) ----------------------------
+
+    def route_update(
+        self,
+        route_id: str,
+        stop_id: str,
+        operation: str,
+        moment: datetime,
+        *,
+        vehicle: int = 0,
+        stops: int = 3,
+    ) -> dict[str, Any]:
+        """Samsara records a route update (a RouteFeedObject): the stop's new state in
+        `changes.after.stops`, the whole route with `expand=route`."""
+        state = {"stop arrived": "arrived", "stop departed": "departed"}.get(operation, "en route")
+        stop = {"id": stop_id, "state": state, "externalIds": {"siteId": stop_id}}
+        if state == "arrived":
+            stop["actualArrivalTime"] = _iso(moment)
+        if state == "departed":
+            stop["actualDepartureTime"] = _iso(moment)
+        before = {"id": stop_id, "state": {"arrived": "en route", "departed": "arrived"}.get(state, "scheduled")}
+        route_stops = [{"id": f"{route_id}-{n}", "name": f"Stop {n}"} for n in range(stops)]
+        if all(rs["id"] != stop_id for rs in route_stops):
+            route_stops.append({"id": stop_id, "name": "Stop"})
+        route = {
+            "id": route_id,
+            "name": f"Route {route_id}",
+            "externalIds": {},
+            "scheduledRouteStartTime": _iso(START),
+            "driver": {"id": str(52100 + vehicle), "name": f"Driver {vehicle}"},
+            "vehicle": {"id": vehicle_id(vehicle), "name": f"Truck {4400 + vehicle}"},
+            "stops": route_stops,
+        }
+        entry = {
+            "time": _iso(moment),
+            "type": "route tracking",
+            "operation": operation,
+            "source": "automatic",
+            "route": route,
+            "changes": {"before": {"stops": [before]}, "after": {"stops": [stop]}},
+        }
+        with self._lock:
+            self.route_updates.append(entry)
+        return entry
+
+    def routes_feed(self, authorization: str | None, after: str | None, expand: str | None) -> _Answer:
+        with self._lock:
+            answer = self._routes_feed(authorization, after, expand)
+            self.route_calls.append((after, answer[0]))
+            return answer
+
+    def _routes_feed(self, authorization: str | None, after: str | None, expand: str | None) -> _Answer:
+        if authorization != f"Bearer {self.token}":
+            return self._error(401, "Unauthorized")
+        if self.routes_rate_limit_next > 0:
+            self.routes_rate_limit_next -= 1
+            status, body, _ = self._error(429, "Too Many Requests")
+            return status, body, {"Retry-After": self.retry_after}
+        if self.routes_raw_body is not None:
+            raw, self.routes_raw_body = self.routes_raw_body, None
+            return 200, json.loads(raw), {}
+        offset = 0
+        if after:
+            found = self._offset(after)
+            if found is None:
+                return self._error(400, "Invalid 'after' cursor: the cursor is expired or invalid")
+            offset = found
+        page = copy.deepcopy(self.route_updates[offset : offset + self.route_page_size])
+        if expand != "route":
+            for entry in page:
+                entry["route"] = {"id": entry["route"]["id"]}
+        end = offset + len(page)
+        body = {
+            "data": page,
+            "pagination": {"endCursor": self._cursor(end), "hasNextPage": end < len(self.route_updates)},
+        }
+        return 200, body, {}
+
+
+def route_stop_webhook(entry: dict[str, Any], *, event_id: str | None = None, org_id: int = 20936) -> dict[str, Any]:
+    """The RouteStopArrival / RouteStopDeparture webhook (2.0) Samsara sends for a route
+    update, in the shape of its documented example: `data` holds the update's driver,
+    operation, route, routeStopDetails (the changed stop), time, type and vehicle."""
+    event_type = {"stop arrived": "RouteStopArrival", "stop departed": "RouteStopDeparture"}[entry["operation"]]
+    route = entry["route"]
+    return {
+        "eventId": event_id or str(uuid.uuid4()),
+        "eventTime": entry["time"],
+        "eventType": event_type,
+        "orgId": org_id,
+        "webhookId": "1411751028848270",
+        "data": {
+            "driver": route.get("driver"),
+            "operation": entry["operation"],
+            "route": route,
+            "routeStopDetails": entry["changes"]["after"]["stops"][0],
+            "time": entry["time"],
+            "type": entry["type"],
+            "vehicle": route.get("vehicle"),
+        },
+    }
+
 
 def create_app(fake: FakeSamsara) -> Litestar:
     """The Litestar app serving `fake`."""
@@ -217,7 +329,14 @@ def create_app(fake: FakeSamsara) -> Litestar:
         )
         return Response(body, status_code=status, headers=headers)
 
-    return Litestar(route_handlers=[feed], logging_config=None, openapi_config=None)
+    @get(ROUTES_FEED_PATH, sync_to_thread=False)
+    def routes_feed(request: Request[Any, Any, Any]) -> Response[Any]:
+        status, body, headers = fake.routes_feed(
+            request.headers.get("authorization"), request.query_params.get("after"), request.query_params.get("expand")
+        )
+        return Response(body, status_code=status, headers=headers)
+
+    return Litestar(route_handlers=[feed, routes_feed], logging_config=None, openapi_config=None)
 
 
 class FakeServer(FakeVendorServer):

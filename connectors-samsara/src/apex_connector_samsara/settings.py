@@ -68,6 +68,20 @@ class SamsaraSettings(BaseSettings):
         ),
     )
 
+    reconcile_accounts: str = Field(
+        default="",
+        description=(
+            "Comma-separated accounts whose route stop arrivals and departures are reconciled from the "
+            "route updates feed (the token needs 'Read Routes'); empty (the default): reconciliation is off"
+        ),
+    )
+    reconcile_interval_seconds: float = Field(
+        default=60.0, ge=5, le=86_400, description="Seconds between two reconciliation passes"
+    )
+
+    def reconcile_account_names(self) -> list[str]:
+        return list(dict.fromkeys(a.strip() for a in self.reconcile_accounts.split(",") if a.strip()))
+
     def secrets(self) -> list[str]:
         """The configured webhook secrets, as given (base64 text)."""
         return secret_values(self.webhook_secret)

@@ -47,6 +47,9 @@ def _logging(level: str = "INFO") -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from apex_platform import logs
+
+    logs.install()  # APEX_LOG_FORMAT=json, and source/record/delivery/workflow ids on every record
 
 
 def _runtime(plugins: str | None) -> Any:

@@ -33,10 +33,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from apex_platform import metrics
+from apex_platform import metrics, tracing
 from apex_platform.breaker import CircuitBreaker, CircuitOpenError
 from apex_platform.contracts import Coordinator, DeadLetter, DeadLetterQueue, Previous, Sink
 from apex_platform.errors import ApexError, RecordsRefused, SinkError
+from apex_platform.logs import log_context
 from apex_platform.models import Record, RecordKey, WriteResult
 from apex_platform.settings import apex_config
 
@@ -158,11 +159,12 @@ class Saga:
         )
         started = time.perf_counter()
         try:
-            async for attempt in retrying:
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        metrics.SINK_RETRIES.labels(sink, op).inc()
-                    result = await breaker.call(fn)
+            with tracing.span(f"apex.sink.{op}", {"apex.sink": sink, "apex.op": op}):  # off: nothing
+                async for attempt in retrying:
+                    with attempt:
+                        if attempt.retry_state.attempt_number > 1:
+                            metrics.SINK_RETRIES.labels(sink, op).inc()
+                        result = await breaker.call(fn)
         except Exception:
             metrics.SINK_CALLS.labels(sink, op, "error").inc()
             raise
@@ -186,6 +188,16 @@ class Saga:
         and resolved when a later attempt of that batch succeeds."""
         if not self.sinks:
             raise SinkError("no sink is installed: install one (e.g. apex-sink-postgres) or check APEX_PLUGINS")
+        sources = {r.source for r in records}
+        ids = {r.id for r in records}
+        # log lines of a batch of one source (or one record) say which (apex_platform.logs)
+        with log_context(
+            source=next(iter(sources)) if len(sources) == 1 else None,
+            record_id=next(iter(ids)) if len(ids) == 1 else None,
+        ):
+            return await self._write(records, batch_id)
+
+    async def _write(self, records: Sequence[Record], batch_id: str | None) -> WriteResult:
         batch = await self._uncommitted(latest_per_key(records))
         quarantined: list[Record] = []
         bid = batch_id or uuid.uuid4().hex

@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from apex_platform import __version__, metrics
+from apex_platform import __version__, metrics, tracing
 from apex_platform.api.admin import AdminController
 from apex_platform.api.codec import CodecController, codec_cors
 from apex_platform.api.console import ConsoleController
@@ -38,6 +38,7 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
     # an empty or too short admin token or push key stops the start, naming the variable
     load(AdminSettings)
     load(PushSettings)
+    tracing.configure()  # OTEL_* (off by default): a server span per request
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -78,6 +79,7 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
         lifespan=[lifespan],
         # HTTP metrics by route template and installed source (docs/operations.md)
         middleware=[metrics.http_middleware(lambda: runtime.registry.sources)],
+        plugins=tracing.litestar_plugins(),
         request_max_body_size=runtime.core.max_body_bytes,
         cors_config=codec_cors(),  # the Temporal UI's origins only (APEX_CODEC_CORS_ORIGINS), else none
         openapi_config=OpenAPIConfig(title="Apex ingestion API", version=__version__, path="/schema"),

@@ -19,11 +19,12 @@ from litestar import Response
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from apex_platform import metrics
+from apex_platform import metrics, tracing
 from apex_platform.api.errors import problem
 from apex_platform.contracts import PollTrigger, SourceConnector
 from apex_platform.errors import PayloadError, SettingsError
 from apex_platform.inbox import Delivery, InboxUnavailable
+from apex_platform.logs import log_context
 from apex_platform.models import InboundEvent
 from apex_platform.payloads import redact_json_keys
 from apex_platform.runtime import Runtime
@@ -51,7 +52,27 @@ async def accept(
     runtime: Runtime, connector: SourceConnector, event: InboundEvent, headers: Mapping[str, str], body: bytes
 ) -> Response[dict[str, Any]]:
     """Commit the delivery to the inbox and answer as the contract says."""
+    wf_id = drain_id(connector.name, runtime.temporal.task_queue_prefix)
+    attributes = {"apex.source": connector.name, "apex.event_id": event.event_id}
+    with (
+        log_context(source=connector.name, event_id=event.event_id, workflow_id=wf_id),
+        tracing.span("apex.inbox.put", attributes),
+    ):
+        return await _accept(runtime, connector, event, headers, body, wf_id)
+
+
+async def _accept(
+    runtime: Runtime,
+    connector: SourceConnector,
+    event: InboundEvent,
+    headers: Mapping[str, str],
+    body: bytes,
+    wf_id: str,
+) -> Response[dict[str, Any]]:
     source = connector.name
+    traceparent = tracing.current_traceparent()
+    if traceparent:  # the drain links its spans to this request's (see apex_platform.tracing)
+        headers = {**headers, tracing.TRACEPARENT_HEADER: traceparent}
     try:
         # values the connector says must never be kept (Plaid's public_token) are redacted
         # before the body is stored: the inbox, the drain and every store only see the copy
@@ -66,7 +87,6 @@ async def accept(
         headers=headers,
         body=stored,
     )
-    wf_id = drain_id(source, runtime.temporal.task_queue_prefix)
     try:
         outcome = await runtime.inbox.put(delivery)
     except (InboxUnavailable, SettingsError) as exc:
@@ -79,6 +99,7 @@ async def accept(
             event_id=event.event_id,
             retry_after=RETRY_AFTER_SECONDS,
         )
+    log.debug("delivery committed to the inbox: %s", outcome)
     doc = {"status": "accepted", "workflow_id": wf_id, "event_id": event.event_id}
     if outcome == "duplicate":
         metrics.WEBHOOKS.labels(source, "duplicate").inc()

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from apex_platform import metrics
+from apex_platform import metrics, tracing
 from apex_platform.blobs import BlobNotFound, BlobStore
 from apex_platform.contracts import BatchSource, BatchUnit, BatchWarning, FetchingSource, PollSource
 from apex_platform.errors import (
@@ -32,6 +32,7 @@ from apex_platform.errors import (
     input_problem,
 )
 from apex_platform.inbox import Inbox, Lineage, StoredDelivery
+from apex_platform.logs import log_context
 from apex_platform.models import InboundEvent, Page, Record, WriteResult
 from apex_platform.plugins import Registry
 from apex_platform.saga import Saga, SagaWriteError
@@ -403,25 +404,37 @@ class IngestActivities:
                     await asyncio.wait_for(wake.wait(), timeout=1.0)
             if not rows:
                 return DrainBatchResult()
-            started = time.perf_counter()
-            seqs = [r.seq for r in rows]
-            try:
-                records, counts, unparsed, origins = await self._parse_deliveries(inp.source, rows)
-                records = await self._enrich(records)
-                result = await self._write(records, batch_id=f"{info.workflow_id}@{seqs[0]}")
-            except (ApplicationError, ApexError) as exc:
-                with contextlib.suppress(Exception):
-                    await inbox.mark_failed(seqs, f"{type(exc).__name__}: {exc}")
-                if isinstance(exc, ApplicationError):
-                    raise
-                raise ApplicationError(f"{inp.source}: {exc}", type=type(exc).__name__) from exc
-            lineage = [
-                Lineage(r.source, r.id, r.version, origins.get((r.id, r.version), f"inbox:{inp.source}"))
-                for r in records
-            ]
-            await inbox.mark_delivered(
-                seqs, counts, workflow_id=info.workflow_id, run_id=info.workflow_run_id, lineage=lineage
-            )
+            # one span per batch, linked to each delivery's request (apex_platform.tracing);
+            # every log line of the batch names its source and workflow
+            links = tracing.links(r.headers.get(tracing.TRACEPARENT_HEADER) for r in rows)
+            attributes = {"apex.source": inp.source, "apex.deliveries": len(rows)}
+            with (
+                log_context(
+                    source=inp.source,
+                    workflow_id=info.workflow_id,
+                    event_id=rows[0].event_id if len(rows) == 1 else None,
+                ),
+                tracing.span("apex.drain.batch", attributes, links),
+            ):
+                started = time.perf_counter()
+                seqs = [r.seq for r in rows]
+                try:
+                    records, counts, unparsed, origins = await self._parse_deliveries(inp.source, rows)
+                    records = await self._enrich(records)
+                    result = await self._write(records, batch_id=f"{info.workflow_id}@{seqs[0]}")
+                except (ApplicationError, ApexError) as exc:
+                    with contextlib.suppress(Exception):
+                        await inbox.mark_failed(seqs, f"{type(exc).__name__}: {exc}")
+                    if isinstance(exc, ApplicationError):
+                        raise
+                    raise ApplicationError(f"{inp.source}: {exc}", type=type(exc).__name__) from exc
+                lineage = [
+                    Lineage(r.source, r.id, r.version, origins.get((r.id, r.version), f"inbox:{inp.source}"))
+                    for r in records
+                ]
+                await inbox.mark_delivered(
+                    seqs, counts, workflow_id=info.workflow_id, run_id=info.workflow_run_id, lineage=lineage
+                )
         metrics.ACTIVITY_SECONDS.labels("drain_inbox", inp.source).observe(time.perf_counter() - started)
         return DrainBatchResult(
             deliveries=len(rows),
@@ -454,47 +467,48 @@ class IngestActivities:
         for index, row in enumerate(rows):
             if index % ENRICH_SLICE == ENRICH_SLICE - 1:
                 await asyncio.sleep(0)  # parsing is CPU-bound too: let other sources' activities run
-            origin = f"delivery:{source}:{row.event_id}"
-            fallback = InboundEvent(source=source, event_id=row.event_id, received_at=row.received_at)
-            try:
-                received = receive(row.headers, row.body)
-                if not isinstance(received, InboundEvent):
-                    counts.append(0)  # a reply or a trigger: nothing to store
+            with log_context(event_id=row.event_id):  # what a line logged while parsing is about
+                origin = f"delivery:{source}:{row.event_id}"
+                fallback = InboundEvent(source=source, event_id=row.event_id, received_at=row.received_at)
+                try:
+                    received = receive(row.headers, row.body)
+                    if not isinstance(received, InboundEvent):
+                        counts.append(0)  # a reply or a trigger: nothing to store
+                        continue
+                    event = received.model_copy(update={"received_at": row.received_at, "event_id": row.event_id})
+                    if isinstance(connector, FetchingSource):
+                        try:
+                            event = await connector.fetch(event)
+                        except VendorError as exc:
+                            if exc.retryable:
+                                raise _vendor_failure(exc) from exc
+                            raise PayloadError(f"vendor refused the fetch: {exc}") from exc
+                        except (ApexError, ValueError, TypeError):
+                            raise
+                        except Exception as exc:  # a network failure the connector did not classify: transient
+                            raise ApplicationError(
+                                f"{source}: fetching delivery {row.event_id} failed: {type(exc).__name__}: {exc}",
+                                type="FetchFailed",
+                            ) from exc
+                    parsed = connector.parse(event)
+                except ApplicationError:
+                    raise
+                except SettingsError as exc:
+                    raise ApplicationError(f"{source}: {exc}", type="SettingsError") from exc
+                except Exception as exc:  # noqa: BLE001 - one body never blocks its neighbours
+                    activity.logger.warning("delivery %s of %s not parsed: %s", row.event_id, source, exc)
+                    metrics.record_unparsed(source)
+                    bad = unparsed_record(fallback, f"{type(exc).__name__}: {exc}", row.body)
+                    records.append(bad)
+                    origins[(bad.id, bad.version)] = origin
+                    counts.append(1)
+                    unparsed += 1
                     continue
-                event = received.model_copy(update={"received_at": row.received_at, "event_id": row.event_id})
-                if isinstance(connector, FetchingSource):
-                    try:
-                        event = await connector.fetch(event)
-                    except VendorError as exc:
-                        if exc.retryable:
-                            raise _vendor_failure(exc) from exc
-                        raise PayloadError(f"vendor refused the fetch: {exc}") from exc
-                    except (ApexError, ValueError, TypeError):
-                        raise
-                    except Exception as exc:  # a network failure the connector did not classify: transient
-                        raise ApplicationError(
-                            f"{source}: fetching delivery {row.event_id} failed: {type(exc).__name__}: {exc}",
-                            type="FetchFailed",
-                        ) from exc
-                parsed = connector.parse(event)
-            except ApplicationError:
-                raise
-            except SettingsError as exc:
-                raise ApplicationError(f"{source}: {exc}", type="SettingsError") from exc
-            except Exception as exc:  # noqa: BLE001 - one body never blocks its neighbours
-                activity.logger.warning("delivery %s of %s not parsed: %s", row.event_id, source, exc)
-                metrics.record_unparsed(source)
-                bad = unparsed_record(fallback, f"{type(exc).__name__}: {exc}", row.body)
-                records.append(bad)
-                origins[(bad.id, bad.version)] = origin
-                counts.append(1)
-                unparsed += 1
-                continue
-            metrics.record_quality(parsed)
-            for record in parsed:
-                origins[(record.id, record.version)] = origin
-            records.extend(parsed)
-            counts.append(len(parsed))
+                metrics.record_quality(parsed)
+                for record in parsed:
+                    origins[(record.id, record.version)] = origin
+                records.extend(parsed)
+                counts.append(len(parsed))
         return records, counts, unparsed, origins
 
     @activity.defn(name="apex.poll_ingest")

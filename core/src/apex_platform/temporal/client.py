@@ -137,13 +137,19 @@ def data_converter(settings: TemporalSettings, payloads: PayloadSettings | None 
 
 async def connect(settings: TemporalSettings, *, lazy: bool = False, payloads: PayloadSettings | None = None) -> Client:
     """A client with the pydantic data converter (records cross Temporal as JSON),
-    behind the payload guard and payload encryption (`data_converter`)."""
+    behind the payload guard and payload encryption (`data_converter`); with tracing on
+    (`OTEL_*`, see `apex_platform.tracing`) the OpenTelemetry interceptor, which the
+    workers built on this client use too."""
+    from apex_platform import tracing
+
+    tracing.configure()
     return await Client.connect(
         settings.address,
         namespace=settings.namespace,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         tls=_tls(settings),
         data_converter=data_converter(settings, payloads),
+        interceptors=tracing.temporal_interceptors(),
         lazy=lazy,
     )
 

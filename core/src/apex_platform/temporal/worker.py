@@ -50,8 +50,11 @@ def parse_queues(value: str) -> list[str]:
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
     """The sandbox, with Apex's own (deterministic, I/O-free at import) modules and
-    pydantic passed through, so models are the same classes inside and outside."""
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("apex_platform", "pydantic", "pydantic_core")
+    pydantic passed through, so models are the same classes inside and outside; and
+    OpenTelemetry's (the tracing interceptor's workflow side needs the process's own)."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "apex_platform", "pydantic", "pydantic_core", "opentelemetry"
+    )
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 

@@ -15,10 +15,11 @@ run ended up using, when it has one):
   with its own generated passwords — those passwords are the markers (read from
   APEX_HOME/postgres/password and APEX_HOME/redis/password);
 - the vendors' API credentials (Turvo, SONAR, Plaid, HubSpot, QuickBooks, Samsara's API
-  token and webhook secret): the demo points the connectors at fake vendors with the
+  token and webhook secret, Front's API token): the demo points the connectors at fake vendors with the
   fakes' own credentials; the values the run used are read from its environment at the
   end (the demo runs in a wrapper that writes them to a 0600 file);
-- APEX_SAMSARA_API_TOKENS: accounts of their own, which the fake Samsara does not have.
+- APEX_SAMSARA_API_TOKENS, APEX_FRONTAPP_API_TOKENS: accounts of their own, which the fake
+  vendors do not have.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ SECRET_VARIABLES = (
     "APEX_INBOX_DSN",
     "APEX_FRONTAPP_SIGNING_SECRET",
     "APEX_FRONTAPP_API_SECRET",
+    "APEX_FRONTAPP_API_TOKEN",
+    "APEX_FRONTAPP_API_TOKENS",
     "APEX_SONAR_PASSWORD",
     "APEX_SONAR_WEBHOOK_SECRET",
     "APEX_TURVO_WEBHOOK_TOKEN",

@@ -51,7 +51,9 @@ SECURITY_HEADERS = {
     "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # trace links carry record ids
+    # trace links carry record ids: never to another site (and "no-referrer" would make
+    # the browser send `Origin: null` with the sign-in form)
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}

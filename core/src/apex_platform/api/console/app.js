@@ -102,7 +102,7 @@ function render(doc) {
     cell(row, `${d.records}: ${(d.keys || []).join(", ")}`);
     cell(row, (d.failed || []).join(", "));
     cell(row, d.error, "error");
-    const actions = cell(row, "");
+    const actions = cell(row, "", "actions");
     actions.textContent = "";
     for (const action of ["replay", "discard"]) {
       const button = document.createElement("button");

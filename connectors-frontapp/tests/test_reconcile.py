@@ -203,9 +203,12 @@ async def test_the_next_page_token_never_follows_another_host(server: FakeServer
     page = await front.reconcile("default", None)
     assert page.has_more
     assert PassCursor.decode(page.next_cursor or "").page_token == "abc"
-    with pytest.raises(VendorError, match="400"):  # the fake does not know the token "abc"
-        await front.reconcile("default", page.next_cursor)
-    assert fake.calls[-1][0]["page_token"] == "abc"  # asked of the configured host
+    await front.reconcile("default", page.next_cursor)
+    asked, status = fake.calls[-2]
+    assert (asked["page_token"], status) == ("abc", 400)  # asked of the configured host
+    # a page token Front refuses (this fake does not know "abc") starts the pass again
+    assert "page_token" not in fake.calls[-1][0]
+    assert fake.calls[-1][1] == 200
 
 
 @pytest.mark.parametrize(
@@ -230,3 +233,27 @@ async def test_unreadable_answers_name_the_problem(
 def test_a_corrupt_cursor_is_a_clear_error() -> None:
     with pytest.raises(VendorError, match="reconcile cursor"):
         PassCursor.decode("not json")
+
+
+async def test_the_demo_turns_reconciliation_on_and_lists_the_sample_events_under_their_webhook_ids() -> None:
+    from apex_connector_frontapp import demo
+
+    base_url, stop = demo.start_fake_vendor()
+    try:
+        env = demo.demo_environment()
+        assert env["APEX_FRONTAPP_RECONCILE_ACCOUNTS"] == "default"
+        assert env["APEX_FRONTAPP_API_URL"] == base_url
+        front = FrontConnector(
+            FrontSettings(
+                api_url=base_url,
+                api_token=env["APEX_FRONTAPP_API_TOKEN"],
+                reconcile_accounts=env["APEX_FRONTAPP_RECONCILE_ACCOUNTS"],
+                reconcile_lookback_seconds=float(env["APEX_FRONTAPP_RECONCILE_LOOKBACK_SECONDS"]),
+            )
+        )
+        assert front.reconcile_accounts() == ["default"]
+        page = await front.reconcile("default", None)
+    finally:
+        stop()
+    webhook_ids = {front.receive({}, samples.encode(e)).event_id for e in samples.events()}  # type: ignore[union-attr]
+    assert {d.event_id for d in page.deliveries} == webhook_ids

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -30,6 +31,8 @@ from apex_platform.errors import PayloadError, VendorError
 from apex_platform.payloads import decode_json_object, json_type
 from apex_platform.reconcile import FoundDelivery, ReconcilePage
 from apex_platform.vendor_http import TransientFailure, retry_transient, status_error
+
+log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/events"
 #: the wait after a 429 that carries no Retry-After (Front's documented example says 20 s)
@@ -139,6 +142,11 @@ class EventsReader:
             transport=self._transport,
         ) as client:
             response = await retry_transient(lambda: self._get(client, params, where), attempts=settings.http_attempts)
+        if response.status_code == 400 and state.page_token:
+            # Front does not say how long a page token lives: a refused one starts the pass
+            # again from `after` (what it had listed is in the inbox already)
+            log.warning("%s refused the page token of a pass in progress; the pass starts again", where)
+            return await self.read_page(account, PassCursor(after=state.after).encode())
         doc = self._document(response, where, token)
         results = doc.get("_results")
         if not isinstance(results, list):

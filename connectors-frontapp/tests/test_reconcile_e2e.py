@@ -219,6 +219,17 @@ async def test_an_outage_of_front_webhooks_heals_and_every_event_lands_once(stac
     assert rec["new"] >= len(never_delivered)
     assert json.loads(rec["cursor"])["after"] >= newest - 0.001
 
+    # the reconciler's history (429 retry, pages, waits) replays against the workflow code
+    from temporalio.worker import Replayer
+
+    from apex_platform.temporal.worker import sandbox_runner, workflows
+
+    history = await stack.client.get_workflow_handle(rec["workflow_id"]).fetch_history()
+    replayer = Replayer(
+        workflows=workflows(), data_converter=stack.client.data_converter, workflow_runner=sandbox_runner()
+    )
+    await replayer.replay_workflow(history)
+
 
 async def sources_list_json(stack: Stack, prefix: str) -> list[dict[str, Any]]:
     env = {

@@ -42,6 +42,8 @@ class FakeFront:
     fail_next_5xx: int = 0
     #: served verbatim (status 200) by the next call, when set
     raw_body: bytes | None = None
+    #: seconds each call takes (to stop a reader mid-pass in tests)
+    delay: float = 0.0
     base_url: str = "http://127.0.0.1"
     events: list[dict[str, Any]] = field(default_factory=list)
     hidden: set[str] = field(default_factory=set)
@@ -66,6 +68,8 @@ class FakeFront:
     # -- the endpoint -------------------------------------------------------------------------
 
     def list_events(self, authorization: str | None, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        if self.delay:
+            time.sleep(self.delay)
         with self._lock:
             status, body, headers = self._list(authorization, query)
             self.calls.append(({k: v if len(v) > 1 else v[0] for k, v in query.items()}, status))

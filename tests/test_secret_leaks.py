@@ -80,6 +80,7 @@ SECRET_VARIABLES = (
     "APEX_CRM_ACCESS_TOKEN",
     "APEX_FINANCIAL_CLIENT_SECRET",
     "APEX_FINANCIAL_REFRESH_TOKENS",
+    "APEX_FINANCIAL_TOKEN_STORE_DSN",
     "APEX_GRAPH_URI",
     "APEX_GRAPH_PASSWORD",
     "APEX_REDIS_URL",
@@ -90,7 +91,14 @@ SECRET_VARIABLES = (
 )
 #: settings whose value holds an address next to the secret: the secret part is grepped
 #: for (the stack's passwords), not the address
-ADDRESSES = {"APEX_POSTGRES_DSN", "APEX_INBOX_DSN", "APEX_REDIS_URL", "APEX_REDIS_COORDINATOR_URL", "APEX_GRAPH_URI"}
+ADDRESSES = {
+    "APEX_POSTGRES_DSN",
+    "APEX_INBOX_DSN",
+    "APEX_FINANCIAL_TOKEN_STORE_DSN",
+    "APEX_REDIS_URL",
+    "APEX_REDIS_COORDINATOR_URL",
+    "APEX_GRAPH_URI",
+}
 
 #: runs the demo in-process and, whatever its outcome, writes the secret settings it ended
 #: with (its own generated ones and the fake vendors' included) to argv[1] (0600)

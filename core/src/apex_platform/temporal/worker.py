@@ -25,6 +25,7 @@ from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, ensure_searc
 from apex_platform.temporal.inputs import ActivityTimeouts, DrainInput
 from apex_platform.temporal.reconcile_activities import ReconcileActivities
 from apex_platform.temporal.reconcile_workflow import ReconcileWorkflow
+from apex_platform.temporal.versioning import deployment_config
 from apex_platform.temporal.workflows import (
     AccumulatorWorkflow,
     BatchFileWorkflow,
@@ -112,6 +113,7 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
     await runtime.open_sinks()
     acts = activities(runtime)
     interceptor = metrics.temporal_interceptor()  # workflow and activity counts by type and source
+    deployment = deployment_config(runtime.registry)  # the build id of the installed plugins (versioning.py)
     try:
         async with contextlib.AsyncExitStack() as stack:
             started: list[Worker] = []
@@ -124,6 +126,7 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
                     activities=acts,
                     workflow_runner=sandbox_runner(),
                     interceptors=[interceptor],
+                    deployment_config=deployment,
                     graceful_shutdown_timeout=timedelta(seconds=runtime.temporal.graceful_shutdown_seconds),
                 )
                 await stack.enter_async_context(worker)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -18,9 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, Deployment, dumps, front_event, front_headers
-from support.procs import CLI, wait_http
+from conftest import ADMIN_TOKEN, FRONT_SECRET, Deployment, dumps, front_event, front_headers
+from support.procs import CLI, ApexProcess, wait_for, wait_http
 
+from apex_platform.stack import read_stack
 from apex_platform.stack.ports import free_port
 from apex_platform.stack.redis_server import RedisServer
 
@@ -140,3 +142,74 @@ def test_status_reflects_a_stopped_store_and_an_open_breaker(setup: Setup) -> No
     api_doc = resp.json()
     assert api_doc["healthy"] is False
     assert api_doc["checks"]["sink:redis"].startswith("error")
+
+
+def test_status_from_a_second_terminal_goes_through_the_dev_stack(tmp_path: Path) -> None:
+    """Next to `apex-platform dev`, status asks the stack's API (the process that owns
+    Qdrant's folder and runs the worker, so its breakers are its own) and shows the stack."""
+    home = tmp_path / "home"
+    env = {
+        "APEX_HOME": str(home),
+        "APEX_PLUGINS": "frontapp,postgres,redis,qdrant",
+        "APEX_FRONTAPP_SIGNING_SECRET": FRONT_SECRET,
+        "APEX_TEMPORAL_PORT": str(free_port()),
+        "APEX_TEMPORAL_UI_PORT": "0",
+        "APEX_POSTGRES_PORT": str(free_port()),
+        "APEX_REDIS_PORT": str(free_port()),
+        "APEX_API_PORT": str(free_port()),
+    }
+    dev = ApexProcess(["dev"], env, tmp_path / "dev.log").start()
+    try:
+        wait_for(lambda: read_stack(home) is not None or not dev.running, timeout=120, what="stack.json")
+        info = read_stack(home)
+        assert info is not None, dev.output()[-3000:]
+        wait_http(f"{info['api']['url']}/healthz", timeout=120, proc=dev)
+        event = front_event()
+        body = dumps(event)
+        resp = httpx.post(
+            f"{info['api']['url']}/webhooks/frontapp", content=body, headers=front_headers(body), timeout=30
+        )
+        assert resp.status_code == 202, resp.text
+        second_terminal = {**os.environ, "APEX_HOME": str(home)}
+
+        def status(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [CLI, "status", *args], env=second_terminal, capture_output=True, text=True, timeout=120
+            )
+
+        def written() -> bool:
+            doc = json.loads(status("--json").stdout)
+            return any(b["sink"] == "redis" for b in doc["breakers"])
+
+        wait_for(written, timeout=90, interval=1, what="the delivery through the saga")
+        out = status("--json")
+        doc = json.loads(out.stdout)
+        assert (out.returncode, doc["problems"]) == (0, [])
+        stack = doc["stack"]
+        assert (stack["home"], stack["api"], stack["pid"]) == (str(home), info["api"]["url"], info["pid"])
+        assert "***@" in stack["postgres"]
+        assert "***@" in stack["redis"]
+        for server in ("postgres", "redis"):  # the servers' passwords are never shown
+            assert Path(info[server]["password_file"]).read_text().strip() not in out.stdout
+        assert doc["checks"] == {
+            "inbox": "ok",
+            "sink:postgres": "ok",
+            "sink:qdrant": "ok",  # opened by the dev process (its worker)
+            "sink:redis": "ok",
+            "temporal": "ok",
+        }
+        assert {(b["sink"], b["state"], b["endpoint"]) for b in doc["breakers"]} >= {
+            ("postgres", "closed", "self"),
+            ("redis", "closed", "self"),
+        }
+        (queue,) = doc["workers"]
+        assert queue["workflow_pollers"] >= 1
+        assert doc["sources"][0]["last_write"] is not None
+        screen = status()
+        assert screen.returncode == 0, screen.stderr
+        assert "healthy" in screen.stdout
+        assert f"embedded stack in {home}" in screen.stdout.replace("\n", "")
+    finally:
+        assert dev.proc is not None
+        dev.proc.send_signal(signal.SIGINT)
+        dev.stop(timeout=90)

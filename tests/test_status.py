@@ -213,3 +213,49 @@ def test_status_from_a_second_terminal_goes_through_the_dev_stack(tmp_path: Path
         assert dev.proc is not None
         dev.proc.send_signal(signal.SIGINT)
         dev.stop(timeout=90)
+
+
+async def test_dead_letter_counts_tell_quarantined_records_from_failed_compensations() -> None:
+    """Through the saga for real (memory stores): a batch with two records one store refuses
+    for good (one quarantine letter, two records), and a batch whose undo failed."""
+    from datetime import UTC, datetime
+
+    from apex_platform.models import Record
+    from apex_platform.plugins import Registry
+    from apex_platform.runtime import Runtime
+    from apex_platform.saga import Saga, SagaSettings, SagaWriteError
+    from apex_platform.status import dead_letter_counts
+    from apex_platform.testing.sinks import Faults, FaultySink, MemoryDeadLetters, MemorySink
+
+    def rec(id: str) -> Record:
+        return Record(source="trk", kind="trk.shipment", id=id, version=1, occurred_at=datetime(2026, 3, 1, tzinfo=UTC))
+
+    letters = MemoryDeadLetters()
+    a, b = FaultySink(MemorySink("a")), FaultySink(MemorySink("b"))
+    saga = Saga(
+        {"a": a, "b": b},
+        SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=50),
+        None,
+        letters,
+    )
+    runtime = Runtime(registry=Registry(sinks={"a": a, "b": b}), core=None, temporal=None, saga=saga, codec=None)  # type: ignore[arg-type]
+    assert await dead_letter_counts(runtime) == {
+        "open": 0,
+        "quarantine_letters": 0,
+        "quarantined_records": 0,
+        "failed_compensations": 0,
+        "truncated": False,
+        "error": None,
+    }
+    b.faults = Faults(refuse_ids={"poison-1", "poison-2"})
+    result = await saga.write([rec("poison-1"), rec("poison-2"), rec("fine")], batch_id="q")
+    assert result.quarantined == 2
+    b.faults = Faults(fail_writes_forever=True)
+    a.faults = Faults(fail_restores_forever=True)
+    with pytest.raises(SagaWriteError):
+        await saga.write([rec("undo-fails")], batch_id="c")
+    counts = await dead_letter_counts(runtime)
+    assert (counts["open"], counts["quarantine_letters"], counts["quarantined_records"]) == (2, 1, 2)
+    assert counts["failed_compensations"] == 1
+    await letters.mark_dead_letter(1, "discarded")
+    assert (await dead_letter_counts(runtime))["open"] == 1

@@ -111,6 +111,8 @@ def test_status_reflects_a_stopped_store_and_an_open_breaker(setup: Setup) -> No
     assert queue["queue"] == f"{setup.dep.prefix}-p0"
     assert queue["workflow_pollers"] >= 1
     assert queue["activity_pollers"] >= 1
+    assert {p["type"] for p in queue["pollers"]} == {"workflow", "activity"}
+    assert all(p["identity"] in queue["identities"] and p["last_access"] for p in queue["pollers"])
     assert doc["metrics_endpoints"] == [{"url": setup.metrics_url, "ok": True, "error": None}]
 
     setup.redis.stop()

@@ -126,9 +126,10 @@ async def queue_workers(client: Client, queues: list[str], seconds: float) -> li
     for queue in queues:
         item: dict[str, Any] = {"queue": queue}
         identities: set[str] = set()
+        seen: list[dict[str, Any]] = []
         for kind, qtype in (
-            ("workflow_pollers", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
-            ("activity_pollers", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+            ("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+            ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
         ):
             resp = await client.workflow_service.describe_task_queue(
                 DescribeTaskQueueRequest(
@@ -138,9 +139,19 @@ async def queue_workers(client: Client, queues: list[str], seconds: float) -> li
                 ),
                 timeout=timedelta(seconds=seconds),
             )
-            item[kind] = len(resp.pollers)
+            item[f"{kind}_pollers"] = len(resp.pollers)
             identities.update(p.identity for p in resp.pollers)
+            for p in resp.pollers:
+                last = (
+                    p.last_access_time.ToDatetime(UTC).isoformat(timespec="seconds")
+                    if p.HasField("last_access_time")
+                    else None
+                )
+                seen.append({"identity": p.identity, "type": kind, "last_access": last})
         item["identities"] = sorted(identities)
+        # Temporal keeps a poller listed for a few minutes after its last poll: a worker
+        # that just stopped is still here, with an older last access
+        item["pollers"] = sorted(seen, key=lambda x: (x["type"], x["identity"]))
         out.append(item)
     return out
 

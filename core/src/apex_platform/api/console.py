@@ -184,7 +184,13 @@ class ConsoleController(Controller):
             samesite="strict",
             secure=request.url.scheme == "https",
         )
-        return Response("", status_code=303, headers={"Location": "/console", **SECURITY_HEADERS}, cookies=[cookie])
+        return Response(
+            "",
+            status_code=303,
+            media_type="text/plain",
+            headers={"Location": "/console", **SECURITY_HEADERS},
+            cookies=[cookie],
+        )
 
     @post("/logout", status_code=303)
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -195,7 +201,13 @@ class ConsoleController(Controller):
         if not _csrf_ok(request, session):
             return _json({"error": "missing or wrong CSRF token"}, 403)
         gone = Cookie(key=COOKIE, value="", path="/console", max_age=0, httponly=True, samesite="strict")
-        return Response("", status_code=303, headers={"Location": "/console", **SECURITY_HEADERS}, cookies=[gone])
+        return Response(
+            "",
+            status_code=303,
+            media_type="text/plain",
+            headers={"Location": "/console", **SECURITY_HEADERS},
+            cookies=[gone],
+        )
 
     @get("/state")
     async def state(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:

@@ -10,7 +10,7 @@ leaves). In the browser: a wrong token is refused, the admin token signs in (an 
 SameSite=Strict cookie), the page shows the sources and the backlog; "replay" writes a
 letter's record into both stores, "discard" marks one discarded, and a POST without the
 CSRF token is refused (403) and changes nothing. A screenshot is saved under the test's
-tmp dir and copied to docs/console.png.
+tmp dir (and copied to docs/console.png with APEX_UPDATE_DOCS_SCREENSHOT=1).
 """
 
 from __future__ import annotations
@@ -133,9 +133,11 @@ def require_chromium() -> None:
 
 
 def save_screenshot(shot: Path) -> None:
-    """Keep the screenshot under the test's tmp dir, and as the docs' picture."""
+    """Keep the screenshot under the test's tmp dir; with APEX_UPDATE_DOCS_SCREENSHOT=1 also
+    as the docs' picture (a test run leaves the checkout as it was otherwise)."""
     assert shot.stat().st_size > 10_000
-    shutil.copyfile(shot, DOCS_SHOT)
+    if os.environ.get("APEX_UPDATE_DOCS_SCREENSHOT") == "1":
+        shutil.copyfile(shot, DOCS_SHOT)
 
 
 def send_front(dep: Deployment) -> str:

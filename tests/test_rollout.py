@@ -7,12 +7,18 @@ version decides which one runs a new poller (its records land in that worker's s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import json
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import asyncpg
+import httpx
 import pytest
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
@@ -22,12 +28,21 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from apex_platform.models import InboundEvent, Page, Record
+from apex_platform import rollout
+from apex_platform.api import create_app
+from apex_platform.api import push as push_api
+from apex_platform.inbox import Inbox
+from apex_platform.models import InboundEvent, Page, Record, RecordKey
 from apex_platform.plugins import PluginInfo
 from apex_platform.pollers import start_poller
 from apex_platform.temporal.versioning import VersioningSettings, build_id, installed
+from apex_platform.testing.inbox import wait_delivered
 from apex_platform.testing.sinks import MemorySink
 from apex_platform.testing.worker import WorkerHarness, running_worker
+from apex_sink_postgres.settings import PostgresSinkSettings
+from apex_sink_postgres.sink import PostgresSink
+from apex_sink_redis.settings import RedisSinkSettings
+from apex_sink_redis.sink import RedisSink
 
 pytestmark = pytest.mark.timeout(240)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -183,3 +198,198 @@ async def test_a_new_connector_version_rolls_out_next_to_the_old_one_and_back(
         await make_current(new.client, deployment, "rollout-v1")  # and back: the old workers still run
         await poll_once(old, VersionedPoller("v1"))
         assert (parsed_by(old_sink), parsed_by(new_sink)) == (["v1", "v1", "v1"], ["v2", "v2"])
+
+
+def test_the_durable_share_is_a_deterministic_hash_of_the_record_id() -> None:
+    ids = [f"conv-{n}" for n in range(2000)]
+    assert all(rollout.durable("llm", i, 100) for i in ids)
+    assert not any(rollout.durable("llm", i, 0) for i in ids)
+    ten = {i for i in ids if rollout.durable("llm", i, 10)}
+    fifty = {i for i in ids if rollout.durable("llm", i, 50)}
+    assert ten < fifty  # raising the share only moves more records to the durable path
+    assert 0.07 < len(ten) / len(ids) < 0.13
+    assert 0.45 < len(fifty) / len(ids) < 0.55
+    assert [rollout.bucket("llm", i) for i in ids[:50]] == [rollout.bucket("llm", i) for i in ids[:50]]
+
+
+PUSH_KEY = "rollout-push-key-" + uuid.uuid4().hex
+
+
+class NotesSource:
+    """A push source: `{"id", "v", "title", "text", "attrs"}` is one record."""
+
+    name = "pushnotes"
+    mode = "push"
+    priority = "P0"
+    settings_model: ClassVar[Any] = None
+
+    def receive(self, headers: Any, body: bytes) -> InboundEvent:
+        doc = json.loads(body)
+        return InboundEvent(source=self.name, event_id=f"{doc['id']}@{doc['v']}", received_at=T0, payload=doc)
+
+    def parse(self, event: InboundEvent) -> list[Record]:
+        doc = event.payload
+        return [
+            Record(
+                source=self.name,
+                kind="push.note",
+                id=doc["id"],
+                version=doc["v"],
+                occurred_at=T0,
+                title=doc["title"],
+                text=doc["text"],
+                attributes=doc["attrs"],
+            )
+        ]
+
+
+def note(n: int, v: int = 1) -> dict[str, Any]:
+    return {
+        "id": f"note-{n}",
+        "v": v,
+        "title": f"Load {4400 + n} — ETA",
+        "text": f"Driver says ETA 14:{n:02d}, PRO {900000 + n}; naïve café ✓",
+        "attrs": {"n": n, "tags": ["eta", "driver"], "nested": {"ok": True, "ratio": n / 7}},
+    }
+
+
+ROW_COLUMNS = (
+    "source, id, kind, version, occurred_at, title, text, attributes, entities, relations, deleted, "
+    "embedding::text AS embedding, content_hash, idempotency_key, record"
+)
+
+
+class StoreSet:
+    """The real PostgreSQL and Redis sinks, in a schema and key prefix of their own."""
+
+    def __init__(self, dsn: str, redis_url: str) -> None:
+        self.tag = f"ro{uuid.uuid4().hex[:10]}"
+        self.postgres = PostgresSink(PostgresSinkSettings(dsn=dsn, schema=self.tag))
+        self.redis = RedisSink(RedisSinkSettings(url=redis_url, prefix=self.tag))
+        self.dsn = dsn
+
+    @property
+    def sinks(self) -> list[Any]:
+        return [self.postgres, self.redis]
+
+    async def rows(self) -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            found = await conn.fetch(f'SELECT {ROW_COLUMNS} FROM "{self.tag}".records ORDER BY source, id')
+        finally:
+            await conn.close()
+        return [dict(r) for r in found]
+
+    async def cached(self, ids: list[str]) -> dict[RecordKey, Record]:
+        return await self.redis.read([RecordKey(NotesSource.name, i) for i in ids])
+
+
+@contextlib.asynccontextmanager
+async def edge(runtime: Any) -> AsyncIterator[Any]:
+    """The real app over a worker's runtime (its open sinks: the direct path writes them)."""
+    api_runtime = copy.copy(runtime)
+    api_runtime.inbox = Inbox(runtime.inbox.settings)
+    app = create_app(api_runtime, open_sinks=False)
+    # in this event loop (the sinks' pools belong to it), not in a test client's thread
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://apex.test") as client:
+        yield client
+
+
+async def push_all(client: Any, bodies: list[dict[str, Any]], expect: int = 202) -> list[Any]:
+    out = []
+    for body in bodies:
+        answer = await client.post(
+            f"/v1/records/{NotesSource.name}",
+            content=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {PUSH_KEY}", "Content-Type": "application/json"},
+        )
+        assert answer.status_code == expect, answer.text
+        out.append(answer.json())
+    return out
+
+
+def set_rollout(monkeypatch: pytest.MonkeyPatch, percent: int) -> None:
+    monkeypatch.setenv("APEX_DURABLE_ROLLOUT", str(percent))
+    rollout.settings.cache_clear()
+
+
+async def test_the_durable_and_the_direct_path_leave_identical_rows_in_the_real_stores(
+    monkeypatch: pytest.MonkeyPatch,
+    apex_temporal_server: Any,
+    apex_postgres_server: Any,
+    apex_redis_server: Any,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("APEX_API_KEYS", PUSH_KEY)
+    push_api._key_scopes.cache_clear()
+    # versions 1 then 2 of some notes, and one late version 1 after its version 2
+    bodies = [note(n) for n in range(12)] + [note(n, 2) for n in range(4)] + [note(0, 1)]
+    ids = sorted({b["id"] for b in bodies})
+    durable_stores = StoreSet(apex_postgres_server.dsn, apex_redis_server.url)
+    direct_stores = StoreSet(apex_postgres_server.dsn, apex_redis_server.url)
+    try:
+        async with running_worker(
+            apex_temporal_server.address,
+            tmp_path / "durable",
+            sources=[NotesSource()],
+            sinks=durable_stores.sinks,
+            priorities=["P0"],
+            inbox_dsn=apex_postgres_server.dsn,
+        ) as harness:
+            set_rollout(monkeypatch, 100)
+            async with edge(harness.runtime) as client:
+                answers = await push_all(client, bodies[:-1])
+                assert {a["status"] for a in answers} == {"accepted"}
+                schema = harness.runtime.inbox.settings.schema_name
+                events = [f"{b['id']}@{b['v']}" for b in bodies[:-1]]
+                await wait_delivered(apex_postgres_server.dsn, NotesSource.name, events, schema=schema)
+                # the late version 1 (its event id was delivered already: the inbox's duplicate)
+                await push_all(client, bodies[-1:], expect=200)
+
+        async with running_worker(
+            apex_temporal_server.address,
+            tmp_path / "direct",
+            sources=[NotesSource()],
+            sinks=direct_stores.sinks,
+            priorities=["P0"],
+            inbox_dsn=apex_postgres_server.dsn,
+        ) as harness:
+            set_rollout(monkeypatch, 0)
+            while len(harness.runtime.opened) < 2:  # the worker opens its sinks as it starts
+                await asyncio.sleep(0.05)
+            async with edge(harness.runtime) as client:
+                for body in bodies:
+                    (answer,) = await push_all(client, [body])
+                    assert (answer["status"], answer["path"]) == ("written", "direct")
+                    # durable before the answer: the version is in the store when the 202 arrives
+                    stored = await direct_stores.cached([body["id"]])
+                    assert stored[RecordKey(NotesSource.name, body["id"])].version >= body["v"]
+                inbox_rows = await harness.runtime.inbox.deliveries(source=NotesSource.name)
+                assert inbox_rows == []  # nothing went through the inbox
+
+                # a share: exactly the records whose hash says so take the durable path
+                set_rollout(monkeypatch, 50)
+                mixed = [note(n) for n in range(100, 120)]
+                statuses = [a["status"] for a in await push_all(client, mixed)]
+                expected = ["accepted" if rollout.durable(NotesSource.name, b["id"], 50) else "written" for b in mixed]
+                assert statuses == expected
+                assert 0 < statuses.count("written") < len(mixed)
+
+        durable_rows, direct_rows = await durable_stores.rows(), await direct_stores.rows()
+        assert len(durable_rows) == len(ids)
+        assert [r for r in direct_rows if r["id"] in ids] == durable_rows
+        for stores in (durable_stores, direct_stores):  # their workers have stopped (and closed them)
+            await stores.redis.open()
+        try:
+            cached = await durable_stores.cached(ids)
+            assert await direct_stores.cached(ids) == cached
+            assert {r.version for r in cached.values()} == {1, 2}
+            assert len(cached) == len(ids)
+        finally:
+            for stores in (durable_stores, direct_stores):
+                await stores.redis.close()
+    finally:
+        set_rollout(monkeypatch, 100)
+        monkeypatch.delenv("APEX_API_KEYS")
+        push_api._key_scopes.cache_clear()

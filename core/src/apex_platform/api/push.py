@@ -10,11 +10,10 @@ from litestar import Controller, Request, Response, post
 from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter
 
-from apex_platform import metrics
+from apex_platform import metrics, rollout
 from apex_platform.api.admin import bearer_matches
 from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import error_responses, problem
-from apex_platform.api.ingest import accept
 from apex_platform.contracts import PushSource
 from apex_platform.errors import PayloadError
 from apex_platform.settings import PushSettings, digest, load
@@ -90,4 +89,5 @@ class PushController(Controller):
         except PayloadError as exc:
             metrics.WEBHOOKS.labels(source, "malformed").inc()
             return problem(400, str(exc), source=source)
-        return await accept(runtime, connector, event, headers, body)
+        # the inbox, or (APEX_DURABLE_ROLLOUT below 100) a direct saga write for some records
+        return await rollout.push(runtime, connector, event, headers, body)

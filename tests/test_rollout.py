@@ -393,3 +393,41 @@ async def test_the_durable_and_the_direct_path_leave_identical_rows_in_the_real_
         set_rollout(monkeypatch, 100)
         monkeypatch.delenv("APEX_API_KEYS")
         push_api._key_scopes.cache_clear()
+
+
+class DownSink(MemorySink):
+    """A store that is down: every write fails (transient)."""
+
+    async def write(self, records: Any, *, writer: str | None = None) -> Any:
+        raise ConnectionError("store down")
+
+
+async def test_a_direct_write_that_fails_is_committed_to_the_inbox_instead(
+    monkeypatch: pytest.MonkeyPatch, apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Path
+) -> None:
+    """2xx still means durable: the saga could not write, so the delivery is in the inbox
+    (answered as the inbox answers), and the store that did take it was restored."""
+    monkeypatch.setenv("APEX_API_KEYS", PUSH_KEY)
+    push_api._key_scopes.cache_clear()
+    up = MemorySink("memory")
+    try:
+        async with running_worker(
+            apex_temporal_server.address,
+            tmp_path,
+            sources=[NotesSource()],
+            sinks=[up, DownSink("down")],
+            priorities=["P1"],  # no drain of the P0 source: the delivery stays pending, to be seen
+            inbox_dsn=apex_postgres_server.dsn,
+        ) as harness:
+            set_rollout(monkeypatch, 0)
+            while len(harness.runtime.opened) < 2:
+                await asyncio.sleep(0.05)
+            async with edge(harness.runtime) as client:
+                (answer,) = await push_all(client, [note(7)])
+            assert answer["status"] == "accepted"  # the inbox's answer, not "written"
+            rows = await harness.runtime.inbox.deliveries(source=NotesSource.name)
+            assert [(r["event_id"], r["status"]) for r in rows] == [("note-7@1", "pending")]
+            assert up.rows == {}  # what the saga wrote before the other store failed was undone
+    finally:
+        set_rollout(monkeypatch, 100)
+        push_api._key_scopes.cache_clear()

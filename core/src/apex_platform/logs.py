@@ -15,10 +15,14 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings
+
+from apex_platform.settings import apex_config, load
 
 #: the fields every record carries (None when not known where it was logged)
 FIELDS = ("source", "record_id", "event_id", "workflow_id")
@@ -76,11 +80,20 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class LogSettings(BaseSettings):
+    model_config = apex_config("APEX_LOG_")
+
+    format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 def log_format() -> str:
-    value = os.environ.get("APEX_LOG_FORMAT", "text").strip().lower() or "text"
-    if value not in ("text", "json"):
-        raise ValueError(f"APEX_LOG_FORMAT={value!r}: choose text or json")
-    return value
+    """`APEX_LOG_FORMAT`; a wrong value is a `SettingsError` naming the variable."""
+    return load(LogSettings).format
 
 
 def install(handler: logging.Handler | None = None, fmt: str | None = None) -> logging.Handler:

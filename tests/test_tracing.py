@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from opentelemetry import trace
@@ -274,3 +275,74 @@ def test_the_provider_from_the_environment_uses_the_sdks_exporters(monkeypatch: 
     )
     provider.shutdown()
     assert trace.get_tracer_provider() is not provider
+
+
+def exported(log: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The spans the console exporter printed (indented JSON objects) and the JSON log
+    lines (one object per line) of a process's output."""
+    spans: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    block: list[str] | None = None
+    for line in log.read_text(errors="replace").splitlines():
+        if block is not None:
+            block.append(line)
+            if line == "}":
+                spans.append(json.loads("\n".join(block)))
+                block = None
+        elif line == "{":
+            block = [line]
+        elif line.startswith("{"):
+            lines.append(json.loads(line))
+    return spans, lines
+
+
+async def test_real_processes_trace_and_log_as_the_otel_and_apex_variables_say(
+    tmp_path: Path, apex_temporal_server: Any, apex_postgres_server: Any
+) -> None:
+    """`apex-platform api` and `apex-platform worker` as child processes, configured only
+    by the environment: OTEL_TRACES_EXPORTER=console prints each process's spans, linked
+    across the inbox; APEX_LOG_FORMAT=json makes every log line one JSON object."""
+    from conftest import Deployment, dumps, front_event, front_headers
+
+    dep = Deployment(
+        tmp_path,
+        apex_temporal_server.address,
+        apex_postgres_server.dsn,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_SERVICE_NAME="apex-trace-test",
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        APEX_LOG_FORMAT="json",
+    ).start()
+    try:
+        event = front_event()
+        body = dumps(event)
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.post(f"{dep.url}/webhooks/frontapp", content=body, headers=front_headers(body))
+        assert answer.status_code == 202, answer.text
+        await dep.landed(event["payload"]["id"])
+    finally:
+        dep.stop()  # the processes flush their spans as they exit
+    api_spans, api_lines = exported(dep.api.log)
+    worker_spans, worker_lines = exported(dep.workers[0].log)
+    assert api_lines  # JSON log lines (every "{…" line parsed above)
+    assert worker_lines
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in api_lines + worker_lines)
+
+    (put,) = [s for s in api_spans if s["name"] == "apex.inbox.put"]
+    assert put["attributes"]["apex.event_id"] == event["payload"]["id"]
+    assert put["resource"]["attributes"]["service.name"] == "apex-trace-test"
+    (server,) = [s for s in api_spans if s["context"]["span_id"] == put["parent_id"]]
+    assert server["kind"] == "SpanKind.SERVER"
+    batches = [
+        s
+        for s in worker_spans
+        if s["name"] == "apex.drain.batch"
+        and any(lk["context"]["span_id"] == put["context"]["span_id"] for lk in s["links"])
+    ]
+    assert len(batches) == 1, [s["name"] for s in worker_spans]
+    batch = batches[0]
+    assert {lk["context"]["trace_id"] for lk in batch["links"]} == {put["context"]["trace_id"]}
+    writes = [
+        s for s in worker_spans if s["name"] == "apex.sink.write" and s["parent_id"] == batch["context"]["span_id"]
+    ]
+    assert [w["attributes"]["apex.sink"] for w in writes] == ["postgres"]

@@ -69,7 +69,8 @@ def _print_stack(info: dict[str, Any]) -> None:
     table.add_column("address")
     table.add_row("API", info["api"]["url"])
     # the console signs in with the admin token, kept in APEX_HOME (0600)
-    table.add_row("Console", f"{info['api']['url']}/console (sign in with APEX_ADMIN_TOKEN or {Path(info['home']) / ADMIN_TOKEN_FILE})")
+    token_file = Path(info["home"]) / ADMIN_TOKEN_FILE
+    table.add_row("Console", f"{info['api']['url']}/console (sign in with APEX_ADMIN_TOKEN or {token_file})")
     table.add_row("Metrics", f"{info['api']['url']}/metrics (dashboard: deploy/grafana/dashboards/apex.json)")
     table.add_row("Temporal", info["temporal"]["address"])
     table.add_row("Temporal UI", info["temporal"].get("ui_url") or "-")

@@ -52,10 +52,14 @@ def test_route_stop_arrival_fixture(deliver: Callable[..., InboundEvent], connec
     recs = records_of(deliver, connector, fixture_doc())
     assert set(recs) == {"samsara.route_stop_arrival", "samsara.route"}
     event = recs["samsara.route_stop_arrival"]
-    assert event.id == "event:017db07f-6e95-470e-8cc0-a371f9deed2b"
-    # eventTime 1970-01-20T06:39:05.683Z, accepted as sent, in microseconds
-    assert event.version == 1_665_545_683_000
-    assert event.occurred_at.isoformat() == "1970-01-20T06:39:05.683000+00:00"
+    # the stop's arrival (route 342341, stop 141414), not the delivery's eventId: its twin
+    # from the route updates feed gives the same record
+    assert event.id == "route-stop:342341:141414:arrived"
+    # the route update's time (data.time 2020-01-27T07:06:25Z, the time the feed lists),
+    # not eventTime (1970-01-20T06:39:05.683Z, which the feed does not have), in microseconds
+    assert event.version == 1_580_108_785_000_000
+    assert event.occurred_at.isoformat() == "2020-01-27T07:06:25+00:00"
+    assert event.attributes["event_time"] == "2020-01-27T07:06:25+00:00"
     assert event.title == "Fleet Truck #1 arrived at stop 141414 on route Bid 123"
     assert refs(event) == {
         "Vehicle:494123",
@@ -80,10 +84,11 @@ def test_route_stop_arrival_fixture(deliver: Callable[..., InboundEvent], connec
         ("Vehicle:494123", "ARRIVED_AT", "Stop:141414"),
     }
     oddities = event.attributes["oddities"]
-    assert any("before 2000" in o for o in oddities)
+    assert not any("before 2000" in o for o in oddities)  # 2020: the 1970 eventTime is not its time
     assert "latitude 123.456 out of range at data.route.stops[0].singleUseLocation" in oddities
     assert any("141414" in o and "not among the route's stops" in o for o in oddities)
-    assert event.attributes["org_id"] == "20936"
+    # nothing of the delivery (the lineage names it): the feed has no eventId, webhookId, orgId
+    assert not {"event_id", "webhook_id", "org_id"} & set(event.attributes)
     assert event.attributes["webhook_version"] == "2.0"
     assert event.attributes["data"]["vehicle"]["id"] == "494123"
     route = recs["samsara.route"]

@@ -57,7 +57,7 @@ def test_demo_deliveries_are_signed_and_accepted() -> None:
         assert isinstance(event, InboundEvent)
         assert connector.parse(event)
         ids.append(event.event_id)
-    assert ids[0] == "route-stop:342341:141414:arrived"  # Samsara's own example is sent first
+    assert ids[0] == "017db07f-6e95-470e-8cc0-a371f9deed2b"  # Samsara's own example is sent first
     assert len(set(ids)) == len(ids)
     assert set(connector.demo_environment()) == {"APEX_SAMSARA_WEBHOOK_SECRET"}
 

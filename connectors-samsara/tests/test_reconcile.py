@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from apex_connector_samsara import SamsaraConnector, SamsaraSettings
-from apex_connector_samsara.fake_vendor import START, FakeServer, route_stop_webhook
+from apex_connector_samsara.fake_vendor import START, FakeSamsara, FakeServer, route_stop_webhook
 from apex_connector_samsara.routes_feed import found_deliveries
 from apex_platform.errors import VendorError
-from apex_platform.models import InboundEvent
+from apex_platform.models import InboundEvent, Record
 from apex_platform.reconcile import ReconcileSource
 
 from .conftest import NOW, SECRET, TOKEN, sign_as_samsara
@@ -47,7 +47,15 @@ def test_the_connector_is_a_reconcile_source_off_by_default() -> None:
     assert SamsaraConnector(SamsaraSettings(webhook_secret=SECRET)).reconcile_accounts() == []
 
 
-async def test_stop_arrivals_and_departures_become_the_webhooks_deliveries(
+START_MS = 1773144000000  # START, 2026-03-10T12:00:00Z, in unix milliseconds
+
+
+def same_records(a: list[Record], b: list[Record]) -> None:
+    assert [r.model_dump() for r in a] == [r.model_dump() for r in b]
+    assert [r.idempotency_key for r in a] == [r.idempotency_key for r in b]
+
+
+async def test_stop_arrivals_and_departures_become_deliveries_with_the_webhooks_records(
     fake_server: Callable[..., FakeServer],
 ) -> None:
     server = fake_server()
@@ -57,28 +65,55 @@ async def test_stop_arrivals_and_departures_become_the_webhooks_deliveries(
     departed = fake.route_update("r1", "r1-0", "stop departed", START + timedelta(minutes=9))
     connector = connector_for(server)
     page = await connector.reconcile("default", None)
-    assert [d.event_id for d in page.deliveries] == ["route-stop:r1:r1-0:arrived", "route-stop:r1:r1-0:departed"]
+    # a key of the feed entry's own: the stop, what happened, the update's time (ms)
+    assert [d.event_id for d in page.deliveries] == [
+        f"route-stop:r1:r1-0:arrived:{START_MS}",
+        f"route-stop:r1:r1-0:departed:{START_MS + 9 * 60_000}",
+    ]
     assert page.has_more is False
     assert fake.route_calls == [(None, 200)]
     for found, entry in zip(page.deliveries, (arrived, departed), strict=True):
-        # the body is received under the same key as the webhook Samsara sends for it
-        webhook = json.dumps(route_stop_webhook(entry)).encode()
-        assert received(connector, found.body).event_id == found.event_id == received(connector, webhook).event_id
-        kinds = {r.kind for r in connector.parse(received(connector, found.body))}
-        assert kinds >= {"samsara.route"}
-        assert kinds & {"samsara.route_stop_arrival", "samsara.route_stop_departure"}
+        assert received(connector, found.body).event_id == found.event_id
+        # the webhook Samsara sends for the same update is another delivery (its eventId)...
+        webhook = route_stop_webhook(entry)
+        hook = received(connector, json.dumps(webhook).encode())
+        assert hook.event_id == webhook["eventId"] != found.event_id
+        # ...that gives identical records: the saga writes them once
+        twin = connector.parse(received(connector, found.body))
+        same_records(twin, connector.parse(hook))
+        assert {r.kind for r in twin} >= {"samsara.route"}
+        assert {r.kind for r in twin} & {"samsara.route_stop_arrival", "samsara.route_stop_departure"}
+    # the next pass lists the same entries under the same keys and bodies: nothing new
+    assert (await connector.reconcile("default", None)).deliveries == page.deliveries
     # the cursor follows Samsara's endCursor; a new update is found after it
     later = fake.route_update("r2", "r2-2", "stop arrived", START + timedelta(hours=1))
     again = await connector.reconcile("default", page.next_cursor)
-    assert [d.event_id for d in again.deliveries] == ["route-stop:r2:r2-2:arrived"]
+    assert [d.event_id for d in again.deliveries] == [f"route-stop:r2:r2-2:arrived:{START_MS + 3_600_000}"]
     assert later["route"]["name"] == "Route r2"
     assert fake.route_calls[-1][0] == page.next_cursor
 
 
-def test_samsara_documented_route_stop_arrival_and_its_feed_entry_share_one_key() -> None:
+def test_a_second_arrival_at_a_stop_is_a_newer_version_of_the_stop_s_record() -> None:
+    """Two RouteStopArrival webhooks for one stop (a driver back at the stop, or a corrected
+    arrival): two eventIds (two inbox deliveries), one stop record, the later one newer."""
+    scratch = FakeSamsara()
+    connector = SamsaraConnector(SamsaraSettings(webhook_secret=SECRET), clock=lambda: float(NOW))
+    first = route_stop_webhook(scratch.route_update("r1", "r1-0", "stop arrived", START))
+    later = route_stop_webhook(scratch.route_update("r1", "r1-0", "stop arrived", START + timedelta(minutes=20)))
+    a, b = (received(connector, json.dumps(doc).encode()) for doc in (first, later))
+    assert (a.event_id, b.event_id) == (first["eventId"], later["eventId"])
+    ra = {r.kind: r for r in connector.parse(a)}["samsara.route_stop_arrival"]
+    rb = {r.kind: r for r in connector.parse(b)}["samsara.route_stop_arrival"]
+    assert ra.id == rb.id == "route-stop:r1:r1-0:arrived"
+    assert rb.version - ra.version == 20 * 60 * 1_000_000
+    # a retry of one delivery: same eventId, same records
+    same_records(connector.parse(received(connector, json.dumps(first).encode())), connector.parse(a))
+
+
+def test_samsara_documented_route_stop_arrival_and_its_feed_entry_give_identical_records() -> None:
     """Samsara's own RouteStopArrival example (the shared fixture, verbatim) and the route
-    update it reports, as the feed lists it (`changes.after.stops` = its routeStopDetails):
-    one inbox key, so one delivery."""
+    update it reports, as the feed lists it (`changes.after.stops` = its routeStopDetails,
+    the driver and vehicle inside the route): two inbox deliveries, identical records."""
     raw = FIXTURE.read_bytes()
     doc = json.loads(raw)
     data = doc["data"]
@@ -96,11 +131,13 @@ def test_samsara_documented_route_stop_arrival_and_its_feed_entry_share_one_key(
     connector.verify(headers, raw)
     webhook = connector.receive(headers, raw)
     assert isinstance(webhook, InboundEvent)
-    assert [f.event_id for f in found] == [webhook.event_id] == ["route-stop:342341:141414:arrived"]
-    twin = {r.id: r for r in connector.parse(received(connector, found[0].body))}
-    original = {r.id: r for r in connector.parse(webhook)}
-    assert twin["route:342341"].kind == original["route:342341"].kind == "samsara.route"
-    assert {r.kind for r in twin.values()} == {r.kind for r in original.values()}
+    assert webhook.event_id == "017db07f-6e95-470e-8cc0-a371f9deed2b"
+    # data.time 2020-01-27T07:06:25Z in unix ms
+    assert [f.event_id for f in found] == ["route-stop:342341:141414:arrived:1580108785000"]
+    twin = connector.parse(received(connector, found[0].body))
+    original = connector.parse(webhook)
+    same_records(twin, original)
+    assert [r.id for r in original] == ["route-stop:342341:141414:arrived", "route:342341"]
 
 
 async def test_samsara_openapi_example_answer_through_the_client(fake_server: Callable[..., FakeServer]) -> None:
@@ -119,7 +156,7 @@ async def test_samsara_openapi_example_answer_through_the_client(fake_server: Ca
     doc["data"][0]["operation"] = "stop arrived"
     server.fake.routes_raw_body = json.dumps(doc).encode()
     (arrival,) = (await connector.reconcile("default", None)).deliveries
-    assert arrival.event_id == "route-stop:342341:141414:arrived"
+    assert arrival.event_id == "route-stop:342341:141414:arrived:1580108785000"
     records = {r.kind: r for r in connector.parse(received(connector, arrival.body))}
     assert records["samsara.route"].id == "route:342341"
     assert records["samsara.route_stop_arrival"].occurred_at.isoformat() == "2020-01-27T07:06:25+00:00"
@@ -141,7 +178,7 @@ async def test_pages_follow_has_next_page_with_spacing(fake_server: Callable[...
             break
         assert page.retry_after == pytest.approx(0.2)  # Samsara's routes limit: 5 requests/s
     assert pages == 3
-    assert keys == [f"route-stop:r9:r9-{n}:arrived" for n in range(5)]
+    assert keys == [f"route-stop:r9:r9-{n}:arrived:{START_MS + n * 60_000}" for n in range(5)]
 
 
 async def test_429_keeps_samsara_s_retry_after(fake_server: Callable[..., FakeServer]) -> None:

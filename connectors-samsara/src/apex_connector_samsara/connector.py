@@ -10,7 +10,7 @@ from typing import ClassVar
 from pydantic_settings import BaseSettings
 
 from apex_connector_samsara import signatures
-from apex_connector_samsara.envelope import decode_body, inbox_key, is_ping, read_delivery
+from apex_connector_samsara.envelope import decode_body, is_ping, read_delivery
 from apex_connector_samsara.feed import FeedReader
 from apex_connector_samsara.records import SOURCE, build_records
 from apex_connector_samsara.settings import MIN_FEED_WAIT_SECONDS, SamsaraSettings
@@ -132,15 +132,15 @@ class SamsaraConnector:
             )
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> InboundEvent | WebhookReply:
-        """Answer a Ping at once; decode anything else into an `InboundEvent` (id = eventId, or
-        the route stop for stop arrivals and departures: `envelope.inbox_key`)."""
+        """Answer a Ping at once; decode anything else into an `InboundEvent` (id = eventId:
+        Samsara's retries of one delivery repeat it; two events never share it)."""
         doc = decode_body(body)
         if is_ping(doc):
             return WebhookReply(200, {"status": "ok", "type": "Ping"})
         delivery = read_delivery(doc)
         return InboundEvent(
             source=SOURCE,
-            event_id=inbox_key(delivery),
+            event_id=delivery.event_id,
             received_at=datetime.fromtimestamp(self._clock(), UTC),
             payload=doc,
             # Nothing from the request headers is kept: they hold the signature.

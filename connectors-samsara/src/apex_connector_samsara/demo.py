@@ -11,8 +11,10 @@ import base64
 import secrets
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 
-from apex_connector_samsara.fake_vendor import START, FakeSamsara, FakeServer
+from apex_connector_samsara import samples
+from apex_connector_samsara.fake_vendor import FakeSamsara, FakeServer
 
 DEMO_TOKEN = "demo-samsara-token"  # noqa: S105 - the fake server's token, not a credential
 
@@ -26,13 +28,29 @@ def demo_secret() -> str:
 _running: FakeServer | None = None
 
 
+def feed_entry_of(webhook: dict[str, Any]) -> dict[str, Any]:
+    """The route updates feed entry (RouteFeedObject, `expand=route`) of a RouteStopArrival /
+    RouteStopDeparture webhook: its `data`, with the driver and vehicle inside the route and
+    the stop in `changes.after.stops`."""
+    data = webhook["data"]
+    return {
+        "time": data["time"],
+        "type": data["type"],
+        "operation": data["operation"],
+        "source": "automatic",
+        "route": {**data["route"], "driver": data["driver"], "vehicle": data["vehicle"]},
+        "changes": {"after": {"stops": [data["routeStopDetails"]]}},
+    }
+
+
 def start_fake_vendor() -> tuple[str, Callable[[], None]]:
     """Start the fake Samsara (5 vehicles x 20 GPS points, engine states) → (base URL, stop)."""
     global _running
     fake = FakeSamsara(vehicles=5, points=20, page_size=40, token=DEMO_TOKEN, engine_every=5)
-    # the route updates feed lists the stop of Samsara's RouteStopArrival example the demo
-    # sends as a webhook: the reconciler finds it already in the inbox (one delivery)
-    fake.route_update("342341", "141414", "stop arrived", START)
+    # the route updates feed lists the route update of Samsara's RouteStopArrival example the
+    # demo sends as a webhook: the reconciler commits it as a delivery of its own, whose
+    # records are identical to the webhook's (the saga writes them once)
+    fake.route_updates.append(feed_entry_of(samples.route_stop_arrival()))
     server = FakeServer(fake)
     base_url = server.start()
     _running = server

@@ -123,6 +123,20 @@ def _started(body: dict[str, Any], sent: datetime, oddities: list[str]) -> datet
         return sent
 
 
+def _route_update_time(body: dict[str, Any], event_time: datetime, oddities: list[str]) -> datetime:
+    """A route stop event's time: its route update's `data.time`, the `time` the route
+    updates feed lists for the same update — so a webhook and its feed twin have one time
+    (Samsara's own example has `eventTime` 1970 and `data.time` 2020). Without a usable
+    `data.time`, the `eventTime` (flagged when `data.time` is there but unreadable)."""
+    if body.get("time") is None:
+        return event_time
+    try:
+        return parse_time(body["time"], "route update 'data.time'")
+    except PayloadError as exc:
+        oddities.append(f"{exc}; the event time is eventTime")
+        return event_time
+
+
 def read_delivery(doc: Any) -> Delivery:
     """Check a decoded delivery of either webhook version; `PayloadError` names what is wrong."""
     if not isinstance(doc, dict):
@@ -138,6 +152,8 @@ def read_delivery(doc: Any) -> Delivery:
         if not isinstance(body, dict):
             raise PayloadError(f"Samsara webhook 'data' must be an object, got {json_type(body)}")
         version: Literal["1.0", "2.0"] = "2.0"
+        if event_type in ROUTE_STOP_EVENTS:
+            occurred = _route_update_time(body, occurred, oddities)
     elif "eventMs" in doc:
         sent = _from_ms(doc["eventMs"])
         body = doc.get("event", {})
@@ -166,17 +182,20 @@ def is_ping(doc: dict[str, Any]) -> bool:
     return doc.get("eventType") == "Ping"
 
 
-#: event types whose inbox key is the route stop they describe (see `inbox_key`)
+#: route stop events: eventType → what happened at the stop. Their records are keyed by the
+#: stop (`route_stop_id`), so that a webhook and its route updates feed twin — two inbox
+#: deliveries, the feed has no eventId — give identical records, which the saga writes once.
 ROUTE_STOP_EVENTS = {"RouteStopArrival": "arrived", "RouteStopDeparture": "departed"}
 
 
 def route_stop_key(event_type: str, route_id: str, stop_id: str) -> str:
+    """`route-stop:<route>:<stop>:arrived|departed`: the record id of a stop's arrival or departure."""
     return f"route-stop:{route_id}:{stop_id}:{ROUTE_STOP_EVENTS[event_type]}"
 
 
 def plain_id(obj: object) -> str | None:
-    """An object's `id` as an inbox-key part: text or integer, printable, at most 64
-    characters, no ':' (the key's separator: two different stops never share a key)."""
+    """An object's `id` as a key part: text or integer, printable, at most 64 characters,
+    no ':' (the key's separator: two different stops never share a key)."""
     value = obj.get("id") if isinstance(obj, dict) else None
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
@@ -184,13 +203,13 @@ def plain_id(obj: object) -> str | None:
     return text if text and text.isprintable() and ":" not in text and len(text) <= 64 else None
 
 
-def inbox_key(delivery: Delivery) -> str:
-    """The delivery's inbox key (its dedupe key). The `eventId`, except for a route stop's
-    arrival or departure: the reconciler finds those in the route updates feed, which has
-    no `eventId`, so both are keyed by the stop they describe (`route_stop_key`)."""
-    if delivery.event_type in ROUTE_STOP_EVENTS and delivery.version == "2.0":
-        route_id = plain_id(delivery.body.get("route"))
-        stop_id = plain_id(delivery.body.get("routeStopDetails"))
-        if route_id is not None and stop_id is not None:
-            return route_stop_key(delivery.event_type, route_id, stop_id)
-    return delivery.event_id
+def route_stop_id(delivery: Delivery) -> str | None:
+    """The stop-keyed record id of a route stop arrival or departure (Webhooks 2.0, with
+    usable route and stop ids), else None (its records are then keyed by the eventId)."""
+    if delivery.event_type not in ROUTE_STOP_EVENTS or delivery.version != "2.0":
+        return None
+    route_id = plain_id(delivery.body.get("route"))
+    stop_id = plain_id(delivery.body.get("routeStopDetails"))
+    if route_id is None or stop_id is None:
+        return None
+    return route_stop_key(delivery.event_type, route_id, stop_id)

@@ -298,7 +298,8 @@ class FakeSamsara:
 def route_stop_webhook(entry: dict[str, Any], *, event_id: str | None = None, org_id: int = 20936) -> dict[str, Any]:
     """The RouteStopArrival / RouteStopDeparture webhook (2.0) Samsara sends for a route
     update, in the shape of its documented example: `data` holds the update's driver,
-    operation, route, routeStopDetails (the changed stop), time, type and vehicle."""
+    operation, route, routeStopDetails (the changed stop), time, type and vehicle. A new
+    `eventId` unless given: Samsara's retries of one delivery repeat its `eventId`."""
     event_type = {"stop arrived": "RouteStopArrival", "stop departed": "RouteStopDeparture"}[entry["operation"]]
     route = entry["route"]
     return {

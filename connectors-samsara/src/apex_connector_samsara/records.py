@@ -3,14 +3,22 @@
 Every delivery gives one event record (`event:<eventId>`); events that carry a whole object
 (VehicleUpdated, AddressCreated, DocumentSubmitted, route stop events) also give that
 object's latest-state record (`vehicle:<id>`, `address:<id>`, `document:<id>`, `route:<id>`).
+
+A route stop arrival or departure is the exception: its event record is the stop's
+(`route-stop:<route>:<stop>:arrived|departed`), versioned by the route update's time, and
+nothing of the delivery (eventId, webhookId, orgId) is in its records — the lineage names
+the delivery. Its webhook and its twin from the route updates feed (`routes_feed`) are two
+inbox deliveries that give identical records, so the saga writes them once; a later
+arrival at the same stop is a newer version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
-from apex_connector_samsara.envelope import Delivery
+from apex_connector_samsara.envelope import Delivery, route_stop_id
 from apex_connector_samsara.graph import Graph, coordinate_oddities, object_id, text_of, walk
 from apex_platform.models import Record
 
@@ -202,8 +210,26 @@ def event_kind(event_type: str) -> str:
     return EVENT_KINDS.get(event_type, KIND_EVENT)
 
 
+def route_update_view(data: dict[str, Any]) -> dict[str, Any]:
+    """A route stop event's `data` as both paths give it: the webhook carries the driver and
+    the vehicle next to the route, the feed (`expand=route`) inside it. Here they are next
+    to it (the webhook's, else the route's) and the route is without them."""
+    route = _obj(data, "route")
+    view = {k: v for k, v in data.items() if k not in ("driver", "vehicle")}
+    for key in ("driver", "vehicle"):
+        value = data.get(key) if isinstance(data.get(key), dict) else route.get(key)
+        if value is not None:
+            view[key] = value
+    if "route" in data and isinstance(data["route"], dict):
+        view["route"] = {k: v for k, v in route.items() if k not in ("driver", "vehicle")}
+    return view
+
+
 def build_records(delivery: Delivery) -> list[Record]:
     """The records of one delivery: the event, and the object it carries when it carries one."""
+    stop_id = route_stop_id(delivery)
+    if delivery.event_type in ("RouteStopArrival", "RouteStopDeparture"):
+        delivery = dataclasses.replace(delivery, body=route_update_view(delivery.body))
     b = _Builder(delivery)
     etype = delivery.event_type
     object_match = _OBJECT_EVENT.match(etype)
@@ -233,6 +259,12 @@ def build_records(delivery: Delivery) -> list[Record]:
         "sent_ms": delivery.doc.get("eventMs") if delivery.version == "1.0" else None,
         root: delivery.body,
     }
+    if stop_id is not None:
+        # the same from the webhook and from its feed twin: nothing of the delivery (the
+        # feed has no eventId, webhookId or orgId); the time is the route update's
+        for key in ("event_id", "org_id", "webhook_id"):
+            attributes.pop(key)
+        attributes["event_time"] = delivery.occurred_at.isoformat()
     if b.oddities:
         attributes["oddities"] = b.oddities
     text = "\n".join([b.title, *b.lines, *(f"Note: {o}" for o in b.oddities)])[:_MAX_TEXT]
@@ -240,7 +272,7 @@ def build_records(delivery: Delivery) -> list[Record]:
         Record(
             source=SOURCE,
             kind=event_kind(etype),
-            id=f"event:{delivery.event_id}",
+            id=stop_id or f"event:{delivery.event_id}",
             version=delivery.version_us,
             occurred_at=delivery.occurred_at,
             title=b.title[:500],
@@ -283,10 +315,18 @@ def _object_records(delivery: Delivery, b: _Builder, object_event: tuple[str, st
                 occurred_at=delivery.occurred_at,
                 title=_name(obj, type_),
                 text="" if deleted else b.title[:500],
-                attributes={"object": obj, "last_event_id": delivery.event_id, "last_event_type": delivery.event_type},
+                attributes=_object_attributes(delivery, obj),
                 entities=entities,
                 relations=relations,
                 deleted=deleted,
             )
         )
     return records
+
+
+def _object_attributes(delivery: Delivery, obj: dict[str, Any]) -> dict[str, Any]:
+    """An object record's attributes: the object and the event that carried it. A route
+    from a stop event names no eventId: its webhook and its feed twin give one record."""
+    if delivery.event_type in ("RouteStopArrival", "RouteStopDeparture"):
+        return {"object": obj, "last_event_type": delivery.event_type}
+    return {"object": obj, "last_event_id": delivery.event_id, "last_event_type": delivery.event_type}

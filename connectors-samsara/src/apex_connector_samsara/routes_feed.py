@@ -7,10 +7,12 @@ departed`, `source`, `route`, `changes.before/after.stops` — only the stops th
 paged with `after=<endCursor>` and `pagination.hasNextPage`. A RouteStopArrival or
 RouteStopDeparture webhook (Webhooks 2.0) carries the same route update as its `data`.
 
-Webhook and feed share no event id (the webhook's `eventId` is not in the feed), so both
-are keyed in the inbox by what they describe: `route-stop:<route id>:<stop id>:arrived`
-(or `departed`) — `envelope.inbox_key`. A stop that arrived once is one delivery, whether
-its webhook came, its feed entry was listed, or both.
+Webhook and feed share no event id (the webhook's `eventId` is not in the feed), so a listed
+update is committed under a key of its own, stable across passes:
+`route-stop:<route id>:<stop id>:arrived|departed:<update time, unix ms>` (`feed_key`).
+The webhook of the same update is another inbox delivery (under its `eventId`); both give
+identical records (the stop's record, versioned by the update's time: `records`), which
+the saga writes once. A second arrival at the same stop is another update, another key.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import httpx
 from tenacity import wait_exponential
 
-from apex_connector_samsara.envelope import MAX_DEPTH, plain_id, route_stop_key
+from apex_connector_samsara.envelope import MAX_DEPTH, micros, parse_time, plain_id, route_stop_key
 from apex_connector_samsara.feed import _transient, _vendor_message, retry_after_seconds
 from apex_connector_samsara.settings import SamsaraSettings
 from apex_platform.errors import PayloadError, VendorError
@@ -40,25 +42,37 @@ STOP_OPERATIONS = {"stop arrived": "RouteStopArrival", "stop departed": "RouteSt
 PAGE_SPACING_SECONDS = 0.2
 
 
+def feed_key(event_type: str, route: object, stop: object, time: object) -> str | None:
+    """The inbox key of one listed stop update: the stop, what happened and the update's
+    time in unix milliseconds; None when an id or the time is not usable."""
+    route_id, stop_id = plain_id(route), plain_id(stop)
+    if route_id is None or stop_id is None:
+        return None
+    try:
+        ms = micros(parse_time(time, "route update 'time'")) // 1000
+    except PayloadError:
+        return None
+    return f"{route_stop_key(event_type, route_id, stop_id)}:{ms}"
+
+
 def webhook_body(entry: dict[str, Any], stop: dict[str, Any], event_type: str) -> tuple[str, bytes]:
     """(inbox key, body) of the RouteStopArrival/Departure webhook that `entry` stands for:
-    a Webhooks 2.0 envelope whose `data` is the route update, `routeStopDetails` the stop."""
+    a Webhooks 2.0 envelope whose `data` is the route update as the webhook carries it
+    (driver, operation, route, routeStopDetails = the stop, time, type, vehicle)."""
     route: Any = entry.get("route")
     route = route if isinstance(route, dict) else {}
     data = {
         "operation": entry.get("operation"),
         "type": entry.get("type"),
         "time": entry.get("time"),
-        "source": entry.get("source"),
         "route": route,
         "routeStopDetails": stop,
         "driver": route.get("driver"),
         "vehicle": route.get("vehicle"),
     }
-    # the same ids `envelope.inbox_key` takes from the webhook; without them the entry is
-    # kept all the same, under a digest (the drain names what is missing)
-    route_id, stop_id = plain_id(route), plain_id(stop)
-    key = route_stop_key(event_type, route_id, stop_id) if route_id is not None and stop_id is not None else None
+    # without usable ids or time the entry is kept all the same, under a digest of its body
+    # (the drain names what is missing)
+    key = feed_key(event_type, route, stop, entry.get("time"))
     doc = {
         "eventId": key or "",
         "eventTime": entry.get("time"),

@@ -25,7 +25,7 @@ import pytest
 from conftest import FRONT_SECRET
 from support.cluster import PUSH_KEY, Cluster, front_deliveries, llm_deliveries, samsara_deliveries
 from support.procs import ApexProcess, wait_http
-from support.senders import SAMSARA_SECRET, Delivery, Outcome, send_all
+from support.senders import SAMSARA_SECRET, Delivery, Outcome, samsara_record_id, send_all
 
 from apex_connector_frontapp.records import MAX_TEXT_CHARS
 from apex_platform.settings import TemporalSettings
@@ -92,7 +92,7 @@ async def assert_samsara_landed_once(c: Cluster, event_ids: set[str]) -> None:
     version the event gives, and its inbox row says it produced its records."""
     rows = await c.fetch(
         f"SELECT id, version FROM {c.sink_schema}.records WHERE source = 'samsara' AND id = ANY($1::text[])",
-        [f"event:{e}" for e in event_ids],
+        [samsara_record_id(e) for e in event_ids],
     )
     assert len(rows) == len(event_ids), f"{len(event_ids) - len(rows)} acknowledged deliveries are not in the store"
     delivered = await delivered_keys(c, "samsara")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from support.cluster import Cluster, front_deliveries, samsara_deliveries
-from support.senders import Delivery, samsara_delivery, samsara_headers, send_all
+from support.senders import Delivery, samsara_delivery, samsara_headers, samsara_record_id, send_all
 
 from apex_connector_samsara.envelope import read_delivery
 from apex_connector_samsara.records import build_records
@@ -114,9 +114,9 @@ async def test_nul_deliveries_are_stored_or_quarantined_and_the_300_after_them_l
     assert any("\x00" in r.id for r in renamed_records)
     refused = [r for r in broken_records + renamed_records if holds_nul_identity(r)]
     assert {r.key for r in broken_records} <= {r.key for r in refused}
-    assert {r.id for r in typed_records} == {f"event:{typed.key}", "route:night-66"}
+    assert {r.id for r in typed_records} == {samsara_record_id(typed.key, "night-66"), "route:night-66"}
     assert all("\x00" in r.title for r in typed_records)
-    assert {r.id for r in broken_records} == {f"event:{broken.key}", "route:night-67"}
+    assert {r.id for r in broken_records} == {samsara_record_id(broken.key, "night-67"), "route:night-67"}
     assert all(any("\x00" in x.src for x in r.relations) for r in broken_records)
     first = await send_all([url], [typed, broken, renamed], within=60)
     assert first.acknowledged == {typed.key, broken.key, renamed.key}
@@ -130,7 +130,7 @@ async def test_nul_deliveries_are_stored_or_quarantined_and_the_300_after_them_l
     assert time.monotonic() - started < 90
     rows = await cluster.fetch(
         f"SELECT count(*) AS n FROM {cluster.sink_schema}.records WHERE source = 'samsara' AND id = ANY($1::text[])",
-        [f"event:{d.key}" for d in ordinary],
+        [samsara_record_id(d.key) for d in ordinary],
     )
     assert rows[0]["n"] == 300
     # both poisoned deliveries are delivered: stored, or quarantined — never retried forever

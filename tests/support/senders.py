@@ -30,11 +30,25 @@ def samsara_headers(body: bytes) -> dict[str, str]:
     return {"X-Samsara-Signature": f"v1={digest}", "X-Samsara-Timestamp": ts, "Content-Type": "application/json"}
 
 
+#: the route of Samsara's documented RouteStopArrival example
+SAMSARA_ROUTE = "342341"
+
+
 def samsara_delivery(event_id: str | None = None) -> tuple[str, bytes]:
-    """Samsara's own documented RouteStopArrival example (~4.7 KB), with its own eventId."""
+    """Samsara's own documented RouteStopArrival example (~4.7 KB), with its own eventId and
+    a stop of its own (the stop's id is the eventId): a stop event is a record of the stop
+    it describes (`samsara_record_id`), so deliveries that must each land as a record of
+    their own arrive at different stops."""
     doc: dict[str, Any] = samples.route_stop_arrival()
     doc["eventId"] = event_id or str(uuid.uuid4())
+    doc["data"]["routeStopDetails"]["id"] = doc["eventId"]
+    doc["data"]["route"]["stops"][0]["id"] = doc["eventId"]
     return doc["eventId"], json.dumps(doc, separators=(",", ":")).encode()
+
+
+def samsara_record_id(event_id: str, route: str = SAMSARA_ROUTE) -> str:
+    """The record a `samsara_delivery` gives for its stop arrival."""
+    return f"route-stop:{route}:{event_id}:arrived"
 
 
 @dataclass

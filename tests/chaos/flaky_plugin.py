@@ -9,11 +9,17 @@ sink named `flaky` whose behaviour a control file sets while the run goes on:
 It keeps its records in memory (each worker its own): it stands for a store that fails
 intermittently or slowly, so that the saga compensates the real stores (PostgreSQL, Redis,
 the graph) and retries under load. The verdict checks the real stores only.
+
+It keeps the `MAX_ROWS` keys written last and forgets older ones, as a cache that evicts
+does: a forgotten key the saga meets again is read-repaired like a store that lost its
+data. Unbounded, it held every record a worker ever wrote — about 17 KB each with its
+embedding — and was the workers' memory growth of the soak (seed 4004: 151 → 2,288 MB).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -30,9 +36,14 @@ from apex_platform.testing.sinks import MemorySink
 CONTROL_ENV = "APEX_CHAOS_FLAKY_FILE"
 
 
+#: keys the flaky sink keeps (the saga writes 1,000 records a call; a worker runs a few at once)
+MAX_ROWS = 5_000
+
+
 class FlakySink(MemorySink):
-    def __init__(self) -> None:
+    def __init__(self, max_rows: int = MAX_ROWS) -> None:
         super().__init__("flaky")
+        self.max_rows = max_rows
         self.control = Path(os.environ.get(CONTROL_ENV, "/nonexistent"))
         self._stamp: float | None = None
         self._mode: dict[str, Any] = {"mode": "ok"}
@@ -63,9 +74,21 @@ class FlakySink(MemorySink):
             return True
         return False
 
+    def _forget_oldest(self) -> None:
+        """Drop the keys written longest ago beyond `max_rows` (rows are kept in write order)."""
+        excess = len(self.rows) - self.max_rows
+        if excess > 0:
+            for key in list(itertools.islice(self.rows, excess)):
+                del self.rows[key]
+                self.tokens.pop(key, None)
+
     async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         after = await self._misbehave("write")
+        for record in records:  # written again: the newest of all, the last to be forgotten
+            if (row := self.rows.pop(record.key, None)) is not None:
+                self.rows[record.key] = row
         changed = await super().write(records, writer=writer)
+        self._forget_oldest()
         if after:
             raise SinkError("flaky: injected failure after the write")
         return changed
@@ -73,6 +96,7 @@ class FlakySink(MemorySink):
     async def restore(self, previous: Mapping[RecordKey, Record | None], *, writer: str | None = None) -> None:
         await self._misbehave("restore")
         await super().restore(previous, writer=writer)
+        self._forget_oldest()
 
 
 @apex_platform.hookimpl

@@ -43,13 +43,19 @@ def _logging(level: str = "INFO") -> None:
     from apex_platform.vendor_http import install_log_redaction
 
     install_log_redaction()
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from apex_platform import logs
 
-    logs.install()  # APEX_LOG_FORMAT=json, and source/record/delivery/workflow ids on every record
+    # APEX_LOG_FORMAT=json, and source/record/delivery/workflow ids on every record — on the
+    # handler this setup made; handlers someone else installed (a test's, an embedding
+    # application's) keep their own format
+    for handler in [h for h in root.handlers if h not in before]:
+        logs.install(handler)
 
 
 def _runtime(plugins: str | None) -> Any:

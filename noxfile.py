@@ -57,7 +57,7 @@ def test_paths() -> list[str]:
 
 
 #: sizes of the long intake scenarios inside `nox -s tests` (a smoke); `nox -s intake` runs them full size
-SMOKE_SIZES = {"APEX_TEST_BACKLOG": "20000"}
+SMOKE_SIZES = {"APEX_TEST_BACKLOG": "10000"}
 
 
 @nox.session(python=PYTHON)

@@ -193,7 +193,7 @@ async def test_a_backlog_drains_in_bounded_batches_once_workers_start(
 ) -> None:
     """Deliveries pile up with no worker running; once one starts they drain, and no
     workflow history of the drain grows past 10,000 events (every run checked)."""
-    n = int(os.environ.get("APEX_TEST_BACKLOG", "100000"))  # `nox -s tests` runs 20,000, `nox -s intake` 100,000
+    n = int(os.environ.get("APEX_TEST_BACKLOG", "100000"))  # `nox -s tests` runs 10,000, `nox -s intake` 100,000
     url = cluster.start_api()
     deliveries = front_deliveries(n)
     outcome = await send_all([url], deliveries, concurrency=64, within=900)

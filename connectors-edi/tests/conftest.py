@@ -12,9 +12,8 @@ from apex_connector_edi import EdiConnector, EdiSettings
 from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.models import InboundEvent, Record
 
-SAMPLES = Path("/work/shared/fixtures/third_party/edi")
-if not SAMPLES.is_dir():  # a CI clone has shared/ beside the repository
-    SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "third_party" / "edi"
+#: EdiFabric's published samples, kept byte for byte (see the README beside them)
+SAMPLES = Path(__file__).resolve().parent / "data" / "third_party"
 STATUS_214 = SAMPLES / "edifabric_214_shipment_status.x12"
 INVOICE_210 = SAMPLES / "edifabric_210_freight_invoice.x12"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ async def test_demo_fake_environment_and_delivery_work_together(monkeypatch: pyt
 
 
 def test_the_demo_body_is_the_published_sample() -> None:
-    with open("/work/shared/fixtures/third_party/plaid/sync_updates_available.json", "rb") as f:
+    with open(Path(__file__).parent / "data" / "third_party" / "sync_updates_available.json", "rb") as f:
         published = f.read()
     assert samples.sync_updates_available_body() == published
     assert json.loads(published)["item_id"] == samples.DEMO_ITEM_ID

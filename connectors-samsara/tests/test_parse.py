@@ -14,7 +14,7 @@ from apex_connector_samsara import SamsaraConnector, samples
 from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent, Record
 
-FIXTURE = Path("/work/shared/fixtures/third_party/samsara/route_stop_arrival.json")
+FIXTURE = Path(__file__).parent / "data" / "third_party" / "route_stop_arrival.json"
 VENDOR = Path(__file__).parent / "data" / "vendor"
 
 

@@ -20,7 +20,7 @@ from apex_platform.reconcile import ReconcileSource
 
 from .conftest import NOW, SECRET, TOKEN, sign_as_samsara
 
-FIXTURE = Path("/work/shared/fixtures/third_party/samsara/route_stop_arrival.json")
+FIXTURE = Path(__file__).parent / "data" / "third_party" / "route_stop_arrival.json"
 VENDOR = Path(__file__).parent / "data" / "vendor"
 
 

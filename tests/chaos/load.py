@@ -36,16 +36,8 @@ from tests.chaos.topology import ROOT
 from tests.chaos.vendors import Plaid, Sonar, Turvo
 
 MAX_BODY = 1024 * 1024
-#: the third-party samples beside the checkout (a clone elsewhere finds them where the
-#: EDI connector's tests do: connectors-edi/tests/conftest.py)
-FIXTURES = next(
-    (
-        p
-        for p in (ROOT.parent / "shared" / "fixtures" / "third_party", Path("/work/shared/fixtures/third_party"))
-        if (p / "edi").is_dir()
-    ),
-    ROOT.parent / "shared" / "fixtures" / "third_party",
-)
+#: EdiFabric's published X12 samples, kept in the EDI connector's tests
+EDI_SAMPLES = ROOT / "connectors-edi" / "tests" / "data" / "third_party"
 
 #: what a poison value is made of (as JSON escapes, so the body itself is valid UTF-8 JSON):
 #: NUL in text (stores keep it faithfully), NUL in a record id (no store can key it: it is
@@ -590,9 +582,7 @@ class Load:
         self.edi_control += 1
         control = self.edi_control
         if rng.random() < 0.08 and not poison:
-            published = sorted((FIXTURES / "edi").glob("*.x12")) or sorted(
-                (ROOT / "connectors-edi" / "tests" / "data" / "releases").glob("214_004010.x12")
-            )
+            published = sorted(EDI_SAMPLES.glob("*.x12"))
             src = rng.choice(published)  # the published example, as sent
             text = src.read_text()
             kind = f"published:{src.name}"

@@ -1,0 +1,74 @@
+"""The soak's verdict on resource series (tests/chaos/soak.py `slopes`): a leak is not flat,
+a pool that fills once during the warm-up is, a step in the steady state is not, a store
+that grows with what it stores is judged per stored record."""
+
+from __future__ import annotations
+
+import random
+
+from tests.chaos.soak import slopes, warmup_minutes
+
+
+def _run(minutes: int, series: dict[str, object], *, noise: float = 0.5, seed: int = 1) -> list[dict[str, float]]:
+    rng = random.Random(seed)
+    out = []
+    for m in range(minutes + 1):
+        sample: dict[str, float] = {"minute": float(m), "delivered": 1000.0 * m, "records": 900.0 * m}
+        for name, f in series.items():
+            sample[name] = f(m) + rng.uniform(-noise, noise)  # type: ignore[operator]
+        out.append(sample)
+    return out
+
+
+def test_the_warm_up_is_the_first_third_and_at_least_two_minutes() -> None:
+    assert warmup_minutes(30) == 10
+    assert warmup_minutes(3) == 2
+
+
+def test_a_leak_is_not_flat() -> None:
+    got = slopes(_run(30, {"rss_mb:worker0": lambda m: 160 + 3 * m}), 30)
+    assert got["rss_mb:worker0"]["flat"] is False
+    assert got["rss_mb:worker0"]["slope_per_min"] > 2.5
+
+
+def test_a_slow_leak_is_not_flat_either() -> None:
+    # 1.5 MB a minute: 30 MB over the 20 judged minutes of a ~200 MB process, above 10% of it
+    got = slopes(_run(30, {"rss_mb:worker0": lambda m: 160 + 1.5 * m}, noise=0.3), 30)
+    assert got["rss_mb:worker0"]["flat"] is False
+
+
+def test_a_pool_that_fills_during_the_warm_up_and_stays_is_flat() -> None:
+    got = slopes(
+        _run(30, {"fds:api0": lambda m: 17 if m < 6 else 23, "rss_mb:worker0": lambda m: 160 + min(m, 8) * 15}), 30
+    )
+    assert got["fds:api0"]["flat"] is True
+    assert got["rss_mb:worker0"]["flat"] is True
+
+
+def test_a_step_in_the_steady_state_is_not_flat() -> None:
+    got = slopes(_run(30, {"rss_mb:worker0": lambda m: 160 if m < 20 else 280}), 30)
+    assert got["rss_mb:worker0"]["flat"] is False
+
+
+def test_a_store_is_judged_per_stored_record() -> None:
+    proportional = lambda m: 50 + 0.004 * 900 * m  # noqa: E731 - 4 KB per stored record
+    rising_cost = lambda m: 50 + 0.0002 * 900 * m * m  # noqa: E731 - the cost per record keeps rising
+    got = slopes(_run(30, {"redis_mb:cache": proportional, "inbox_mb": rising_cost}, noise=0.1), 30)
+    assert got["redis_mb:cache"]["kind"] == "data"
+    assert got["redis_mb:cache"]["flat"] is True
+    assert got["redis_mb:cache"]["per_1k_records"] > 3.5
+    assert got["inbox_mb"]["flat"] is False
+
+
+def test_a_backlog_that_rises_does_not_keep_up_and_one_that_drains_does() -> None:
+    rising = slopes(_run(30, {"backlog": lambda m: 100 * m}), 30)
+    draining = slopes(_run(30, {"backlog": lambda m: max(0, 3000 - 100 * m)}), 30)
+    assert rising["backlog"]["flat"] is False
+    assert draining["backlog"]["flat"] is True
+
+
+def test_histories_are_judged_by_the_continue_as_new_bound() -> None:
+    under = slopes(_run(30, {"history_total": lambda m: 500 * m, "history_max": lambda m: 9000}), 30)
+    over = slopes(_run(30, {"history_total": lambda m: 500 * m, "history_max": lambda m: 400 * m}), 30)
+    assert under["history_total"]["flat"] is True
+    assert over["history_total"]["flat"] is False

@@ -115,6 +115,11 @@ class ReconcileWorkflow:
 
     @workflow.run
     async def run(self, inp: ReconcileInput) -> ReconcileState:
+        # imported here, not at the top: reconcile_activities imports this module (the page
+        # models) and apex_platform.reconcile, which imports this module too
+        with workflow.unsafe.imports_passed_through():
+            from apex_platform.temporal.reconcile_activities import ReconcileActivities
+
         self._state = ReconcileState(
             source=inp.source,
             account=inp.account,
@@ -132,10 +137,9 @@ class ReconcileWorkflow:
             s = self._state
             self._set(stage="listing")
             try:
-                page: ReconcilePageResult = await workflow.execute_activity(
-                    "apex.reconcile_page",
+                page = await workflow.execute_activity_method(
+                    ReconcileActivities.reconcile_page,
                     ReconcilePageInput(source=inp.source, account=inp.account, cursor=s.cursor),
-                    result_type=ReconcilePageResult,
                     **options,
                 )
             except ActivityError as err:

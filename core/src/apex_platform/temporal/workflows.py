@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from apex_platform.models import InboundEvent, WriteResult
+    from apex_platform.temporal.activities import IngestActivities
     from apex_platform.temporal.client import RECORD_ID_ATTR, STATUS_ATTR
     from apex_platform.temporal.inputs import (
         MAX_LISTED,
@@ -129,22 +130,19 @@ class IngestWorkflow:
     async def run(self, inp: IngestInput) -> IngestResult:
         options = activity_options(inp.timeouts)
         self._stage("parsing")
-        batch: RecordBatch = await workflow.execute_activity(
-            "apex.parse", ParseInput(event=inp.event), result_type=RecordBatch, **options
+        batch: RecordBatch = await workflow.execute_activity_method(
+            IngestActivities.parse, ParseInput(event=inp.event), **options
         )
         if batch.record_ids:
             workflow.upsert_search_attributes(
                 [RECORD_ID_ATTR.value_set(list(batch.record_ids[:MAX_RECORD_IDS_INDEXED]))]
             )
         self._stage("enriching", batch.count)
-        batch = await workflow.execute_activity(
-            "apex.enrich", EnrichInput(batch=batch), result_type=RecordBatch, **options
-        )
+        batch = await workflow.execute_activity_method(IngestActivities.enrich, EnrichInput(batch=batch), **options)
         self._stage("writing", batch.count)
-        written: WriteResult = await workflow.execute_activity(
-            "apex.saga_write",
+        written: WriteResult = await workflow.execute_activity_method(
+            IngestActivities.saga_write,
             SagaWriteInput(batch=batch, batch_id=workflow.info().workflow_id),
-            result_type=WriteResult,
             **options,
         )
         self._stage("completed", batch.count)
@@ -241,15 +239,14 @@ class _CursorLoop:
                     # read, enrich and write in one activity: the page never enters Temporal
                     if workflow.patched(ATOMIC_LOOP_PATCH):
                         request = self._stage_request()
-                    page = await workflow.execute_activity(
-                        "apex.poll_ingest",
+                    page = await workflow.execute_activity_method(
+                        IngestActivities.poll_ingest,
                         PollPageInput(
                             source=inp.source,
                             account=inp.account,
                             cursor=staged.cursor if staged is not None else s.cursor,
                             stage=request,
                         ),
-                        result_type=PollIngestResult,
                         **poll_opts,
                     )
                 else:
@@ -340,8 +337,8 @@ class _CursorLoop:
             self._set(pages=s.pages + 1, records=s.records + page.count)
         if len(tail) >= STAGED_SEGMENT_PAGES:
             self._set(stage="staging")
-            segment: str = await workflow.execute_activity(
-                "apex.poll_fold", PollFoldInput(page_refs=tail), result_type=str, **write_opts
+            segment: str = await workflow.execute_activity_method(
+                IngestActivities.poll_fold, PollFoldInput(page_refs=tail), **write_opts
             )
             segments, tail = (*segments, segment), ()
         self._staged = staged.model_copy(
@@ -375,8 +372,8 @@ class _CursorLoop:
             where = PollCommitInput(source=inp.source, account=inp.account, page_ref=staged.tail[index - folded])
         self._set(stage="committing")
         try:
-            done: PollCommitResult = await workflow.execute_activity(
-                "apex.poll_commit", where, result_type=PollCommitResult, **write_opts
+            done: PollCommitResult = await workflow.execute_activity_method(
+                IngestActivities.poll_commit, where, **write_opts
             )
         except ActivityError as err:
             if _cause_type(err) in ("BlobNotFound", "PayloadError"):
@@ -437,10 +434,9 @@ class _CursorLoop:
             if not part and not loose:
                 continue
             with contextlib.suppress(ActivityError):
-                await workflow.execute_activity(
-                    "apex.poll_discard",
+                await workflow.execute_activity_method(
+                    IngestActivities.poll_discard,
                     PollDiscardInput(segment_refs=part, page_refs=loose),
-                    result_type=int,
                     **opts,
                 )
 
@@ -466,23 +462,21 @@ class _CursorLoop:
         self, inp: PollInput, cursor: str | None, poll_opts: dict[str, Any], write_opts: dict[str, Any]
     ) -> PollIngestResult:
         """The path of runs started before `apex-page-in-one-activity` (kept for replay)."""
-        page: PollPageResult = await workflow.execute_activity(
-            "apex.poll_page",
+        page: PollPageResult = await workflow.execute_activity_method(
+            IngestActivities.poll_page,
             PollPageInput(source=inp.source, account=inp.account, cursor=cursor),
-            result_type=PollPageResult,
             **poll_opts,
         )
         batch = page.batch
         written = WriteResult()
         if batch.count:
             self._set(stage="writing")
-            batch = await workflow.execute_activity(
-                "apex.enrich", EnrichInput(batch=batch), result_type=RecordBatch, **write_opts
+            batch = await workflow.execute_activity_method(
+                IngestActivities.enrich, EnrichInput(batch=batch), **write_opts
             )
-            written = await workflow.execute_activity(
-                "apex.saga_write",
+            written = await workflow.execute_activity_method(
+                IngestActivities.saga_write,
                 SagaWriteInput(batch=batch, batch_id=f"{workflow.info().workflow_id}@{cursor}"),
-                result_type=WriteResult,
                 **write_opts,
             )
         return PollIngestResult(
@@ -561,20 +555,18 @@ class AccumulatorWorkflow:
                     lambda: len(self._pending) >= inp.max_batch, timeout=timedelta(seconds=inp.max_wait_seconds)
                 )
             take, self._pending = self._pending[: inp.max_batch], self._pending[inp.max_batch :]
-            batch: RecordBatch = await workflow.execute_activity(
-                "apex.parse_many",
+            batch: RecordBatch = await workflow.execute_activity_method(
+                IngestActivities.parse_many,
                 ParseManyInput(source=inp.source, events=tuple(take)),
-                result_type=RecordBatch,
                 **opts,
             )
             if batch.count:
-                batch = await workflow.execute_activity(
-                    "apex.enrich", EnrichInput(batch=batch), result_type=RecordBatch, **opts
+                batch = await workflow.execute_activity_method(
+                    IngestActivities.enrich, EnrichInput(batch=batch), **opts
                 )
-                await workflow.execute_activity(
-                    "apex.saga_write",
+                await workflow.execute_activity_method(
+                    IngestActivities.saga_write,
                     SagaWriteInput(batch=batch, batch_id=f"{workflow.info().workflow_id}@{take[0].event_id}"),
-                    result_type=WriteResult,
                     **opts,
                 )
             self._batches += 1
@@ -646,12 +638,11 @@ class BatchFileWorkflow:
         if inp.progress is not None:  # a continuation: the file is split already
             return await self._in_runs(inp, inp.progress, opts)
         in_runs = workflow.patched(BATCH_RUNS_PATCH)
-        split: SplitFileResult = await workflow.execute_activity(
-            "apex.split_file",
+        split: SplitFileResult = await workflow.execute_activity_method(
+            IngestActivities.split_file,
             SplitFileInput(
                 source=inp.source, file_name=inp.file_name, file_ref=inp.file_ref, chunk_size=inp.chunk_size
             ),
-            result_type=SplitFileResult,
             **opts,
         )
         if not in_runs or split.manifest_ref is None:
@@ -670,8 +661,8 @@ class BatchFileWorkflow:
         if s.next_chunk < s.chunks:
             parts_ref = s.parts_ref
             if refs:  # this run's listings become one part (the chunks' listings stay until the end)
-                checkpoint: CheckpointFileResult = await workflow.execute_activity(
-                    "apex.checkpoint_file",
+                checkpoint: CheckpointFileResult = await workflow.execute_activity_method(
+                    IngestActivities.checkpoint_file,
                     CheckpointFileInput(
                         source=inp.source,
                         file_name=inp.file_name,
@@ -679,7 +670,6 @@ class BatchFileWorkflow:
                         records_refs=refs,
                         first_chunk=first,
                     ),
-                    result_type=CheckpointFileResult,
                     **opts,
                 )
                 parts_ref = checkpoint.parts_ref
@@ -689,8 +679,8 @@ class BatchFileWorkflow:
         parts_ref = None
         # earlier runs listed records (or this one did): join every part, in order
         if s.parts_ref is not None or (bool(refs) and workflow.patched(FINISH_AFTER_CHECKPOINT_PATCH)):
-            final: CheckpointFileResult = await workflow.execute_activity(
-                "apex.checkpoint_file",
+            final: CheckpointFileResult = await workflow.execute_activity_method(
+                IngestActivities.checkpoint_file,
                 CheckpointFileInput(
                     source=inp.source,
                     file_name=inp.file_name,
@@ -699,13 +689,12 @@ class BatchFileWorkflow:
                     first_chunk=first,
                     final=True,
                 ),
-                result_type=CheckpointFileResult,
                 **opts,
             )
             refs = (final.records_ref,) if final.records_ref else ()
             parts_ref = final.parts_ref
-        records_ref = await workflow.execute_activity(
-            "apex.finish_file",
+        records_ref = await workflow.execute_activity_method(
+            IngestActivities.finish_file,
             FinishFileInput(
                 source=inp.source,
                 file_name=inp.file_name,
@@ -713,7 +702,6 @@ class BatchFileWorkflow:
                 records_refs=refs,
                 parts_ref=parts_ref,
             ),
-            result_type=str | None,  # type: ignore[arg-type]
             **opts,
         )
         return BatchFileResult(
@@ -748,8 +736,8 @@ class BatchFileWorkflow:
                 if index > start and _history_is_long():
                     cut = index
                     return None
-                result: IngestChunkResult = await workflow.execute_activity(
-                    "apex.ingest_chunk",
+                result: IngestChunkResult = await workflow.execute_activity_method(
+                    IngestActivities.ingest_chunk,
                     IngestChunkInput(
                         source=inp.source,
                         file_name=inp.file_name,
@@ -757,7 +745,6 @@ class BatchFileWorkflow:
                         index=index,
                         batch_id=f"{wf_id}#{index}",
                     ),
-                    result_type=IngestChunkResult,
                     **opts,
                 )
                 self._done_chunks += 1
@@ -776,8 +763,8 @@ class BatchFileWorkflow:
 
         async def one(index: int) -> IngestChunkResult:
             async with semaphore:
-                result: IngestChunkResult = await workflow.execute_activity(
-                    "apex.ingest_chunk",
+                result: IngestChunkResult = await workflow.execute_activity_method(
+                    IngestActivities.ingest_chunk,
                     IngestChunkInput(
                         source=inp.source,
                         file_name=inp.file_name,
@@ -786,7 +773,6 @@ class BatchFileWorkflow:
                         index=index,
                         batch_id=f"{wf_id}#{index}",
                     ),
-                    result_type=IngestChunkResult,
                     **opts,
                 )
                 self._done_chunks += 1
@@ -795,15 +781,14 @@ class BatchFileWorkflow:
         results = await asyncio.gather(*(one(i) for i in range(self._chunks)))
         records_ref = None
         if split.manifest_ref is not None:
-            records_ref = await workflow.execute_activity(
-                "apex.finish_file",
+            records_ref = await workflow.execute_activity_method(
+                IngestActivities.finish_file,
                 FinishFileInput(
                     source=inp.source,
                     file_name=inp.file_name,
                     manifest_ref=split.manifest_ref,
                     records_refs=tuple(r.records_ref for r in results if r.records_ref),
                 ),
-                result_type=str | None,  # type: ignore[arg-type]
                 **opts,
             )
         warnings = split.warnings + tuple(w for r in results for w in r.warnings)
@@ -849,15 +834,14 @@ class DrainWorkflow:
         batches = 0
         while True:
             self._state = self._state.model_copy(update={"stage": "draining"})
-            result: DrainBatchResult = await workflow.execute_activity(
-                "apex.drain_inbox",
+            result: DrainBatchResult = await workflow.execute_activity_method(
+                IngestActivities.drain_inbox,
                 DrainBatchInput(
                     source=inp.source,
                     max_count=inp.max_count,
                     max_bytes=inp.max_bytes,
                     idle_wait_seconds=inp.idle_wait_seconds,
                 ),
-                result_type=DrainBatchResult,
                 **opts,
             )
             batches += 1

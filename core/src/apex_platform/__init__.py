@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from apex_platform.hookspecs import hookimpl, hookspec
+from apex_platform.hookspecs import PLUGIN_API_VERSION, hookimpl, hookspec
 from apex_platform.models import Entity, InboundEvent, Page, Record, RecordKey, Relation
 
 try:
@@ -13,6 +13,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "PLUGIN_API_VERSION",
     "Entity",
     "InboundEvent",
     "Page",

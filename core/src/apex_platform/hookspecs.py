@@ -2,8 +2,9 @@
 
 Each hook hands the plugin a `register` callback, so the host keeps control of names,
 duplicates and validation (the shape simonw/llm uses). Hooks are called once, when the
-plugin manager is built, by `apex_platform.plugins.load_registry`; results are not
-combined because hooks return nothing: every call to `register` adds one object.
+plugin manager is built, by `apex_platform.plugins.build_registry`, through pluggy (so
+`tryfirst`, `trylast` and wrappers are honoured); results are not combined because hooks
+return nothing: every call to `register` adds one object.
 Hook implementations must not do I/O: connect in `Sink.open`, not at registration.
 """
 
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("apex")
 hookimpl = pluggy.HookimplMarker("apex")
+
+#: The version of this contract (these hooks, `contracts` and `capabilities`). A plugin
+#: module says which versions it supports with a module attribute, a version range:
+#: ``apex_plugin_api = ">=1,<2"``; the loader refuses it when this version is outside.
+#: The minor number grows when something optional is added, the major one when a plugin
+#: written for the previous major version could break.
+PLUGIN_API_VERSION = "1.0"
 
 
 @hookspec

@@ -225,6 +225,7 @@ def plugins_document(runtime: Runtime, *, details: bool = True) -> dict[str, Any
                 "version": p.version,
                 "module": p.module if details else None,
                 "error": failed(p.error),
+                "api": p.api,
             }
             for p in reg.plugins
         ],

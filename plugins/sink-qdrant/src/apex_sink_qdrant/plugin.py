@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from apex_platform.contracts import Sink
 
 
+#: the Apex plugin API versions this plugin is written for (checked when it loads)
+apex_plugin_api = ">=1,<2"
+
+
 @apex_platform.hookimpl
 def apex_register_sinks(register: Callable[[Sink], None]) -> None:
     # Imported here so loading the entry point stays cheap; the sink does no I/O until open().

@@ -4,6 +4,7 @@ delivered and the lineage says which records it produced."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -67,3 +68,25 @@ async def produced(dsn: str, source: str, event_id: str, *, schema: str | None =
     finally:
         await conn.close()
     return [{"id": r["record_id"], "version": r["version"]} for r in rows]
+
+
+async def deliveries(
+    dsn: str, source: str, event_id: str | None = None, *, schema: str | None = None
+) -> list[dict[str, Any]]:
+    """The inbox rows of `source` (of one event id when given), oldest first: event_id,
+    status, attempts, last_error and the headers kept. None while the inbox has no table."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        try:
+            rows = await conn.fetch(
+                f"SELECT event_id, status, attempts, last_error, headers::text AS headers "  # noqa: S608
+                f"FROM {_schema(schema)}.deliveries WHERE source = $1 AND ($2::text IS NULL OR event_id = $2) "
+                "ORDER BY seq",
+                source,
+                event_id,
+            )
+        except asyncpg.UndefinedTableError:
+            return []
+    finally:
+        await conn.close()
+    return [{**dict(r), "headers": json.loads(r["headers"])} for r in rows]

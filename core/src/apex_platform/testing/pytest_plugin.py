@@ -1,11 +1,43 @@
-"""pytest plugin of the Apex testing kit (registered through the `pytest11` entry point).
+"""pytest plugin of the Apex testing kit (registered through the `pytest11` entry point of
+apex-platform; install `apex-platform[testing]`). docs/plugins.md, "The testing kit", shows
+each fixture in use.
 
-Session-scoped fixtures run the real embedded servers on free ports in the
-session's temporary folder, started only when a test asks for them:
+Session-scoped fixtures run the real embedded servers on free ports in the session's
+temporary folder, started only when a test asks for them:
 
 - `apex_temporal_server` -> `TemporalDevServer` (use `.address`; Apex search attributes registered)
 - `apex_postgres_server` -> `PostgresServer` (use `.dsn`; database `apex` with pgvector)
 - `apex_redis_server` -> `RedisServer` (use `.url`; FalkorDB loaded)
+- `apex_time_skipping` -> a `temporalio.testing.WorkflowEnvironment` with time skipping
+  (`WorkflowEnvironment.start_time_skipping()`, the platform's data converter): workflow
+  timers of hours pass at once. It needs Temporal's test server: the executable named by
+  APEX_TEMPORAL_TEST_SERVER, else the SDK downloads it; where neither works the tests that
+  ask for it are skipped, saying why.
+
+Function-scoped factories (each thing they start is stopped when the test ends):
+
+- `apex_worker(*plugins, priorities=..., **options)` -> async context manager of a
+  `WorkerHarness`: an in-process worker with exactly `plugins` (entry-point names, plugin
+  modules/objects, or bare sources, enrichers and sinks) on task queues and an inbox schema
+  of its own, on the session's Temporal and PostgreSQL. `options` go to
+  `testing.worker.build_runtime` (`prefix`, `saga`, `core`, Temporal settings such as
+  `activity_heartbeat_seconds`). The harness starts polls (`sync(source, account)`), reads
+  the inbox (`deliveries`, `wait_delivered`, `produced`) and says what it runs
+  (`plugin_names()`).
+- `apex_stack(*plugins, priorities=..., **options)` -> async context manager of a
+  `StackHarness`: the real API and worker (`apex_platform.serve.serve`) over HTTP on a free
+  port (`.url`, `.webhook(source, body, headers)`), plus everything a `WorkerHarness` has.
+- `apex_app_client(*plugins, **options)` -> litestar `AsyncTestClient` on the real app of a
+  test runtime, where HTTP itself is not the point (`async with client: await client.get(...)`).
+  The Temporal client is lazy: no Temporal call, no server needed.
+- `apex_fake_vendor(app, name=...)` -> a started `FakeVendorServer` (`.base_url`): a fake
+  vendor's ASGI app under uvicorn on a free port.
+
+Helpers to import: `testing.signing` (`HmacScheme`, `signed`, `SignedRequest.tampered()`
+/ `.unsigned()` / `.resigned()`, `check_verify`) for signed webhook requests;
+`testing.polling.drain_poll` (a whole poll run without Temporal); `testing.sinks`
+(`MemorySink`, `CountingSink`, `FaultySink`); `testing.records.make_record`;
+`testing.inbox` (delivery states, rows and lineage); `testing.hostile_json`.
 
 Every project that installs apex-platform gets this plugin, so the module imports
 nothing heavy at import time; the servers' code is imported inside the fixtures.
@@ -18,16 +50,31 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from litestar import Litestar
+    from litestar.testing import AsyncTestClient
+    from temporalio.testing import WorkflowEnvironment
+
     from apex_platform.stack.postgres import PostgresServer
     from apex_platform.stack.redis_server import RedisServer
     from apex_platform.stack.temporal_server import TemporalDevServer
+    from apex_platform.testing.stack import StackHarness
+    from apex_platform.testing.vendor_server import FakeVendorServer
+    from apex_platform.testing.worker import WorkerHarness
+
+    WorkerFactory = Callable[..., AbstractAsyncContextManager[WorkerHarness]]
+    StackFactory = Callable[..., AbstractAsyncContextManager[StackHarness]]
+    AppClientFactory = Callable[..., AsyncTestClient[Litestar]]
+    FakeVendorFactory = Callable[..., FakeVendorServer]
+
+TEST_SERVER_ENV = "APEX_TEMPORAL_TEST_SERVER"
 
 HARD_EXIT_ENV = "APEX_PYTEST_HARD_EXIT"
 
@@ -76,6 +123,101 @@ def apex_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redi
     try:
         yield server
     finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def apex_time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test environment for the session, with the platform's data
+    converter (payload guard and encryption). Skipped, saying why, where the test server
+    cannot be had (no APEX_TEMPORAL_TEST_SERVER and no download)."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from apex_platform.settings import TemporalSettings
+    from apex_platform.temporal.client import data_converter
+
+    existing = os.environ.get(TEST_SERVER_ENV) or shutil.which("temporal-test-server")
+    try:
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=data_converter(TemporalSettings()), test_server_existing_path=existing
+        )
+    except RuntimeError as exc:
+        pytest.skip(
+            f"Temporal's time-skipping test server is not available ({exc}); set {TEST_SERVER_ENV} "
+            "to a temporal-test-server executable"
+        )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def apex_worker(
+    apex_temporal_server: TemporalDevServer, apex_postgres_server: PostgresServer, tmp_path: Path
+) -> WorkerFactory:
+    """`async with apex_worker(connector, sink, priorities=["P2"]) as harness:` an in-process
+    worker with exactly these plugins (see the module docstring)."""
+    from apex_platform.testing.worker import running_worker
+
+    def start(*plugins: Any, **options: Any) -> AbstractAsyncContextManager[WorkerHarness]:
+        options.setdefault("inbox_dsn", apex_postgres_server.dsn)
+        return running_worker(apex_temporal_server.address, options.pop("home", tmp_path), *plugins, **options)
+
+    return start
+
+
+@pytest.fixture
+def apex_stack(
+    apex_temporal_server: TemporalDevServer, apex_postgres_server: PostgresServer, tmp_path: Path
+) -> StackFactory:
+    """`async with apex_stack(connector, sink, priorities=["P0"]) as stack:` the real API and
+    worker over HTTP (`stack.url`) with exactly these plugins."""
+    from apex_platform.testing.stack import running_stack
+
+    def start(*plugins: Any, **options: Any) -> AbstractAsyncContextManager[StackHarness]:
+        options.setdefault("inbox_dsn", apex_postgres_server.dsn)
+        return running_stack(apex_temporal_server.address, options.pop("home", tmp_path), *plugins, **options)
+
+    return start
+
+
+@pytest.fixture
+def apex_app_client(request: pytest.FixtureRequest, tmp_path: Path) -> AppClientFactory:
+    """`apex_app_client(connector, sink)`: litestar's AsyncTestClient on the real app of a
+    runtime with exactly these plugins. Its Temporal client is lazy (`temporal_address`,
+    default an address nothing serves); the inbox is the session's PostgreSQL unless
+    `inbox_dsn` or `inbox` is given (asked for only then)."""
+    from apex_platform.testing.stack import app_client
+    from apex_platform.testing.worker import build_runtime
+
+    def make(*plugins: Any, temporal_address: str = "127.0.0.1:1", **options: Any) -> AsyncTestClient[Litestar]:
+        if "inbox_dsn" not in options and "inbox" not in options:
+            options["inbox_dsn"] = request.getfixturevalue("apex_postgres_server").dsn
+        client: dict[str, Any] = options.pop("client", {})
+        open_sinks: bool = options.pop("open_sinks", False)
+        runtime = build_runtime(temporal_address, options.pop("home", tmp_path), plugins, **options)
+        return app_client(runtime, open_sinks=open_sinks, **client)
+
+    return make
+
+
+@pytest.fixture
+def apex_fake_vendor() -> Iterator[FakeVendorFactory]:
+    """`apex_fake_vendor(app, name="fake Front")`: serve a fake vendor's ASGI app on a free
+    port (started; `.base_url`), stopped when the test ends."""
+    from apex_platform.testing.vendor_server import FakeVendorServer
+
+    started: list[FakeVendorServer] = []
+
+    def start(app: Any, **options: Any) -> FakeVendorServer:
+        server = FakeVendorServer(app, **options)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
         server.stop()
 
 

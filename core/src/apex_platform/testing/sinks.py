@@ -77,16 +77,23 @@ class MemorySink:
 
 
 class CountingSink(MemorySink):
-    """A MemorySink that also counts how often each record id was handed to it (to prove
-    that a large page or file is written exactly once, not only that it ended right)."""
+    """A MemorySink that also counts, to prove that a page, a file or a delivery is written
+    exactly once and not only that it ended right: per record id, how often it was handed
+    to the sink (`received`) and how often the stored state changed (`changes`); and the
+    records handed over in all (`records_written`)."""
 
     def __init__(self, name: str = "memory") -> None:
         super().__init__(name)
         self.received: Counter[str] = Counter()
+        self.changes: Counter[str] = Counter()
+        self.records_written = 0
 
     async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
         self.received.update(r.id for r in records)
-        return await super().write(records, writer=writer)
+        self.records_written += len(records)
+        changed = await super().write(records, writer=writer)
+        self.changes.update(key.id for key in changed)
+        return changed
 
 
 @dataclass

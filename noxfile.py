@@ -1,9 +1,10 @@
 """Development sessions: `nox -s tests`, `nox -s demo`, `nox -s lint`, `nox -s bench`, `nox -s lock`,
-and one isolated session per package (only core and that package installed)."""
+`nox -s build`, and one isolated session per package (only core and that package installed)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -58,6 +59,8 @@ def test_paths() -> list[str]:
 
 #: sizes of the long intake scenarios inside `nox -s tests` (a smoke); `nox -s intake` runs them full size
 SMOKE_SIZES = {"APEX_TEST_BACKLOG": "10000"}
+#: what benchmarks/ needs beside the packages: the load generator's client and the dlt baseline
+BENCH_TOOLS = ("aiohttp>=3.9", "dlt[postgres]>=1.31")
 
 
 @nox.session(python=PYTHON)
@@ -65,6 +68,7 @@ def tests(session: nox.Session) -> None:
     """The whole test suite: every package's tests and the cross-package ones (the long
     intake scenarios at smoke size; `nox -s intake` runs them full size)."""
     install_all(session)
+    session.install(*pinned(), *BENCH_TOOLS)  # tests/test_bench_smoke.py runs benchmarks/run.py
     env = {"APEX_PYTEST_HARD_EXIT": "1", **SMOKE_SIZES}
     session.run("pytest", *test_paths(), *session.posargs, env=env)
 
@@ -87,6 +91,9 @@ def demo(session: nox.Session) -> None:
 
 
 LINT_TOOLS = ("ruff", "mypy", "types-psutil", "asyncpg-stubs")
+#: PyPA build (each wheel from its sdist), the backend it builds with, twine (`nox -s build`)
+BUILD_TOOLS = ("build", "hatchling", "twine")
+DIST = ROOT / "dist"
 
 
 @nox.session(python=PYTHON)
@@ -97,6 +104,19 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
     session.run("mypy", *[str(p / "src") for p in packages()])
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Sdists and wheels of every distribution into dist/ (emptied first, so it holds exactly
+    one release): `python -m build` makes each wheel from its sdist, so a file the sdist
+    leaves out fails here; then `twine check --strict` renders every long description.
+    The isolated build environments get the hatchling of constraints.txt (PIP_CONSTRAINT)."""
+    session.install(*pinned(), *BUILD_TOOLS)
+    shutil.rmtree(DIST, ignore_errors=True)
+    for pkg in packages():
+        session.run("python", "-m", "build", "--outdir", str(DIST), str(pkg), env={"PIP_CONSTRAINT": str(CONSTRAINTS)})
+    session.run("twine", "check", "--strict", *sorted(str(p) for p in DIST.iterdir()))
 
 
 def _isolated(pkg: Path) -> None:
@@ -121,7 +141,7 @@ for _pkg in packages():
 def bench(session: nox.Session) -> None:
     """Benchmarks: figures and ratios against a baseline measured in the same run."""
     install_all(session)
-    session.install("aiohttp>=3.9")  # the load generator
+    session.install(*pinned(), *BENCH_TOOLS)
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
 
 
@@ -141,7 +161,7 @@ def lock(session: nox.Session) -> None:
     (the newest versions the pyproject.toml files allow), as `pip freeze` lists them.
     Run `nox -s tests` on the result before committing it."""
     install_all(session, constrained=False)
-    session.install(*LINT_TOOLS)
+    session.install(*LINT_TOOLS, *BUILD_TOOLS, *BENCH_TOOLS)
     frozen = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True)
     # pip itself is pinned too; setuptools/wheel only come with the virtualenv
     lines = [line for line in str(frozen).splitlines() if line and not line.startswith(("setuptools==", "wheel=="))]

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic_settings import BaseSettings
 
@@ -21,6 +21,9 @@ from apex_platform.errors import ApexError, PayloadError, SettingsError, Signatu
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
 from apex_platform.reconcile import ReconcilePage
 from apex_platform.settings import load, secret_values
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,12 @@ class FrontConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_frontapp.conformance import FrontSamples
+
+        return FrontSamples()
 
     # -- ReconcileSource: List Events fills what the webhooks missed -------------------------
 

@@ -1,0 +1,77 @@
+"""What only a connector's author knows, handed to the conformance suite.
+
+A connector ships a `ConformanceSamples` subclass and returns it from an optional
+method `conformance_samples()` (the `ConformanceProvider` capability); then both
+`class TestConformance(SourceConformance): source = "mysource"` and
+`pytest --apex-conformance mysource` find it. Every method has a default that supplies
+nothing: the checks that need it are skipped and the skip names the method to write.
+This module imports nothing heavy, so a connector may import it at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+
+class ConformanceSamples:
+    """Configuration and sample traffic of one connector, for the conformance suite.
+
+    - every mode: `environment()`, the settings the suite runs the connector under;
+    - webhook: `deliveries()` (bodies as the vendor sends them) and `sign(body, at=…)`;
+    - push: `deliveries()` and, if the connector reads any, `headers(body)`;
+    - poll and stream: `environment()` starts a fake vendor holding more than one page
+      (with a deletion, unless `vendor_deletes = False`) and points the connector at it;
+    - batch: `files(folder)`;
+    - any mode: `deletions()`, bodies whose records must include a tombstone.
+    """
+
+    #: the replay window the connector enforces under `environment()`, in seconds: a
+    #: delivery signed further than this from now must be refused
+    replay_window_seconds: ClassVar[float] = 300.0
+    #: poll and stream: whether the fake vendor's data deletes something (a tombstone
+    #: is then expected among the records read)
+    vendor_deletes: ClassVar[bool] = True
+    #: poll and stream: the most pages one pass may take before the suite gives up
+    max_pages: ClassVar[int] = 500
+
+    @contextmanager
+    def environment(self) -> Iterator[dict[str, str]]:
+        """Environment variables configuring the connector (`APEX_<NAME>_…`: test secrets,
+        a fake vendor's address). The suite sets them while it runs; a fake vendor started
+        here is stopped when the block exits. Default: nothing."""
+        yield {}
+
+    def deliveries(self) -> list[bytes]:
+        """Valid request bodies (webhook: as the vendor sends them; push: as a client
+        does), each accepted under `environment()`. JSON bodies are also the seeds of
+        the malformed-input checks. Default: none."""
+        return []
+
+    def sign(self, body: bytes, *, at: float) -> dict[str, str]:
+        """webhook: the request headers the vendor sends with `body`, signed at Unix
+        time `at` with the secret of `environment()`. Default: not supplied."""
+        raise NotImplementedError
+
+    def headers(self, body: bytes) -> dict[str, str]:
+        """push: the request headers `receive` gets with `body` (authentication is the
+        platform's: no key needed)."""
+        return {"Content-Type": "application/json"}
+
+    def deletions(self) -> list[bytes]:
+        """Bodies (as `deliveries`) that delete an object at the vendor: their records must
+        include a tombstone (`deleted=True`). Default: none."""
+        return []
+
+    def files(self, folder: Path) -> list[Path]:
+        """batch: valid files written into `folder`. Default: none."""
+        return []
+
+
+@runtime_checkable
+class ConformanceProvider(Protocol):
+    """Optional capability of a source: the samples its conformance suite runs with."""
+
+    def conformance_samples(self) -> ConformanceSamples: ...

@@ -69,7 +69,11 @@ def test_update_and_cancel_supersede_what_they_reference() -> None:
     connector = WeatherConnector(WeatherSettings())
     first = alert("urn:oid:a.1", sent="2025-01-10T06:00:00-06:00", ugc=["TXC113"])
     update = alert(
-        "urn:oid:a.2", sent="2025-01-10T09:00:00-06:00", ugc=["TXC113"], message_type="Update", references=["urn:oid:a.1"]
+        "urn:oid:a.2",
+        sent="2025-01-10T09:00:00-06:00",
+        ugc=["TXC113"],
+        message_type="Update",
+        references=["urn:oid:a.1"],
     )
     cancel = alert("urn:oid:a.3", sent="2025-01-10T11:00:00-06:00", message_type="Cancel", references=["urn:oid:a.2"])
     (original,) = connector.parse(event(first))

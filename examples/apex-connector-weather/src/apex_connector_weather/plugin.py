@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
     from apex_platform.contracts import SourceConnector
 
+#: the Apex plugin API versions this plugin is written for (checked when it loads)
+apex_plugin_api = ">=1,<2"
+
 
 @apex_platform.hookimpl
 def apex_register_sources(register: Callable[[SourceConnector], None]) -> None:

@@ -3,6 +3,7 @@ shares an interpreter (or a GIL) with the process it measures. Prints one JSON d
 
     python loadgen.py http URL --kind samsara|healthz --concurrency C --count N [--warmup W] [--watch NAME=PID]
     python loadgen.py start ADDRESS --concurrency C --count N [--watch NAME=PID]
+    python loadgen.py workflows ADDRESS --activities 1|3 --concurrency C --count N [--watch NAME=PID]
     python loadgen.py roundtrip ADDRESS --count N
 
 `http`: C closed-loop senders (each sends its next request when the previous one is
@@ -11,6 +12,8 @@ example with a fresh eventId each, signed as Samsara signs (the secret, base64, 
 from APEX_SAMSARA_WEBHOOK_SECRET); `healthz` is `GET /healthz`.
 `start`: `client.start_workflow` of a trivial workflow with C in flight (no worker polls
 its task queue: only the start is measured).
+`workflows`: a worker in this process with a one- or three-activity workflow (no-op
+activities); N `execute_workflow` calls with C in flight: completed workflows per second.
 `roundtrip`: a worker in this process with a one-activity workflow; N sequential
 `execute_workflow` calls, start → result.
 `--watch NAME=PID`: also report the cores that process (and its children) used during
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -136,7 +140,7 @@ async def closed_loop(
 
 
 def samsara_requests(count: int, secret_b64: str) -> list[tuple[bytes, dict[str, str]]]:
-    """Signed RouteStopArrival deliveries, each with its own eventId (built before sending)."""
+    """Signed RouteStopArrival deliveries, each with its own eventId and stop (built before sending)."""
     from apex_connector_samsara import samples
 
     key = base64.b64decode(secret_b64)
@@ -144,7 +148,10 @@ def samsara_requests(count: int, secret_b64: str) -> list[tuple[bytes, dict[str,
     ts = str(int(time.time()))
     out = []
     for _ in range(count):
-        template["eventId"] = str(uuid.uuid4())
+        # a stop of its own (its id is the eventId): a stop event is a record of its stop, so
+        # every delivery lands as a record of its own (tests/support/senders.py does the same)
+        template["eventId"] = template["data"]["routeStopDetails"]["id"] = str(uuid.uuid4())
+        template["data"]["route"]["stops"][0]["id"] = template["eventId"]
         body = json.dumps(template, separators=(",", ":")).encode()
         digest = hmac.new(key, b"v1:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
         headers = {"X-Samsara-Signature": f"v1={digest}", "X-Samsara-Timestamp": ts, "Content-Type": "application/json"}
@@ -153,15 +160,25 @@ def samsara_requests(count: int, secret_b64: str) -> list[tuple[bytes, dict[str,
 
 
 async def http_load(url: str, kind: str, count: int, concurrency: int, warmup: int, meter: CpuMeter) -> dict[str, Any]:
+    """`url` may list several APIs, comma-separated: request i goes to API i mod n."""
     import aiohttp
 
     secret = os.environ.get("APEX_SAMSARA_WEBHOOK_SECRET", "")
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
+    urls = [u for u in url.split(",") if u]
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [
+            await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    u, connector=aiohttp.TCPConnector(limit=concurrency, force_close=False), timeout=timeout
+                )
+            )
+            for u in urls
+        ]
 
         def sender(requests: list[tuple[bytes, dict[str, str]]]) -> Callable[[int], Awaitable[int]]:
             async def send(i: int) -> int:
+                http = sessions[i % len(sessions)]
                 if kind == "healthz":
                     async with http.get("/healthz") as resp:
                         await resp.read()
@@ -183,7 +200,7 @@ async def http_load(url: str, kind: str, count: int, concurrency: int, warmup: i
         latencies, elapsed, statuses = await closed_loop(count, concurrency, sender(requests))
         cores = meter.stop()
     doc = summary(latencies, elapsed, statuses)
-    doc.update(kind=kind, concurrency=concurrency, warmup=warmup, cpu_cores=cores)
+    doc.update(kind=kind, concurrency=concurrency, warmup=warmup, cpu_cores=cores, apis=len(urls))
     if kind == "samsara":
         doc["body_bytes"] = len(requests[0][0]) if requests else 0
     return doc
@@ -202,6 +219,46 @@ class OneActivityWorkflow:
     @workflow.run
     async def run(self, value: str) -> str:
         return await workflow.execute_activity(noop_activity, value, start_to_close_timeout=timedelta(seconds=30))
+
+
+@workflow.defn(name="BenchThreeActivities")
+class ThreeActivityWorkflow:
+    @workflow.run
+    async def run(self, value: str) -> str:
+        for _ in range(3):
+            value = await workflow.execute_activity(noop_activity, value, start_to_close_timeout=timedelta(seconds=30))
+        return value
+
+
+async def workflow_load(address: str, activities: int, count: int, concurrency: int, meter: CpuMeter) -> dict[str, Any]:
+    """`count` workflows of `activities` no-op activities each, `concurrency` in flight,
+    a worker for them in this process: completed workflows per second, start → result."""
+    client = await Client.connect(address)
+    queue = f"bench-flight-{activities}-{uuid.uuid4().hex[:8]}"
+    flow: Any = OneActivityWorkflow if activities == 1 else ThreeActivityWorkflow
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[flow],
+        activities=[noop_activity],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        max_concurrent_workflow_tasks=concurrency,
+        max_concurrent_activities=concurrency,
+    )
+
+    async def send(i: int) -> int:
+        await client.execute_workflow(flow.run, "x", id=f"{queue}-{i}", task_queue=queue)
+        return 200
+
+    async with worker:
+        warm = max(1, min(concurrency, count // 10))
+        await closed_loop(warm, concurrency, lambda i: send(count + i))
+        meter.start()
+        latencies, elapsed, statuses = await closed_loop(count, concurrency, send)
+        cores = meter.stop()
+    doc = summary(latencies, elapsed, statuses)
+    doc.update(activities=activities, concurrency=concurrency, warmup=warm, cpu_cores=cores)
+    return doc
 
 
 async def start_load(address: str, count: int, concurrency: int, meter: CpuMeter) -> dict[str, Any]:
@@ -267,6 +324,12 @@ def main() -> None:
     start.add_argument("--concurrency", type=int, required=True)
     start.add_argument("--count", type=int, required=True)
     start.add_argument("--watch", action="append", default=[], help="name=pid: report the cores it used")
+    flight = sub.add_parser("workflows")
+    flight.add_argument("address")
+    flight.add_argument("--activities", type=int, choices=(1, 3), required=True)
+    flight.add_argument("--concurrency", type=int, required=True)
+    flight.add_argument("--count", type=int, required=True)
+    flight.add_argument("--watch", action="append", default=[], help="name=pid: report the cores it used")
     trip = sub.add_parser("roundtrip")
     trip.add_argument("address")
     trip.add_argument("--count", type=int, required=True)
@@ -278,6 +341,9 @@ def main() -> None:
     elif args.command == "start":
         meter = CpuMeter(parse_watch(args.watch))
         doc = run(start_load(args.address, args.count, args.concurrency, meter))
+    elif args.command == "workflows":
+        meter = CpuMeter(parse_watch(args.watch))
+        doc = run(workflow_load(args.address, args.activities, args.count, args.concurrency, meter))
     else:
         doc = run(roundtrip(args.address, args.count))
     sys.stdout.write(json.dumps(doc) + "\n")

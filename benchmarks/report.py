@@ -14,6 +14,10 @@ from rich.table import Table
 
 TARGET_RATIO = 10.0  # edge acceptance ÷ start_workflow rate, at 100 senders
 TARGET_P99_MS = 50.0  # time-to-202 at 100 senders
+TARGET_E2E = 10_000.0  # records/s into the four stores
+TARGET_DLT = 1.0  # Apex with the PostgreSQL sink only ÷ dlt
+TARGET_P0_MS = 100.0  # P0 p50, idle stack
+TARGET_SCALE = 1.6  # two workers ÷ one
 
 
 @dataclass
@@ -229,16 +233,293 @@ def p0_section(results: dict[str, Any]) -> Section:
     )
 
 
+def _load(results: dict[str, Any], key: str) -> str:
+    load = results.get("load_average", {}).get(key)
+    return "-" if not load else f"{load[0]:.2f}"
+
+
+def temporal_section(results: dict[str, Any]) -> Section | None:
+    t = results.get("temporal")
+    if not t:
+        return None
+    rows = []
+    top = next((r for r in results["edge"] if r["senders"] == 100), results["edge"][-1])
+    s = top["start_workflow"]
+    rows.append(
+        [
+            "start_workflow loop (no worker)",
+            str(s["concurrency"]),
+            f"{s['count']:,}",
+            _rate(s["rate_per_s"]),
+            _ms(s["p50_ms"]),
+            _ms(s["p99_ms"]),
+            _cores(s, "temporal"),
+            _load(results, "edge"),
+        ]
+    )
+    for n, label in (("1", "one-activity workflow"), ("3", "three-activity workflow")):
+        d = t.get(n)
+        if d:
+            rows.append(
+                [
+                    label,
+                    str(d["concurrency"]),
+                    f"{d['count']:,}",
+                    _rate(d["rate_per_s"]),
+                    _ms(d["p50_ms"]),
+                    _ms(d["p99_ms"]),
+                    _cores(d, "temporal"),
+                    _load(results, "temporal"),
+                ]
+            )
+    rt = results.get("p0", {}).get("baseline_roundtrip")
+    if rt:
+        rows.append(
+            [
+                "one-activity workflow, sequential",
+                "1",
+                f"{rt['count']:,}",
+                _rate(rt["rate_per_s"]),
+                _ms(rt["p50_ms"]),
+                _ms(rt["p99_ms"]),
+                "-",
+                _load(results, "p0"),
+            ]
+        )
+    notes = [
+        "Bare Temporal on the same dev server: no Apex code. The workflows' worker runs in the load generator's "
+        "process (no-op activities, unsandboxed); rate = completed workflows per second, latency = start → result.",
+    ]
+    return Section(
+        "Bare Temporal baselines",
+        ["what", "in flight", "n", "per s", "p50 ms", "p99 ms", "Temporal cores", "load avg"],
+        rows,
+        notes,
+    )
+
+
+def _found(doc: dict[str, Any] | None) -> bool:
+    stores = (doc or {}).get("stores") or {}
+    return bool(stores) and all(v["found"] == v["expected"] for v in stores.values())
+
+
+def e2e_section(results: dict[str, Any]) -> Section:
+    rows = []
+
+    def row(label: str, doc: dict[str, Any] | None, rate: str, key: str, extra: str = "") -> None:
+        if not doc:
+            return
+        rows.append([label, f"{doc.get('records', 0):,}", _rate(doc[rate]), extra, _stores(doc), _load(results, key)])
+
+    full, pgonly = results.get("backlog_full"), results.get("backlog_pg")
+    row(
+        "webhook (Samsara RouteStopArrival), inbox → four stores",
+        full,
+        "records_per_s",
+        "backlog_full",
+        f"{full['drain_s']:.1f} s" if full else "",
+    )
+    feeds = results.get("feeds") or {}
+    row(
+        "stream (Samsara vehicle stats feed) → four stores",
+        feeds.get("stream"),
+        "records_per_s",
+        "feeds",
+        f"{feeds['stream']['seconds']:.1f} s" if feeds.get("stream") else "",
+    )
+    row(
+        "poller (Plaid /transactions/sync) → four stores",
+        feeds.get("poll"),
+        "records_per_s",
+        "feeds",
+        f"{feeds['poll']['seconds']:.1f} s" if feeds.get("poll") else "",
+    )
+    saga = results.get("saga_alone")
+    if saga:
+        row(
+            "baseline: parse → enrich → saga, no Temporal, four stores",
+            saga,
+            "records_per_s",
+            "saga_alone",
+            f"parse {saga['parse_s']:.1f} s, enrich {saga['enrich_s']:.1f} s, saga {saga['saga_s']:.1f} s",
+        )
+        rows.append(
+            [
+                "baseline: the saga's write alone (same run)",
+                f"{saga['records']:,}",
+                _rate(saga["saga_records_per_s"]),
+                f"{saga['saga_s']:.1f} s",
+                "(as above)",
+                _load(results, "saga_alone"),
+            ]
+        )
+    row(
+        "Apex, PostgreSQL sink only (inbox → PostgreSQL)",
+        pgonly,
+        "records_per_s",
+        "backlog_pg",
+        f"{pgonly['drain_s']:.1f} s" if pgonly else "",
+    )
+    dlt = results.get("dlt")
+    row(
+        f"baseline: dlt {dlt.get('dlt', '')} merge on (source, id) → PostgreSQL" if dlt else "",
+        dlt,
+        "records_per_s",
+        "backlog_pg",
+        f"{dlt['elapsed_s']:.1f} s" if dlt else "",
+    )
+    notes = [
+        "Records/s: records as the connector made them, divided by the time from the first to the last write "
+        "(drain loop start → last `delivered_at`; for the stream and the poller, `sources start` → every "
+        "record in PostgreSQL, which the saga writes with every other store or not at all).",
+        "Every record is read back from every store afterwards (the found/expected column); dlt's rows are "
+        "counted in its table. Enrichers in every Apex row: entities and embeddings (hash). dlt gets the "
+        "connector's records without enrichment (`Record.model_dump(mode='json')`); it flattens `attributes` "
+        "into columns and puts `entities`/`relations` in child tables.",
+    ]
+    if pgonly and dlt and dlt["records_per_s"]:
+        notes.append(f"Apex PostgreSQL-only ÷ dlt: {pgonly['records_per_s'] / dlt['records_per_s']:.2f}x.")
+    return Section(
+        "End to end, and its baselines",
+        ["path", "records", "records/s", "time", "records found / expected", "load avg"],
+        rows,
+        notes,
+    )
+
+
+def scale_section(results: dict[str, Any]) -> Section | None:
+    so = results.get("scale_out")
+    if not so or "1" not in so or "2" not in so:
+        return None
+    rows = []
+    for n, label in (("1", "one API, one worker"), ("2", "two APIs, two workers")):
+        d = so[n]
+        load = so.get(f"load_average_{n}")
+        fill = d.get("fill", {})
+        rows.append(
+            [
+                label,
+                f"{d['deliveries']:,}",
+                _rate(fill.get("rate_per_s", 0)),
+                _rate(d["deliveries_per_s"]),
+                _rate(d["records_per_s"]),
+                ", ".join(f"{k} {v:.2f}" for k, v in d.get("cpu_cores", {}).items()),
+                _stores(d),
+                f"{load[0]:.2f}" if load else "-",
+            ]
+        )
+    notes = [
+        f"Two workers ÷ one: {so['ratio']:.2f}x (drain). The same Samsara backlog, accepted at 100 senders "
+        "(alternating between the APIs), then drained; stores: postgres, redis, graph (Qdrant's local mode "
+        "is one process's folder: two workers need a Qdrant server), entities and embeddings enrichers.",
+    ]
+    return Section(
+        "Scale-out: the same backlog with one and with two worker processes",
+        [
+            "processes",
+            "deliveries",
+            "accepted/s",
+            "drained deliveries/s",
+            "records/s",
+            "cores during the drain",
+            "records found / expected",
+            "load avg",
+        ],
+        rows,
+        notes,
+    )
+
+
+def _kib(b: float) -> str:
+    return f"{b / 1024:,.1f}"
+
+
+def footprint_section(results: dict[str, Any]) -> Section | None:
+    f = results.get("footprint")
+    if not f:
+        return None
+    rss = f.get("rss_mib") or results.get("rss_mib", {})
+    rows = [
+        [
+            "API RSS at rest / peak under 100 senders, MiB",
+            f"{rss.get('api_rest', 0):,.0f} / {rss.get('api_load_peak', 0):,.0f}",
+        ],
+        [
+            "worker RSS at rest (fresh) / peak draining / idle after, MiB",
+            f"{rss.get('worker_rest', 0):,.0f} / "
+            f"{rss.get('worker_load_peak', 0):,.0f} / {rss.get('worker_idle_after_drain', 0):,.0f}",
+        ],
+        [
+            "CPU s per 1,000 deliveries, intake (API, PostgreSQL)",
+            ", ".join(f"{k} {v:.2f}" for k, v in f["cpu_s_per_1000_intake"].items()),
+        ],
+        [
+            "CPU s per 1,000 deliveries, drain into four stores",
+            ", ".join(f"{k} {v:.2f}" for k, v in f["cpu_s_per_1000_drain"].items())
+            + f" (total {sum(f['cpu_s_per_1000_drain'].values()):.2f})",
+        ],
+        [
+            "Temporal history bytes per delivery (drains' every run)",
+            f"{f['history_bytes_per_delivery']:,.1f} ("
+            + ", ".join(f"{k}: {v['bytes']:,} B in {v['runs']} runs" for k, v in f["history"].items())
+            + ")",
+        ],
+    ]
+    for name, per in f["store_bytes_per_record"].items():
+        unit = "delivery" if name == "inbox" else "record"
+        rows.append([f"{name}: bytes per {unit}", f"{per:,.0f} ({_kib(f['store_bytes'][name])} KiB in all)"])
+    notes = [
+        f"The full deployment after scenarios 1 to 3: {f['deliveries']:,} deliveries, {f['records']:,} records in "
+        "PostgreSQL. RSS includes children; CPU seconds from /proc of each process (PostgreSQL: every backend). "
+        "PostgreSQL sizes: tables with indexes and TOAST; Redis: MEMORY USAGE of the sink's record and "
+        "commit-ledger keys and of the graph's key (FalkorDB); Qdrant: its local folder.",
+    ]
+    return Section("Footprint", ["what", "figure"], rows, notes)
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
 def targets(results: dict[str, Any]) -> list[str]:
+    """Each goal of issue 15, computed from this run's figures."""
     top = next((r for r in results["edge"] if r["senders"] == 100), results["edge"][-1])
     ratio = top["accept"]["rate_per_s"] / top["start_workflow"]["rate_per_s"]
     p99 = top["accept"]["p99_ms"]
-    return [
-        f"acceptance ÷ start_workflow at {top['senders']} senders: {ratio:.1f}x "
-        f"(target ≥ {TARGET_RATIO:.0f}x: {'met' if ratio >= TARGET_RATIO else 'not met'})",
-        f"p99 time-to-202 at {top['senders']} senders: {p99:.1f} ms "
-        f"(target < {TARGET_P99_MS:.0f} ms: {'met' if p99 < TARGET_P99_MS else 'not met'})",
+    out = []
+    e2e = [
+        ("webhook", results.get("backlog_full")),
+        ("stream", (results.get("feeds") or {}).get("stream")),
+        ("poller", (results.get("feeds") or {}).get("poll")),
     ]
+    measured = [(name, d) for name, d in e2e if d]
+    if measured:
+        rates = ", ".join(f"{name} {d['records_per_s']:,.0f}" for name, d in measured)
+        ok = all(d["records_per_s"] >= TARGET_E2E and _found(d) for _, d in measured)
+        out.append(f"Four stores end to end ≥ {TARGET_E2E:,.0f} records/s: {rates} records/s — {_verdict(ok)}")
+    pgonly, dlt = results.get("backlog_pg"), results.get("dlt")
+    if pgonly and dlt and dlt["records_per_s"]:
+        r = pgonly["records_per_s"] / dlt["records_per_s"]
+        out.append(
+            f"PostgreSQL sink only ≥ {TARGET_DLT:.1f}x dlt: {pgonly['records_per_s']:,.0f} ÷ "
+            f"{dlt['records_per_s']:,.0f} records/s = {r:.2f}x — {_verdict(r >= TARGET_DLT)}"
+        )
+    out.append(
+        f"Intake ≥ {TARGET_RATIO:.0f}x the bare start_workflow rate at {top['senders']} senders: {ratio:.1f}x — "
+        f"{_verdict(ratio >= TARGET_RATIO)}; p99 time-to-202 < {TARGET_P99_MS:.0f} ms: {p99:.1f} ms — "
+        f"{_verdict(p99 < TARGET_P99_MS)}"
+    )
+    p0 = results.get("p0")
+    if p0:
+        p50 = p0["to_delivered_at"]["p50_ms"]
+        ok = p50 <= TARGET_P0_MS and _found(p0)
+        out.append(f"P0 in every store, p50 ≤ {TARGET_P0_MS:.0f} ms on an idle stack: {p50:.1f} ms — {_verdict(ok)}")
+    so = results.get("scale_out")
+    if so and "ratio" in so:
+        r = so["ratio"]
+        ok = r >= TARGET_SCALE and _found(so["1"]) and _found(so["2"])
+        out.append(f"Two workers ≥ {TARGET_SCALE:.1f}x one: {r:.2f}x — {_verdict(ok)}")
+    return out
 
 
 def readings(results: dict[str, Any]) -> list[str]:
@@ -287,7 +568,17 @@ def readings(results: dict[str, Any]) -> list[str]:
 
 
 def sections(results: dict[str, Any]) -> list[Section]:
-    return [edge_section(results), baseline_section(results), backlog_section(results), p0_section(results)]
+    found = [
+        edge_section(results),
+        baseline_section(results),
+        temporal_section(results),
+        e2e_section(results),
+        backlog_section(results),
+        p0_section(results),
+        scale_section(results),
+        footprint_section(results),
+    ]
+    return [s for s in found if s is not None]
 
 
 def render_tables(console: Console, results: dict[str, Any]) -> None:
@@ -325,6 +616,39 @@ def _sizes(sizes: dict[str, Any]) -> str:
     )
 
 
+PAPER = [
+    "## N workers on a Temporal cluster (on paper, not measured)",
+    "",
+    "What limits a second worker today, and what N workers need:",
+    "",
+    "- **Partitions of a source's drain.** Each webhook or push source has one `DrainWorkflow`, and it runs "
+    "one `apex.drain_inbox` activity at a time: one source's batches are serial, so a second worker adds "
+    "capacity only across sources and priorities (P0/P1/P2 queues), not to one busy source (the scale-out "
+    "table shows it). To spread one source over N workers, the inbox rows need a partition (a hash of the "
+    "event id, mod P with P ≥ N) and one drain per (source, partition); ordering between partitions does not "
+    "matter because every store keeps the version rule (newest wins, whatever the order of arrival).",
+    "- **Task queue partitions.** A Temporal task queue has 4 read and 4 write partitions by default "
+    "(dynamic config `matching.numTaskqueueReadPartitions` / `matching.numTaskqueueWritePartitions`); "
+    "each poller polls one partition at a time. With N worker processes on `apex-p1`, give the queue at "
+    "least as many partitions as there are busy drains, and raise it when tasks wait in a backlog while "
+    "worker slots stand free (the `schedule_to_start` latency of the activities).",
+    "- **History shards.** `numHistoryShards` is set once, when the cluster is created, and never changes: "
+    "every workflow lives on one shard, so P drain partitions per source x sources spread over the shards; "
+    "choose shards well above the number of concurrently busy workflows (Temporal Cloud sizes this itself). "
+    "The drain adds a few history events per batch (see the footprint's bytes per delivery) and continues as "
+    "new long before 10,000 events.",
+    "- **Pool sizes per store, per process.** PostgreSQL: each worker opens the sink's pool "
+    "(`APEX_POSTGRES_POOL_MAX`, default 10) and the inbox's (`APEX_INBOX_POOL_MAX`, default 10), each API "
+    "the inbox's: N workers x 20 + M APIs x 10 must stay below the server's `max_connections` (100 by "
+    "default) or go through PgBouncer in transaction mode. Redis (cache, locks, commit ledger) and the "
+    "graph: one client pool per process and sink; Qdrant in local mode is single-process (the worker owns "
+    "its folder), so more than one worker needs a Qdrant server (`APEX_QDRANT_URL`).",
+    "- **Slots.** Each worker's activity slots per queue bound its concurrency; a drain uses one slot per "
+    "source and partition, so N workers x slots should cover the partitions of every busy source.",
+    "",
+]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     sizes = results.get("sizes", {})
@@ -347,21 +671,27 @@ def render_markdown(results: dict[str, Any]) -> str:
         "from another process (`benchmarks/loadgen.py`, aiohttp, closed-loop senders).",
         "",
         "1. **Edge acceptance** — how fast the API takes signed Samsara deliveries (Samsara's documented "
-        "RouteStopArrival example, a fresh `eventId` each) at 1, 10 and 100 concurrent senders, with no worker "
-        "running: accepted/s and time-to-202. A 202 means the delivery is committed to the inbox (PostgreSQL). "
-        "Baselines from the same run: the same API's `GET /healthz`, and a bare `client.start_workflow` loop "
-        "against the same Temporal server (what one workflow per event would cost at the edge).",
-        "2. **Backlog drain** — the deliveries of step 1 wait in the inbox; one worker is started and timed "
-        "until the inbox says every one is delivered, then every record is read back from every store. Once with "
-        "samsara → postgres, redis, graph, qdrant and once with PostgreSQL as the only store; both with the "
-        "entities and embeddings enrichers.",
+        "RouteStopArrival example, ~4.7 KB, a fresh `eventId` and stop each) at 1, 10 and 100 concurrent senders, "
+        "with no worker running: accepted/s and time-to-202. A 202 means the delivery is committed to the inbox "
+        "(PostgreSQL). Baselines from the same run: the same API's `GET /healthz`, a bare `client.start_workflow` "
+        "loop against the same Temporal server, and bare one- and three-activity workflows with 64 in flight.",
+        "2. **End to end into all four stores** — (a) the deliveries of step 1 wait in the inbox; one worker is "
+        "started and timed until the inbox says every one is delivered; (b) the same with PostgreSQL as the only "
+        "store, beside **dlt** loading the same records into the same PostgreSQL (`merge` on the primary key); "
+        "(c) the saga alone: the drain's parse, enrich and saga steps in one process, no Temporal, no inbox; "
+        "(d) a stream (Samsara's vehicle stats feed) and a poller (Plaid `/transactions/sync`) read from the "
+        "connectors' fake vendors in another process. Every record is then read back from every store.",
         "3. **P0 latency** — sequential Front deliveries on the idle full stack: 202 → the inbox row's "
         "`delivered_at`, written right after the saga has written every store; and the same while the "
         "full-stack backlog of step 2 drains on the same worker. Baseline: a bare one-activity Temporal "
         "workflow's start → result on the same server.",
+        "4. **Scale-out** — one backlog accepted by one API and drained by one worker, then the same accepted "
+        "by two APIs and drained by two workers (three stores: Qdrant's local mode is single-process).",
+        "5. **Footprint** — RSS of the API and the worker at rest and under load, CPU seconds per 1,000 "
+        "deliveries, bytes of Temporal history and of each store per event.",
         "",
-        "Targets (reported, not asserted): acceptance ≥ 10x the start_workflow rate and p99 time-to-202 < 50 ms "
-        "at 100 senders.",
+        "The goals (issue 15) are reported against this run's figures below, never asserted; each table gives the "
+        "1-minute load average when its scenario started.",
         "",
         "## Results",
         "",
@@ -374,6 +704,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [f"### {s.title}", "", *_md_table(s), ""]
         lines += [f"- {n}" for n in s.notes]
         lines.append("")
+    lines += PAPER
     lines += [
         "## Machine",
         "",

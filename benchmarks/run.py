@@ -1,8 +1,9 @@
-"""Apex benchmarks: the intake path against baselines measured in the same run.
+"""Apex benchmarks (issue 15): each scenario beside a baseline measured in the same run.
 
     nox -s bench                      # everything at scale 1 (under 15 minutes on 2 cores)
     nox -s bench -- --scale 0.1       # a quick look
     python benchmarks/run.py --render-only   # docs/benchmarks.md again from results/latest.json
+    python benchmarks/run.py --scale 0.01 --results /tmp/r.json --docs -   # a smoke, nothing rewritten
 
 Everything is real and started here on free ports: a Temporal dev server, PostgreSQL
 (+pgvector), Redis (+FalkorDB), Qdrant in local mode under the run's temp folder; the API
@@ -10,17 +11,23 @@ and the worker are `apex-platform api` / `apex-platform worker` child processes;
 comes from `loadgen.py`, another child process.
 
 1. Edge acceptance: signed Samsara RouteStopArrival deliveries (~4.7 KB, a fresh eventId
-   each) at 1, 10 and 100 closed-loop senders, no worker running: accepted/s and
-   time-to-202. Baselines: `GET /healthz` of the same API at the same concurrency, and a
-   bare `client.start_workflow` loop against the same Temporal server.
-2. Backlog drain: what step 1 accepted, drained by one worker started afterwards, until
-   the inbox says every delivery is delivered; then every record is looked up in every
-   store. Once with samsara + postgres, redis, graph, qdrant + the entities and
-   embeddings enrichers, once with PostgreSQL as the only store (same enrichers).
+   and stop each) at 1, 10 and 100 closed-loop senders, no worker running: accepted/s and
+   time-to-202. Baselines: `GET /healthz` of the same API at the same concurrency, a bare
+   `client.start_workflow` loop, and one- and three-activity workflows with 64 in flight
+   against the same Temporal server.
+2. End to end: (a) what step 1 accepted, drained by one worker started afterwards, until
+   the inbox says every delivery is delivered (samsara → postgres, redis, graph, qdrant,
+   entities and embeddings enrichers); (b) the same with PostgreSQL as the only store, and
+   dlt loading the same records into the same PostgreSQL; (c) the saga alone, no Temporal
+   (`baselines.py saga`); (d) a stream (Samsara's vehicle stats feed) and a poller (Plaid)
+   from fake vendors in another process (`vendors.py`). Every record is then looked up in
+   every store.
 3. P0 latency: sequential Front deliveries on the idle full stack, 202 → the inbox row's
    `delivered_at` (committed after the saga wrote every store), and again while the
    full-stack backlog of step 2 drains. Baseline: a bare one-activity workflow, start →
    result.
+4. Scale-out: one backlog with one API and one worker, then with two of each.
+5. Footprint: RSS, CPU seconds per 1,000 deliveries, Temporal history and store bytes.
 
 Figures are printed, written to benchmarks/results/latest.json and rendered into
 docs/benchmarks.md. Targets are reported, never asserted.
@@ -88,6 +95,12 @@ class Sizes:
     pg_backlog: int
     p0: int
     roundtrips: int
+    flights: dict[int, int]  # activities per workflow -> workflows, 64 in flight
+    saga: int  # deliveries through the saga alone
+    feed_vehicles: int  # Samsara feed: vehicles of `feed_points` GPS points each
+    feed_points: int
+    plaid: int  # transactions of the Plaid poller's Item
+    scale_backlog: int  # deliveries drained by one, then by two workers
 
     @classmethod
     def scaled(cls, scale: float) -> Sizes:
@@ -100,7 +113,16 @@ class Sizes:
             pg_backlog=n(8000),
             p0=n(50),
             roundtrips=n(50),
+            flights={1: n(1000), 3: n(500)},
+            saga=n(4000),
+            feed_vehicles=max(2, round(20 * min(1.0, scale * 10))),
+            feed_points=n(500),
+            plaid=n(5000),
+            scale_backlog=n(6000),
         )
+
+
+FLIGHT = 64  # workflows in flight in the bare Temporal baselines
 
 
 # -- the servers and the Apex processes ------------------------------------------------
@@ -173,32 +195,46 @@ class Deployment:
             "APEX_FRONTAPP_SIGNING_SECRET": FRONT_SECRET,
             "APEX_PAYLOAD_KEYS": PAYLOAD_KEYS,
         }
-        self.api: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.apis: list[subprocess.Popen[bytes]] = []
+        self.urls: list[str] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def api(self) -> subprocess.Popen[bytes] | None:
+        return self.apis[0] if self.apis else None
+
+    @property
+    def worker(self) -> subprocess.Popen[bytes] | None:
+        return self.workers[0] if self.workers else None
 
     @property
     def sinks(self) -> list[str]:
         return [p for p in self.plugins.split(",") if p in ("postgres", "redis", "graph", "qdrant")]
 
-    def _spawn(self, role: str) -> subprocess.Popen[bytes]:
-        with (self.dir / f"{role}.log").open("ab") as log:
+    def _spawn(self, role: str, index: int, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        with (self.dir / f"{role}{index}.log").open("ab") as log:
             return subprocess.Popen(
-                [CLI, role], env=self.env, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [CLI, role], env=dict(env), cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def log_tail(self, role: str) -> str:
-        path = self.dir / f"{role}.log"
+        path = self.dir / f"{role}0.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     async def start_api(self) -> None:
-        self.api = self._spawn("api")
+        """One more API process (the first on `self.port`, the others on ports of their own)."""
+        port = self.port if not self.apis else free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = self._spawn("api", len(self.apis), {**self.env, "APEX_API_PORT": str(port)})
+        self.apis.append(proc)
         deadline = time.monotonic() + 90
         async with httpx.AsyncClient(timeout=2) as http:
             while time.monotonic() < deadline:
-                if self.api.poll() is not None:
+                if proc.poll() is not None:
                     raise RuntimeError(f"the API exited:\n{self.log_tail('api')}")
                 try:
-                    if (await http.get(f"{self.url}/healthz")).status_code == 200:
+                    if (await http.get(f"{url}/healthz")).status_code == 200:
+                        self.urls.append(url)
                         return
                 except httpx.HTTPError:
                     pass
@@ -206,7 +242,7 @@ class Deployment:
         raise TimeoutError(f"the API did not answer within 90 s:\n{self.log_tail('api')}")
 
     def start_worker(self) -> None:
-        self.worker = self._spawn("worker")
+        self.workers.append(self._spawn("worker", len(self.workers), self.env))
 
     @staticmethod
     def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -221,11 +257,24 @@ class Deployment:
             proc.wait(10)
 
     def stop_worker(self) -> None:
-        self._stop(self.worker)
+        for proc in self.workers:  # all at once: they drain their activities in parallel
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            self._stop(proc)
+        self.workers.clear()
 
     def stop(self) -> None:
-        self._stop(self.worker)
-        self._stop(self.api)
+        self.stop_worker()
+        for proc in self.apis:
+            self._stop(proc)
+        self.apis.clear()
+        self.urls.clear()
+
+    def worker_alive(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"a worker exited:\n{self.log_tail('worker')}")
 
     def drain_id(self, source: str) -> str:
         return f"{self.name}:drain:{source}"
@@ -272,8 +321,7 @@ async def wait_pending_zero(pg: asyncpg.Pool, dep: Deployment, source: str, time
         state = await inbox_state(pg, dep, source)
         if state["pending"] == 0:
             return state
-        if dep.worker is not None and dep.worker.poll() is not None:
-            raise RuntimeError(f"the worker exited:\n{dep.log_tail('worker')}")
+        dep.worker_alive()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{state['pending']} {source} deliveries still pending after {timeout:.0f} s")
         if time.monotonic() - last_report > 10:
@@ -287,8 +335,7 @@ async def drain_started(temporal: Client, dep: Deployment, source: str, timeout:
     handle = temporal.get_workflow_handle(dep.drain_id(source))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if dep.worker is not None and dep.worker.poll() is not None:
-            raise RuntimeError(f"the worker exited:\n{dep.log_tail('worker')}")
+        dep.worker_alive()
         try:
             desc = await handle.describe()
             return desc.start_time
@@ -388,39 +435,90 @@ async def edge_acceptance(pg: asyncpg.Pool, dep: Deployment, sizes: Sizes) -> li
     return rows
 
 
+class RssSampler:
+    """The largest resident set (process and children) of each watched process, sampled
+    every 0.25 s while it runs."""
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self.pids = dict(pids)
+        self.peak: dict[str, int] = dict.fromkeys(self.pids, 0)
+        self._task: asyncio.Task[None] | None = None
+
+    def __enter__(self) -> RssSampler:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.sample()
+
+    def sample(self) -> None:
+        for name, pid in self.pids.items():
+            self.peak[name] = max(self.peak[name], rss_bytes(pid))
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.25)
+
+    def mib(self) -> dict[str, float]:
+        return {name: round(b / 2**20, 1) for name, b in self.peak.items()}
+
+
+def rss_bytes(pid: int) -> int:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        total = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+        return int(total)
+    except psutil.Error:
+        return 0
+
+
 async def backlog_drain(
-    pg: asyncpg.Pool, temporal: Client, dep: Deployment, *, keep_worker: bool = False, p0_probe: bool = False
+    pg: asyncpg.Pool,
+    temporal: Client,
+    dep: Deployment,
+    *,
+    workers: int = 1,
+    keep_worker: bool = False,
+    p0_probe: bool = False,
 ) -> dict[str, Any]:
-    """Start one worker on a backlog of Samsara deliveries; time until none is pending.
-    With `p0_probe`, Front deliveries go on one after the other while it drains."""
+    """Start `workers` worker processes on a backlog of Samsara deliveries; time until none
+    is pending. With `p0_probe`, Front deliveries go on one after the other while it drains."""
     before = await inbox_state(pg, dep, "samsara")
     backlog = before["pending"]
-    console.print(f"  {backlog} deliveries pending; starting one worker ({dep.plugins})")
+    console.print(f"  {backlog} deliveries pending; starting {workers} worker(s) ({dep.plugins})")
     spawned = datetime.now(UTC)
-    dep.start_worker()
+    for _ in range(workers):
+        dep.start_worker()
     started = await drain_started(temporal, dep, "samsara")
-    assert dep.worker is not None
-    watched = {
-        "worker": dep.worker.pid,
-        "postgres": dep.stack.postgres.pid,
-        "redis": dep.stack.redis.pid,
-        "temporal": dep.stack.temporal.pid,
-    }
+    watched = {f"worker{i}" if workers > 1 else "worker": w.pid for i, w in enumerate(dep.workers)}
+    watched |= {"postgres": dep.stack.postgres.pid, "redis": dep.stack.redis.pid, "temporal": dep.stack.temporal.pid}
     cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items() if pid}
     wall_before = time.monotonic()
     stop = asyncio.Event()
     probe = asyncio.create_task(p0_latency(pg, dep, 10**6, warmup=0, stop=stop)) if p0_probe else None
+    rss = RssSampler({name: pid for name, pid in watched.items() if name.startswith("worker") and pid})
     try:
-        done = await wait_pending_zero(pg, dep, "samsara", timeout=max(300.0, backlog / 10))
+        with rss:
+            done = await wait_pending_zero(pg, dep, "samsara", timeout=max(300.0, backlog / 10))
     finally:
         stop.set()
     wall = time.monotonic() - wall_before
-    cores = {name: round((cpu_seconds(watched[name]) - t) / wall, 2) for name, t in cpu_before.items()}
+    cpu_s = {name: round(cpu_seconds(watched[name]) - t, 2) for name, t in cpu_before.items()}
+    cores = {name: round(v / wall, 2) for name, v in cpu_s.items()}
     finished: datetime = done["last_delivered"]
     drain_s = (finished - started).total_seconds()
     records = int(done["records"]) - int(before["records"])
     result = {
         "plugins": dep.plugins,
+        "workers": workers,
         "deliveries": backlog,
         "records": records,
         "worker_start_s": round((started - spawned).total_seconds(), 2),
@@ -429,6 +527,8 @@ async def backlog_drain(
         "deliveries_per_s": round(backlog / drain_s, 1),
         "records_per_s": round(records / drain_s, 1),
         "cpu_cores": cores,
+        "cpu_s": cpu_s,
+        "worker_rss_peak_mib": rss.mib(),
     }
     if probe is not None:
         result["p0_during"] = await probe
@@ -530,6 +630,320 @@ async def p0_latency(
         "to_delivered_at": summary(to_delivered, sum(to_delivered)),
         "to_seen": summary(to_seen, sum(to_seen)),
     }
+
+
+async def child_json(script: str, *args: str, env: Mapping[str, str], timeout: float = 900) -> dict[str, Any]:
+    """Run one of the benchmark's scripts in its own process and return the JSON it prints."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        cwd=HERE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
+    doc: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return doc
+
+
+async def temporal_baselines(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    """Bare Temporal: one- and three-activity workflows with FLIGHT in flight."""
+    out: dict[str, Any] = {}
+    for activities, count in sizes.flights.items():
+        console.print(f"  {count} {activities}-activity workflows, {FLIGHT} in flight")
+        out[str(activities)] = await loadgen(
+            "workflows",
+            stack.temporal.address,
+            "--activities",
+            str(activities),
+            "--concurrency",
+            str(FLIGHT),
+            "--count",
+            str(count),
+            "--watch",
+            f"temporal={stack.temporal.pid}",
+        )
+    return out
+
+
+async def history_bytes(temporal: Client, workflow_id: str) -> dict[str, int]:
+    """Bytes of the stored history events (payloads as stored: encrypted) of every run of a workflow."""
+    total = runs = events = 0
+    async for wf in temporal.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        history = await temporal.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        total += sum(e.ByteSize() for e in history.events)
+        events += len(history.events)
+        runs += 1
+    return {"bytes": total, "runs": runs, "events": events}
+
+
+async def schema_bytes(pg: asyncpg.Pool, schema: str) -> int:
+    """Tables of a schema with their indexes and TOAST."""
+    value = await pg.fetchval(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+        schema,
+    )
+    return int(value)
+
+
+async def redis_bytes(stack: Stack, dep: Deployment) -> dict[str, int]:
+    """MEMORY USAGE of the sink's record keys and commit ledger, and of the graph's key."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(stack.redis.url)
+    out = {"records": 0, "ledger": 0, "graph": 0, "keys": 0}
+    try:
+        for part, pattern in (("records", f"{dep.name}:rec:*"), ("ledger", f"{dep.name}:done:*")):
+            batch: list[bytes] = []
+            async for key in r.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    out[part] += await _memory(r, batch)
+                    out["keys"] += len(batch)
+                    batch = []
+            out[part] += await _memory(r, batch)
+            out["keys"] += len(batch)
+        out["graph"] = int(await r.execute_command("MEMORY", "USAGE", dep.name) or 0)
+    finally:
+        await r.aclose()
+    return out
+
+
+async def _memory(r: Any, keys: list[bytes]) -> int:
+    if not keys:
+        return 0
+    pipe = r.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command("MEMORY", "USAGE", key)
+    return sum(int(v or 0) for v in await pipe.execute())
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+async def footprint(pg: asyncpg.Pool, temporal: Client, dep: Deployment, results: dict[str, Any]) -> dict[str, Any]:
+    """Memory, CPU per 1,000 events and bytes per event of the full deployment's run."""
+    edge = next(r for r in results["edge"] if r["senders"] == 100)["accept"]
+    drain = results["backlog_full"]
+    per_k_intake = {
+        name: round(edge["cpu_cores"].get(name, 0.0) * edge["elapsed_s"] / edge["count"] * 1000, 3)
+        for name in ("api", "postgres")
+    }
+    per_k_drain = {name: round(v / drain["deliveries"] * 1000, 3) for name, v in drain["cpu_s"].items()}
+    history = {src: await history_bytes(temporal, dep.drain_id(src)) for src in ("samsara", "frontapp")}
+    deliveries = await pg.fetchval(f"SELECT count(*) FROM {dep.inbox_schema}.deliveries")
+    records = await pg.fetchval(f"SELECT count(*) FROM {dep.sink_schema}.records")
+    stores = {
+        "postgres": await schema_bytes(pg, dep.sink_schema),
+        "inbox": await schema_bytes(pg, dep.inbox_schema),
+        **{f"redis_{k}": v for k, v in (await redis_bytes(dep.stack, dep)).items() if k != "keys"},
+        "qdrant": folder_bytes(dep.qdrant_path),
+    }
+    return {
+        "rss_mib": results.get("rss_mib", {}),
+        "cpu_s_per_1000_intake": per_k_intake,
+        "cpu_s_per_1000_drain": per_k_drain,
+        "history": history,
+        "history_bytes_per_delivery": round(sum(h["bytes"] for h in history.values()) / max(1, int(deliveries)), 1),
+        "deliveries": int(deliveries),
+        "records": int(records),
+        "store_bytes": stores,
+        "store_bytes_per_record": {
+            k: round(v / max(1, int(deliveries if k == "inbox" else records)), 1) for k, v in stores.items()
+        },
+    }
+
+
+async def dlt_baseline(stack: Stack, deliveries: int) -> dict[str, Any]:
+    console.print(f"  dlt: the records of {deliveries} deliveries, merge on (source, id), same PostgreSQL")
+    work = stack.base / "dlt"
+    work.mkdir(exist_ok=True)
+    return await child_json(
+        "baselines.py",
+        "dlt",
+        "--deliveries",
+        str(deliveries),
+        "--dsn",
+        stack.postgres.dsn,
+        "--dataset",
+        "bench_dlt",
+        "--workdir",
+        str(work),
+        env={**_clean_env(), "APEX_SAMSARA_WEBHOOK_SECRET": SAMSARA_SECRET, "APEX_PLUGINS": "samsara"},
+    )
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
+
+
+async def saga_alone(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    """The drain's parse, enrich and saga steps in one process, no Temporal, no inbox, into
+    the four stores of a deployment of its own; then every record read back."""
+    dep = Deployment("saga", stack, "samsara,postgres,redis,graph,qdrant,entities,embeddings")
+    keys_file = dep.dir / "keys.json"
+    console.print(f"  {sizes.saga} deliveries through parse → enrich → saga, batches of 1,000 deliveries")
+    doc = await child_json(
+        "baselines.py", "saga", "--deliveries", str(sizes.saga), "--keys-out", str(keys_file), env=dep.env
+    )
+    keys = [RecordKey(s, i) for s, i in json.loads(keys_file.read_text())]
+    doc["stores"] = await verify_stores(dep, keys)
+    console.print(f"  {doc['records_per_s']} records/s in all, {doc['saga_records_per_s']} records/s in the saga")
+    return doc
+
+
+@contextlib.asynccontextmanager
+async def vendor(kind: str, *args: str, expected: Path) -> Any:
+    """A fake vendor in its own process (benchmarks/vendors.py) for as long as the block runs."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "vendors.py"),
+        kind,
+        *args,
+        "--expected-out",
+        str(expected),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=HERE,
+        env=_clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError(f"the fake {kind} did not start")
+        yield json.loads(line)["url"]
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def cli(dep: Deployment, *args: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        CLI, *args, env=dep.env, cwd=dep.dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"apex-platform {' '.join(args)} failed: {err.decode()[-2000:]}")
+
+
+async def wait_stored(pg: asyncpg.Pool, dep: Deployment, keys: Sequence[RecordKey], timeout: float) -> float:
+    """Seconds until the PostgreSQL sink holds every key (the saga writes every store or none)."""
+    source = keys[0].source
+    ids = [k.id for k in keys]
+    began = time.monotonic()
+    last_report = began
+    while True:
+        have = await pg.fetchval(
+            f"SELECT count(*) FROM {dep.sink_schema}.records WHERE source = $1 AND id = ANY($2::text[])", source, ids
+        )
+        if have >= len(ids):
+            return time.monotonic() - began
+        dep.worker_alive()
+        now = time.monotonic()
+        if now - began > timeout:
+            raise TimeoutError(f"{have}/{len(ids)} {source} records stored after {timeout:.0f} s")
+        if now - last_report > 10:
+            console.print(f"    … {have}/{len(ids)} {source} records stored")
+            last_report = now
+        await asyncio.sleep(0.2)
+
+
+async def feeds(pg: asyncpg.Pool, stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    """The Samsara vehicle stats feed (a stream) and a Plaid Item (a poller), each from its
+    fake vendor in another process, into the four stores; every record then read back."""
+    from vendors import plaid_env, samsara_env
+
+    dep = Deployment("feeds", stack, "samsara,plaid,postgres,redis,graph,qdrant,entities,embeddings")
+    out: dict[str, Any] = {}
+    feed_file, plaid_file = dep.dir / "feed-keys.json", dep.dir / "plaid-keys.json"
+    feed_args = ("--vehicles", str(sizes.feed_vehicles), "--points", str(sizes.feed_points))
+    async with (
+        vendor("samsara-feed", *feed_args, expected=feed_file) as feed_url,
+        vendor("plaid", "--transactions", str(sizes.plaid), expected=plaid_file) as plaid_url,
+    ):
+        dep.env.update(samsara_env(feed_url) | plaid_env(plaid_url))
+        dep.start_worker()
+        await asyncio.sleep(3)  # the worker connects and polls its queues
+        assert dep.worker is not None
+        out["worker_rest_mib"] = round(rss_bytes(dep.worker.pid) / 2**20, 1)
+        try:
+            for name, source, keys_file in (("stream", "samsara", feed_file), ("poll", "plaid", plaid_file)):
+                keys = [RecordKey(s, i) for s, i in json.loads(keys_file.read_text())]
+                console.print(f"  {name}: {len(keys)} {source} records at the fake vendor; apex-platform sources start")
+                assert dep.worker is not None
+                before = cpu_seconds(dep.worker.pid)
+                began = time.monotonic()
+                await cli(dep, "sources", "start", source)
+                seconds = await wait_stored(pg, dep, keys, timeout=max(300.0, len(keys) / 20))
+                cpu = cpu_seconds(dep.worker.pid) - before
+                await cli(dep, "sources", "stop", source)
+                out[name] = {
+                    "source": source,
+                    "records": len(keys),
+                    "seconds": round(seconds, 2),
+                    "from_command_s": round(time.monotonic() - began, 2),
+                    "records_per_s": round(len(keys) / seconds, 1) if seconds else 0.0,
+                    "worker_cores": round(cpu / seconds, 2) if seconds else 0.0,
+                }
+                out[name]["keys"] = keys
+                console.print(f"  {name}: {out[name]['records_per_s']} records/s")
+        finally:
+            dep.stop()
+    for name in ("stream", "poll"):
+        out[name]["stores"] = await verify_stores(dep, out[name].pop("keys"))
+    return out
+
+
+SCALE_PLUGINS = "samsara,postgres,redis,graph,entities,embeddings"
+"""Qdrant in local mode is one process's folder: two workers need a Qdrant server, so the
+scale-out pair runs on the other three stores, both halves alike."""
+
+
+async def scale_out(pg: asyncpg.Pool, temporal: Client, stack: Stack, deliveries: int) -> dict[str, Any]:
+    """The same backlog twice: one API and one worker, then two APIs and two workers."""
+    out: dict[str, Any] = {}
+    for n in (1, 2):
+        dep = Deployment(f"scale{n}", stack, SCALE_PLUGINS)
+        out[f"load_average_{n}"] = [round(x, 2) for x in os.getloadavg()]
+        try:
+            for _ in range(n):
+                await dep.start_api()
+            console.print(f"  accepting {deliveries} deliveries at 100 senders over {n} API(s)")
+            watch = [a for i, api in enumerate(dep.apis) for a in ("--watch", f"api{i}={api.pid}")]
+            fill = await loadgen(
+                "http",
+                ",".join(dep.urls),
+                "--kind",
+                "samsara",
+                "--concurrency",
+                "100",
+                "--count",
+                str(deliveries),
+                *watch,
+                env={"APEX_SAMSARA_WEBHOOK_SECRET": SAMSARA_SECRET},
+            )
+            result = await backlog_drain(pg, temporal, dep, workers=n)
+            result["fill"] = fill
+            result["stores"] = await verify_stores(dep, await record_keys(pg, dep, "samsara"))
+        finally:
+            dep.stop()
+        out[str(n)] = result
+    one, two = out["1"]["deliveries_per_s"], out["2"]["deliveries_per_s"]
+    out["ratio"] = round(two / one, 2) if one else 0.0
+    console.print(f"  two workers ÷ one: {out['ratio']}x")
+    return out
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -656,25 +1070,50 @@ async def run_all(stack: Stack, sizes: Sizes, scale: float) -> dict[str, Any]:
     results["servers"] = await server_versions(pg, stack)
     full = Deployment("full", stack, FULL_PLUGINS)
     pgonly = Deployment("pgonly", stack, PG_PLUGINS)
+    rss: dict[str, float] = {}
+    results["rss_mib"] = rss
+    loads: dict[str, list[float]] = {}
+    results["load_average"] = loads  # 1, 5, 15 minutes, when each scenario starts
+
+    def mark(scenario: str) -> None:
+        loads[scenario] = [round(x, 2) for x in os.getloadavg()]
+
     try:
         console.rule("1. edge acceptance (no worker running)")
+        mark("edge")
         await full.start_api()
-        results["edge"] = await edge_acceptance(pg, full, sizes)
+        assert full.api is not None
+        await asyncio.sleep(1)
+        rss["api_rest"] = round(rss_bytes(full.api.pid) / 2**20, 1)
+        with RssSampler({"api": full.api.pid}) as api_rss:
+            results["edge"] = await edge_acceptance(pg, full, sizes)
+        rss["api_load_peak"] = api_rss.mib()["api"]
         accepted = sum(r["accept"]["statuses"].get("202", 0) for r in results["edge"])
         state = await inbox_state(pg, full, "samsara")
         results["edge_check"] = {"answered_202_measured": accepted, "inbox_pending": state["pending"]}
 
-        console.rule("2a. backlog drain, full stack")
+        console.rule("1b. bare Temporal: workflows with 64 in flight")
+        mark("temporal")
+        results["temporal"] = await temporal_baselines(stack, sizes)
+
+        console.rule("2a. backlog drain, full stack (the high-rate webhook source end to end)")
+        mark("backlog_full")
         results["backlog_full"] = await backlog_drain(pg, temporal, full, keep_worker=True, p0_probe=True)
+        rss["worker_load_peak"] = results["backlog_full"]["worker_rss_peak_mib"]["worker"]
 
         console.rule("3. P0 latency, idle full stack")
+        mark("p0")
         await asyncio.sleep(2)
+        assert full.worker is not None
+        rss["worker_idle_after_drain"] = round(rss_bytes(full.worker.pid) / 2**20, 1)
         console.print(f"  baseline: {sizes.roundtrips} one-activity workflows, start → result")
         roundtrip = await loadgen("roundtrip", stack.temporal.address, "--count", str(sizes.roundtrips))
         console.print(f"  {sizes.p0} sequential Front deliveries")
         p0 = await p0_latency(pg, full, sizes.p0)
         results["p0"] = {**p0, "baseline_roundtrip": roundtrip}
 
+        console.rule("5. footprint of the full deployment")
+        results["footprint"] = await footprint(pg, temporal, full, results)
         full.stop_worker()
         console.print("  reading every record back from every store")
         samsara_keys = await record_keys(pg, full, "samsara")
@@ -683,7 +1122,8 @@ async def run_all(stack: Stack, sizes: Sizes, scale: float) -> dict[str, Any]:
         results["p0"]["stores"] = await verify_stores(full, front_keys)
         full.stop()
 
-        console.rule("2b. backlog drain, PostgreSQL only")
+        console.rule("2b. backlog drain, PostgreSQL only; dlt on the same records")
+        mark("backlog_pg")
         await pgonly.start_api()
         n = sizes.pg_backlog
         console.print(f"  accepting {n} deliveries at 100 senders")
@@ -701,6 +1141,20 @@ async def run_all(stack: Stack, sizes: Sizes, scale: float) -> dict[str, Any]:
         results["backlog_pg"] = await backlog_drain(pg, temporal, pgonly)
         results["backlog_pg"]["fill"] = fill
         results["backlog_pg"]["stores"] = await verify_stores(pgonly, await record_keys(pg, pgonly, "samsara"))
+        pgonly.stop()
+        results["dlt"] = await dlt_baseline(stack, n)
+
+        console.rule("2c. the saga alone: parse, enrich, saga into four stores, no Temporal")
+        mark("saga_alone")
+        results["saga_alone"] = await saga_alone(stack, sizes)
+
+        console.rule("2d. a stream (Samsara feed) and a poller (Plaid) from fake vendors, four stores")
+        mark("feeds")
+        results["feeds"] = await feeds(pg, stack, sizes)
+        rss["worker_rest"] = results["feeds"].pop("worker_rest_mib", 0.0)
+
+        console.rule("4. scale-out: one API and worker, then two of each, the same backlog")
+        results["scale_out"] = await scale_out(pg, temporal, stack, sizes.scale_backlog)
     finally:
         full.stop()
         pgonly.stop()
@@ -712,15 +1166,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the size of every scenario")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, data)")
-    parser.add_argument(
-        "--render-only", action="store_true", help=f"only render {DOCS.relative_to(ROOT)} from {RESULTS.name}"
-    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where the page goes ('-': nowhere)")
+    parser.add_argument("--render-only", action="store_true", help="only render the page from the results JSON")
     args = parser.parse_args()
+    docs: Path | None = None if str(args.docs) == "-" else args.docs
     if args.render_only:
-        results = json.loads(RESULTS.read_text())
+        results = json.loads(args.results.read_text())
         render_tables(console, results)
-        DOCS.write_text(render_markdown(results))
-        console.print(f"wrote {DOCS}")
+        if docs is not None:
+            docs.write_text(render_markdown(results))
+            console.print(f"wrote {docs}")
         return
 
     sizes = Sizes.scaled(args.scale)
@@ -741,6 +1197,7 @@ def main() -> None:
             shutil.rmtree(base, ignore_errors=True)
         elif not ok:
             console.print(f"[red]failed; logs are under {base}")
+            sys.stdout.flush()
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     info["cpu_during_run"] = account.since()  # every child has been reaped by now
     results = {
@@ -749,11 +1206,12 @@ def main() -> None:
         "machine": info,
         **results,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2, default=str) + "\n")
     render_tables(console, results)
-    DOCS.write_text(render_markdown(results))
-    console.print(f"wrote {RESULTS.relative_to(ROOT)} and {DOCS.relative_to(ROOT)} in {results['duration_s']:.0f} s")
+    if docs is not None:
+        docs.write_text(render_markdown(results))
+    console.print(f"wrote {args.results} and {docs or 'no page'} in {results['duration_s']:.0f} s")
     sys.stdout.flush()
     os._exit(0)  # sidestep the Temporal SDK's occasional abort at interpreter exit
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -26,6 +26,9 @@ from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMod
 from apex_platform.payloads import decode_json_object
 from apex_platform.settings import load
 from apex_platform.vendor_http import status_error
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance import ConformanceSamples
 
 
 class WeatherCursor(BaseModel):
@@ -73,6 +76,12 @@ class WeatherConnector:
 
     def accounts(self) -> list[str]:
         return list(self.settings.areas)
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What `pytest --apex-conformance weather` runs with (a fake NWS)."""
+        from apex_connector_weather.conformance import WeatherSamples
+
+        return WeatherSamples()
 
     def parse(self, event: InboundEvent) -> list[Record]:
         """One alert feature, as the API gives it, to its records (replays, tests)."""

@@ -9,8 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import typer.core
 from support.procs import CLI
+from typer.testing import CliRunner
 
+from apex_platform.cli import app
+from apex_platform.cli_docs import walk
 from apex_platform.stack.ports import free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -28,11 +32,72 @@ def test_version() -> None:
     assert out.stdout.startswith("apex-platform 0.")
 
 
-@pytest.mark.parametrize("command", [[], ["plugins"], ["plugins", "list"], ["worker"], ["api"], ["dev"], ["demo"]])
-def test_help_everywhere(command: list[str]) -> None:
-    out = run(*command, "--help")
+#: every command and group of the Typer app, found by walking its command tree
+COMMANDS = {" ".join(path): cmd for path, cmd, _ctx in walk(app)}
+LEAVES = sorted(name for name, cmd in COMMANDS.items() if name and not isinstance(cmd, typer.core.TyperGroup))
+#: leaf commands without --plugins, and why: they load no plugin
+NO_PLUGINS = {
+    "version": "prints the version only",
+    "inbox status": "the inbox database alone",
+    "inbox list": "the inbox database alone",
+    "inbox replay": "the inbox database alone",
+    "inbox gc": "the inbox database and the blob store alone",
+    "new connector": "writes a new distribution's files from templates/",
+    "new sink": "writes a new distribution's files from templates/",
+    "new enricher": "writes a new distribution's files from templates/",
+}
+#: leaf commands without --json, and why: they print no data
+NO_JSON = {
+    "worker": "a server: logs only",
+    "api": "a server: logs only",
+    "dev": "a server: the stack's addresses, then logs",
+    "demo": "a run of the whole stack for people; its verdict is the exit code",
+    "new connector": "writes files, prints where",
+    "new sink": "writes files, prints where",
+    "new enricher": "writes files, prints where",
+}
+
+
+def test_the_walk_finds_every_command() -> None:
+    assert {"", "version", "plugins", "plugins list", "sources sync", "dlq replay", "inbox gc"} <= set(COMMANDS)
+    assert len(LEAVES) >= 22
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_and_option_has_help(name: str) -> None:
+    cmd = COMMANDS[name]
+    assert (cmd.help or "").strip(), f"`apex-platform {name}` has no help text (its docstring)"
+    missing = [param.name for param in cmd.params if not (getattr(param, "help", None) or "").strip()]
+    assert not missing, f"`apex-platform {name}`: no help for {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_runs_help(name: str) -> None:
+    out = CliRunner().invoke(app, [*name.split(), "--help"])
+    assert out.exit_code == 0, out.output
+    assert "Usage" in out.output
+    assert f"apex-platform {name}".strip() in out.output
+
+
+@pytest.mark.parametrize("name", LEAVES)
+def test_one_grammar_plugins_and_json(name: str) -> None:
+    options = {opt for param in COMMANDS[name].params for opt in getattr(param, "opts", [])}
+    if name not in NO_PLUGINS:
+        assert "--plugins" in options, f"`apex-platform {name}` loads plugins: give it --plugins (PluginsOpt)"
+    if name not in NO_JSON:
+        assert "--json" in options, f"`apex-platform {name}` prints data: give it --json (JsonOpt)"
+
+
+def test_help_as_a_user_runs_it() -> None:
+    out = run("--help")
     assert out.returncode == 0, out.stderr
     assert "Usage" in out.stdout
+
+
+def test_version_json() -> None:
+    out = run("version", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["version"].startswith("0.")
 
 
 def test_plugins_list_shows_installed_distributions_with_versions() -> None:
@@ -51,10 +116,30 @@ def test_plugins_list_shows_installed_distributions_with_versions() -> None:
     assert "apex-sink-postgres" in table.stdout
 
 
-def test_unknown_plugin_is_reported_not_fatal() -> None:
+def test_unknown_plugin_is_reported_not_fatal_and_exits_1() -> None:
+    """The list is complete (frontapp is in it) and the problem named; the exit code says so."""
     out = run("plugins", "list", "--json", "--plugins", "frontapp,nosuch")
-    assert out.returncode == 0
-    assert any("nosuch" in p for p in json.loads(out.stdout)["problems"])
+    assert out.returncode == 1, out.stderr
+    doc = json.loads(out.stdout)
+    assert any("nosuch" in p for p in doc["problems"])
+    assert [s["name"] for s in doc["sources"]] == ["frontapp"]
+    text = run("plugins", "list", "--plugins", "frontapp,nosuch")
+    assert text.returncode == 1
+    assert "apex-connector-frontapp" in text.stdout
+    assert "nosuch" in text.stderr
+
+
+def test_errors_with_json_are_one_json_object_on_stderr() -> None:
+    out = run("sources", "start", "frontapp", "--plugins", "frontapp", "--json")
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == {
+        "error": "source 'frontapp' (webhook) has no poller or stream to run"
+    }
+    usage = run("dlq", "replay", "--json")  # neither an id nor --all: a usage error
+    assert usage.returncode == 2
+    assert usage.stdout == ""
+    assert "--all" in json.loads(usage.stderr)["error"]
 
 
 def test_bad_queue_is_a_clear_usage_error() -> None:

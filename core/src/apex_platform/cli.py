@@ -1,4 +1,18 @@
-"""The `apex-platform` command line."""
+"""The `apex-platform` command line.
+
+One grammar for every command (README, "Command line"):
+
+- `--plugins all|a,b` on every command that loads plugins (default: `APEX_PLUGINS`, else all);
+- `--json` on every command that prints data: one JSON document on stdout (`ingest --json`
+  alone streams JSON Lines, one object per record, since `--watch` never ends); warnings and
+  progress go to stderr;
+- a failure is one line on stderr, `error: …`, or with `--json` one JSON object
+  `{"error": "…"}` on stderr, and a non-zero exit code: 1 when the command failed or reported
+  a problem (`plugins list`: a plugin that did not load), 2 for a usage error or when
+  `status` finds something unhealthy.
+
+The README's command table is generated from this app: `python -m apex_platform.cli_docs`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +27,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from apex_platform import __version__
@@ -33,8 +48,17 @@ err = Console(stderr=True)
 
 PluginsOpt = Annotated[
     str | None,
-    typer.Option("--plugins", help="'all' or a comma-separated list of plugin names (default: APEX_PLUGINS or all)"),
+    typer.Option(
+        "--plugins",
+        metavar="all|a,b",
+        help="'all' or a comma-separated list of plugin names (default: APEX_PLUGINS or all)",
+    ),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output: one JSON document on stdout")]
+
+#: exit codes beside 0 (click's usage errors exit 2)
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
 def _logging(level: str = "INFO") -> None:
@@ -65,22 +89,27 @@ def _runtime(plugins: str | None) -> Any:
 
 
 @app.command()
-def version() -> None:
+def version(as_json: JsonOpt = False) -> None:
     """Print the version of apex-platform."""
-    console.print(f"apex-platform {__version__}")
+    _emit(
+        {"name": "apex-platform", "version": __version__},
+        as_json,
+        lambda d: console.print(f"{d['name']} {d['version']}"),
+    )
 
 
 @plugins_app.command("list")
-def plugins_list(
-    plugins: PluginsOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-) -> None:
-    """List installed plugins, the sources, enrichers and sinks they register, and problems."""
+def plugins_list(plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
+    """List installed plugins, the sources, enrichers and sinks they register, and problems.
+
+    Exit code 1 when a problem is reported (a plugin that did not load or register)."""
     from apex_platform.api.controllers import plugins_document
 
     doc = plugins_document(_runtime(plugins))
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        if doc["problems"]:
+            raise typer.Exit(EXIT_FAILED)
         return
     table = Table(title="Apex plugins")
     for col in ("kind", "name", "mode", "priority", "distribution", "version"):
@@ -93,14 +122,22 @@ def plugins_list(
     console.print(table)
     for problem in doc["problems"]:
         err.print(f"[yellow]problem:[/] {problem}")
+    if doc["problems"]:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
 def worker(
     plugins: PluginsOpt = None,
-    queues: Annotated[str, typer.Option("--queues", help="Task queues to poll: p0,p1,p2")] = "p0,p1,p2",
+    queues: Annotated[
+        str, typer.Option("--queues", metavar="p0,p1,p2", help="Task queues to poll: p0,p1,p2")
+    ] = "p0,p1,p2",
 ) -> None:
-    """Run a Temporal worker assembled from the installed plugins (SIGINT/SIGTERM drain and exit 0)."""
+    """Run a Temporal worker assembled from the installed plugins.
+
+    SIGINT/SIGTERM drain every queue at once within APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS
+    and exit 0 (75 if in-flight work ignores its cancellation 10 s past that: Temporal
+    retries it elsewhere)."""
     from apex_platform.serve import serve
     from apex_platform.temporal.worker import parse_queues
 
@@ -131,7 +168,10 @@ def api(
 
 sources_app = typer.Typer(help="Operate sources: pollers and streams.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
-AccountOpt = Annotated[str | None, typer.Option("--account", help="One account (default: every configured one)")]
+AccountOpt = Annotated[
+    str | None, typer.Option("--account", metavar="ID", help="One account (default: every configured one)")
+]
+SourceArg = Annotated[str, typer.Argument(help="The source's name (`apex-platform sources list`)")]
 
 
 def _stack_aware_env() -> None:
@@ -151,12 +191,10 @@ async def _client(runtime: Any) -> Any:
 
 
 @sources_app.command("list")
-def sources_list(
-    plugins: PluginsOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-) -> None:
-    """Installed sources with their mode and priority, and the state of their pollers and
-    streams (running, cursor, last success) when Temporal answers."""
+def sources_list(plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
+    """Installed sources with their mode and priority, and their pollers and streams.
+
+    The pollers' and streams' state (running, cursor, last success) when Temporal answers."""
     from apex_platform.contracts import PollSource
     from apex_platform.pollers import poller_state
     from apex_platform.reconcile import ReconcileSource, reconciler_state
@@ -193,7 +231,7 @@ def sources_list(
 
     items = asyncio.run(collect())
     if as_json:
-        sys.stdout.write(json.dumps(items, indent=2, default=str) + "\n")
+        _emit(items, as_json, None)
         return
     table = Table(title="Apex sources")
     for col in ("name", "mode", "priority", "account", "running", "cursor", "last success"):
@@ -223,7 +261,9 @@ def sources_list(
     console.print(table)
 
 
-def _poll_command(name: str, account: str | None, plugins: str | None, action: str) -> None:
+def _poll_command(name: str, account: str | None, plugins: str | None, action: str, as_json: bool) -> None:
+    """Start, stop or sync each account's poller; one line per account, or with --json one
+    list of `{"source", "account", "action", "workflow_id", …}` objects."""
     from apex_platform.pollers import accounts_of, poller_id, poller_state, start_poller
 
     _stack_aware_env()
@@ -233,47 +273,73 @@ def _poll_command(name: str, account: str | None, plugins: str | None, action: s
 
     prefix = runtime.temporal.task_queue_prefix
 
-    async def go() -> None:
+    async def go() -> list[dict[str, Any]]:
         client = await runtime.connect()
+        done: list[dict[str, Any]] = []
+
+        def said(line: str, **fields: Any) -> None:
+            done.append({"source": name, "account": acct, "action": action, **fields})
+            if not as_json:
+                console.print(f"{name}/{acct}: {line}")
+
         for acct in accounts:
             if action == "start":
                 handle = await start_poller(client, source, acct, runtime.temporal)
-                console.print(f"{name}/{acct}: running as {handle.id}")
+                said(f"running as {handle.id}", workflow_id=handle.id)
             elif action == "sync":
                 running = await poller_state(client, source, acct, runtime.temporal.task_queue_prefix)
                 if running.get("running"):  # one reader per cursor: wake the running poller
-                    await client.get_workflow_handle(poller_id(source, acct, prefix)).signal("sync_now")
-                    console.print(f"{name}/{acct}: sync requested from the running poller")
+                    wf_id = poller_id(source, acct, prefix)
+                    await client.get_workflow_handle(wf_id).signal("sync_now")
+                    said("sync requested from the running poller", workflow_id=wf_id, requested=True)
                     continue
                 handle = await start_poller(client, source, acct, runtime.temporal, once=True)
                 state = await handle.result()
-                console.print(
-                    f"{name}/{acct}: synced {state.pages} pages, {state.records} records, cursor {state.cursor}"
+                said(
+                    f"synced {state.pages} pages, {state.records} records, cursor {state.cursor}",
+                    workflow_id=handle.id,
+                    requested=False,
+                    pages=state.pages,
+                    records=state.records,
+                    cursor=state.cursor,
                 )
             else:
                 handle = client.get_workflow_handle(poller_id(source, acct, prefix))
                 await handle.signal("stop")
-                console.print(f"{name}/{acct}: stop requested ({handle.id})")
+                said(f"stop requested ({handle.id})", workflow_id=handle.id)
+        return done
 
-    asyncio.run(go())
+    done = asyncio.run(go())
+    if as_json:
+        _emit(done, True, None)
 
 
 @sources_app.command("start")
-def sources_start(name: str, account: AccountOpt = None, plugins: PluginsOpt = None) -> None:
-    """Start the poller / stream of a source (each account); starting twice is harmless."""
-    _poll_command(name, account, plugins, "start")
+def sources_start(
+    name: SourceArg, account: AccountOpt = None, plugins: PluginsOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Start the poller / stream of a source (each account).
+
+    Workflow ids are fixed: starting twice is harmless."""
+    _poll_command(name, account, plugins, "start", as_json)
 
 
 @sources_app.command("stop")
-def sources_stop(name: str, account: AccountOpt = None, plugins: PluginsOpt = None) -> None:
+def sources_stop(
+    name: SourceArg, account: AccountOpt = None, plugins: PluginsOpt = None, as_json: JsonOpt = False
+) -> None:
     """Ask the poller / stream to finish its page in hand and stop."""
-    _poll_command(name, account, plugins, "stop")
+    _poll_command(name, account, plugins, "stop", as_json)
 
 
 @sources_app.command("sync")
-def sources_sync(name: str, account: AccountOpt = None, plugins: PluginsOpt = None) -> None:
-    """Run one complete sync now and wait for it (pages until the vendor has no more)."""
-    _poll_command(name, account, plugins, "sync")
+def sources_sync(
+    name: SourceArg, account: AccountOpt = None, plugins: PluginsOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Run one complete sync now and wait for it (pages until the vendor has no more).
+
+    With the poller running, ask it to sync at once instead."""
+    _poll_command(name, account, plugins, "sync", as_json)
 
 
 dlq_app = typer.Typer(help="The dead-letter queue: failed compensations kept to replay.", no_args_is_help=True)
@@ -315,9 +381,9 @@ def _call_remote(remote: tuple[str, str], method: str, path: str, **params: Any)
     return body
 
 
-def _local(job: Any) -> Any:
+def _local(job: Any, plugins: str | None = None) -> Any:
     """Run an operation in this process: open the sinks (and Temporal if it answers)."""
-    runtime = _runtime(None)
+    runtime = _runtime(plugins)
 
     async def go() -> Any:
         await runtime.open_sinks()
@@ -333,6 +399,8 @@ def _local(job: Any) -> Any:
 
 
 def _emit(doc: Any, as_json: bool, render: Any) -> None:
+    """The one way a command prints its data: `render(doc)` for people, or with --json the
+    document itself, one JSON document on stdout."""
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     else:
@@ -341,19 +409,23 @@ def _emit(doc: Any, as_json: bool, render: Any) -> None:
 
 @app.command()
 def trace(
-    source: str,
-    record_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    source: Annotated[str, typer.Argument(help="The record's source")],
+    record_id: Annotated[str, typer.Argument(help="The record's id")],
+    plugins: PluginsOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Where a record is, and which version, in every installed sink; and the workflows that
-    wrote it. Goes through the running `apex-platform dev` when there is one."""
+    """Where a record is, and which version, in every installed sink, and its lineage.
+
+    The lineage: the delivery, page or file unit and the run that wrote each version. Goes
+    through the running `apex-platform dev` when there is one (then its plugins count, not
+    --plugins)."""
     from apex_platform import operations
 
     remote = _remote()
     if remote is not None:
         doc = _call_remote(remote, "GET", "/v1/trace", source=source, id=record_id)
     else:
-        doc = _local(lambda rt, client: operations.trace(rt, client, source, record_id))
+        doc = _local(lambda rt, client: operations.trace(rt, client, source, record_id), plugins)
 
     def render(d: dict[str, Any]) -> None:
         table = Table(title=f"{d['source']} / {d['id']}")
@@ -369,14 +441,14 @@ def trace(
 
 
 @app.command()
-def status(
-    plugins: PluginsOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (docs/operations.md)")] = False,
-) -> None:
-    """One screen: stack and store health, sources (last write, pollers' cursor and last
-    success), inbox backlogs, breakers, dead letters, workers per task queue. Exit code 0
-    when healthy, 2 when something is not (each problem is named). Goes through the running
-    `apex-platform dev` when there is one; workers elsewhere: APEX_STATUS_METRICS_URLS."""
+def status(plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
+    """One screen: stack and store health, sources, inbox backlogs, breakers, dead letters, workers.
+
+    Sources with their last write, pollers' cursor and last success; workers per task
+    queue. Exit code 0 when healthy, 2 when something is not (each problem is named). Goes
+    through the running
+    `apex-platform dev` when there is one; workers elsewhere: APEX_STATUS_METRICS_URLS. The
+    --json document is described in docs/operations.md."""
     from apex_platform import status as platform_status
 
     _stack_aware_env()
@@ -390,7 +462,7 @@ def status(
         raise typer.Exit(platform_status.UNHEALTHY_EXIT)
 
 
-def _dlq(action: str, *args: Any) -> Any:
+def _dlq(action: str, *args: Any, plugins: str | None = None) -> Any:
     from apex_platform import operations
 
     remote = _remote()
@@ -407,7 +479,7 @@ def _dlq(action: str, *args: Any) -> Any:
         "discard": lambda rt, _c: operations.dlq_discard(rt, args[0]),
         "rollback": lambda rt, _c: operations.dlq_rollback(rt, args[0]),
     }
-    return _local(jobs[action])
+    return _local(jobs[action], plugins)
 
 
 @dlq_app.command("list")
@@ -415,11 +487,12 @@ def dlq_list(
     status: Annotated[
         str | None, typer.Option(help="open, resolved, replayed, rolled_back, discarded, or all")
     ] = "open",
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="The most dead letters shown")] = 100,
+    plugins: PluginsOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Dead letters, oldest first."""
-    letters = _dlq("list", None if status == "all" else status, limit)
+    letters = _dlq("list", None if status == "all" else status, limit, plugins=plugins)
 
     def render(items: list[dict[str, Any]]) -> None:
         table = Table(title="Dead letters")
@@ -439,43 +512,59 @@ def dlq_list(
     _emit(letters, as_json, render)
 
 
+LetterArg = Annotated[int, typer.Argument(help="The dead letter's id (`apex-platform dlq list`)")]
+
+
 @dlq_app.command("show")
-def dlq_show(letter_id: int) -> None:
-    """One dead letter in full (JSON): records, sinks that succeeded and failed, the error."""
-    _emit(_dlq("show", letter_id), True, None)
+def dlq_show(letter_id: LetterArg, plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
+    """One dead letter in full: records, sinks that succeeded and failed, the error.
+
+    Printed as JSON with or without --json."""
+    _emit(_dlq("show", letter_id, plugins=plugins), True, None)
 
 
 @dlq_app.command("replay")
 def dlq_replay(
     letter_id: Annotated[int | None, typer.Argument(help="The dead letter to replay")] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="Replay every open dead letter")] = False,
+    plugins: PluginsOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Write a dead letter's records through the saga again (all stores or none)."""
+    """Write a dead letter's records through the saga again (all stores or none).
+
+    Exit code 1 when one did not replay. --json: `{"replayed": [{"id", "written",
+    "skipped", …}], "failed": [{"id", "error"}]}`."""
     if (letter_id is None) == (not replay_all):
         raise typer.BadParameter("give one dead-letter ID or --all")
-    ids = [letter_id] if letter_id is not None else [d["id"] for d in _dlq("list", "open", 1000)]
-    failures = 0
+    ids = [letter_id] if letter_id is not None else [d["id"] for d in _dlq("list", "open", 1000, plugins=plugins)]
+    replayed: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     for one in ids:
         try:
-            result = _dlq("replay", one)
-            console.print(f"dead letter {one}: replayed ({result['written']} written, {result['skipped']} skipped)")
+            result = _dlq("replay", one, plugins=plugins)
         except ApexError as exc:
-            failures += 1
-            err.print(f"[red]dead letter {one}:[/] {exc}")
-    if not ids:
+            failed.append({"id": one, "error": str(exc)})
+            if not as_json:
+                err.print(f"[red]dead letter {one}:[/] {exc}")
+            continue
+        replayed.append(result)
+        if not as_json:
+            console.print(f"dead letter {one}: replayed ({result['written']} written, {result['skipped']} skipped)")
+    if as_json:
+        _emit({"replayed": replayed, "failed": failed}, True, None)
+    elif not ids:
         console.print("no open dead letters")
-    if failures:
-        raise typer.Exit(1)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @dlq_app.command("rollback")
-def dlq_rollback(
-    letter_id: int,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-) -> None:
-    """Undo a dead letter's batch where its compensation failed: put back the state before
-    the write, only where the stores still hold that attempt's change (never a newer version)."""
-    result = _dlq("rollback", letter_id)
+def dlq_rollback(letter_id: LetterArg, plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
+    """Undo a dead letter's batch where its compensation failed.
+
+    Puts back the state before the write, only where the stores still hold that attempt's
+    change (never a newer version)."""
+    result = _dlq("rollback", letter_id, plugins=plugins)
 
     def render(doc: dict[str, Any]) -> None:
         done = ", ".join(f"{sink}: {n} keys" for sink, n in doc["restored"].items())
@@ -485,23 +574,30 @@ def dlq_rollback(
 
 
 @dlq_app.command("discard")
-def dlq_discard(letter_id: int) -> None:
+def dlq_discard(letter_id: LetterArg, plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
     """Mark a dead letter discarded (kept for the record, never deleted)."""
-    _dlq("discard", letter_id)
-    console.print(f"dead letter {letter_id}: discarded")
+    result = _dlq("discard", letter_id, plugins=plugins)
+    _emit(result, as_json, lambda d: console.print(f"dead letter {d['id']}: discarded"))
 
 
 @app.command()
 def ingest(
-    source: str,
+    source: Annotated[str, typer.Argument(help="The batch source (e.g. edi)")],
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per record created")] = False,
-    watch: Annotated[Path | None, typer.Option("--watch", help="Keep ingesting files dropped into this folder")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines on stdout: one object per record created")
+    ] = False,
+    watch: Annotated[
+        Path | None, typer.Option("--watch", metavar="DIR", help="Keep ingesting files dropped into this folder")
+    ] = None,
     chunk_size: Annotated[int, typer.Option(min=1, max=5000, help="Units (e.g. X12 sets) per batch")] = 500,
+    plugins: PluginsOpt = None,
 ) -> None:
-    """Ingest files of a batch source (one workflow per file, fan-out per unit). Needs a
-    running worker (`apex-platform dev` or `worker`). Warnings go to stderr; the exit code
-    is non-zero only when nothing could be read."""
+    """Ingest files of a batch source (EDI): one workflow per file, fan-out per unit.
+
+    Or a drop folder with --watch (`done/`, `failed/` + reason). Needs a running worker
+    (`apex-platform dev` or `worker`). Warnings go to stderr; the exit code is non-zero only
+    when nothing could be read."""
     from rich.markup import escape
     from rich.progress import Progress
 
@@ -512,7 +608,7 @@ def ingest(
         return escape(display_name(path.name))
 
     _stack_aware_env()
-    runtime = _runtime(None)
+    runtime = _runtime(plugins)
     src = batch_source(runtime, source)
     if watch is None and not paths:
         raise typer.BadParameter("give files or folders, or --watch FOLDER")
@@ -583,9 +679,10 @@ def ingest(
         raise typer.Exit(code)
 
 
-inbox_app = typer.Typer(help="The durable inbox: backlog, stuck deliveries, replay.", no_args_is_help=True)
+inbox_app = typer.Typer(
+    help="The durable inbox: backlog, stuck deliveries, replay (docs/intake.md).", no_args_is_help=True
+)
 app.add_typer(inbox_app, name="inbox")
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
 def _inbox(job: Any) -> Any:
@@ -607,7 +704,9 @@ def _inbox(job: Any) -> Any:
 
 @inbox_app.command("status")
 def inbox_status(as_json: JsonOpt = False) -> None:
-    """Per source: backlog, oldest undelivered age, stuck deliveries, rate; blob store use."""
+    """Per source: backlog, oldest undelivered age, stuck deliveries, rate; blob store use.
+
+    What they mean, and what to do about a backlog: docs/intake.md."""
     from apex_platform import operations
 
     doc = _inbox(operations.inbox_status)
@@ -640,7 +739,7 @@ def inbox_list(
         bool, typer.Option("--stuck", help="Only pending deliveries that failed or wait too long")
     ] = False,
     status: Annotated[str | None, typer.Option("--status", help="pending or delivered")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="The most deliveries shown")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Deliveries in the inbox, oldest first, with attempts and the last error."""
@@ -673,8 +772,9 @@ def inbox_replay(
     stuck: Annotated[bool, typer.Option("--stuck", help="Every stuck delivery (of --source, or of all)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-drive deliveries: stuck ones start afresh, delivered ones go through again
-    (idempotent: stores keep the newest version)."""
+    """Re-drive deliveries: stuck ones start afresh, delivered ones go through again.
+
+    Idempotent: stores keep the newest version."""
     if not event_ids and not stuck:
         raise typer.BadParameter("give event ids (with --source) or --stuck")
     if event_ids and source is None:
@@ -693,8 +793,10 @@ def inbox_replay(
 
 @inbox_app.command("gc")
 def inbox_gc(as_json: JsonOpt = False) -> None:
-    """Collect garbage now: delivered rows past APEX_INBOX_RETENTION, bodies past
-    APEX_INBOX_BODY_RETENTION, blobs unused for APEX_BLOB_RETENTION (workers do it hourly)."""
+    """Collect garbage now (workers do it hourly).
+
+    Delivered rows past APEX_INBOX_RETENTION, bodies past APEX_INBOX_BODY_RETENTION, blobs
+    unused for APEX_BLOB_RETENTION."""
 
     async def job(rt: Any) -> dict[str, Any]:
         done = await rt.inbox.collect_garbage()
@@ -704,7 +806,9 @@ def inbox_gc(as_json: JsonOpt = False) -> None:
     _emit(_inbox(job), as_json, lambda d: console.print(json.dumps(d)))
 
 
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="State folder (default APEX_HOME or ./.apex)")]
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", metavar="DIR", help="State folder (default APEX_HOME or ./.apex)")
+]
 
 
 def _home(home: Path | None) -> Path:
@@ -715,8 +819,10 @@ def _home(home: Path | None) -> Path:
 
 @app.command()
 def dev(plugins: PluginsOpt = None, home: HomeOpt = None) -> None:
-    """Start the embedded stack (Temporal, PostgreSQL+pgvector, Redis+FalkorDB, Qdrant local)
-    under APEX_HOME, then the worker and the API in the foreground. Ctrl-C stops it all."""
+    """The embedded stack, then the worker, the API and drop-folder watchers in the foreground.
+
+    The stack: Temporal, PostgreSQL+pgvector, Redis+FalkorDB, Qdrant local, under
+    APEX_HOME. Ctrl-C stops it all."""
     from apex_platform.devstack import run_dev
 
     _logging(os.environ.get("APEX_LOG_LEVEL", "WARNING"))
@@ -729,8 +835,11 @@ def demo(
     home: HomeOpt = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every workflow")] = 180.0,
 ) -> None:
-    """Start the stack, send every installed source's sample traffic over HTTP, wait for
-    the workflows, print what landed where, stop. Exits non-zero if anything did not land."""
+    """The stack, every installed source's sample traffic, a table of what landed where.
+
+    Starts the stack, sends the samples (webhooks over HTTP, polls and streams against fake
+    vendors, files), waits for the workflows, prints what landed where and stops. Exit code
+    1 if anything did not land."""
     from apex_platform.devstack import run_demo
 
     _logging(os.environ.get("APEX_LOG_LEVEL", "WARNING"))
@@ -739,10 +848,25 @@ def demo(
         raise typer.Exit(code)
 
 
+def _wants_json(argv: list[str]) -> bool:
+    """--json among the options (not after `--`): errors are then JSON too."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
+def _fail(message: str, as_json: bool) -> None:
+    """A failure, as the grammar says: `error: …` on stderr, or `{"error": "…"}` with --json."""
+    if as_json:
+        sys.stderr.write(json.dumps({"error": message}) + "\n")
+    else:
+        err.print(f"[red]error:[/] {escape(message)}")
+
+
 def main() -> None:
     """Entry point: one clear line on errors, and a hard exit that sidesteps the Temporal
     SDK's occasional abort during interpreter teardown (sdk-python issue 300)."""
     code = 0
+    as_json = _wants_json(sys.argv[1:])
     try:
         # without standalone mode, click returns a typer.Exit's code instead of raising it
         returned = app(standalone_mode=False)
@@ -751,21 +875,23 @@ def main() -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
-        err.print("aborted")
+        _fail("aborted", as_json)
         code = 130
     except KeyboardInterrupt:
         code = 130
     except ApexError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        code = 1
-    except Exception as exc:  # noqa: BLE001 - usage errors land here too; all end as one line
+        _fail(str(exc), as_json)
+        code = EXIT_FAILED
+    except typer.TyperException as exc:  # usage errors: Typer's own text, or one JSON object
         show = getattr(exc, "show", None)
-        if callable(show) and hasattr(exc, "exit_code"):
-            show()
-            code = int(exc.exit_code)
+        if as_json or not callable(show):
+            _fail(exc.format_message(), as_json)
         else:
-            err.print(f"[red]error:[/] {type(exc).__name__}: {exc}")
-            code = 1
+            show()
+        code = exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - all end as one line
+        _fail(f"{type(exc).__name__}: {exc}", as_json)
+        code = EXIT_FAILED
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from apex_platform import __version__
 from apex_platform.errors import ApexError
+from apex_platform.scaffold import new_app
 
 app = typer.Typer(
     name="apex-platform",
@@ -42,6 +43,7 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(new_app, name="new")
 
 console = Console()
 err = Console(stderr=True)
@@ -56,9 +58,8 @@ PluginsOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output: one JSON document on stdout")]
 
-#: exit codes beside 0 (click's usage errors exit 2)
+#: the command failed, or reported a problem (usage errors exit 2, as Typer makes them)
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def _logging(level: str = "INFO") -> None:
@@ -277,7 +278,7 @@ def _poll_command(name: str, account: str | None, plugins: str | None, action: s
         client = await runtime.connect()
         done: list[dict[str, Any]] = []
 
-        def said(line: str, **fields: Any) -> None:
+        def said(acct: str, line: str, **fields: Any) -> None:
             done.append({"source": name, "account": acct, "action": action, **fields})
             if not as_json:
                 console.print(f"{name}/{acct}: {line}")
@@ -285,17 +286,18 @@ def _poll_command(name: str, account: str | None, plugins: str | None, action: s
         for acct in accounts:
             if action == "start":
                 handle = await start_poller(client, source, acct, runtime.temporal)
-                said(f"running as {handle.id}", workflow_id=handle.id)
+                said(acct, f"running as {handle.id}", workflow_id=handle.id)
             elif action == "sync":
                 running = await poller_state(client, source, acct, runtime.temporal.task_queue_prefix)
                 if running.get("running"):  # one reader per cursor: wake the running poller
                     wf_id = poller_id(source, acct, prefix)
                     await client.get_workflow_handle(wf_id).signal("sync_now")
-                    said("sync requested from the running poller", workflow_id=wf_id, requested=True)
+                    said(acct, "sync requested from the running poller", workflow_id=wf_id, requested=True)
                     continue
                 handle = await start_poller(client, source, acct, runtime.temporal, once=True)
                 state = await handle.result()
                 said(
+                    acct,
                     f"synced {state.pages} pages, {state.records} records, cursor {state.cursor}",
                     workflow_id=handle.id,
                     requested=False,
@@ -306,7 +308,7 @@ def _poll_command(name: str, account: str | None, plugins: str | None, action: s
             else:
                 handle = client.get_workflow_handle(poller_id(source, acct, prefix))
                 await handle.signal("stop")
-                said(f"stop requested ({handle.id})", workflow_id=handle.id)
+                said(acct, f"stop requested ({handle.id})", workflow_id=handle.id)
         return done
 
     done = asyncio.run(go())
@@ -342,7 +344,11 @@ def sources_sync(
     _poll_command(name, account, plugins, "sync", as_json)
 
 
-dlq_app = typer.Typer(help="The dead-letter queue: failed compensations kept to replay.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="The dead-letter queue: failed compensations kept to replay (through the running `apex-platform dev` "
+    "when there is one).",
+    no_args_is_help=True,
+)
 app.add_typer(dlq_app, name="dlq")
 
 

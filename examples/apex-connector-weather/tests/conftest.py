@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from apex_connector_weather import WeatherConnector, WeatherSettings
+from apex_connector_weather.connector import WeatherConnector
 from apex_connector_weather.fake_vendor import FakeNws, FakeNwsServer
+from apex_connector_weather.settings import WeatherSettings
 from apex_platform.models import Record
 
-DATA = Path(__file__).parent / "data"
 #: "now" for the connector: the first run of an area reads 24 h back from here
 NOW = datetime(2025, 6, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def published() -> dict[str, Any]:
-    """The NWS Tornado Warning of 19 June 2025 (tests/data/README.md), a FeatureCollection."""
-    doc: dict[str, Any] = json.loads((DATA / "nws-tornado-warning-bismarck-2025-06-19.json").read_text())
-    return doc
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_settings import BaseSettings
 
-from apex_connector_weather.alerts import SOURCE, alert_records, sent_time
+from apex_connector_weather.records import SOURCE, alert_records, sent_time
 from apex_connector_weather.settings import WeatherSettings
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode

@@ -139,8 +139,7 @@ def test_every_hook_is_documented() -> None:
 
 
 def test_embedding_dimensions_must_agree_between_enrichers_and_sinks() -> None:
-    from types import SimpleNamespace
-
+    """`EmbeddingProducer.dimension` against `EmbeddingStore.embedding_dim` (capabilities)."""
     from apex_platform.errors import SettingsError
     from apex_platform.runtime import Runtime
 
@@ -159,11 +158,11 @@ def test_embedding_dimensions_must_agree_between_enrichers_and_sinks() -> None:
         @hookimpl
         def apex_register_sinks(self, register):  # type: ignore[no-untyped-def]
             sink = MemorySink("vectors")
-            sink.settings = SimpleNamespace(embedding_dim=768)  # type: ignore[attr-defined]
+            sink.embedding_dim = 768  # type: ignore[attr-defined]
             register(sink)
 
     runtime = Runtime.build([], modules=[Plugin()], use_entry_points=False)
     with pytest.raises(SettingsError, match=r"enricher embeddings \(APEX_EMBEDDINGS_DIM\) = 384.*768"):
         runtime.check_embedding_dimensions()
-    runtime.registry.sinks["vectors"].settings.embedding_dim = 384  # type: ignore[attr-defined]
+    runtime.registry.sinks["vectors"].embedding_dim = 384  # type: ignore[attr-defined]
     runtime.check_embedding_dimensions()

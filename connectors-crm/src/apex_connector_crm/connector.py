@@ -35,6 +35,7 @@ from apex_connector_crm.records import (
     object_type,
 )
 from apex_connector_crm.settings import CrmSettings
+from apex_platform.capabilities import FakeVendor
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
 from apex_platform.ratelimit import RateBudgets, budget_key, shared_budgets
@@ -87,6 +88,13 @@ class CrmConnector:
     @property
     def poll_interval_seconds(self) -> float:
         return self.settings.poll_interval_seconds
+
+    def start_fake_vendor(self) -> FakeVendor:
+        """`FakeVendorSource`: the demo's fake HubSpot API and the settings pointing at it."""
+        from apex_connector_crm import demo
+
+        base_url, stop = demo.start_fake_vendor()
+        return FakeVendor(base_url, stop, demo.demo_environment(base_url))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

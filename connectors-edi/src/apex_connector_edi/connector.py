@@ -39,6 +39,12 @@ class EdiConnector:
             self._settings = load(EdiSettings)
         return self._settings
 
+    def demo_files(self, folder: Path) -> list[Path]:
+        """`DemoFilesSource`: the demo's sample X12 files, written into `folder`."""
+        from apex_connector_edi.samples import demo_files
+
+        return demo_files(folder)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 

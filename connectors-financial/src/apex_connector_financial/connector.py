@@ -28,6 +28,7 @@ from apex_connector_financial.cursor import FinancialCursor, Window, decode
 from apex_connector_financial.records import SOURCE, build_record
 from apex_connector_financial.settings import FinancialSettings
 from apex_connector_financial.tokens import FileTokenStore, SharedTokenStore, TokenManager, TokenStore
+from apex_platform.capabilities import FakeVendor
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
 from apex_platform.settings import core_settings, load
@@ -75,6 +76,13 @@ class FinancialConnector:
     @property
     def poll_interval_seconds(self) -> float:
         return self.settings.poll_interval_seconds
+
+    def start_fake_vendor(self) -> FakeVendor:
+        """`FakeVendorSource`: the demo's fake QuickBooks Online API and the settings pointing at it."""
+        from apex_connector_financial import demo
+
+        base_url, stop = demo.start_fake_vendor()
+        return FakeVendor(base_url, stop, demo.demo_environment(base_url))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

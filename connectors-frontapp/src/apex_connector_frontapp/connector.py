@@ -16,6 +16,7 @@ from apex_connector_frontapp import signatures
 from apex_connector_frontapp.envelope import decode_body, is_sync, read_delivery
 from apex_connector_frontapp.records import SOURCE, build_records
 from apex_connector_frontapp.settings import FrontSettings
+from apex_platform.capabilities import FakeVendor
 from apex_platform.contracts import SampleDelivery, WebhookReply
 from apex_platform.errors import ApexError, PayloadError, SettingsError, SignatureError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
@@ -82,6 +83,13 @@ class FrontConnector:
             headers = samples.sign(body, secrets_[0])
             deliveries.append(SampleDelivery(path=f"/webhooks/{self.name}", body=body, headers=headers))
         return deliveries
+
+    def start_fake_vendor(self) -> FakeVendor:
+        """`FakeVendorSource`: the demo's fake Front (List Events) API and the settings pointing at it."""
+        from apex_connector_frontapp import demo
+
+        base_url, stop = demo.start_fake_vendor()
+        return FakeVendor(base_url, stop, demo.demo_environment(base_url))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -22,6 +22,7 @@ from apex_connector_plaid.settings import (
 )
 from apex_connector_plaid.tokens import TokenProvider, TokenSource
 from apex_connector_plaid.verification import KeyCache, KeyFetcher, verify_webhook
+from apex_platform.capabilities import FakeVendor
 from apex_platform.contracts import PollTrigger, WebhookReply
 from apex_platform.errors import PayloadError, SettingsError, SignatureError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
@@ -70,6 +71,13 @@ class PlaidConnector:
         self._key_fetcher = key_fetcher
         self._keys: KeyCache | None = None
         self._tokens: TokenSource | None = None
+
+    def start_fake_vendor(self) -> FakeVendor:
+        """`FakeVendorSource`: the demo's fake Plaid API and the settings pointing at it."""
+        from apex_connector_plaid import demo
+
+        base_url, stop = demo.start_fake_vendor()
+        return FakeVendor(base_url, stop, demo.demo_environment(base_url))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -14,6 +14,7 @@ from apex_connector_samsara.envelope import decode_body, is_ping, read_delivery
 from apex_connector_samsara.feed import FeedReader
 from apex_connector_samsara.records import SOURCE, build_records
 from apex_connector_samsara.settings import MIN_FEED_WAIT_SECONDS, SamsaraSettings
+from apex_platform.capabilities import FakeVendor
 from apex_platform.contracts import SampleDelivery, WebhookReply
 from apex_platform.errors import ApexError, PayloadError, SettingsError, SignatureError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
@@ -54,6 +55,13 @@ class SamsaraConnector:
         if self._settings is None:
             self._settings = load(SamsaraSettings)
         return self._settings
+
+    def start_fake_vendor(self) -> FakeVendor:
+        """`FakeVendorSource`: the demo's fake Samsara API and the settings pointing at it."""
+        from apex_connector_samsara import demo
+
+        base_url, stop = demo.start_fake_vendor()
+        return FakeVendor(base_url, stop, demo.demo_environment(base_url))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -14,6 +14,7 @@ from apex_connector_sonar import alerts, signatures
 from apex_connector_sonar.client import SonarClient
 from apex_connector_sonar.settings import SonarSettings, split_list
 from apex_connector_sonar.tickers import SOURCE, Ticker, value_record
+from apex_platform.capabilities import FakeVendor
 from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
@@ -77,6 +78,13 @@ class SonarConnector:
                 window=self._window,
             )
         return self._client
+
+    def start_fake_vendor(self) -> FakeVendor:
+        """`FakeVendorSource`: the demo's fake SONAR API and the settings pointing at it."""
+        from apex_connector_sonar import demo
+
+        base_url, stop = demo.start_fake_vendor()
+        return FakeVendor(base_url, stop, demo.demo_environment(base_url))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

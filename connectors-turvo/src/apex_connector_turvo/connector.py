@@ -17,6 +17,7 @@ from apex_connector_turvo.deletion import entity_says_deleted, list_items, webho
 from apex_connector_turvo.records import SOURCE, build_records
 from apex_connector_turvo.settings import TurvoSettings, split_list
 from apex_connector_turvo.webhook import check_token, decode_body, read_delivery
+from apex_platform.capabilities import FakeVendor
 from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import ApexError, PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
@@ -84,6 +85,13 @@ class TurvoConnector:
         if self._client is None:
             self._client = TurvoClient(self.settings, clock=self._clock, transport=self._transport)
         return self._client
+
+    def start_fake_vendor(self) -> FakeVendor:
+        """`FakeVendorSource`: the demo's fake Turvo API and the settings pointing at it."""
+        from apex_connector_turvo import demo
+
+        base_url, stop = demo.start_fake_vendor()
+        return FakeVendor(base_url, stop, demo.demo_environment(base_url))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -127,6 +127,65 @@ def plugins_list(plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+@plugins_app.command("settings")
+def plugins_settings(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A plugin (entry-point name) or a source, enricher or sink name; every one when omitted"),
+    ] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table, as the READMEs hold it")] = False,
+    write: Annotated[
+        Path | None,
+        typer.Option(
+            "--write",
+            metavar="FILE",
+            help="Rewrite the table between <!-- apex-settings:start/end --> in FILE (a README)",
+        ),
+    ] = None,
+    plugins: PluginsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every plugin's settings, from its settings_model: variable, type, default, secret, description.
+
+    A secret's default is never shown. Exit code 1 for an unknown NAME or a plugin problem."""
+    from apex_platform import plugin_settings
+    from apex_platform.errors import PluginError
+
+    registry = _runtime(plugins).registry
+    rows = plugin_settings.settings_rows(registry, name)
+    if name is not None and not rows:
+        owners = {info.name for info in registry.plugins}
+        names = {*registry.sources, *registry.enrichers, *registry.sinks, *owners}
+        if name not in names:
+            raise PluginError(f"no plugin named {name!r} (installed: {', '.join(sorted(names)) or 'none'})")
+    table = plugin_settings.render_markdown(rows)
+    if write is not None:
+        before = write.read_text(encoding="utf-8")
+        after = plugin_settings.replace_table(before, table, where=str(write))
+        if after != before:
+            write.write_text(after, encoding="utf-8")
+        err.print(f"{write}: {'updated' if after != before else 'up to date'}")
+    if as_json:
+        _emit({"settings": rows, "problems": registry.problems}, True, None)
+    elif markdown:
+        sys.stdout.write(table)
+    elif write is None:
+        out = Table(title="Apex plugin settings")
+        for col in ("plugin", "variable", "type", "default", "secret", "description"):
+            out.add_column(col, overflow="fold")
+        for row in rows:
+            out.add_row(
+                *(escape(str(row[k])) for k in ("plugin", "variable", "type", "default")),
+                "yes" if row["secret"] else "",
+                escape(row["description"]),
+            )
+        console.print(out)
+    for problem in registry.problems:
+        err.print(f"[yellow]problem:[/] {escape(problem)}")
+    if registry.problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command()
 def worker(
     plugins: PluginsOpt = None,

@@ -71,11 +71,9 @@ class WebhookSource(SourceConnector, Protocol):
         be deterministic and do no I/O; the drain keeps the stored arrival time and event id.
 
         Values that must never be kept (a token that can be exchanged for access, like
-        Plaid's `public_token`): an optional attribute `redacted_keys: ClassVar[frozenset[str]]`
-        (not a protocol member; read with `getattr`) names JSON keys whose string values,
-        at any depth, the platform replaces by "[redacted]" before the body is stored. The
-        inbox, the drain's second `receive`, `apex.unparsed` records and every store then
-        see only that copy; the event id is taken at the edge, from the body as received.
+        Plaid's `public_token`): the optional capability `capabilities.RedactingSource`
+        (`redacted_keys`) names JSON keys whose string values the platform replaces by
+        "[redacted]" before the body is stored.
         """
         ...
 
@@ -132,12 +130,12 @@ class PollSource(SourceConnector, Protocol):
     cursor. By default the pages read before it are already in the stores. A record that
     only those pages held stays there, even though the vendor has voided it.
 
-    Two optional attributes change this. They are not protocol members, so sources that
-    lack them still pass `isinstance`; the platform reads them with `getattr`:
+    Two optional capabilities change this (`apex_platform.capabilities`; not members of
+    this protocol, so sources that lack them still pass `isinstance`):
 
-    - `atomic_pagination: bool = False`. Set it to True when the vendor can void a whole
-      loop, as Plaid does with TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION. Each page of
-      a loop of several pages is then staged in the platform's blob store and not
+    - `AtomicPaginationSource` (`atomic_pagination = True`), when the vendor can void a
+      whole loop, as Plaid does with TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION. Each page
+      of a loop of several pages is then staged in the platform's blob store and not
       written. Temporal only sees the page's reference and counts. When `has_more` is
       false, the pages are written through the saga one page per activity, in order, and
       only then does the cursor move. A loop of one page is written at once, since there
@@ -151,11 +149,12 @@ class PollSource(SourceConnector, Protocol):
       100,000 pages is written up to that point and goes on, no longer all-or-nothing.
       Use this only for loops that end: a feed whose `has_more` never turns false would
       stage forever.
-    - `pagination_cursor_max_age_seconds: float = 3600`. This applies to staged loops
-      only. It is how long a mid-loop cursor may wait before it is read from, for example
-      after an error, the wait that follows it, or a long run of retries. Past this age,
-      the staging is discarded and the loop restarts from its first cursor. Vendors keep a
-      loop's final cursor for a long time, but cursors inside a loop for a short time.
+    - `LoopCursorAgeSource` (`pagination_cursor_max_age_seconds`, default 3600). This
+      applies to staged loops only. It is how long a mid-loop cursor may wait before it is
+      read from, for example after an error, the wait that follows it, or a long run of
+      retries. Past this age, the staging is discarded and the loop restarts from its
+      first cursor. Vendors keep a loop's final cursor for a long time, but cursors inside
+      a loop for a short time.
     """
 
     #: seconds between runs once a run is complete (poll) / between empty pages (stream)

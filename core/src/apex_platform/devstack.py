@@ -4,7 +4,6 @@ the API in this process."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import secrets
@@ -18,7 +17,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from apex_platform.contracts import DemoSource, PollSource, SampleDelivery
+from apex_platform.contracts import DemoSource, PollSource, SampleDelivery, SourceConnector
 from apex_platform.models import RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.serve import install_stop_signals, serve
@@ -147,34 +146,22 @@ class DemoOutcome:
     event_id: str | None = None
 
 
-def _demo_environment(runtime_sources: Sequence[Any]) -> list[Callable[[], None]]:
-    """Secrets for signing sample traffic, and fake vendor servers for the sources that
-    read from a vendor's API (a connector package's optional `demo` module:
-    `start_fake_vendor() -> (base_url, stop)` and `demo_environment(base_url) -> env`)."""
+def _demo_environment(runtime_sources: Sequence[SourceConnector]) -> list[Callable[[], None]]:
+    """Secrets for signing sample traffic (`DemoEnvironmentSource`), and fake vendor
+    servers for the sources that read from a vendor's API (`FakeVendorSource`)."""
+    from apex_platform.capabilities import DemoEnvironmentSource, FakeVendorSource
+
     stops: list[Callable[[], None]] = []
     for source in runtime_sources:
-        env = getattr(source, "demo_environment", None)
-        if callable(env):
-            for key, value in env().items():
+        if isinstance(source, DemoEnvironmentSource):
+            for key, value in source.demo_environment().items():
                 os.environ.setdefault(key, value)
-        package = type(source).__module__.split(".")[0]
-        try:
-            demo = importlib.import_module(f"{package}.demo")
-        except ImportError:
+        if not isinstance(source, FakeVendorSource):
             continue
-        start = getattr(demo, "start_fake_vendor", None)
-        if not callable(start):
-            continue
-        base_url, stop = start()
-        stops.append(stop)
-        vendor_env = getattr(demo, "demo_environment", None)
-        if callable(vendor_env):
-            try:
-                values = vendor_env(base_url)
-            except TypeError:
-                values = vendor_env()
-            os.environ.update(values)
-        console.print(f"fake {source.name} vendor API at {base_url}")
+        fake = source.start_fake_vendor()
+        stops.append(fake.stop)
+        os.environ.update(fake.environment)
+        console.print(f"fake {source.name} vendor API at {fake.base_url}")
     # fake vendor apps may configure logging on creation; the demo's output stays readable
     level = getattr(logging, os.environ.get("APEX_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
     logging.getLogger().setLevel(level)
@@ -259,18 +246,11 @@ async def _send(url: str, deliveries: list[tuple[str, SampleDelivery]], runtime:
     return outcomes
 
 
-def _demo_files(source: Any, folder: Path) -> list[Path]:
-    """Sample files of a batch source: `demo_files(folder)` in its package's `demo` or
-    `samples` module."""
-    package = type(source).__module__.split(".")[0]
-    for module in ("demo", "samples"):
-        try:
-            make = getattr(importlib.import_module(f"{package}.{module}"), "demo_files", None)
-        except ImportError:
-            continue
-        if callable(make):
-            return list(make(folder))
-    return []
+def _demo_files(source: object, folder: Path) -> list[Path]:
+    """Sample files of a batch source (`DemoFilesSource`)."""
+    from apex_platform.capabilities import DemoFilesSource
+
+    return list(source.demo_files(folder)) if isinstance(source, DemoFilesSource) else []
 
 
 async def _ingest_files(runtime: Runtime, folder: Path, wait_seconds: float) -> list[DemoOutcome]:

@@ -35,7 +35,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from apex_platform import metrics, tracing
-from apex_platform.api.ingest import accept, redacted_keys
+from apex_platform.api.ingest import accept
+from apex_platform.capabilities import redacted_keys
 from apex_platform.contracts import FetchingSource, SourceConnector
 from apex_platform.inbox import keep_headers, pg_text
 from apex_platform.logs import log_context

@@ -11,6 +11,7 @@ from typing import Any
 from temporalio.client import Client
 
 from apex_platform.blobs import open_blob_store
+from apex_platform.capabilities import EmbeddingProducer, EmbeddingStore, single_process
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.plugins import Registry, build_registry
@@ -73,13 +74,11 @@ class Runtime:
         on the dimension; a mismatch found at start beats a batch failing in every store."""
         dims: dict[str, int] = {}
         for name, enricher in self.registry.enrichers.items():
-            dim = getattr(enricher, "dimension", None)
-            if isinstance(dim, int):
-                dims[f"enricher {name} (APEX_EMBEDDINGS_DIM)"] = dim
+            if isinstance(enricher, EmbeddingProducer) and isinstance(enricher.dimension, int):
+                dims[f"enricher {name} (APEX_EMBEDDINGS_DIM)"] = enricher.dimension
         for name, sink in self.registry.sinks.items():
-            dim = getattr(getattr(sink, "settings", None), "embedding_dim", None)
-            if isinstance(dim, int):
-                dims[f"sink {name} (APEX_{name.upper()}_EMBEDDING_DIM)"] = dim
+            if isinstance(sink, EmbeddingStore) and isinstance(sink.embedding_dim, int):
+                dims[f"sink {name} (APEX_{name.upper()}_EMBEDDING_DIM)"] = sink.embedding_dim
         if len(set(dims.values())) > 1:
             listed = ", ".join(f"{who} = {dim}" for who, dim in dims.items())
             raise SettingsError(f"embedding dimensions disagree: {listed}; set them to one value")
@@ -93,13 +92,13 @@ class Runtime:
         a worker that silently skipped a store would break the all-or-nothing promise.
 
         `skip_single_process` (the standalone API) leaves closed the sinks that only one
-        process may open (`single_process`, e.g. Qdrant local mode): the worker owns them.
+        process may open (`SingleProcessSink`, e.g. Qdrant local mode): the worker owns them.
         """
         self.check_embedding_dimensions()
         for name, sink in self.registry.sinks.items():
             if name in self._opened:
                 continue
-            if skip_single_process and getattr(sink, "single_process", False):
+            if skip_single_process and single_process(sink):
                 log.info("sink %s is left to the worker (one process only)", name)
                 continue
             try:

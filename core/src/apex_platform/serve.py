@@ -32,16 +32,18 @@ class _Server(uvicorn.Server):
 
 
 def start_inbox_watchers(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    """A drop-folder watcher for every batch source with a configured inbox (dev only:
+    """A drop-folder watcher for every batch source with a configured inbox (`DropFolderSource`) (dev only:
     one watcher per folder; in production run `apex-platform ingest SOURCE --watch DIR`)."""
     from apex_platform.batches import watch_inbox
+    from apex_platform.capabilities import DropFolderSource
     from apex_platform.contracts import BatchSource
 
     tasks = []
     for name, source in runtime.registry.sources.items():
-        inbox = getattr(source, "inbox", None)
-        folder = inbox() if callable(inbox) else None
-        if not isinstance(source, BatchSource) or folder is None:
+        if not isinstance(source, BatchSource) or not isinstance(source, DropFolderSource):
+            continue
+        folder = source.inbox()
+        if folder is None:
             continue
 
         async def watch(source: BatchSource = source, folder: Path = folder) -> None:

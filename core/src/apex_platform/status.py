@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from apex_platform.capabilities import single_process
 from apex_platform.settings import apex_config, load
 
 if TYPE_CHECKING:
@@ -334,7 +335,7 @@ async def collect_local(plugins: str | None = None, settings: StatusSettings | N
     opened: list[Any] = []
     open_errors: dict[str, str] = {}
     for name, sink in runtime.registry.sinks.items():
-        if getattr(sink, "single_process", False):
+        if single_process(sink):
             continue
         try:
             await asyncio.wait_for(sink.open(), timeout=settings.timeout_seconds)

@@ -21,6 +21,7 @@ from apex_platform.api.admin import is_admin
 from apex_platform.api.deps import RuntimeDep
 from apex_platform.api.errors import error_responses, problem
 from apex_platform.api.ingest import accept, trigger_poll
+from apex_platform.capabilities import single_process
 from apex_platform.contracts import PollTrigger, WebhookReply, WebhookSource
 from apex_platform.errors import PayloadError, SettingsError, SignatureError, VerificationUnavailable
 from apex_platform.plugins import PluginInfo
@@ -155,7 +156,7 @@ async def readiness_checks(runtime: Runtime, *, unopened: str = "ok") -> dict[st
 
     jobs = [check("temporal", temporal), check("inbox", inbox)]
     for name, sink in runtime.registry.sinks.items():
-        if name not in runtime.opened and getattr(sink, "single_process", False):
+        if name not in runtime.opened and single_process(sink):
             # owned by the worker process (e.g. Qdrant local mode): not ours to open
             checks[f"sink:{name}"] = unopened
             continue

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from apex_platform import metrics, tracing
 from apex_platform.api.errors import problem
+from apex_platform.capabilities import redacted_keys
 from apex_platform.contracts import PollTrigger, SourceConnector
 from apex_platform.errors import PayloadError, SettingsError
 from apex_platform.inbox import Delivery, InboxUnavailable
@@ -40,12 +41,6 @@ _UNAVAILABLE = {
     RPCStatusCode.CANCELLED,
     RPCStatusCode.UNKNOWN,
 }
-
-
-def redacted_keys(connector: SourceConnector) -> frozenset[str]:
-    """The connector's `redacted_keys` (see `WebhookSource`), or none."""
-    keys = getattr(connector, "redacted_keys", None)
-    return frozenset(str(k) for k in keys) if keys else frozenset()
 
 
 async def accept(

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from apex_platform import metrics, tracing
 from apex_platform.blobs import BlobNotFound, BlobStore
+from apex_platform.capabilities import DeliverySource, atomic_pagination, loop_cursor_max_age
 from apex_platform.contracts import BatchSource, BatchUnit, BatchWarning, FetchingSource, PollSource
 from apex_platform.errors import (
     MALFORMED_INPUT,
@@ -163,23 +164,6 @@ async def _read_page(connector: PollSource, inp: PollPageInput) -> Page:
         raise ApplicationError(
             f"{inp.source}: unreadable vendor response: {exc}", type="UnreadableVendorResponse"
         ) from exc
-
-
-#: how long a mid-loop cursor of an all-or-nothing source may wait before it is read from,
-#: unless the source says otherwise (`PollSource.pagination_cursor_max_age_seconds`)
-DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS = 3600.0
-
-
-def atomic_pagination(connector: PollSource) -> bool:
-    """Whether the source declares its pagination loops all-or-nothing (`PollSource`)."""
-    return getattr(connector, "atomic_pagination", False) is True
-
-
-def loop_cursor_max_age(connector: PollSource) -> float:
-    value = getattr(connector, "pagination_cursor_max_age_seconds", None)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return DEFAULT_LOOP_CURSOR_MAX_AGE_SECONDS
 
 
 class BatchCodec:
@@ -457,8 +441,7 @@ class IngestActivities:
             raise ApplicationError(
                 f"{exc} on this worker; the deliveries wait in the inbox", type="SourceNotInstalled"
             ) from exc
-        receive = getattr(connector, "receive", None)
-        if not callable(receive):
+        if not isinstance(connector, DeliverySource):
             raise ApplicationError(f"source {source!r} takes no deliveries", type="SourceNotInstalled")
         records: list[Record] = []
         counts: list[int] = []
@@ -471,7 +454,7 @@ class IngestActivities:
                 origin = f"delivery:{source}:{row.event_id}"
                 fallback = InboundEvent(source=source, event_id=row.event_id, received_at=row.received_at)
                 try:
-                    received = receive(row.headers, row.body)
+                    received = connector.receive(row.headers, row.body)
                     if not isinstance(received, InboundEvent):
                         counts.append(0)  # a reply or a trigger: nothing to store
                         continue

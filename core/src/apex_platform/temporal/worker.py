@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from apex_platform import metrics
+from apex_platform.capabilities import DeliverySource
 from apex_platform.contracts import SourceConnector
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.reconcile import keep_reconcilers
@@ -165,7 +166,7 @@ def intake_sources(runtime: Runtime, priorities: Sequence[str]) -> list[SourceCo
     return [
         source
         for _, source in sorted(runtime.registry.sources.items())
-        if source.priority in wanted and callable(getattr(source, "receive", None))
+        if source.priority in wanted and isinstance(source, DeliverySource)
     ]
 
 

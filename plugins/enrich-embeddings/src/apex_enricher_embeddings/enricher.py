@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import ClassVar, Protocol
+
+from pydantic_settings import BaseSettings
 
 from apex_enricher_embeddings.errors import EmbeddingError
 from apex_enricher_embeddings.inputs import embedding_input
@@ -47,6 +49,8 @@ class EmbeddingEnricher:
     """
 
     name = "embeddings"
+    #: read by `apex-platform plugins settings` (`Configurable`)
+    settings_model: ClassVar[type[BaseSettings] | None] = EmbeddingsSettings
 
     def __init__(self, settings: EmbeddingsSettings | None = None, backend: Backend | None = None) -> None:
         self.settings = settings if settings is not None else load(EmbeddingsSettings)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic_settings import BaseSettings
 
 from apex_enricher_entities import text
 from apex_enricher_entities.attributes import AttributeScan
@@ -22,6 +25,8 @@ class EntityEnricher:
     """
 
     name = "entities"
+    #: read by `apex-platform plugins settings` (`Configurable`)
+    settings_model: ClassVar[type[BaseSettings] | None] = EntitiesSettings
 
     def __init__(self, settings: EntitiesSettings | None = None) -> None:
         self.settings = settings if settings is not None else load(EntitiesSettings)

@@ -32,9 +32,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from apex_platform.contracts import Previous
 from apex_platform.errors import RecordsRefused, SettingsError, SinkError
@@ -171,6 +172,8 @@ class GraphSink:
     """
 
     name = "graph"
+    #: read by `apex-platform plugins settings` (`Configurable`)
+    settings_model: ClassVar[type[BaseSettings] | None] = GraphSinkSettings
 
     def __init__(self, settings: GraphSinkSettings | None = None) -> None:
         self._settings = settings

@@ -14,7 +14,9 @@ compensation (`restore(..., writer=)`) is one conditional statement per kind of 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic_settings import BaseSettings
 
 from apex_platform.contracts import Previous
 from apex_platform.errors import RecordsRefused, SinkError
@@ -188,6 +190,8 @@ class PostgresSink:
     """
 
     name = "postgres"
+    #: read by `apex-platform plugins settings` (`Configurable`)
+    settings_model: ClassVar[type[BaseSettings] | None] = PostgresSinkSettings
 
     def __init__(self, settings: PostgresSinkSettings | None = None) -> None:
         self._db = Database(settings)
@@ -197,6 +201,11 @@ class PostgresSink:
     @property
     def settings(self) -> PostgresSinkSettings:
         return self._db.settings
+
+    @property
+    def embedding_dim(self) -> int:
+        """`EmbeddingStore`: the size of records.embedding (APEX_POSTGRES_EMBEDDING_DIM)."""
+        return self.settings.embedding_dim
 
     @property
     def database(self) -> Database:

@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from pydantic_settings import BaseSettings
 
 from apex_platform.contracts import Previous
 from apex_platform.errors import RecordsRefused, SettingsError, SinkError
@@ -107,6 +109,8 @@ class QdrantSink:
     """
 
     name = "qdrant"
+    #: read by `apex-platform plugins settings` (`Configurable`)
+    settings_model: ClassVar[type[BaseSettings] | None] = QdrantSinkSettings
 
     def __init__(self, settings: QdrantSinkSettings | None = None) -> None:
         self._settings = settings
@@ -144,6 +148,11 @@ class QdrantSink:
     @property
     def is_open(self) -> bool:
         return self._client is not None
+
+    @property
+    def embedding_dim(self) -> int:
+        """`EmbeddingStore`: the size of the `text` vector (APEX_QDRANT_EMBEDDING_DIM)."""
+        return self.settings.embedding_dim
 
     @property
     def single_process(self) -> bool:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic_settings import BaseSettings
 
 from apex_platform.contracts import Previous
 from apex_platform.errors import RecordsRefused, SettingsError, SinkError
@@ -48,6 +50,8 @@ class RedisSink:
     """
 
     name = "redis"
+    #: read by `apex-platform plugins settings` (`Configurable`)
+    settings_model: ClassVar[type[BaseSettings] | None] = RedisSinkSettings
 
     def __init__(self, settings: RedisSinkSettings | None = None) -> None:
         self._settings = settings

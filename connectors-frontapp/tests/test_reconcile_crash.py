@@ -17,14 +17,12 @@ import pytest
 
 from apex_connector_frontapp import FrontConnector, FrontSettings, samples
 from apex_connector_frontapp.fake_vendor import FakeFront, FakeServer
-from apex_platform import hookimpl
-from apex_platform.inbox import Inbox, InboxSettings
+from apex_platform.inbox import Inbox
 from apex_platform.reconcile import reconciler_state
-from apex_platform.runtime import Runtime
-from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.client import connect
-from apex_platform.temporal.worker import run_worker
 from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.worker import WorkerTask, build_runtime
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 EVENTS = 40
@@ -36,27 +34,10 @@ def fake() -> Iterator[FakeFront]:
         yield server.fake
 
 
-class Worker:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(run_worker(self.runtime, ["P0"], asyncio.Event()))
-
-    async def kill(self) -> None:
-        """Cancel the worker task hard: no drain, the activity in flight is abandoned."""
-        assert self.task is not None
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-        self.task = None
-
-
 @pytest.fixture
 async def platform(
     apex_temporal_server: Any, apex_postgres_server: Any, fake: FakeFront, tmp_path: Path
-) -> AsyncIterator[tuple[Worker, MemorySink, Inbox, TemporalSettings]]:
+) -> AsyncIterator[tuple[WorkerTask, MemorySink, Inbox, TemporalSettings]]:
     connector = FrontConnector(
         FrontSettings(
             api_url=fake.base_url,
@@ -69,29 +50,19 @@ async def platform(
     )
     sink = MemorySink("memory")
 
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    temporal = TemporalSettings(
-        address=apex_temporal_server.address,
-        task_queue_prefix=prefix,
+    runtime = build_runtime(
+        apex_temporal_server.address,
+        tmp_path,
+        [connector, sink],
+        prefix=prefix,
+        inbox_dsn=apex_postgres_server.dsn,
+        saga=None,
         activity_heartbeat_seconds=2,  # a dead worker's activity is retried elsewhere after 2 s
         graceful_shutdown_seconds=0,
     )
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
-    )
-    runtime.inbox = Inbox(
-        InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
-    )
-    worker = Worker(runtime)
+    temporal = runtime.temporal
+    worker = WorkerTask(runtime, ["P0"])
     yield worker, sink, runtime.inbox, temporal
     if worker.task is not None:
         await worker.kill()
@@ -102,7 +73,7 @@ async def platform(
 
 
 async def test_a_worker_killed_mid_pass_loses_and_doubles_nothing(
-    platform: tuple[Worker, MemorySink, Inbox, TemporalSettings], fake: FakeFront
+    platform: tuple[WorkerTask, MemorySink, Inbox, TemporalSettings], fake: FakeFront
 ) -> None:
     worker, sink, inbox, temporal = platform
     t0 = time.time() - 600

@@ -11,28 +11,19 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from temporalio.client import Client
 
 from apex_connector_frontapp import FrontConnector, FrontSettings, samples
 from apex_connector_frontapp.fake_vendor import FakeFront, FakeServer, application_webhook, send_webhook
-from apex_platform import hookimpl
-from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.reconcile import ORIGIN_HEADER, reconciler_state
-from apex_platform.runtime import Runtime
-from apex_platform.serve import serve
-from apex_platform.settings import CoreSettings, TemporalSettings
-from apex_platform.stack.ports import free_port
-from apex_platform.temporal.client import connect
-from apex_platform.testing.inbox import produced
 from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.stack import StackHarness
+from apex_platform.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 SECRET = "front-app-secret-for-e2e-tests"
@@ -40,29 +31,17 @@ SECRET = "front-app-secret-for-e2e-tests"
 
 @dataclass
 class Stack:
-    url: str
-    client: Client
+    kit: StackHarness
     sink: MemorySink
     fake: FakeFront
-    temporal: TemporalSettings
-    dsn: str
-    schema: str
-    home: Path
 
     async def post(self, event: dict[str, Any], webhook_type: str) -> int:
-        response = await send_webhook(f"{self.url}/webhooks/frontapp", application_webhook(event, webhook_type), SECRET)
+        url = f"{self.kit.url}/webhooks/frontapp"
+        response = await send_webhook(url, application_webhook(event, webhook_type), SECRET)
         return response.status_code
 
     async def inbox_rows(self) -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            rows = await conn.fetch(
-                f'SELECT event_id, status, headers::text AS headers FROM "{self.schema}".deliveries '
-                "WHERE source = 'frontapp' ORDER BY seq"
-            )
-        finally:
-            await conn.close()
-        return [{"event_id": r["event_id"], "status": r["status"], "headers": json.loads(r["headers"])} for r in rows]
+        return await self.kit.deliveries("frontapp")
 
     def event_ids(self) -> set[str]:
         return {key.id for key, record in self.sink.rows.items() if record.kind == "frontapp.event"}
@@ -75,9 +54,7 @@ def fake_front() -> Iterator[FakeFront]:
 
 
 @pytest.fixture
-async def stack(
-    apex_temporal_server: Any, apex_postgres_server: Any, fake_front: FakeFront, tmp_path: Path
-) -> AsyncIterator[Stack]:
+async def stack(apex_stack: Any, fake_front: FakeFront) -> AsyncIterator[Stack]:
     connector = FrontConnector(
         FrontSettings(
             signing_secret=SECRET,  # type: ignore[arg-type]
@@ -91,46 +68,10 @@ async def stack(
         )
     )
     sink = MemorySink("memory")
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    temporal = TemporalSettings(
-        address=apex_temporal_server.address, task_queue_prefix=prefix, activity_heartbeat_seconds=5
-    )
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
-    )
-    inbox = InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
-    runtime.inbox = Inbox(inbox)
     # Front rate-limits the reconciler's first call: it waits Front's Retry-After and goes on
     fake_front.rate_limit_next, fake_front.retry_after = 1, "1"
-    port = free_port()
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        serve(runtime, api=True, worker=True, priorities=["P0"], port=port, stop=stop, started=ready)
-    )
-    await asyncio.wait_for(ready.wait(), timeout=60)
-    client = await connect(TemporalSettings(address=apex_temporal_server.address))
-    yield Stack(
-        f"http://127.0.0.1:{port}",
-        client,
-        sink,
-        fake_front,
-        temporal,
-        apex_postgres_server.dsn,
-        inbox.schema_name,
-        tmp_path,
-    )
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with apex_stack(connector, sink, priorities=["P0"], activity_heartbeat_seconds=5, saga=None) as kit:
+        yield Stack(kit, sink, fake_front)
 
 
 def make_event(n: int, emitted_at: float) -> tuple[dict[str, Any], str]:
@@ -140,15 +81,6 @@ def make_event(n: int, emitted_at: float) -> tuple[dict[str, Any], str]:
     payload["id"] = f"evt_gap{n:03d}"
     payload["emitted_at"] = emitted_at
     return payload, envelope["type"]
-
-
-async def wait_for(condition: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.25)
-    raise TimeoutError(what)
 
 
 async def test_an_outage_of_front_webhooks_heals_and_every_event_lands_once(stack: Stack) -> None:
@@ -169,7 +101,7 @@ async def test_an_outage_of_front_webhooks_heals_and_every_event_lands_once(stac
     async def complete() -> bool:
         return stack.event_ids() >= everything
 
-    await wait_for(complete, 120, f"missing {sorted(everything - stack.event_ids())}")
+    await wait_until(complete, within=120, what=f"missing {sorted(everything - stack.event_ids())}")
 
     # the dropped webhooks arrive late after all (an application webhook's retry): duplicates
     for n in sorted(outage):
@@ -187,34 +119,34 @@ async def test_an_outage_of_front_webhooks_heals_and_every_event_lands_once(stac
     assert never_delivered <= reconciled  # the events no webhook brought came from the listing
     assert stack.event_ids() == everything  # the stores: every event, exactly once
     for event_id in everything:  # each event record came from its one delivery
-        assert {r["id"] for r in await produced(stack.dsn, "frontapp", event_id, schema=stack.schema)} >= {event_id}
+        assert {r["id"] for r in await stack.kit.produced("frontapp", event_id)} >= {event_id}
 
     # the listing was rate-limited once and the reconciler waited and went on
     assert stack.fake.statuses()[0] == 429
     assert 200 in stack.fake.statuses()[1:]
     newest = events[-1][0]["emitted_at"]
-    prefix = stack.temporal.task_queue_prefix
+    prefix = stack.kit.temporal.task_queue_prefix
 
     async def cursor_at_newest() -> bool:  # a pass that saw the newest event has completed
-        state = await reconciler_state(stack.client, "frontapp", "default", prefix)
+        state = await reconciler_state(stack.kit.client, "frontapp", "default", prefix)
         return bool(state.get("cursor")) and json.loads(state["cursor"])["after"] >= newest - 0.001
 
-    await wait_for(cursor_at_newest, 60, "the reconciler's cursor never reached the newest event")
-    state = await reconciler_state(stack.client, "frontapp", "default", prefix)
+    await wait_until(cursor_at_newest, within=60, what="the reconciler's cursor never reached the newest event")
+    state = await reconciler_state(stack.kit.client, "frontapp", "default", prefix)
     assert state["running"] is True
     assert state["passes"] >= 1
     assert state["found"] >= len(everything)
     assert state["new"] >= len(never_delivered)
 
     # the operator's view: `apex-platform sources list --json` (a second process, as from a terminal)
-    listed = await sources_list_json(stack, stack.temporal.task_queue_prefix)
+    listed = await sources_list_json(stack, stack.kit.temporal.task_queue_prefix)
     front = next(item for item in listed if item["name"] == "frontapp")
     assert (front["mode"], front["priority"]) == ("webhook", "P0")  # the existing keys stay
     (rec,) = front["reconcile"]
     assert (rec["account"], rec["running"], rec["workflow_id"]) == (
         "default",
         True,
-        f"{stack.temporal.task_queue_prefix}:reconcile:frontapp:default",
+        f"{stack.kit.temporal.task_queue_prefix}:reconcile:frontapp:default",
     )
     assert rec["new"] >= len(never_delivered)
     assert json.loads(rec["cursor"])["after"] >= newest - 0.001
@@ -224,9 +156,9 @@ async def test_an_outage_of_front_webhooks_heals_and_every_event_lands_once(stac
 
     from apex_platform.temporal.worker import sandbox_runner, workflows
 
-    history = await stack.client.get_workflow_handle(rec["workflow_id"]).fetch_history()
+    history = await stack.kit.client.get_workflow_handle(rec["workflow_id"]).fetch_history()
     replayer = Replayer(
-        workflows=workflows(), data_converter=stack.client.data_converter, workflow_runner=sandbox_runner()
+        workflows=workflows(), data_converter=stack.kit.client.data_converter, workflow_runner=sandbox_runner()
     )
     await replayer.replay_workflow(history)
 
@@ -235,10 +167,10 @@ async def sources_list_json(stack: Stack, prefix: str) -> list[dict[str, Any]]:
     env = {
         **os.environ,
         "APEX_PLUGINS": "frontapp",
-        "APEX_TEMPORAL_ADDRESS": stack.temporal.address,
+        "APEX_TEMPORAL_ADDRESS": stack.kit.temporal.address,
         "APEX_TEMPORAL_TASK_QUEUE_PREFIX": prefix,
         "APEX_FRONTAPP_RECONCILE_ACCOUNTS": "default",
-        "APEX_HOME": str(stack.home),
+        "APEX_HOME": str(stack.kit.home),
     }
     cli = Path(sys.executable).with_name("apex-platform")
     proc = await asyncio.create_subprocess_exec(

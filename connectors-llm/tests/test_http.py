@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,47 +19,15 @@ import pytest
 from apex_connector_llm import LlmConnector, LlmSettings, samples
 from apex_platform.stack.ports import free_port
 from apex_platform.testing.inbox import produced, wait_delivered
+from apex_platform.testing.processes import ApexProcess, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-CLI = str(Path(sys.executable).parent / "apex-platform")
 KEY = "llm-test-key-" + uuid.uuid4().hex
 PREFIX = f"llm{uuid.uuid4().hex[:6]}"
 INBOX_SCHEMA = f"inbox_{PREFIX}"
 DRAIN = f"{PREFIX}:drain:llm"
 ROWS = "select id, kind, version from apex.records where source = 'llm' and id = any($1::text[]) order by id"
-
-
-class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        with log.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                [CLI, *args], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.log = log
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
-def wait_healthy(url: str, proc: Proc, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.proc.poll() is not None:
-            raise RuntimeError(f"the API exited early:\n{proc.log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer:\n{proc.log.read_text()[-3000:]}")
 
 
 def environment(base: Path, temporal: Any, postgres: Any, **extra: str) -> dict[str, str]:
@@ -96,10 +61,10 @@ def api(
     port = free_port()
     env = environment(base, apex_temporal_server, apex_postgres_server, APEX_API_KEYS=f"other-key-0123456789,{KEY}")
     env["APEX_API_PORT"] = str(port)
-    procs = [Proc(["api"], env, base / "api.log"), Proc(["worker"], env, base / "worker.log")]
+    procs = [ApexProcess([cmd], env, base / f"{cmd}.log", inherit=False).start() for cmd in ("api", "worker")]
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, procs[0])
+        wait_http(f"{url}/healthz", timeout=90, proc=procs[0])
         yield url
     finally:
         for p in procs:
@@ -113,10 +78,10 @@ def api_without_keys(
     base = tmp_path_factory.mktemp("llm-http-nokeys")
     port = free_port()
     env = environment(base, apex_temporal_server, apex_postgres_server, APEX_API_PORT=str(port))
-    proc = Proc(["api"], env, base / "api.log")
+    proc = ApexProcess(["api"], env, base / "api.log", inherit=False).start()
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc)
+        wait_http(f"{url}/healthz", timeout=90, proc=proc)
         yield url
     finally:
         proc.stop()

@@ -4,7 +4,6 @@ memory sinks) and the webhook path over real HTTP (the Litestar API under uvicor
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
@@ -20,19 +18,17 @@ from temporalio.service import RPCError
 from apex_connector_plaid import PlaidConnector, PlaidSettings, samples
 from apex_connector_plaid.cursor import SyncCursor
 from apex_connector_plaid.fake_vendor import Change, FakeItem, FakePlaid, FakeVendorServer
-from apex_platform import hookimpl
-from apex_platform.api import create_app
-from apex_platform.inbox import Inbox
 from apex_platform.models import Record, RecordKey
 from apex_platform.pollers import poller_id, start_poller
-from apex_platform.runtime import Runtime
-from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.client import task_queue
 from apex_platform.temporal.inputs import PollInput, PollState
 from apex_platform.temporal.workflows import PollWorkflow
 from apex_platform.testing.inbox import produced, wait_delivered
 from apex_platform.testing.sinks import FaultySink, MemorySink
-from apex_platform.testing.worker import running_worker
+from apex_platform.testing.stack import serving_app
+from apex_platform.testing.waiting import wait_until
+from apex_platform.testing.worker import WorkerHarness, build_runtime, running_worker
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -125,15 +121,6 @@ async def env(
     connector = PlaidConnector(settings, token_provider=lambda item: fake.items[item].access_token, clock=CLOCK)
     sink = FaultySink(MemorySink("memory"))
 
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Callable[[Any], None]) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Callable[[Any], None]) -> None:
-            register(sink)
-
     prefix = f"plaid{uuid.uuid4().hex[:8]}"
     home = tmp_path_factory.mktemp("plaid-worker")
     async with running_worker(
@@ -146,12 +133,7 @@ async def env(
         inbox_dsn=apex_postgres_server.dsn,
     ) as harness:
         e = Env(fake, url, connector, harness.client, sink, prefix)
-        e.plugin = Plugin()  # type: ignore[attr-defined]
-        e.runtime_args = {  # type: ignore[attr-defined]
-            "temporal": harness.temporal,
-            "home": home,
-            "inbox": harness.runtime.inbox.settings,
-        }
+        e.harness, e.home = harness, home  # type: ignore[attr-defined]
         yield e
 
 
@@ -294,32 +276,16 @@ async def test_continue_as_new_carries_the_cursor(env: Env) -> None:
 @pytest.fixture(scope="module")
 async def api(env: Env) -> AsyncIterator[str]:
     """The Apex API (create_app) under uvicorn on a free port, in this event loop."""
-    runtime = Runtime.build(
-        [],
-        modules=[env.plugin],  # type: ignore[attr-defined]
-        use_entry_points=False,
-        core=CoreSettings(home=env.runtime_args["home"]),  # type: ignore[attr-defined]
-        temporal=env.runtime_args["temporal"],  # type: ignore[attr-defined]
+    harness: WorkerHarness = env.harness  # type: ignore[attr-defined]
+    runtime = build_runtime(
+        harness.temporal.address,
+        env.home,  # type: ignore[attr-defined]
+        [env.connector, env.sink],
+        prefix=env.prefix,
+        inbox=harness.runtime.inbox.settings,
     )
-    runtime.inbox = Inbox(env.runtime_args["inbox"])  # type: ignore[attr-defined]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, open_sinks=False), log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 30)
-
-
-async def wait_for(check: Callable[[], bool], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.1)
+    async with serving_app(runtime) as url:
+        yield url
 
 
 async def test_signed_sync_updates_available_wakes_the_items_poller(env: Env, api: str) -> None:
@@ -329,7 +295,9 @@ async def test_signed_sync_updates_available_wakes_the_items_poller(env: Env, ap
         resp = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
         assert resp.status_code == 202, resp.text
         assert resp.json()["workflow_id"] == poller_id(env.connector, item, env.temporal.task_queue_prefix)
-        await wait_for(lambda: set(env.live(item)) == set(env.fake.final_state(item)))
+        await wait_until(
+            lambda: set(env.live(item)) == set(env.fake.final_state(item)), every=0.1, what="condition not met in time"
+        )
         wf_id = poller_id(env.connector, item, env.temporal.task_queue_prefix)
         handle = env.client.get_workflow_handle(wf_id, result_type=PollState)
         for _ in range(100):
@@ -341,7 +309,7 @@ async def test_signed_sync_updates_available_wakes_the_items_poller(env: Env, ap
         env.fake.append(item, ("added", txn("w-new", 7.0)))
         resp = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
         assert resp.status_code == 202, resp.text
-        await wait_for(lambda: "w-new" in env.live(item))
+        await wait_until(lambda: "w-new" in env.live(item), every=0.1, what="condition not met in time")
     await handle.signal(PollWorkflow.stop)
     assert (await handle.result()).stage == "stopped"
 
@@ -383,7 +351,9 @@ async def test_a_webhook_plaid_cannot_be_asked_to_verify_is_503_with_retry_after
         again = await http.post("/webhooks/plaid", content=body, headers=env.fake.sign(body))
     assert again.status_code == 202, again.text
     handle = env.client.get_workflow_handle(again.json()["workflow_id"], result_type=PollState)
-    await wait_for(lambda: set(env.live(item)) == set(env.fake.final_state(item)))
+    await wait_until(
+        lambda: set(env.live(item)) == set(env.fake.final_state(item)), every=0.1, what="condition not met in time"
+    )
     await handle.signal(PollWorkflow.stop)
     assert (await handle.result()).stage == "stopped"
 
@@ -397,8 +367,8 @@ async def test_an_identical_item_webhook_after_the_repeat_window_is_a_new_versio
     lands as a new version of the same record."""
     body = plaid_body("ItemErrorWebhook")
     window = env.connector.settings.webhook_repeat_window_seconds
-    inbox = env.runtime_args["inbox"]  # type: ignore[attr-defined]
-    dsn, schema = inbox.dsn.get_secret_value(), inbox.schema_name
+    harness: WorkerHarness = env.harness  # type: ignore[attr-defined]
+    dsn, schema = harness.inbox_dsn, harness.inbox_schema
     now = time.time()
     CLOCK.offset = (now // window + 1) * window + 1000 - now  # 1000 s into a window
     try:

@@ -4,19 +4,17 @@ signer, the fake Samsara server over TCP, and a sink that counts new versions pe
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from apex_connector_samsara import SamsaraConnector, SamsaraSettings
 from apex_connector_samsara.fake_vendor import FakeSamsara, FakeServer
-from apex_platform.contracts import Previous
-from apex_platform.models import InboundEvent, Record
-from apex_platform.testing.sinks import MemorySink
+from apex_platform.models import InboundEvent
+from apex_platform.testing.signing import HmacScheme
+from apex_platform.testing.sinks import CountingSink
 
 SECRET_BYTES = b"samsara-webhook-secret-for-tests-32b"
 #: as Samsara shows a webhook's Secret Key: base64
@@ -26,12 +24,16 @@ NOW = 1773151512
 TOKEN = "samsara-api-token-for-tests"
 
 
+#: Samsara's scheme, written here independently of the connector: HMAC-SHA256(base64-decoded
+#: secret, "v1:<timestamp>:" + body) as lowercase hex in `v1=<hex>`
+SAMSARA_SIGNING = HmacScheme(
+    "X-Samsara-Signature", "X-Samsara-Timestamp", message="v1:{timestamp}:{body}", prefix="v1="
+)
+
+
 def sign_as_samsara(body: bytes, timestamp: int | str = NOW, key: bytes = SECRET_BYTES) -> dict[str, str]:
-    """Written here independently of the connector: HMAC-SHA256(base64-decoded secret,
-    "v1:<timestamp>:" + body) as lowercase hex in `v1=<hex>`."""
-    ts = str(timestamp)
-    digest = hmac.new(key, b"v1:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
-    return {"X-Samsara-Signature": f"v1={digest}", "X-Samsara-Timestamp": ts, "Content-Type": "application/json"}
+    """The headers Samsara sends with `body`, signed by the kit's generic HMAC signer."""
+    return SAMSARA_SIGNING.sign(body, key, timestamp=str(timestamp))
 
 
 def encode(doc: Any) -> bytes:
@@ -84,22 +86,6 @@ def fake_server() -> Iterator[Callable[..., FakeServer]]:
     yield _start
     for server in started:
         server.stop()
-
-
-class CountingSink(MemorySink):
-    """A MemorySink that counts, per record id, how many times the stored state changed."""
-
-    def __init__(self, name: str = "memory") -> None:
-        super().__init__(name)
-        self.changes: dict[str, int] = {}
-        self.records_written = 0
-
-    async def write(self, records: Sequence[Record], *, writer: str | None = None) -> Previous:
-        changed = await super().write(records, writer=writer)
-        self.records_written += len(records)
-        for key in changed:
-            self.changes[key.id] = self.changes.get(key.id, 0) + 1
-        return changed
 
 
 @pytest.fixture

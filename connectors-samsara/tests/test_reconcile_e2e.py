@@ -10,33 +10,22 @@ arrivals at one stop are two deliveries, never a duplicate."""
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from temporalio.client import Client
 
 from apex_connector_samsara import SamsaraConnector, SamsaraSettings
 from apex_connector_samsara.fake_vendor import FakeSamsara, FakeServer, route_stop_webhook, send_webhook
-from apex_platform import hookimpl
-from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.models import RecordKey
 from apex_platform.reconcile import ORIGIN_HEADER, reconciler_state
-from apex_platform.runtime import Runtime
-from apex_platform.serve import serve
-from apex_platform.settings import CoreSettings, TemporalSettings
-from apex_platform.stack.ports import free_port
-from apex_platform.temporal.client import connect
-from apex_platform.testing.inbox import wait_delivered
+from apex_platform.testing.sinks import CountingSink
+from apex_platform.testing.stack import StackHarness
+from apex_platform.testing.waiting import wait_until
 
-from .conftest import SECRET, TOKEN, CountingSink
+from .conftest import SECRET, TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 STOP_KINDS = {"samsara.route_stop_arrival", "samsara.route_stop_departure"}
@@ -44,90 +33,36 @@ STOP_KINDS = {"samsara.route_stop_arrival", "samsara.route_stop_departure"}
 
 @dataclass
 class Stack:
-    url: str
-    client: Client
+    kit: StackHarness
     sink: CountingSink
     fake: FakeSamsara
-    temporal: TemporalSettings
-    dsn: str
-    schema: str
 
     async def post(self, doc: dict[str, Any]) -> int:
-        return (await send_webhook(f"{self.url}/webhooks/samsara", doc, SECRET)).status_code
+        return (await send_webhook(f"{self.kit.url}/webhooks/samsara", doc, SECRET)).status_code
 
     async def inbox_rows(self) -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            rows = await conn.fetch(
-                f'SELECT event_id, status, headers::text AS headers FROM "{self.schema}".deliveries '
-                "WHERE source = 'samsara' ORDER BY seq"
-            )
-        finally:
-            await conn.close()
-        return [{"event_id": r["event_id"], "status": r["status"], "headers": json.loads(r["headers"])} for r in rows]
+        return await self.kit.deliveries("samsara")
 
     def stop_events(self) -> list[Any]:
         return [r for r in self.sink.rows.values() if r.kind in STOP_KINDS]
 
 
 @pytest.fixture
-async def stack(apex_temporal_server: Any, apex_postgres_server: Any, tmp_path: Path) -> AsyncIterator[Stack]:
-    server = FakeServer(FakeSamsara(token=TOKEN, vehicles=1, points=1, route_page_size=4))
-    base_url = server.start()
-    connector = SamsaraConnector(
-        SamsaraSettings(
-            webhook_secret=SECRET,
-            api_token=TOKEN,
-            base_url=base_url,
-            reconcile_accounts="default",
-            reconcile_interval_seconds=5,
+async def stack(apex_stack: Any) -> AsyncIterator[Stack]:
+    with FakeServer(FakeSamsara(token=TOKEN, vehicles=1, points=1, route_page_size=4)) as server:
+        connector = SamsaraConnector(
+            SamsaraSettings(
+                webhook_secret=SECRET,
+                api_token=TOKEN,
+                base_url=server.base_url,
+                reconcile_accounts="default",
+                reconcile_interval_seconds=5,
+            )
         )
-    )
-    sink = CountingSink()
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    temporal = TemporalSettings(
-        address=apex_temporal_server.address, task_queue_prefix=prefix, activity_heartbeat_seconds=5
-    )
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
-    )
-    inbox = InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
-    runtime.inbox = Inbox(inbox)
-    server.fake.routes_rate_limit_next = 1  # the reconciler's first call is rate-limited: it waits and goes on
-    port = free_port()
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        serve(runtime, api=True, worker=True, priorities=["P1"], port=port, stop=stop, started=ready)
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=60)
-        client = await connect(TemporalSettings(address=apex_temporal_server.address))
-        yield Stack(
-            f"http://127.0.0.1:{port}", client, sink, server.fake, temporal, apex_postgres_server.dsn, inbox.schema_name
-        )
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-        server.stop()
-
-
-async def wait_for(condition: Any, within: float, what: Any) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.25)
-    raise TimeoutError(what())
+        sink = CountingSink()
+        server.fake.routes_rate_limit_next = 1  # the reconciler's first call is rate-limited: it waits and goes on
+        async with apex_stack(connector, sink, priorities=["P1"], activity_heartbeat_seconds=5, saga=None) as kit:
+            yield Stack(kit, sink, server.fake)
 
 
 def at(entry: dict[str, Any]) -> datetime:
@@ -160,12 +95,12 @@ async def test_an_outage_of_samsara_route_webhooks_heals_and_every_stop_lands_on
     stop_ids = {stop_key(entry) for entry in updates}
     assert len(stop_ids) == len(updates) == 27
 
-    await wait_for(
+    await wait_until(
         lambda: {r.id for r in stack.stop_events()} >= stop_ids,
-        150,
-        lambda: f"{len(stack.stop_events())} of {len(updates)} stop events in the stores",
+        within=150,
+        what=lambda: f"{len(stack.stop_events())} of {len(updates)} stop events in the stores",
     )
-    await wait_delivered(stack.dsn, "samsara", [webhooks[i]["eventId"] for i in sent], schema=stack.schema)
+    await stack.kit.wait_delivered("samsara", [webhooks[i]["eventId"] for i in sent])
     # Samsara retries a delivered webhook (same eventId): a duplicate. It retries some of the
     # dropped ones late (their own eventId, first seen now): accepted, and identical to what
     # their feed twins wrote already
@@ -173,14 +108,14 @@ async def test_an_outage_of_samsara_route_webhooks_heals_and_every_stop_lands_on
     late = [i for i in sorted(outage)[:3] if i not in delivered_in_outage]
     for i in late:
         assert await stack.post(webhooks[i]) == 202
-    await wait_delivered(stack.dsn, "samsara", [webhooks[i]["eventId"] for i in late], schema=stack.schema)
+    await stack.kit.wait_delivered("samsara", [webhooks[i]["eventId"] for i in late])
 
-    prefix = stack.temporal.task_queue_prefix
+    prefix = stack.kit.temporal.task_queue_prefix
     states: list[dict[str, Any]] = []
 
     async def one_pass_done() -> None:
         while True:
-            states.append(await reconciler_state(stack.client, "samsara", "default", prefix))
+            states.append(await reconciler_state(stack.kit.client, "samsara", "default", prefix))
             if states[-1].get("passes", 0) >= 1:
                 return
             await asyncio.sleep(0.25)
@@ -194,7 +129,7 @@ async def test_an_outage_of_samsara_route_webhooks_heals_and_every_stop_lands_on
     feed_keys = [
         f"{stop_key(e)}:{(at(e) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)}" for e in updates
     ]
-    await wait_delivered(stack.dsn, "samsara", feed_keys, schema=stack.schema)
+    await stack.kit.wait_delivered("samsara", feed_keys)
 
     rows = await stack.inbox_rows()
     assert all(row["status"] == "delivered" for row in rows)
@@ -227,9 +162,9 @@ async def test_distinct_arrivals_at_one_stop_are_both_accepted_and_the_later_one
     again = route_stop_webhook(scratch.route_update("rx", "rx-1", "stop arrived", t0 + timedelta(minutes=12)))
     assert first["eventId"] != again["eventId"]
     assert await stack.post(first) == 202
-    await wait_for(lambda: stack.stop_events(), 60, lambda: "the first arrival is not in the stores")
+    await wait_until(lambda: stack.stop_events(), within=60, what=lambda: "the first arrival is not in the stores")
     assert await stack.post(again) == 202  # a new event at the same stop: never "duplicate"
-    await wait_delivered(stack.dsn, "samsara", [first["eventId"], again["eventId"]], schema=stack.schema)
+    await stack.kit.wait_delivered("samsara", [first["eventId"], again["eventId"]])
     assert await stack.post(again) == 200  # Samsara's retry of the second delivery
     assert await stack.post(first) == 200
 

@@ -20,17 +20,15 @@ from temporalio.client import Client, WorkflowHandle
 
 from apex_connector_samsara import SamsaraConnector, SamsaraSettings, samples
 from apex_connector_samsara.fake_vendor import FakeServer, webhook_request
-from apex_platform import hookimpl
 from apex_platform.api.app import create_app
-from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.runtime import Runtime
-from apex_platform.saga import SagaSettings
-from apex_platform.settings import CoreSettings, TemporalSettings
+from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.client import connect, task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, PollInput, PollState
-from apex_platform.temporal.worker import drain_id, run_worker
+from apex_platform.temporal.worker import drain_id
 from apex_platform.temporal.workflows import StreamWorkflow
 from apex_platform.testing.inbox import produced, wait_delivered
+from apex_platform.testing.worker import WorkerTask, build_runtime
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -47,31 +45,22 @@ class Stack:
         self.sink = sink
         self.server = server
         self.prefix = prefix
-        self._worker: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self.worker = WorkerTask(runtime, ["P1"])
 
     @property
     def fake(self) -> Any:
         return self.server.fake
 
     def start_worker(self) -> None:
-        self._stop = asyncio.Event()
-        self._worker = asyncio.create_task(run_worker(self.runtime, ["P1"], self._stop))
+        self.worker.start()
 
     async def kill_worker(self) -> None:
         """Cancel the worker task hard (no drain: graceful shutdown is 0 s)."""
-        assert self._worker is not None
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._worker
-        self._worker = None
+        assert self.worker.task is not None
+        await self.worker.kill()
 
     async def stop_worker(self) -> None:
-        if self._worker is not None:
-            self._stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._worker, 60)
-            self._worker = None
+        await self.worker.stop()
 
     async def start_stream(self, pages_before_continue: int = 200) -> WorkflowHandle[Any, PollState]:
         return await self.client.start_workflow(
@@ -126,28 +115,15 @@ async def make_stack(
         sink = new_counting_sink()
         connector = SamsaraConnector(SamsaraSettings(base_url=server.base_url, api_token=TOKEN, webhook_secret=secret))
 
-        class Plugin:
-            @hookimpl
-            def apex_register_sources(self, register: Any) -> None:
-                register(connector)
-
-            @hookimpl
-            def apex_register_sinks(self, register: Any) -> None:
-                register(sink)
-
         prefix = f"t{uuid.uuid4().hex[:8]}"
-        temporal = TemporalSettings(
-            address=apex_temporal_server.address,
-            task_queue_prefix=prefix,
+        runtime = build_runtime(
+            apex_temporal_server.address,
+            tmp_path / prefix,
+            [connector, sink],
+            prefix=prefix,
+            inbox_dsn=apex_postgres_server.dsn,  # the session's PostgreSQL, a schema of this stack's own
             activity_heartbeat_seconds=5,
             graceful_shutdown_seconds=0,
-        )
-        core = CoreSettings(home=tmp_path / prefix)
-        runtime = Runtime.build([], modules=[Plugin()], use_entry_points=False, core=core, temporal=temporal)
-        runtime.saga.settings = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
-        # the inbox and the lineage: the session's PostgreSQL, in a schema of this stack's own
-        runtime.inbox = Inbox(
-            InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
         )
         stack = Stack(client, runtime, sink, server, prefix, apex_postgres_server.dsn)
         stacks.append(stack)

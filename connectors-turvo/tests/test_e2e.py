@@ -6,68 +6,48 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from temporalio.client import Client
 
-from apex_connector_turvo import TurvoConnector, TurvoSettings, samples
+from apex_connector_turvo import TurvoConnector, samples
 from apex_connector_turvo.fake_vendor import FakeTurvo
-from apex_platform import hookimpl
-from apex_platform.inbox import Inbox, InboxSettings
 from apex_platform.models import RecordKey
-from apex_platform.runtime import Runtime
-from apex_platform.serve import serve
-from apex_platform.settings import CoreSettings, TemporalSettings
-from apex_platform.stack.ports import free_port
-from apex_platform.temporal.client import connect
 from apex_platform.temporal.worker import drain_id
-from apex_platform.testing.inbox import produced, wait_delivered
 from apex_platform.testing.sinks import MemorySink
+from apex_platform.testing.stack import StackHarness
+
+from .conftest import settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 @dataclass
 class Stack:
-    url: str
-    client: Client
+    kit: StackHarness
     sink: MemorySink
     fake: FakeTurvo
     connector: TurvoConnector
-    prefix: str
-    inbox_dsn: str
-    inbox_schema: str
+
+    @property
+    def prefix(self) -> str:
+        return self.kit.prefix
 
     async def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        # async: the API server runs on this test's event loop
-        async with httpx.AsyncClient(timeout=30) as http:
-            return await http.post(f"{self.url}/webhooks/turvo", content=body, headers=headers)
+        return await self.kit.webhook("turvo", body, headers)
 
     async def landed(self, event_id: str) -> list[dict[str, Any]]:
         """Once the delivery is drained: the records (id, version) it produced."""
-        await wait_delivered(self.inbox_dsn, "turvo", [event_id], schema=self.inbox_schema, within=60)
-        return await produced(self.inbox_dsn, "turvo", event_id, schema=self.inbox_schema)
+        await self.kit.wait_delivered("turvo", [event_id], within=60)
+        return await self.kit.produced("turvo", event_id)
 
     async def delivery(self, event_id: str) -> dict[str, Any]:
         """The inbox row of one delivery: status, attempts, last_error."""
-        conn = await asyncpg.connect(self.inbox_dsn)
-        try:
-            row = await conn.fetchrow(
-                f'SELECT status, attempts, last_error FROM "{self.inbox_schema}".deliveries '
-                "WHERE source = $1 AND event_id = $2",
-                "turvo",
-                event_id,
-            )
-        finally:
-            await conn.close()
-        return dict(row) if row is not None else {}
+        rows = await self.kit.deliveries("turvo", event_id)
+        return rows[0] if rows else {}
 
     def reconfigure(self, **changes: Any) -> None:
         """Change the connector's settings as an operator would (the next fetch uses them)."""
@@ -75,69 +55,22 @@ class Stack:
         self.connector._client = None
 
     async def in_inbox(self, event_id: str) -> bool:
-        """Whether the inbox holds this key (the table must exist: the API made it at start)."""
-        conn = await asyncpg.connect(self.inbox_dsn)
-        try:
-            n = await conn.fetchval(
-                f'SELECT count(*) FROM "{self.inbox_schema}".deliveries WHERE source = $1 AND event_id = $2',
-                "turvo",
-                event_id,
-            )
-        finally:
-            await conn.close()
-        return bool(n)
+        """Whether the inbox holds this key."""
+        return bool(await self.kit.deliveries("turvo", event_id))
 
 
 @pytest.fixture
-async def stack(
-    apex_temporal_server: Any, apex_postgres_server: Any, fake: FakeTurvo, base_url: str, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    settings = TurvoSettings(
-        base_url=base_url,
-        api_key=fake.api_key,  # type: ignore[arg-type]
-        client_id=fake.client_id,
-        client_secret=fake.client_secret,  # type: ignore[arg-type]
-        username=fake.username,
-        password=fake.password,  # type: ignore[arg-type]
-        webhook_token=fake.webhook_token,  # type: ignore[arg-type]
-        http_retries=0,
+async def stack(apex_stack: Any, fake: FakeTurvo, base_url: str) -> AsyncIterator[Stack]:
+    settings = settings_for(
+        fake,
+        base_url,
         not_found_retry_seconds=0,
         auth_backoff_seconds=1,  # a delivery waiting for a fixed setting is tried again each second
     )
     connector = TurvoConnector(settings)
     sink = MemorySink("memory")
-
-    class Plugin:
-        @hookimpl
-        def apex_register_sources(self, register: Any) -> None:
-            register(connector)
-
-        @hookimpl
-        def apex_register_sinks(self, register: Any) -> None:
-            register(sink)
-
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    temporal = TemporalSettings(
-        address=apex_temporal_server.address, task_queue_prefix=prefix, activity_heartbeat_seconds=5
-    )
-    runtime = Runtime.build(
-        [], modules=[Plugin()], use_entry_points=False, core=CoreSettings(home=tmp_path), temporal=temporal
-    )
-    # the inbox and the lineage: the session's PostgreSQL, in a schema of this test's own
-    inbox = InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"inbox_{prefix}", idle_wait_seconds=5)
-    runtime.inbox = Inbox(inbox)
-    port = free_port()
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        serve(runtime, api=True, worker=True, priorities=["P0"], port=port, stop=stop, started=ready)
-    )
-    await asyncio.wait_for(ready.wait(), timeout=60)
-    client = await connect(TemporalSettings(address=apex_temporal_server.address))  # the platform's converter
-    yield Stack(
-        f"http://127.0.0.1:{port}", client, sink, fake, connector, prefix, apex_postgres_server.dsn, inbox.schema_name
-    )
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with apex_stack(connector, sink, priorities=["P0"], activity_heartbeat_seconds=5, saga=None) as kit:
+        yield Stack(kit, sink, fake, connector)
 
 
 async def test_sample_webhooks_land_fetched_and_parsed(stack: Stack) -> None:

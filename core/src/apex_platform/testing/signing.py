@@ -57,10 +57,14 @@ class HmacScheme:
             raise ValueError(f"the message template {self.message!r} does not contain {{body}}")
         return head.replace("{timestamp}", timestamp).encode() + body + tail.replace("{timestamp}", timestamp).encode()
 
-    def sign(self, body: bytes, secret: str | bytes, *, at: float | None = None) -> dict[str, str]:
-        """The headers for `body` signed with `secret` at unix time `at` (now by default)."""
-        now = time.time() if at is None else at
-        timestamp = str(int(now * 1000) if self.timestamp_unit == "ms" else int(now))
+    def sign(
+        self, body: bytes, secret: str | bytes, *, at: float | None = None, timestamp: str | None = None
+    ) -> dict[str, str]:
+        """The headers for `body` signed with `secret` at unix time `at` (now by default);
+        `timestamp` puts that text as it is in the message and the header instead."""
+        if timestamp is None:
+            now = time.time() if at is None else at
+            timestamp = str(int(now * 1000) if self.timestamp_unit == "ms" else int(now))
         digest = hmac_digest(
             secret, self.signed_message(body, timestamp), algorithm=self.algorithm, encoding=self.encoding
         )

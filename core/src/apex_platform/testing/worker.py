@@ -9,6 +9,7 @@ inbox and the lineage in a PostgreSQL schema of the harness's own, fast saga ret
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from apex_platform.hookspecs import hookimpl
 from apex_platform.inbox import Inbox, InboxSettings, resolve_dsn
+from apex_platform.models import Record, RecordKey
 from apex_platform.runtime import Runtime
 from apex_platform.saga import SagaSettings
 from apex_platform.settings import CoreSettings, TemporalSettings
@@ -28,6 +30,7 @@ from apex_platform.temporal.client import connect
 from apex_platform.temporal.inputs import PollState
 from apex_platform.temporal.worker import run_worker
 from apex_platform.testing import inbox as inbox_views
+from apex_platform.testing.sinks import MemorySink
 
 #: saga settings for tests: one attempt, short waits, a breaker that never opens by accident
 FAST_SAGA = SagaSettings(retry_attempts=1, retry_initial_seconds=0.01, breaker_failures=1000)
@@ -76,7 +79,7 @@ class WorkerHarness:
         handle = await self.start_poller(source, account)
         return await asyncio.wait_for(handle.result(), within)
 
-    async def wait_delivered(self, source: str, event_ids: Iterable[str], *, within: float = 60) -> None:
+    async def wait_delivered(self, source: str, event_ids: Iterable[str], *, within: float = 120) -> None:
         await inbox_views.wait_delivered(self.inbox_dsn, source, event_ids, schema=self.inbox_schema, within=within)
 
     async def produced(self, source: str, event_id: str) -> list[dict[str, Any]]:
@@ -180,6 +183,46 @@ def build_runtime(
     return runtime
 
 
+class WorkerTask:
+    """The worker of `runtime` as a task of this event loop that a test starts, kills hard
+    (cancelled: no drain, the activities in flight are abandoned, as when a process dies)
+    or stops (drained), and starts again on the same runtime."""
+
+    def __init__(self, runtime: Runtime, priorities: Sequence[str] = ("P0", "P1", "P2")) -> None:
+        self.runtime = runtime
+        self.priorities = list(priorities)
+        self.task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self) -> None:
+        if self.running:
+            raise RuntimeError("the worker is running already")
+        self._stop = asyncio.Event()
+        self.task = asyncio.create_task(run_worker(self.runtime, self.priorities, self._stop))
+
+    async def kill(self) -> None:
+        """Cancel the worker task hard."""
+        if self.task is None:
+            return
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        self.task = None
+
+    async def stop(self, within: float = 60) -> None:
+        """Let the worker drain and end (at most `within` seconds)."""
+        if self.task is None:
+            return
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, within)
+        self.task = None
+
+
 @asynccontextmanager
 async def running_worker(
     temporal_address: str,
@@ -199,3 +242,43 @@ async def running_worker(
     finally:
         stop.set()
         await asyncio.wait_for(task, 120)
+
+
+@dataclass
+class SourceHarness:
+    """A running worker with one source under test and the sink its records land in: what a
+    connector's workflow tests talk to. `account` is the account `start`/`sync` use when
+    none is given."""
+
+    harness: WorkerHarness
+    source: Any
+    sink: MemorySink
+    account: str | None = None
+
+    @property
+    def client(self) -> Client:
+        return self.harness.client
+
+    @property
+    def temporal(self) -> TemporalSettings:
+        return self.harness.temporal
+
+    @property
+    def connector(self) -> Any:
+        return self.source
+
+    @property
+    def rows(self) -> dict[RecordKey, Record]:
+        return self.sink.rows
+
+    def _account(self, account: str | None) -> str:
+        chosen = account or self.account
+        if chosen is None:
+            raise ValueError(f"which account of {self.source.name}? none given and no default account")
+        return chosen
+
+    async def start(self, account: str | None = None, *, once: bool = True) -> WorkflowHandle[Any, PollState]:
+        return await self.harness.start_poller(self.source, self._account(account), once=once)
+
+    async def sync(self, account: str | None = None, *, within: float = 60) -> PollState:
+        return await self.harness.sync(self.source, self._account(account), within=within)

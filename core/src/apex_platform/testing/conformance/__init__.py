@@ -12,14 +12,18 @@ docs/plugins.md, "Conformance suites".
 
 from __future__ import annotations
 
+from apex_platform.testing.conformance.enricher import EnricherConformance
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
 from apex_platform.testing.conformance.samples import ConformanceProvider, ConformanceSamples
+from apex_platform.testing.conformance.sink import SinkConformance
 from apex_platform.testing.conformance.source import SourceConformance, SourceHarness
 
 __all__ = [
     "ConformanceProvider",
     "ConformanceSamples",
+    "EnricherConformance",
     "IOAttempted",
+    "SinkConformance",
     "SourceConformance",
     "SourceHarness",
     "no_io",

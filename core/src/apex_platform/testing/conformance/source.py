@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import types
-import typing
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
+from pydantic import SecretStr
 
 from apex_platform.contracts import (
     BatchSource,
@@ -46,6 +44,12 @@ from apex_platform.models import InboundEvent, Page, Record
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
 from apex_platform.testing.conformance.malformed import NOT_AN_OBJECT, variants
 from apex_platform.testing.conformance.samples import ConformanceProvider, ConformanceSamples
+from apex_platform.testing.conformance.settings_checks import (
+    check_documented,
+    check_secrets_hidden,
+    fail,
+    secret_variables,
+)
 
 #: the mode's protocol, and what it adds, for the contract check
 _MODE_PROTOCOLS: dict[str, tuple[type, str]] = {
@@ -63,11 +67,7 @@ _RAISE_PAYLOAD_ERROR = (
     "is a crash (500 at the edge)"
 )
 
-_CANARY = "apex-conformance-canary-"
-
-
-def _fail(message: str) -> typing.NoReturn:
-    pytest.fail(message, pytrace=False)
+_fail = fail
 
 
 def _short(body: bytes, limit: int = 160) -> str:
@@ -77,32 +77,6 @@ def _short(body: bytes, limit: int = 160) -> str:
 
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _secret_fields(model: type[BaseModel]) -> list[str]:
-    """The fields of `model` whose type holds a SecretStr / SecretBytes (in a union, Annotated…)."""
-
-    def holds(annotation: Any) -> bool:
-        if isinstance(annotation, type) and issubclass(annotation, SecretStr | SecretBytes):
-            return True
-        return any(holds(arg) for arg in typing.get_args(annotation))
-
-    return [name for name, info in model.model_fields.items() if holds(info.annotation)]
-
-
-def _plain_secret_like(model: type[BaseModel]) -> list[str]:
-    """Fields typed `str` whose name says they hold a secret (a token, a password, a key)."""
-    words = {"secret", "secrets", "token", "tokens", "password", "passwd", "key", "keys", "credential", "credentials"}
-    out = []
-    for name, info in model.model_fields.items():
-        parts = name.lower().split("_")
-        annotation = info.annotation
-        plain = annotation is str or (
-            typing.get_origin(annotation) in (typing.Union, types.UnionType) and str in typing.get_args(annotation)
-        )
-        if plain and parts[-1] in words:
-            out.append(name)
-    return out
 
 
 @dataclass
@@ -122,12 +96,7 @@ class SourceHarness:
 
     def secrets(self) -> list[str]:
         """Values of the environment that configure secret settings (they must never show)."""
-        connector = self.make()
-        model = connector.settings_model
-        if model is None:
-            return []
-        prefix = str(model.model_config.get("env_prefix", "")).upper()
-        names = {prefix + name.upper() for name in _secret_fields(model)}
+        names = secret_variables(self.make().settings_model)
         return [value for key, value in self.environment.items() if key.upper() in names and len(value) >= 8]
 
     def can_sign(self) -> bool:
@@ -237,64 +206,14 @@ class SourceConformance:
 
     def test_settings_are_documented(self, conformance: SourceHarness) -> None:
         """Every setting has a description (`apex-platform plugins settings` shows it)."""
-        model = conformance.connector().settings_model
-        if model is None:
-            return
-        bare = [name for name, info in model.model_fields.items() if not (info.description or "").strip()]
-        if bare:
-            _fail(
-                f"{model.__name__}: settings without a description: {', '.join(bare)}. "
-                'Give each one Field(..., description="what it does, its unit, what unset means")'
-            )
-        plain = _plain_secret_like(model)
-        if plain:
-            _fail(
-                f"{model.__name__}: {', '.join(plain)} look like secrets but are plain str. Type them "
-                "SecretStr (apex_platform.settings.Secrets or Credential) so no repr, log or dump shows them"
-            )
+        check_documented(conformance.connector().settings_model)
 
     def test_secrets_are_hidden(self, conformance: SourceHarness) -> None:
         """SecretStr settings never show in the repr, str or JSON dump of the settings or the connector."""
         connector = conformance.connector()
-        model = connector.settings_model
-        if model is None:
-            return
-        prefix = str(model.model_config.get("env_prefix", ""))
-        secret_names = _secret_fields(model)
-        values: dict[str, str] = {}
-        with pytest.MonkeyPatch.context() as patch:
-            for name in secret_names:
-                variable = f"{prefix}{name}".upper()
-                value = conformance.environment.get(variable) or f"{_CANARY}{name}-0123456789abcdef"
-                values[variable] = value
-                patch.setenv(variable, value)
-            try:
-                settings = model()
-            except ValidationError:
-                # a canary the model refuses (a format it checks): keep the samples' values only
-                for variable in values:
-                    if variable not in conformance.environment:
-                        patch.delenv(variable)
-                values = {k: v for k, v in values.items() if k in conformance.environment}
-                settings = model()
-            fresh = conformance.connector()
-            loaded = getattr(fresh, "settings", None)  # first-party connectors load settings lazily
-            shown = {
-                f"repr({model.__name__}(...))": repr(settings),
-                f"str({model.__name__}(...))": str(settings),
-                f"{model.__name__}(...).model_dump_json()": settings.model_dump_json(),
-                f"repr(connector {connector.name!r})": repr(fresh),
-                f"str(connector {connector.name!r})": str(fresh),
-            }
-            if isinstance(loaded, BaseModel):
-                shown[f"repr(connector {connector.name!r}.settings)"] = repr(loaded)
-        for variable, value in values.items():
-            for where, text in shown.items():
-                if value in text:
-                    _fail(
-                        f"the secret {variable} shows in {where}. Keep secrets in SecretStr settings "
-                        "and leave them out of __repr__ / __str__ (the repr reaches logs and error reports)"
-                    )
+        check_secrets_hidden(
+            connector.settings_model, conformance.environment, conformance.connector, f"connector {connector.name!r}"
+        )
 
     # -- verify: webhook sources -------------------------------------------------------
 
@@ -746,7 +665,7 @@ class SourceConformance:
                     )
         first, _ = self._pass(conformance, account, None, pages=1)
         cursor = first[0].next_cursor
-        carried = asyncio.run(_round_trip(cursor, str | None))
+        carried = asyncio.run(round_trip(cursor, str | None))
         if carried != cursor:
             _fail(f"the cursor {cursor!r} came back from Temporal's data converter as {carried!r}")
         rest, _ = self._pass(conformance, account, carried)
@@ -776,7 +695,7 @@ class SourceConformance:
                 f"no record read from the fake vendor of {connector.name} is a tombstone: a deleted object must give "
                 "Record(deleted=True) (or set ConformanceSamples.vendor_deletes = False if the vendor never deletes)"
             )
-        pages_back = asyncio.run(_round_trip(whole, list[Page]))
+        pages_back = asyncio.run(round_trip(whole, list[Page]))
         if pages_back != whole:
             _fail(f"pages of {connector.name} changed through Temporal's data converter")
 
@@ -822,7 +741,7 @@ class SourceConformance:
             records = [r for event in events for r in parse_pure(connector, event)]
         if not records:
             pytest.skip("the samples produce no record (deliveries, files or a fake vendor)")
-        back = asyncio.run(_round_trip(records, list[Record]))
+        back = asyncio.run(round_trip(records, list[Record]))
         for before, after in zip(records, back, strict=True):
             if before != after:
                 _fail(
@@ -863,7 +782,7 @@ def time_now() -> Any:
     return datetime.now(UTC)
 
 
-async def _round_trip(value: Any, hint: Any) -> Any:
+async def round_trip(value: Any, hint: Any) -> Any:
     """`value` encoded and decoded by the platform's data converter (payload guard and
     encryption as in production, with a key of the check's own)."""
     from apex_platform.settings import TemporalSettings

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic_settings import BaseSettings
@@ -24,6 +24,9 @@ from apex_platform.models import InboundEvent, Priority, Record, SourceMode
 from apex_platform.reconcile import ReconcilePage
 from apex_platform.settings import load, secret_values
 from apex_platform.vendor_http import SAFE_ID, fill_path
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 logger = logging.getLogger(__name__)
 #: how long a proof that an entity path works (another entity read through it) is reused
@@ -95,6 +98,12 @@ class TurvoConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_turvo.conformance import TurvoSamples
+
+        return TurvoSamples()
 
     # -- WebhookSource ----------------------------------------------------------------------
 

@@ -70,9 +70,11 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any
             yield from _paths(item, (*prefix, index))
 
 
-def variants(body: bytes, *, limit: int = 400) -> list[tuple[str, bytes]]:
+def variants(body: bytes, *, limit: int = 400, hostile: bool = True) -> list[tuple[str, bytes]]:
     """(what was done, malformed body) for `body`, at most `limit` of them, spread over
-    the whole document when it has more paths than that."""
+    the whole document when it has more paths than that. `hostile=False` leaves out what
+    the platform's strict JSON decoder refuses (NaN, overflowing numbers, lone surrogates,
+    duplicate keys): the variants of a document that was decoded already."""
     out: list[tuple[str, bytes]] = list(NOT_AN_OBJECT)
     out.append(("the body cut in half", body[: len(body) // 2]))
     try:
@@ -81,7 +83,7 @@ def variants(body: bytes, *, limit: int = 400) -> list[tuple[str, bytes]]:
         return out
     if not isinstance(doc, dict):
         return out
-    for name, (literal, _) in sorted(HOSTILE.items()):
+    for name, (literal, _) in sorted(HOSTILE.items()) if hostile else ():
         out.append((f"{name} added to the top object", inject(doc, (), literal, as_member=True)))
     per_path: list[tuple[str, bytes]] = []
     for path, value in _paths(doc):
@@ -98,11 +100,15 @@ def variants(body: bytes, *, limit: int = 400) -> list[tuple[str, bytes]]:
             per_path.append((f"{where} emptied", encode(_replaced(doc, path, type(value)()))))
         if isinstance(value, str):
             per_path.append((f"{where} 100,000 characters long", encode(_replaced(doc, path, value[:1] * 100_000))))
-            literal, _ = HOSTILE["lone high surrogate"]
-            per_path.append((f"{where} an unpaired surrogate", inject(doc, path, literal)))
+            if hostile:
+                literal, _ = HOSTILE["lone high surrogate"]
+                per_path.append((f"{where} an unpaired surrogate", inject(doc, path, literal)))
         if isinstance(value, int | float) and not isinstance(value, bool):
-            per_path.append((f"{where} an overflowing number", inject(doc, path, HOSTILE["overflowing exponent"][0])))
+            if hostile:
+                literal, _ = HOSTILE["overflowing exponent"]
+                per_path.append((f"{where} an overflowing number", inject(doc, path, literal)))
             per_path.append((f"{where} negative", encode(_replaced(doc, path, -abs(value) - 1))))
+            per_path.append((f"{where} huge", encode(_replaced(doc, path, 10**30))))
     room = max(0, limit - len(out))
     if len(per_path) > room and room:
         step = len(per_path) / room

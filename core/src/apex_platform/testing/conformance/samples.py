@@ -31,6 +31,12 @@ class ConformanceSamples:
     #: the replay window the connector enforces under `environment()`, in seconds: a
     #: delivery signed further than this from now must be refused
     replay_window_seconds: ClassVar[float] = 300.0
+    #: webhook: whether the vendor signs the body (an HMAC, a JWT of its digest). False for
+    #: a static token in a header (Turvo): the altered-body checks are then skipped
+    signs_body: ClassVar[bool] = True
+    #: webhook: whether the vendor signs a time (a timestamp header, a JWT's iat). False:
+    #: the stale and replay-window checks are skipped (the inbox's event id still dedupes)
+    timestamped: ClassVar[bool] = True
     #: poll and stream: whether the fake vendor's data deletes something (a tombstone
     #: is then expected among the records read)
     vendor_deletes: ClassVar[bool] = True

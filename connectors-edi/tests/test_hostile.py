@@ -4,9 +4,7 @@ never crashes and never hangs; parse of whatever split yields never crashes eith
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,22 +17,9 @@ from apex_platform.contracts import BatchUnit, BatchWarning
 from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent
 from apex_platform.safefiles import UnsafeFile
+from apex_platform.testing.mutations import deadline
 
 CONNECTOR = EdiConnector(EdiSettings(max_segment_chars=4096, read_chunk_bytes=1024))
-
-
-@contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    def hang(*_: object) -> None:
-        raise TimeoutError(f"took more than {seconds}s: a hang")
-
-    old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def run(path: Path) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from apex_connector_frontapp.html_text import html_to_text
 from apex_platform.contracts import WebhookReply
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.models import InboundEvent, Record
+from apex_platform.testing.mutations import json_paths
 
 CONNECTOR = FrontConnector(FrontSettings(signing_secret="front-properties-secret"), clock=lambda: 1773151512.5)
 FRONT_KEYS = [
@@ -68,18 +69,7 @@ def test_parse_of_envelopes_with_arbitrary_event_parts(event: dict[str, Any], en
         assert records[0].version == 1773151512250000
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out += _paths(item, (*prefix, index))
-    return out
-
-
-SAMPLE_PATHS = [(name, path) for name, event in samples.EVENTS.items() for path in _paths(event)]
+SAMPLE_PATHS = [(name, path) for name, event in samples.EVENTS.items() for path in json_paths(event) if path]
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -22,23 +19,10 @@ from apex_connector_samsara.feed import FeedReader
 from apex_connector_samsara.settings import SamsaraSettings
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.testing.hostile_json import hostile_bodies
+from apex_platform.testing.mutations import JSON_VALUES, deadline, mutated_docs
 
 TOKEN = "samsara-fuzz-token-0123456789"
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    def hang(*_: object) -> None:
-        raise TimeoutError(f"took more than {seconds}s: a hang")
-
-    old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def real_page() -> dict[str, Any]:
@@ -50,49 +34,12 @@ def real_page() -> dict[str, Any]:
 
 PAGE = real_page()
 
-#: JSON values of every type, nested a little
-VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=12,
-)
+VALUES = JSON_VALUES
 
 
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out += paths(item, (*prefix, index))
-    return out
-
-
-@st.composite
-def mutated_pages(draw: st.DrawFn) -> Any:
+def mutated_pages() -> st.SearchStrategy[Any]:
     """The real page with a few values replaced by others of any type, or removed."""
-    doc: Any = json.loads(json.dumps(PAGE))
-    for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(paths(doc)))
-        value = draw(VALUES)
-        if not path:
-            doc = value
-            continue
-        parent = doc
-        for part in path[:-1]:
-            parent = parent[part]
-        if draw(st.booleans()) and isinstance(parent, dict):
-            parent.pop(path[-1], None)
-        else:
-            parent[path[-1]] = value
-        if not isinstance(doc, dict):
-            break
-    return doc
+    return mutated_docs(PAGE)
 
 
 def read_answering(body: bytes, status: int = 200) -> Any:

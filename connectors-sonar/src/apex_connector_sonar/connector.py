@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import httpx
 from pydantic_settings import BaseSettings
@@ -20,6 +20,9 @@ from apex_platform.errors import PayloadError, SettingsError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
 from apex_platform.ratelimit import RateBudgets, budget_key, shared_budgets
 from apex_platform.settings import load, secret_values
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 DEFAULT_POLL_INTERVAL = 3600.0
 
@@ -88,6 +91,12 @@ class SonarConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_sonar.conformance import SonarSamples
+
+        return SonarSamples()
 
     # -- PollSource -------------------------------------------------------------------------
 

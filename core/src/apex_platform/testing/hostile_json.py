@@ -15,6 +15,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from apex_platform.testing.mutations import json_paths
+
 # random per process: no generated document can hold them already (hypothesis draws the
 # string constants of the code it tests)
 _TAG = secrets.token_hex(8)
@@ -36,17 +38,6 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "duplicate keys": (b'{"k": 1, "k": 2}', "twice in one object"),
     "surrogate in a key": (b'{"\\ud800": 1}', "unpaired UTF-16 surrogate"),
 }
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out += _paths(item, (*prefix, index))
-    return out
 
 
 def inject(doc: dict[str, Any], path: tuple[Any, ...], literal: bytes, *, as_member: bool = False) -> bytes:
@@ -76,6 +67,6 @@ def hostile_bodies(draw: st.DrawFn, docs: Sequence[dict[str, Any]]) -> tuple[byt
     doc = draw(st.sampled_from(list(docs)))
     name = draw(st.sampled_from(sorted(HOSTILE)))
     literal, phrase = HOSTILE[name]
-    path = draw(st.sampled_from(_paths(doc)))
+    path = draw(st.sampled_from(json_paths(doc)))
     as_member = draw(st.booleans())
     return inject(doc, path, literal, as_member=as_member), name, phrase

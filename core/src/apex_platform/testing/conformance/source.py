@@ -325,7 +325,8 @@ class SourceConformance:
             for name in self._body_headers(conformance, body):
                 value = headers[name]
                 middle = len(value) // 2
-                swapped = value[:middle] + ("A" if value[middle] != "A" else "B") + value[middle + 1 :]
+                # a digit for a digit: a hex signature may be compared case-insensitively
+                swapped = value[:middle] + ("1" if value[middle] == "0" else "0") + value[middle + 1 :]
                 for what, bad in (
                     (f"a corrupted {name} header", swapped),
                     (f"an empty {name} header", ""),

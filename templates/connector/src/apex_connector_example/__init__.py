@@ -1,1 +1,0 @@
-"""Apex source connector for Example (template)."""

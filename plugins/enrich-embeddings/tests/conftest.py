@@ -1,17 +1,17 @@
-"""Fixtures: records, and a small OpenAI-compatible embeddings server over real HTTP on 127.0.0.1."""
+"""Fixtures: records, and a small OpenAI-compatible embeddings server over real HTTP on 127.0.0.1
+(the testing kit's fake vendor server)."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from apex_enricher_embeddings.hashing import embed_text
@@ -73,27 +73,33 @@ class FakeOpenAI:
         return list(embed_text(text, dim or self.dim) or [0.0] * (dim or self.dim))
 
 
-def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
+def _app(state: FakeOpenAI) -> Any:
+    """The fake's ASGI app: POST /v1/embeddings answers the next scripted reply (then successes)."""
 
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload = None
-            with state.lock:
-                state.requests.append({"path": self.path, "headers": dict(self.headers), "json": payload})
-                reply = state.script.pop(0) if state.script else Reply()
-            if reply.delay:
-                time.sleep(reply.delay)
-            body = reply.body
-            if body is None and reply.status == 200:
-                if self.path != "/v1/embeddings":
-                    self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}).encode(), {})
-                    return
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        headers = httpx.Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]])
+        with state.lock:
+            state.requests.append({"path": scope["path"], "headers": headers, "json": payload})
+            reply = state.script.pop(0) if state.script else Reply()
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        status, body = reply.status, reply.body
+        if body is None and reply.status == 200:
+            if scope["path"] != "/v1/embeddings":
+                status, body = 404, json.dumps({"error": {"message": f"no route {scope['path']}"}}).encode()
+            else:
                 texts = payload["input"]
                 data = [
                     {"object": "embedding", "index": i, "embedding": state.vector(t, reply.dim)}
@@ -109,21 +115,14 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                         "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
                     }
                 ).encode()
-            elif body is None:
-                body = json.dumps({"error": {"message": f"scripted {reply.status}", "type": "test"}}).encode()
-            self._send(reply.status, body, reply.headers)
+        elif body is None:
+            body = json.dumps({"error": {"message": f"scripted {reply.status}", "type": "test"}}).encode()
+        out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        out += [(name.lower().encode(), value.encode()) for name, value in reply.headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
 
-        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(body)
-
-    return Handler
+    return app
 
 
 @pytest.fixture
@@ -133,17 +132,8 @@ def reply() -> type[Reply]:
 
 
 @pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
+def fake_openai(apex_fake_vendor: Any) -> FakeOpenAI:
     """A running OpenAI-compatible server (real HTTP on 127.0.0.1, a free port) and its state."""
     state = FakeOpenAI()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    state.url = apex_fake_vendor(_app(state), name="fake OpenAI").base_url
+    return state

@@ -29,11 +29,14 @@ class CrmSettings(BaseSettings):
     access_token: Credential | None = Field(
         default=None,
         description="Access token of a HubSpot private app (Settings > Integrations > Private apps) "
-        "with the crm.objects.contacts/companies/deals.read scopes",
+        "with the crm.objects.contacts/companies/deals.read scopes. Unset: every poll fails, naming this variable",
     )
     objects: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_OBJECTS),
-        description="Object types to sync, comma-separated; each is one poller (account)",
+        description=(
+            "Object types to sync, comma-separated; each is one poller (account) with its own cursor; "
+            "other types (tickets, custom objects p_…) get generic records"
+        ),
     )
     contact_properties: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Contact properties to read besides the built-in ones"

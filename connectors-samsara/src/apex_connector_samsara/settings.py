@@ -24,7 +24,8 @@ class SamsaraSettings(BaseSettings):
         default=None,
         description=(
             "Secret key of the Samsara webhook, base64 as Samsara shows it. Several, comma-separated, "
-            "for several webhooks (organisations) or during a rotation. Unset: every delivery is rejected."
+            "for several webhooks (organisations) or during a rotation. Unset, or not base64: every delivery is"
+            " rejected with a message naming this variable."
         ),
     )
     max_age_seconds: int = Field(

@@ -50,7 +50,7 @@ class SonarSettings(BaseSettings):
         gt=0,
         description="Re-authenticate after this long (SONAR tokens last a year; it asks for daily)",
     )
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=300, description="Timeout of one HTTP call to the SONAR API")
     http_retries: int = Field(default=2, ge=0, le=10, description="Quick in-call retries of 5xx and network errors")
     rate_limit_backoff_seconds: float = Field(
         default=600.0,
@@ -65,8 +65,10 @@ class SonarSettings(BaseSettings):
         description="Shared secret of alert webhooks (HMAC-SHA256); several, comma-separated or a JSON array, "
         "during a rotation. Unset: every alert is rejected",
     )
-    signature_header: str = Field(default="X-Sonar-Signature", min_length=1)
-    signature_encoding: Literal["hex", "base64"] = Field(default="hex")
+    signature_header: str = Field(
+        default="X-Sonar-Signature", min_length=1, description="Header that carries the alert webhook's signature"
+    )
+    signature_encoding: Literal["hex", "base64"] = Field(default="hex", description="Encoding of the signature")
     require_timestamp: bool = Field(
         default=True,
         description="Refuse an empty APEX_SONAR_TIMESTAMP_HEADER: without one, alerts have no replay protection",

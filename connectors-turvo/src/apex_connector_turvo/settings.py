@@ -48,7 +48,10 @@ class TurvoSettings(BaseSettings):
     )
     entity_type_path: str = Field(
         default="entityType,entity_type,objectType,entity.type,eventName,type",
-        description="Comma-separated JSON paths tried in order for the entity type",
+        description=(
+            "Comma-separated JSON paths tried in order for the entity type; the value is normalised "
+            "(SHIPMENT_STATUS_UPDATE: shipment, Carriers: carrier, account: customer)"
+        ),
     )
     entity_id_path: str = Field(
         default="entityId,entity_id,objectId,eventPayload.id,data.id,entity.id,shipmentId,id",
@@ -169,7 +172,7 @@ class TurvoSettings(BaseSettings):
         min_length=1,
         description="The list endpoints' last-update filter: '<name>[gte]' and '<name>[lte]' are sent",
     )
-    timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=20.0, gt=0, le=300, description="Timeout of one HTTP call to the Turvo API")
     http_retries: int = Field(default=2, ge=0, le=10, description="Quick in-call retries of 5xx and network errors")
     rate_limit_backoff_seconds: float = Field(
         default=30.0, gt=0, description="Wait after a 429 that has no Retry-After header"

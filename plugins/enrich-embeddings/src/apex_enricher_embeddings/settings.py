@@ -36,11 +36,20 @@ class EmbeddingsSettings(BaseSettings):
     batch_size: int = Field(default=64, ge=1, le=2048, description="Inputs per backend call")
 
     # openai
-    url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API (POST {url}/v1/embeddings)")
+    url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of an OpenAI-compatible API (backend openai): /v1/embeddings is appended "
+            "(/embeddings to a URL ending in /v1); unset: enriching fails naming this variable"
+        ),
+    )
     api_key: Credential | None = Field(default=None, description="Bearer token for the API")
     model: str = Field(default="text-embedding-3-small", min_length=1, description="Model name sent to the API")
     request_dimensions: bool = Field(
-        default=False, description="Send `dimensions: DIM` in the request (OpenAI text-embedding-3 models)"
+        default=False,
+        description=(
+            "Send `dimensions: DIM` in the request (OpenAI text-embedding-3 models; many other servers reject it)"
+        ),
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request")
     max_retries: int = Field(default=5, ge=0, le=20, description="Retries on 429, 5xx, timeouts, connection errors")

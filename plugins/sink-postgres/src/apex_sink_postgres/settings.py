@@ -37,7 +37,12 @@ with warnings.catch_warnings():
         )
         pool_min: int = Field(default=1, ge=0, description="Connections the pool keeps open")
         pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens")
-        embedding_dim: int = Field(default=384, ge=1, le=MAX_VECTOR_DIM, description="Dimension of records.embedding")
+        embedding_dim: int = Field(
+            default=384,
+            ge=1,
+            le=MAX_VECTOR_DIM,
+            description="Dimension of records.embedding; checked against the existing column at open()",
+        )
         connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection")
         command_timeout: float = Field(default=60.0, gt=0, description="Seconds a statement may take")
         health_timeout: float = Field(default=2.0, gt=0, description="Seconds health() waits for SELECT 1")

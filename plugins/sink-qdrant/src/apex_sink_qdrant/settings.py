@@ -36,8 +36,15 @@ class QdrantSinkSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9_-]{1,255}$",
         description="Collection holding one point per record",
     )
-    embedding_dim: int = Field(default=384, ge=1, le=MAX_VECTOR_DIM, description="Size of the `text` vector")
-    distance: Distance = Field(default="Cosine", description="Distance of the `text` vector")
+    embedding_dim: int = Field(
+        default=384,
+        ge=1,
+        le=MAX_VECTOR_DIM,
+        description="Size of the `text` vector; checked against an existing collection at open()",
+    )
+    distance: Distance = Field(
+        default="Cosine", description="Distance of the `text` vector; checked against an existing collection at open()"
+    )
     timeout: int = Field(default=10, ge=1, description="Seconds a request to a Qdrant server may take")
     health_timeout: float = Field(default=2.0, gt=0, description="Seconds health() waits for an answer")
     local_synchronous: Literal["normal", "full"] = Field(

@@ -22,7 +22,10 @@ class RedisSinkSettings(BaseSettings):
 
     url: Credential | None = Field(
         default=None,
-        description="redis:// (or rediss://, unix://) URL; unset: the embedded stack's server from stack.json",
+        description=(
+            "redis://[user:password@]host:6379/0, rediss://… (TLS) or unix:///path.sock?db=0; unset: the "
+            "embedded stack's server from APEX_HOME/stack.json; neither: open() fails naming this variable"
+        ),
     )
     coordinator_url: Credential | None = Field(
         default=None,
@@ -43,7 +46,10 @@ class RedisSinkSettings(BaseSettings):
     lock_ttl_seconds: float = Field(
         default=120.0,
         gt=0,
-        description="Default expiry of a record lock; a held lock is renewed every third of it",
+        description=(
+            "Expiry of a record lock when lock() is given no ttl_seconds (the saga passes its own, "
+            "APEX_SAGA_LOCK_TTL_SECONDS); a held lock is renewed every third of it"
+        ),
     )
     lock_wait_seconds: float = Field(
         default=60.0, ge=0, description="How long lock() waits for keys held by another writer"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic_settings import BaseSettings
 
@@ -20,6 +20,9 @@ from apex_platform.errors import ApexError, PayloadError, SettingsError, Signatu
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
 from apex_platform.reconcile import ReconcilePage
 from apex_platform.settings import load
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -65,6 +68,12 @@ class SamsaraConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_samsara.conformance import SamsaraSamples
+
+        return SamsaraSamples()
 
     # -- PollSource (the stream) -------------------------------------------------------------
 

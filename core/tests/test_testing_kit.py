@@ -249,6 +249,28 @@ async def test_apex_fake_vendor_serves_an_app_over_tcp(apex_fake_vendor: Any) ->
     assert server.running
 
 
+def test_apex_isolated_home_clears_the_given_variables_and_the_settings_cache(
+    apex_isolated_home: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from apex_platform.settings import core_settings
+
+    monkeypatch.setenv("APEX_KITTEST_URL", "redis://elsewhere")
+    monkeypatch.setenv("APEX_OTHER_KEEP", "kept")
+    monkeypatch.setenv("APEX_HOME", str(tmp_path / "not-this-one"))
+    before = core_settings()
+    home = apex_isolated_home("APEX_KITTEST_", chdir=True)
+    import os
+    from pathlib import Path
+
+    assert "APEX_KITTEST_URL" not in os.environ
+    assert os.environ["APEX_OTHER_KEEP"] == "kept"
+    assert home.is_dir()
+    assert not any(home.iterdir())
+    assert Path.cwd() == home
+    assert core_settings() is not before  # the cache was cleared
+    assert core_settings().home == home
+
+
 @workflow.defn(sandboxed=False)
 class SleepsAnHour:
     @workflow.run

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from apex_platform.errors import SettingsError, SinkError
-from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
 from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_graph import GraphSink, GraphSinkSettings, parse_uri, resolve_target
@@ -68,13 +67,9 @@ def test_redact() -> None:
 
 
 @pytest.fixture
-def apex_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in ("APEX_GRAPH_URI", "APEX_GRAPH_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("APEX_HOME", str(tmp_path))
-    core_settings.cache_clear()
-    yield tmp_path
-    core_settings.cache_clear()
+def apex_home(apex_isolated_home: Callable[..., Path]) -> Path:
+    """An empty APEX_HOME, and no APEX_GRAPH_* in the environment."""
+    return apex_isolated_home("APEX_GRAPH_")
 
 
 def test_constructor_does_no_io_and_never_fails(apex_home: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -15,7 +15,6 @@ from pydantic import SecretStr, ValidationError
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.models import Record
 from apex_platform.plugins import build_registry
-from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
 from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_postgres import PostgresSink, PostgresSinkSettings, plugin
@@ -23,15 +22,9 @@ from apex_sink_postgres.settings import redact
 
 
 @pytest.fixture
-def apex_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def apex_home(apex_isolated_home: Callable[..., Path]) -> Path:
     """An empty APEX_HOME, and no APEX_POSTGRES_* in the environment."""
-    for name in ("APEX_POSTGRES_DSN", "APEX_POSTGRES_SCHEMA", "APEX_POSTGRES_EMBEDDING_DIM"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("APEX_HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    core_settings.cache_clear()
-    yield tmp_path
-    core_settings.cache_clear()
+    return apex_isolated_home("APEX_POSTGRES_", chdir=True)
 
 
 def test_defaults_and_environment(apex_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

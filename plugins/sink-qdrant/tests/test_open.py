@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import apex_sink_qdrant.plugin
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.models import Record, RecordKey
 from apex_platform.plugins import build_registry
-from apex_platform.settings import core_settings, load
+from apex_platform.settings import load
 from apex_platform.stack import free_port
 from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_qdrant import QdrantSink, QdrantSinkSettings
@@ -27,14 +27,9 @@ SettingsFactory = Callable[..., QdrantSinkSettings]
 
 
 @pytest.fixture
-def apex_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def apex_home(apex_isolated_home: Callable[..., Path]) -> Path:
     """An empty APEX_HOME (core settings are cached: cleared before and after)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("APEX_HOME", str(home))
-    core_settings.cache_clear()
-    yield home
-    core_settings.cache_clear()
+    return apex_isolated_home()
 
 
 # -- settings ---------------------------------------------------------------------------

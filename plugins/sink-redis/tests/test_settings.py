@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from pydantic import SecretStr, ValidationError
 
 from apex_platform.errors import SettingsError, SinkError
 from apex_platform.plugins import build_registry
-from apex_platform.settings import core_settings
 from apex_platform.stack.ports import free_port
 from apex_platform.testing.stack_file import write_stack_file
 from apex_sink_redis import RedisSink, RedisSinkSettings, plugin
@@ -21,16 +19,9 @@ from apex_sink_redis.settings import redact
 
 
 @pytest.fixture
-def apex_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def apex_home(apex_isolated_home: Callable[..., Path]) -> Path:
     """An empty APEX_HOME, and no APEX_REDIS_* in the environment."""
-    for name in list(os.environ):
-        if name.startswith("APEX_REDIS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("APEX_HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    core_settings.cache_clear()
-    yield tmp_path
-    core_settings.cache_clear()
+    return apex_isolated_home("APEX_REDIS_", chdir=True)
 
 
 def test_defaults_and_environment(apex_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,12 +32,19 @@ Function-scoped factories (each thing they start is stopped when the test ends):
   The Temporal client is lazy: no Temporal call, no server needed.
 - `apex_fake_vendor(app, name=...)` -> a started `FakeVendorServer` (`.base_url`): a fake
   vendor's ASGI app under uvicorn on a free port.
+- `apex_isolated_home(*env_prefixes, chdir=False)` -> `Path`: an empty APEX_HOME of the
+  test's own, the environment's variables with those prefixes removed (`"APEX_REDIS_"`),
+  the cached core settings cleared before and after.
 
 Helpers to import: `testing.signing` (`HmacScheme`, `signed`, `SignedRequest.tampered()`
 / `.unsigned()` / `.resigned()`, `check_verify`) for signed webhook requests;
 `testing.polling.drain_poll` (a whole poll run without Temporal); `testing.sinks`
 (`MemorySink`, `CountingSink`, `FaultySink`); `testing.records.make_record`;
-`testing.inbox` (delivery states, rows and lineage); `testing.hostile_json`.
+`testing.inbox` (delivery states, rows and lineage); `testing.waiting.wait_until`;
+`testing.worker` (`build_runtime`, `running_worker`, `WorkerTask`, `SourceHarness`);
+`testing.stack` (`running_stack`, `serving_app`, `app_client`); `testing.processes`
+(`apex-platform` commands as child processes); `testing.mutations` (mutated vendor
+documents, `deadline`); `testing.hostile_json`.
 
 Every project that installs apex-platform gets this plugin, so the module imports
 nothing heavy at import time; the servers' code is imported inside the fixtures.
@@ -200,6 +207,29 @@ def apex_app_client(request: pytest.FixtureRequest, tmp_path: Path) -> AppClient
         return app_client(runtime, open_sinks=open_sinks, **client)
 
     return make
+
+
+@pytest.fixture
+def apex_isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
+    """`apex_isolated_home("APEX_POSTGRES_", chdir=True)`: an empty APEX_HOME of this test's
+    own, none of the environment's variables with the given prefixes, optionally the working
+    folder there too (no stray `.env`); the cached core settings are cleared before and after."""
+    from apex_platform.settings import core_settings
+
+    def make(*env_prefixes: str, chdir: bool = False) -> Path:
+        home = tmp_path / "apex-home"
+        home.mkdir(exist_ok=True)
+        for name in list(os.environ):
+            if name.startswith(env_prefixes):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("APEX_HOME", str(home))
+        if chdir:
+            monkeypatch.chdir(home)
+        core_settings.cache_clear()
+        return home
+
+    yield make
+    core_settings.cache_clear()
 
 
 @pytest.fixture

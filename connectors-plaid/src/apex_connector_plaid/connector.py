@@ -30,6 +30,7 @@ from apex_platform.settings import load
 
 if TYPE_CHECKING:
     from apex_platform.contracts import SampleDelivery
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,12 @@ class PlaidConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_plaid.conformance import PlaidSamples
+
+        return PlaidSamples()
 
     @property
     def settings(self) -> PlaidSettings:

@@ -264,3 +264,30 @@ def test_plugins_list_json_shows_the_api_and_the_problems(plugin_dir: Path) -> N
     assert plugins["loadgood"]["api"] == ">=1,<2"
     assert set(plugins["loadgood"]) >= {"name", "distribution", "version", "module", "error"}
     assert any("loadfuture" in p and "plugin API" in p for p in doc["problems"])
+
+
+def test_plain_implementations_run_in_load_order(plugin_dir: Path) -> None:
+    """pluggy calls the last registered plugin first; the loader registers in reverse so
+    that hooks run in load order (sorted entry-point names, then import paths, then
+    explicit modules), which is the order enrichers run in and who keeps a contested name."""
+    for name in ("b", "a", "c"):
+        source = f"""
+            import apex_platform
+            from apex_platform.testing.sinks import MemorySink
+
+            @apex_platform.hookimpl
+            def apex_register_sinks(register):
+                register(MemorySink("{name}"))
+                register(MemorySink("contested"))
+        """
+        _fake_dist(plugin_dir, f"apex-load-{name}", f"apexload_order_{name}", source, f"order{name}")
+
+    class Explicit:
+        @hookimpl
+        def apex_register_sinks(self, register: Any) -> None:
+            register(MemorySink("explicit"))
+
+    registry = build_registry("orderb,ordera,orderc", modules=[Explicit()])
+    assert list(registry.sinks) == ["a", "contested", "b", "c", "explicit"]
+    assert registry.owner_of("sink", "contested").name == "ordera"  # type: ignore[union-attr]
+    assert [p.name for p in registry.plugins] == ["ordera", "orderb", "orderc", "Explicit"]

@@ -92,6 +92,10 @@ def _entry_points() -> list[EntryPoint]:
     return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
+#: name, how to load it, distribution, version, module path
+_Candidate = tuple[str, Callable[[], object], str | None, str | None, str]
+
+
 def _label(name: str, dist: str | None, version: str | None, module: str) -> str:
     where = f"distribution {dist} {version or ''}".rstrip() if dist else f"module {module}"
     return f"plugin {name!r} ({where})"
@@ -159,8 +163,9 @@ def build_registry(
     seen: set[str] = set()
     hooks = sorted(n for n in dir(hookspecs) if n.startswith("apex_"))
 
-    def admit(name: str, load: Callable[[], object], dist: str | None, version: str | None, module: str) -> None:
+    def admit(candidate: _Candidate) -> tuple[PluginInfo, list[str]]:
         """Import, check and register one plugin: all of it or none of it."""
+        name, load, dist, version, module = candidate
         label = _label(name, dist, version, module)
         try:
             plugin = load()
@@ -171,31 +176,49 @@ def build_registry(
                 pm.unregister(name=name)
             msg = f"failed to load {label}: {type(exc).__name__}: {exc}"
             log.error(msg)
-            registry.problems.append(msg)
-            registry.plugins.append(PluginInfo(name, dist, version, module, error=f"{type(exc).__name__}: {exc}"))
-            return
-        registry.plugins.append(PluginInfo(name, dist, version, module, api=api))
+            return PluginInfo(name, dist, version, module, error=f"{type(exc).__name__}: {exc}"), [msg]
         seen.add(name)
+        problems = []
         for hook in _unknown_hooks(pm, plugin):
             msg = f"{label} implements unknown hook {hook!r} (misspelled? the hooks are {', '.join(hooks)})"
             log.error(msg)
-            registry.problems.append(msg)
+            problems.append(msg)
+        return PluginInfo(name, dist, version, module, api=api), problems
 
+    candidates: list[_Candidate] = []
     if use_entry_points:
         for ep in _entry_points():
             if wanted is not None and ep.name not in wanted:
                 continue
             dist = ep.dist.name if ep.dist else None
             version = ep.dist.version if ep.dist else None
-            admit(ep.name, ep.load, dist, version, ep.value)
+            candidates.append((ep.name, ep.load, dist, version, ep.value))
 
     paths = _wanted(extra_module_paths) if isinstance(extra_module_paths, str) else set(extra_module_paths)
     for path in sorted(paths or ()):
-        admit(path, lambda path=path: importlib.import_module(path), None, None, path)  # type: ignore[misc]
+        candidates.append((path, lambda path=path: importlib.import_module(path), None, None, path))  # type: ignore[misc]
 
     for plugin in modules:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
-        admit(name, lambda plugin=plugin: plugin, None, None, name)  # type: ignore[misc]
+        candidates.append((name, lambda plugin=plugin: plugin, None, None, name))  # type: ignore[misc]
+
+    # pluggy calls the plugin registered last first: registering in reverse makes hooks run
+    # in load order (the order enrichers run in, and the first to claim a name keeps it)
+    outcomes: dict[int, tuple[PluginInfo, list[str]]] = {}
+    first: dict[str, int] = {}
+    for index, candidate in enumerate(candidates):
+        name, _, dist, version, module = candidate
+        if name in first:
+            msg = f"{_label(name, dist, version, module)} not registered: the name is taken by an earlier plugin"
+            outcomes[index] = (PluginInfo(name, dist, version, module, error=msg), [msg])
+        else:
+            first[name] = index
+    for index in sorted(first.values(), reverse=True):
+        outcomes[index] = admit(candidates[index])
+    for index in range(len(candidates)):
+        info, problems = outcomes[index]
+        registry.plugins.append(info)
+        registry.problems += problems
 
     if wanted is not None:
         for missing in sorted(wanted - seen):

@@ -291,3 +291,27 @@ def test_plain_implementations_run_in_load_order(plugin_dir: Path) -> None:
     assert list(registry.sinks) == ["a", "contested", "b", "c", "explicit"]
     assert registry.owner_of("sink", "contested").name == "ordera"  # type: ignore[union-attr]
     assert [p.name for p in registry.plugins] == ["ordera", "orderb", "orderc", "Explicit"]
+
+
+def test_instances_of_one_class_are_told_apart() -> None:
+    """Two plugin objects of one class share their hook's code: ownership and blame follow
+    the instance, not the code."""
+
+    class Configurable:
+        def __init__(self, label: str, fail: bool = False) -> None:
+            self.__name__ = label
+            self.fail = fail
+
+        @hookimpl
+        def apex_register_sinks(self, register: Any) -> None:
+            register(MemorySink(f"sink-{self.__name__}"))
+            if self.fail:
+                raise RuntimeError(f"{self.__name__} broke")
+
+    registry = build_registry(
+        [], modules=[Configurable("one"), Configurable("two", fail=True), Configurable("three")], use_entry_points=False
+    )
+    assert list(registry.sinks) == ["sink-one", "sink-three"]
+    assert registry.owner_of("sink", "sink-one").name == "one"  # type: ignore[union-attr]
+    assert registry.owner_of("sink", "sink-three").name == "three"  # type: ignore[union-attr]
+    assert registry.problems == ["plugin 'two' failed in apex_register_sinks: RuntimeError: two broke"]

@@ -233,11 +233,31 @@ def _code(function: object) -> CodeType | None:
     return code if isinstance(code, CodeType) else None
 
 
-def _innermost_plugin(frames: Iterable[FrameType], codes: dict[CodeType, str]) -> str | None:
-    """The plugin whose hook implementation is the innermost of `frames` (outermost first)."""
+#: code object of a hook implementation -> the plugins (name, object) whose implementation it is
+_Codes = dict[CodeType, list[tuple[str, object]]]
+
+
+def _codes(hook: pluggy.HookCaller) -> _Codes:
+    codes: _Codes = {}
+    for impl in hook.get_hookimpls():
+        if (code := _code(impl.function)) is not None:
+            codes.setdefault(code, []).append((impl.plugin_name, impl.plugin))
+    return codes
+
+
+def _innermost_plugin(frames: Iterable[FrameType], codes: _Codes) -> str | None:
+    """The plugin whose hook implementation is the innermost of `frames` (outermost first).
+    Instances of one class share their methods' code: `self` tells them apart; None when
+    nothing does."""
     found = None
     for frame in frames:
-        found = codes.get(frame.f_code, found)
+        entries = codes.get(frame.f_code)
+        if not entries:
+            continue
+        if len(entries) > 1:
+            me = frame.f_locals.get("self")
+            entries = [entry for entry in entries if entry[1] is me]
+        found = entries[0][0] if len(entries) == 1 else None
     return found
 
 
@@ -251,7 +271,7 @@ def _call_hook(pm: pluggy.PluginManager, registry: Registry, hook_name: str) -> 
     yield, say), each plugin's implementations are called on their own instead.
     """
     hook: pluggy.HookCaller = getattr(pm.hook, hook_name)
-    codes = {code: impl.plugin_name for impl in hook.get_hookimpls() if (code := _code(impl.function))}
+    codes = _codes(hook)
     excluded: set[object] = set()
     while True:
         offers = _Offers(codes)
@@ -272,7 +292,7 @@ class _Offers:
     """The `register` callback of one hook call: keeps each object with the plugin whose
     hook implementation is on the stack (the host stays in control of names and checks)."""
 
-    def __init__(self, codes: dict[CodeType, str], plugin: str | None = None) -> None:
+    def __init__(self, codes: _Codes, plugin: str | None = None) -> None:
         self.codes = codes
         self.plugin = plugin
         self.offered: list[tuple[str | None, Any]] = []

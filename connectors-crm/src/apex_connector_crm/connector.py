@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -40,6 +40,9 @@ from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
 from apex_platform.ratelimit import RateBudgets, budget_key, shared_budgets
 from apex_platform.settings import load
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 #: HubSpot's documented maxima per batch call
 _ASSOC_BATCH = 1000
@@ -98,6 +101,12 @@ class CrmConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_crm.conformance import CrmSamples
+
+        return CrmSamples()
 
     def accounts(self) -> list[str]:
         """The configured object types (`APEX_CRM_OBJECTS`): one poller each."""

@@ -72,3 +72,15 @@ def test_histories_are_judged_by_the_continue_as_new_bound() -> None:
     over = slopes(_run(30, {"history_total": lambda m: 500 * m, "history_max": lambda m: 400 * m}), 30)
     assert under["history_total"]["flat"] is True
     assert over["history_total"]["flat"] is False
+
+
+def test_a_process_that_gives_memory_back_is_flat() -> None:
+    got = slopes(_run(30, {"rss_mb:worker0": lambda m: 220 - 1.5 * m, "fds:edi-watcher": lambda m: 14 - m / 10}), 30)
+    assert got["rss_mb:worker0"]["flat"] is True
+    assert got["fds:edi-watcher"]["flat"] is True
+
+
+def test_the_longest_history_is_judged_by_the_bound_too() -> None:
+    got = slopes(_run(30, {"history_max": lambda m: 300 * m}), 30)
+    assert got["history_max"]["kind"] == "bounded"
+    assert got["history_max"]["flat"] is True

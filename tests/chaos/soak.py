@@ -165,15 +165,15 @@ QUEUE = ("backlog",)
 
 
 #: workflows continue as new before this many history events (workflows.MAX_HISTORY_EVENTS):
-#: the sum over the running workflows climbs until each reaches it, so it is judged by the
-#: longest history staying under the bound, not by a slope
+#: the longest history and the sum over the running workflows climb until each reaches it,
+#: so both are judged by the longest history staying under the bound, not by a slope
 HISTORY_BOUND = 10_000
 
 
 def kind_of(name: str) -> str:
     if name in QUEUE:
         return "queue"
-    if name == "history_total":
+    if name in ("history_total", "history_max"):
         return "bounded"
     if name in DATA_BOUND_EXACT or name.startswith(DATA_BOUND):
         return "data"
@@ -245,8 +245,8 @@ def slopes(samples: list[dict[str, float]], duration_minutes: float) -> dict[str
             longest = max(float(s.get("history_max", 0.0)) for s in kept)
             row["bound"] = HISTORY_BOUND
             row["flat"] = longest <= HISTORY_BOUND
-        else:
-            row["flat"] = abs(change) <= max(0.10 * abs(my), 2 * residual, 1.0)
+        else:  # a process's resource: rising is a leak, falling (memory given back) is not
+            row["flat"] = change <= max(0.10 * abs(my), 2 * residual, 1.0)
         out[name] = row
     return out
 

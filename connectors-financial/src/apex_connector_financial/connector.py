@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import httpx
 from pydantic_settings import BaseSettings
@@ -32,6 +32,9 @@ from apex_platform.capabilities import FakeVendor
 from apex_platform.errors import PayloadError, VendorError
 from apex_platform.models import InboundEvent, Page, Priority, Record, SourceMode
 from apex_platform.settings import core_settings, load
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,12 @@ class FinancialConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_financial.conformance import FinancialSamples
+
+        return FinancialSamples()
 
     def accounts(self) -> list[str]:
         """The companies (realmIds) of `APEX_FINANCIAL_REFRESH_TOKENS`."""

@@ -1,4 +1,5 @@
-"""The Apex conformance suite against the QuickBooks Online connector (samples: `apex_connector_financial.conformance`)."""
+"""The Apex conformance suite against the QuickBooks Online connector
+(samples: `apex_connector_financial.conformance`)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic_settings import BaseSettings
 
@@ -17,6 +17,9 @@ from apex_platform.errors import PayloadError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
 from apex_platform.safefiles import display_name, open_input
 from apex_platform.settings import load
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 
 class EdiConnector:
@@ -47,6 +50,12 @@ class EdiConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_edi.conformance import EdiSamples
+
+        return EdiSamples()
 
     def inbox(self) -> Path | None:
         """The drop folder to watch (APEX_EDI_INBOX), or None."""

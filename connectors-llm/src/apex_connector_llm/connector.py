@@ -6,7 +6,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic_settings import BaseSettings
 
@@ -17,6 +17,9 @@ from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SettingsError
 from apex_platform.models import InboundEvent, Priority, Record, SourceMode
 from apex_platform.settings import PushSettings, load
+
+if TYPE_CHECKING:
+    from apex_platform.testing.conformance.samples import ConformanceSamples
 
 PUSH_PATH = f"/v1/records/{SOURCE}"
 
@@ -45,6 +48,12 @@ class LlmConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def conformance_samples(self) -> ConformanceSamples:
+        """What the conformance suite runs with (`ConformanceProvider`)."""
+        from apex_connector_llm.conformance import LlmSamples
+
+        return LlmSamples()
 
     # -- PushSource ------------------------------------------------------------------------
 

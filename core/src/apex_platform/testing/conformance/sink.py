@@ -87,6 +87,9 @@ def rich_record(id: str, version: int) -> Record:
 class SinkConformance:
     """The conformance suite of a sink. Needs a `sink` fixture: open, on an empty store."""
 
+    # the checks are coroutines: marked, so that they run under pytest-asyncio's strict mode too
+    pytestmark = pytest.mark.asyncio
+
     @pytest.fixture
     def unholdable_record(self) -> Record | None:
         """Override: a record this store can never hold as it is (it must be refused with
@@ -105,13 +108,16 @@ class SinkConformance:
         try:
             await check(sink)
         except AssertionError as exc:
-            doc = " ".join((check.__doc__ or "").split())
-            _fail(
-                f"{sink.name} breaks the fenced contract in {check.__name__}"
-                + (f" ({doc})" if doc else "")
-                + f": {exc}. See apex_platform.contracts.Sink: write returns what it replaced, restore with a "
-                "writer token undoes only that writer's change, and only where the store still holds it"
-            )
+            problem = str(exc) or "the stored state differs from the contract's"
+        else:
+            return
+        doc = " ".join((check.__doc__ or "").split())
+        _fail(
+            f"{sink.name} breaks the fenced contract in {check.__name__}"
+            + (f" ({doc})" if doc else "")
+            + f": {problem}. See apex_platform.contracts.Sink: write returns what it replaced, restore with a "
+            "writer token undoes only that writer's change, and only where the store still holds it"
+        )
 
     # -- the write rule ---------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Apex's conformance suite for sources, run against this connector as installed."""
+"""Apex's conformance suite for sources, run against the installed connector with the
+samples it ships (`WeatherConnector.conformance_samples()`, in `conformance.py`)."""
 
 from __future__ import annotations
 

@@ -14,17 +14,26 @@ from __future__ import annotations
 
 from apex_platform.testing.conformance.enricher import EnricherConformance
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
-from apex_platform.testing.conformance.samples import ConformanceProvider, ConformanceSamples
+from apex_platform.testing.conformance.samples import (
+    ConformanceProvider,
+    ConformanceRecordsProvider,
+    ConformanceSamples,
+    ConformanceSinkProvider,
+    DemoSamples,
+)
 from apex_platform.testing.conformance.sink import SinkConformance
-from apex_platform.testing.conformance.source import SourceConformance, SourceHarness
+from apex_platform.testing.conformance.source import ConformanceRun, SourceConformance
 
 __all__ = [
     "ConformanceProvider",
+    "ConformanceRecordsProvider",
+    "ConformanceRun",
     "ConformanceSamples",
+    "ConformanceSinkProvider",
+    "DemoSamples",
     "EnricherConformance",
     "IOAttempted",
     "SinkConformance",
     "SourceConformance",
-    "SourceHarness",
     "no_io",
 ]

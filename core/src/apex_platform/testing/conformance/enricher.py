@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 
 import pytest
 
+from apex_platform.capabilities import Configurable
 from apex_platform.contracts import Enricher
 from apex_platform.models import Entity, Record, Relation
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
+from apex_platform.testing.conformance.samples import ConformanceRecordsProvider
 from apex_platform.testing.conformance.settings_checks import check_documented, check_secrets_hidden, fail
 from apex_platform.testing.sink_contract import SOURCE, T0, record
 
@@ -95,8 +97,9 @@ class EnricherConformance:
     def records(self) -> list[Record]:
         """The records the checks enrich: `sample_records()`, plus the enricher's own
         `conformance_records()` when it has one."""
-        own = getattr(self.make_enricher(), "conformance_records", None)
-        return [*sample_records(), *(own() if callable(own) else [])]
+        enricher = self.make_enricher()
+        own = enricher.conformance_records() if isinstance(enricher, ConformanceRecordsProvider) else []
+        return [*sample_records(), *own]
 
     def _enrich(self, enricher: Enricher, records: Sequence[Record]) -> list[Record]:
         try:
@@ -124,12 +127,16 @@ class EnricherConformance:
         return out
 
     def test_settings_are_documented(self) -> None:
-        check_documented(getattr(self.make_enricher(), "settings_model", None))
+        enricher = self.make_enricher()
+        check_documented(enricher.settings_model if isinstance(enricher, Configurable) else None)
 
     def test_secrets_are_hidden(self) -> None:
         enricher = self.make_enricher()
         check_secrets_hidden(
-            getattr(enricher, "settings_model", None), {}, self.make_enricher, f"enricher {enricher.name!r}"
+            enricher.settings_model if isinstance(enricher, Configurable) else None,
+            {},
+            self.make_enricher,
+            f"enricher {enricher.name!r}",
         )
 
     def test_enrich_keeps_every_record_and_its_identity(self) -> None:

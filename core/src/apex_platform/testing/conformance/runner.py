@@ -11,6 +11,7 @@ import pytest
 from apex_platform.contracts import Sink
 from apex_platform.plugins import build_registry
 from apex_platform.testing.conformance.enricher import EnricherConformance
+from apex_platform.testing.conformance.samples import ConformanceSinkProvider
 from apex_platform.testing.conformance.sink import SinkConformance
 from apex_platform.testing.conformance.source import SourceConformance
 from apex_platform.testing.conformance_plugin import TARGETS
@@ -21,15 +22,14 @@ def _sink_suite(name: str) -> type:
         @pytest.fixture
         async def sink(self) -> AsyncIterator[Sink]:
             registered = build_registry().sinks[name]
-            provide = getattr(registered, "conformance_sink", None)
-            if provide is None:
+            if not isinstance(registered, ConformanceSinkProvider):
                 pytest.fail(
                     f"the sink {name!r} has no conformance_sink(): the suite cannot reach a store of its own. "
                     "Give the sink conformance_sink(), an async context manager yielding it open on an empty "
                     "store, or subclass SinkConformance in a test module with a `sink` fixture",
                     pytrace=False,
                 )
-            async with provide() as opened:
+            async with registered.conformance_sink() as opened:
                 yield opened
 
     return Suite

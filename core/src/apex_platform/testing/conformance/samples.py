@@ -11,9 +11,13 @@ This module imports nothing heavy, so a connector may import it at run time.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from apex_platform.contracts import Sink
+    from apex_platform.models import Record
 
 
 class ConformanceSamples:
@@ -81,3 +85,68 @@ class ConformanceProvider(Protocol):
     """Optional capability of a source: the samples its conformance suite runs with."""
 
     def conformance_samples(self) -> ConformanceSamples: ...
+
+
+@runtime_checkable
+class ConformanceRecordsProvider(Protocol):
+    """Optional capability of an enricher: records of its own for its conformance suite
+    (what it enriches: text with the entities it finds, records of its kinds)."""
+
+    def conformance_records(self) -> list[Record]: ...
+
+
+@runtime_checkable
+class ConformanceSinkProvider(Protocol):
+    """Optional capability of a sink, for `pytest --apex-conformance NAME`: the sink open
+    on an empty store of its own (a temporary folder, a throw-away schema), closed and
+    removed on exit."""
+
+    def conformance_sink(self) -> AbstractAsyncContextManager[Sink]: ...
+
+
+class DemoSamples(ConformanceSamples):
+    """What a connector that ships no `conformance_samples()` still offers the suite: the
+    capabilities `apex-platform demo` uses. `start_fake_vendor()` and `demo_environment()`
+    configure it, `demo_deliveries()` are its deliveries (with the headers they came
+    with, signed once: `sign` stays unsupplied), `demo_files(folder)` its files."""
+
+    def __init__(self, connector: object) -> None:
+        self._connector = connector
+        self._headers: dict[bytes, dict[str, str]] = {}
+
+    @contextmanager
+    def environment(self) -> Iterator[dict[str, str]]:
+        from apex_platform.capabilities import DemoEnvironmentSource, FakeVendorSource
+
+        env: dict[str, str] = {}
+        vendor = self._connector.start_fake_vendor() if isinstance(self._connector, FakeVendorSource) else None
+        try:
+            if isinstance(self._connector, DemoEnvironmentSource):
+                env.update(self._connector.demo_environment())
+            if vendor is not None:
+                env.update(vendor.environment)
+            yield env
+        finally:
+            if vendor is not None:
+                vendor.stop()
+
+    def deliveries(self) -> list[bytes]:
+        from apex_platform.contracts import DemoSource
+
+        if not isinstance(self._connector, DemoSource):
+            return []
+        out = []
+        for delivery in self._connector.demo_deliveries():
+            self._headers[delivery.body] = dict(delivery.headers)
+            out.append(delivery.body)
+        return out
+
+    def headers(self, body: bytes) -> dict[str, str]:
+        return self._headers.get(body) or super().headers(body)
+
+    def files(self, folder: Path) -> list[Path]:
+        from apex_platform.capabilities import DemoFilesSource
+
+        if isinstance(self._connector, DemoFilesSource):
+            return self._connector.demo_files(folder)
+        return []

@@ -39,7 +39,12 @@ def secret_fields(model: type[BaseModel]) -> list[str]:
             return True
         return any(holds(arg) for arg in typing.get_args(annotation))
 
-    return [name for name, info in model.model_fields.items() if holds(info.annotation)]
+    def marked(extra: Any) -> bool:  # json_schema_extra={"secret": True}, as `plugins settings` reads it
+        return isinstance(extra, dict) and extra.get("secret") is True
+
+    return [
+        name for name, info in model.model_fields.items() if holds(info.annotation) or marked(info.json_schema_extra)
+    ]
 
 
 def secret_variables(model: type[BaseSettings] | None) -> set[str]:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import SecretStr
 
+from apex_platform.capabilities import DeliverySource
 from apex_platform.contracts import (
     BatchSource,
     BatchUnit,
@@ -45,7 +46,7 @@ from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.models import InboundEvent, Page, Record
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
 from apex_platform.testing.conformance.malformed import NOT_AN_OBJECT, variants
-from apex_platform.testing.conformance.samples import ConformanceProvider, ConformanceSamples
+from apex_platform.testing.conformance.samples import ConformanceProvider, ConformanceSamples, DemoSamples
 from apex_platform.testing.conformance.settings_checks import (
     check_documented,
     check_secrets_hidden,
@@ -82,7 +83,7 @@ def _error(exc: BaseException) -> str:
 
 
 @dataclass
-class SourceHarness:
+class ConformanceRun:
     """One suite run's view of the connector: its samples, the environment they set,
     and a way to make fresh instances (the platform's: its plugin's hook, run again)."""
 
@@ -161,10 +162,11 @@ class SourceConformance:
 
     def samples(self, connector: SourceConnector) -> ConformanceSamples:
         """The samples the suite runs with: the connector's own `conformance_samples()`,
-        else none (the checks needing samples are skipped)."""
+        else what its demo capabilities give (`DemoSamples`); the checks needing more are
+        skipped, naming the method to write."""
         if isinstance(connector, ConformanceProvider):
             return connector.conformance_samples()
-        return ConformanceSamples()
+        return DemoSamples(connector)
 
     def make_connector(self) -> SourceConnector:
         """A fresh instance, as the platform makes it: the installed plugins' hooks, run
@@ -175,7 +177,7 @@ class SourceConformance:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def conformance(cls) -> Iterator[SourceHarness]:
+    def conformance(cls) -> Iterator[ConformanceRun]:
         suite = cls()
         first = suite.make_connector()
         samples = suite.samples(first)
@@ -189,11 +191,11 @@ class SourceConformance:
                         patch.delenv(name)
             for name, value in env.items():
                 patch.setenv(name, value)
-            yield SourceHarness(cls.source or first.name, samples, dict(env), suite.make_connector)
+            yield ConformanceRun(cls.source or first.name, samples, dict(env), suite.make_connector)
 
     # -- the contract --------------------------------------------------------------------
 
-    def test_declares_the_contract(self, conformance: SourceHarness) -> None:
+    def test_declares_the_contract(self, conformance: ConformanceRun) -> None:
         """Name, mode, priority and the methods of its mode."""
         connector = conformance.connector()
         if connector.mode not in _MODE_PROTOCOLS:
@@ -206,11 +208,11 @@ class SourceConformance:
         if conformance.name != connector.name:
             _fail(f"the connector registered as {conformance.name!r} says its name is {connector.name!r}")
 
-    def test_settings_are_documented(self, conformance: SourceHarness) -> None:
+    def test_settings_are_documented(self, conformance: ConformanceRun) -> None:
         """Every setting has a description (`apex-platform plugins settings` shows it)."""
         check_documented(conformance.connector().settings_model)
 
-    def test_secrets_are_hidden(self, conformance: SourceHarness) -> None:
+    def test_secrets_are_hidden(self, conformance: ConformanceRun) -> None:
         """SecretStr settings never show in the repr, str or JSON dump of the settings or the connector."""
         connector = conformance.connector()
         check_secrets_hidden(
@@ -219,13 +221,13 @@ class SourceConformance:
 
     # -- verify: webhook sources -------------------------------------------------------
 
-    def _webhook(self, conformance: SourceHarness) -> WebhookSource:
+    def _webhook(self, conformance: ConformanceRun) -> WebhookSource:
         connector = conformance.connector()
         if not isinstance(connector, WebhookSource):
             pytest.skip(f"{connector.name} takes no webhooks (no verify/receive)")
         return connector
 
-    def _signed(self, conformance: SourceHarness) -> list[bytes]:
+    def _signed(self, conformance: ConformanceRun) -> list[bytes]:
         bodies = conformance.samples.deliveries()
         if not bodies:
             pytest.skip("the samples give no deliveries: write ConformanceSamples.deliveries()")
@@ -234,7 +236,7 @@ class SourceConformance:
         return bodies
 
     def _refused(
-        self, conformance: SourceHarness, headers: Mapping[str, str], body: bytes, what: str, fix: str
+        self, conformance: ConformanceRun, headers: Mapping[str, str], body: bytes, what: str, fix: str
     ) -> None:
         connector = conformance.connector()
         assert isinstance(connector, WebhookSource)
@@ -252,7 +254,7 @@ class SourceConformance:
             )
         _fail(f"verify accepted {what}: {fix}")
 
-    def test_verify_accepts_signed_deliveries(self, conformance: SourceHarness) -> None:
+    def test_verify_accepts_signed_deliveries(self, conformance: ConformanceRun) -> None:
         """Every sample delivery, signed now, passes `verify` (else the samples are wrong)."""
         self._webhook(conformance)
         for body in self._signed(conformance):
@@ -268,7 +270,7 @@ class SourceConformance:
                     "do not sign as the vendor does"
                 )
 
-    def test_verify_rejects_unsigned_requests(self, conformance: SourceHarness) -> None:
+    def test_verify_rejects_unsigned_requests(self, conformance: ConformanceRun) -> None:
         """No headers at all, or the signature headers left out: refused."""
         self._webhook(conformance)
         bodies = conformance.samples.deliveries() or [b"{}", b'{"type": "test"}']
@@ -284,7 +286,7 @@ class SourceConformance:
                     kept = {k: v for k, v in signed.items() if k != name}
                     self._refused(conformance, kept, body, f"a request whose {name} header was left out", fix)
 
-    def _body_headers(self, conformance: SourceHarness, body: bytes) -> list[str]:
+    def _body_headers(self, conformance: ConformanceRun, body: bytes) -> list[str]:
         """The headers that carry the credential: those whose value depends on the body
         (a signature), or for a token scheme those `sign` adds to the plain headers."""
         at = time.time()
@@ -301,7 +303,7 @@ class SourceConformance:
             )
         return names
 
-    def test_verify_rejects_mis_signed_requests(self, conformance: SourceHarness) -> None:
+    def test_verify_rejects_mis_signed_requests(self, conformance: ConformanceRun) -> None:
         """An altered body, a corrupted signature, another body's signature: refused."""
         self._webhook(conformance)
         bodies = self._signed(conformance)
@@ -339,7 +341,7 @@ class SourceConformance:
                     conformance, conformance.sign(other), body, "a request carrying the signature of another body", fix
                 )
 
-    def test_verify_rejects_stale_requests(self, conformance: SourceHarness) -> None:
+    def test_verify_rejects_stale_requests(self, conformance: ConformanceRun) -> None:
         """Signed further in the past or the future than the replay window: refused."""
         self._webhook(conformance)
         if not conformance.samples.timestamped:
@@ -361,7 +363,7 @@ class SourceConformance:
                     "(both directions): a captured request must not be accepted again later",
                 )
 
-    def test_verify_rejects_replayed_requests(self, conformance: SourceHarness) -> None:
+    def test_verify_rejects_replayed_requests(self, conformance: ConformanceRun) -> None:
         """A captured request with its timestamp header refreshed is refused; the same
         delivery sent twice in the window has one event id (the inbox keeps it once)."""
         self._webhook(conformance)
@@ -401,10 +403,9 @@ class SourceConformance:
     def _receive(
         self, connector: SourceConnector, headers: Mapping[str, str], body: bytes
     ) -> InboundEvent | WebhookReply | PollTrigger:
-        receive = getattr(connector, "receive", None)
-        assert receive is not None
+        assert isinstance(connector, DeliverySource)
         try:
-            received = receive(dict(headers), body)
+            received = connector.receive(dict(headers), body)
         except Exception as exc:  # noqa: BLE001
             _fail(f"receive refused a sample delivery ({_error(exc)}); body {_short(body)}")
         if not isinstance(received, InboundEvent | WebhookReply | PollTrigger):
@@ -425,10 +426,10 @@ class SourceConformance:
                 "ConformanceSamples.environment() must start a fake vendor holding the objects the deliveries name"
             )
 
-    def _events(self, conformance: SourceHarness) -> list[tuple[bytes, InboundEvent]]:
+    def _events(self, conformance: ConformanceRun) -> list[tuple[bytes, InboundEvent]]:
         """(body, event) of every sample delivery that is ingested (not a reply or a trigger)."""
         connector = conformance.connector()
-        if not hasattr(connector, "receive"):
+        if not isinstance(connector, DeliverySource):
             pytest.skip(f"{connector.name} receives no requests")
         bodies = conformance.samples.deliveries()
         if not bodies:
@@ -442,7 +443,7 @@ class SourceConformance:
             pytest.skip("no sample delivery is ingested (each is a reply or a poll trigger)")
         return out
 
-    def _unit_events(self, conformance: SourceHarness, folder: Path) -> list[InboundEvent]:
+    def _unit_events(self, conformance: ConformanceRun, folder: Path) -> list[InboundEvent]:
         connector = conformance.connector()
         if not isinstance(connector, BatchSource):
             return []
@@ -465,13 +466,13 @@ class SourceConformance:
             _fail(f"{connector.name}.split found no unit in the sample files {', '.join(p.name for p in files)}")
         return events
 
-    def _all_events(self, conformance: SourceHarness, folder: Path) -> list[InboundEvent]:
+    def _all_events(self, conformance: ConformanceRun, folder: Path) -> list[InboundEvent]:
         connector = conformance.connector()
         if isinstance(connector, BatchSource):
             return self._unit_events(conformance, folder)
         return [event for _, event in self._events(conformance)]
 
-    def test_parse_is_deterministic(self, conformance: SourceHarness, tmp_path: Path) -> None:
+    def test_parse_is_deterministic(self, conformance: ConformanceRun, tmp_path: Path) -> None:
         """The same event gives the same records: twice, and in a fresh instance after a
         second `receive` of the stored body (what the drain does)."""
         connector = conformance.connector()
@@ -507,7 +508,7 @@ class SourceConformance:
                 )
             conformance.produced.extend(first)
 
-    def test_parse_gives_stable_ids(self, conformance: SourceHarness, tmp_path: Path) -> None:
+    def test_parse_gives_stable_ids(self, conformance: ConformanceRun, tmp_path: Path) -> None:
         """Receiving the same delivery again (a vendor's retry, later) gives the same
         event id and records with the same ids, of this source."""
         connector = conformance.connector()
@@ -542,20 +543,20 @@ class SourceConformance:
         if record.source != connector.name:
             _fail(f"{connector.name}.parse made record {record.key} of another source ({record.source!r})")
 
-    def test_parse_does_no_io(self, conformance: SourceHarness, tmp_path: Path) -> None:
+    def test_parse_does_no_io(self, conformance: ConformanceRun, tmp_path: Path) -> None:
         """`parse` opens no file, socket or process (the guard refuses them)."""
         connector = conformance.connector()
         for event in self._all_events(conformance, tmp_path):
             parse_pure(connector, event)
 
-    def test_malformed_input_gives_payload_errors(self, conformance: SourceHarness, tmp_path: Path) -> None:
+    def test_malformed_input_gives_payload_errors(self, conformance: ConformanceRun, tmp_path: Path) -> None:
         """`receive` and `parse` are total: on any malformed body, a `PayloadError` or
         records, never another exception (each sample mutated in hundreds of ways). For
         a fetching or batch source, `parse` also gets mutations of the fetched payloads
         or of the file's units."""
         connector = conformance.connector()
         failures: dict[tuple[str, str], str] = {}
-        if hasattr(connector, "receive"):
+        if isinstance(connector, DeliverySource):
             seeds = conformance.samples.deliveries()
             cases = [case for body in seeds for case in variants(body)] if seeds else list(NOT_AN_OBJECT)
             for what, body in cases:
@@ -603,16 +604,16 @@ class SourceConformance:
 
     def _total_on(
         self,
-        conformance: SourceHarness,
+        conformance: ConformanceRun,
         connector: SourceConnector,
         what: str,
         body: bytes,
         failures: dict[tuple[str, str], str],
     ) -> None:
-        receive = getattr(connector, "receive")  # noqa: B009 - checked by the caller
+        assert isinstance(connector, DeliverySource)
         headers = conformance.request_headers(connector, body)
         try:
-            received = receive(headers, body)
+            received = connector.receive(headers, body)
         except PayloadError:
             return
         except Exception as exc:  # noqa: BLE001
@@ -633,7 +634,7 @@ class SourceConformance:
                 ("parse", type(exc).__name__), f"parse raised {_error(exc)} on a body with {what}: {_short(body)}"
             )
 
-    def test_deletions_give_tombstones(self, conformance: SourceHarness) -> None:
+    def test_deletions_give_tombstones(self, conformance: ConformanceRun) -> None:
         """A delivery that deletes something gives a tombstone (`deleted=True`)."""
         connector = conformance.connector()
         bodies = conformance.samples.deletions()
@@ -658,7 +659,7 @@ class SourceConformance:
 
     # -- poll and stream -----------------------------------------------------------
 
-    def _poller(self, conformance: SourceHarness) -> tuple[PollSource, str]:
+    def _poller(self, conformance: ConformanceRun) -> tuple[PollSource, str]:
         connector = conformance.connector()
         if not isinstance(connector, PollSource):
             pytest.skip(f"{connector.name} is not read page by page (no poll)")
@@ -671,7 +672,7 @@ class SourceConformance:
         return connector, accounts[0]
 
     def _pass(
-        self, conformance: SourceHarness, account: str, cursor: str | None, pages: int | None = None
+        self, conformance: ConformanceRun, account: str, cursor: str | None, pages: int | None = None
     ) -> tuple[list[Page], list[str | None]]:
         """Pages read from `cursor` until has_more is false (or `pages` of them), each by a
         fresh instance when the cursor crossed a restart."""
@@ -693,7 +694,7 @@ class SourceConformance:
             if len(out) >= limit:
                 _fail(f"{connector.name}.poll still has_more after {limit} pages (ConformanceSamples.max_pages)")
 
-    def test_cursor_survives_a_restart(self, conformance: SourceHarness) -> None:
+    def test_cursor_survives_a_restart(self, conformance: ConformanceRun) -> None:
         """A cursor, serialised through Temporal's converter and given to a new instance,
         resumes without losing or repeating a record."""
         connector, account = self._poller(conformance)
@@ -750,7 +751,7 @@ class SourceConformance:
 
     # -- batch ---------------------------------------------------------------------
 
-    def test_read_is_split_and_parse(self, conformance: SourceHarness, tmp_path: Path) -> None:
+    def test_read_is_split_and_parse(self, conformance: ConformanceRun, tmp_path: Path) -> None:
         """`read(path)` gives the records of `split` + `parse`, lazily."""
         connector = conformance.connector()
         if not isinstance(connector, BatchSource):
@@ -777,13 +778,13 @@ class SourceConformance:
 
     # -- Temporal ------------------------------------------------------------------
 
-    def test_records_round_trip_through_temporal(self, conformance: SourceHarness, tmp_path: Path) -> None:
+    def test_records_round_trip_through_temporal(self, conformance: ConformanceRun, tmp_path: Path) -> None:
         """Records cross Temporal unchanged: the platform's data converter, encryption included."""
         connector = conformance.connector()
         records = list(conformance.produced)
         if not records:
             events = []
-            if hasattr(connector, "receive") and conformance.samples.deliveries():
+            if isinstance(connector, DeliverySource) and conformance.samples.deliveries():
                 events = [event for _, event in self._events(conformance)]
             elif isinstance(connector, BatchSource) and conformance.samples.files(tmp_path):
                 events = self._unit_events(conformance, tmp_path)

@@ -234,6 +234,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Write over an existing 
 
 def _run(kind: str, name: str, mode: Mode | None, directory: Path, force: bool) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     try:
         check_name(name)
@@ -242,14 +243,14 @@ def _run(kind: str, name: str, mode: Mode | None, directory: Path, force: bool) 
     try:
         made = generate(kind, name, mode=mode, directory=directory, force=force)
     except ScaffoldError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     what = f"{mode} connector" if mode else kind
-    console = Console()
-    console.print(f"created {made.path}/ ({what} {name!r}, {len(made.files)} files)", highlight=False)
+    console = Console(highlight=False)
+    console.print(f"created {made.path}/ ({what} {name!r}, {len(made.files)} files)", markup=False)
     console.print(
         f"next:\n  pip install -e '{made.path}[testing]'\n  pytest {made.path}/tests\n  apex-platform plugins list",
-        highlight=False,
+        markup=False,  # "[testing]" is not rich markup
     )
 
 

@@ -75,6 +75,17 @@ def test_plugins_list_discovers_the_installed_example(site: Path) -> None:
     assert where.stdout.strip().startswith(str(site)), where
 
 
+def test_the_readme_settings_table_is_generated(site: Path) -> None:
+    """The README's table is `apex-platform plugins settings weather --markdown` of the copy installed."""
+    done = run([APEX, "plugins", "settings", "weather", "--markdown"], env=env_with(site))
+    assert done.returncode == 0, done.stderr
+    readme = (EXAMPLE / "README.md").read_text()
+    table = readme.split("<!-- apex-settings:start -->\n", 1)[1].split("<!-- apex-settings:end -->", 1)[0]
+    assert table.strip() == done.stdout.strip(), (
+        "regenerate the table: apex-platform plugins settings weather --markdown"
+    )
+
+
 def test_without_the_install_it_is_missing(tmp_path: Path) -> None:
     done = run([APEX, "plugins", "list", "--json", "--plugins", "weather"], env=env_with(None))
     doc = json.loads(done.stdout)

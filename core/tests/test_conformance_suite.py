@@ -22,6 +22,8 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import apex_platform
+
 from apex_platform.contracts import SampleDelivery
 from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.models import InboundEvent, Record
@@ -70,6 +72,11 @@ class AcmeConnector:
         expected = signature(body, self.settings.signing_secret.get_secret_value(), timestamp)
         if not hmac.compare_digest(expected.encode(), provided.encode("utf-8", "replace")):
             raise SignatureError("Acme webhook rejected: bad signature")
+
+    if BROKEN != "ships no samples":
+
+        def conformance_samples(self):
+            return AcmeSamples()
 
     def demo_environment(self):
         return {{"APEX_ACME_SIGNING_SECRET": SECRET}}
@@ -137,6 +144,11 @@ class AcmeSamples(ConformanceSamples):
     def sign(self, body, *, at):
         timestamp = str(int(at))
         return {{"X-Acme-Timestamp": timestamp, "X-Acme-Signature": signature(body, SECRET, timestamp)}}
+
+
+@apex_platform.hookimpl
+def apex_register_sources(register):
+    register(AcmeConnector())
 
 
 class TestAcmeConformance(SourceConformance):
@@ -321,19 +333,57 @@ def test_a_non_deterministic_enricher_fails_saying_what_to_fix(pytester: pytest.
     result.stdout.fnmatch_lines(["FAILED test_enricher.py::TestEnricherConformance::test_enrich_is_deterministic*"])
 
 
-def test_the_option_runs_the_suite_of_an_installed_connector(pytester: pytest.Pytester) -> None:
-    """`pytest --apex-conformance llm` in a folder holding no test at all."""
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs", "--apex-conformance", "llm")
-    result.assert_outcomes(passed=8, skipped=8)
-    result.stdout.fnmatch_lines(["*llm takes no webhooks (no verify/receive)*"])
+def test_the_option_runs_the_suite_of_a_plugin(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pytest --apex-conformance acme` in a folder whose only test file is not collected:
+    the plugin (loaded by import path, as APEX_PLUGIN_MODULES loads one in development)
+    is found by name and its own `conformance_samples()` used."""
+    pytester.makepyfile(
+        acme_plugin=ACME.format(broken=None), test_other="def test_other():\n    raise AssertionError\n"
+    )
+    pytester.syspathinsert()
+    monkeypatch.setenv("APEX_PLUGIN_MODULES", "acme_plugin")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs", "--apex-conformance", "acme")
+    result.assert_outcomes(passed=14, skipped=2)
+    result.stdout.fnmatch_lines(["*acme reads no files*"])
 
 
-def test_the_option_names_what_is_installed_when_the_name_is_not(pytester: pytest.Pytester) -> None:
+def test_the_option_names_what_is_installed_when_the_name_is_not(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(acme_plugin=ACME.format(broken=None))
+    pytester.syspathinsert()
+    monkeypatch.setenv("APEX_PLUGIN_MODULES", "acme_plugin")
     result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--apex-conformance", "no-such-plugin")
     assert result.ret != pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
-        [
-            "*--apex-conformance no-such-plugin: no installed source, sink or enricher has that name "
-            "(installed: *frontapp*"
-        ]
+        ["*--apex-conformance no-such-plugin: no installed source, sink or enricher has that name (installed: *acme*"]
     )
+
+
+MEMORY_PLUGIN = """
+import contextlib
+
+import apex_platform
+from apex_platform.testing.sinks import MemorySink
+
+
+class ConformingMemorySink(MemorySink):
+    @contextlib.asynccontextmanager
+    async def conformance_sink(self):
+        yield ConformingMemorySink("memory")
+
+
+@apex_platform.hookimpl
+def apex_register_sinks(register):
+    register(ConformingMemorySink("memory"))
+"""
+
+
+def test_the_option_runs_the_suite_of_a_sink_that_provides_its_store(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(memory_plugin=MEMORY_PLUGIN)
+    pytester.syspathinsert()
+    monkeypatch.setenv("APEX_PLUGIN_MODULES", "memory_plugin")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs", "--apex-conformance", "memory")
+    result.assert_outcomes(passed=14, skipped=2)

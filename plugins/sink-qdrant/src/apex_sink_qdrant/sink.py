@@ -14,11 +14,14 @@ A compensation is conditional on the writer tokens, in one request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic_settings import BaseSettings
@@ -173,6 +176,14 @@ class QdrantSink:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @contextlib.asynccontextmanager
+    async def conformance_sink(self) -> AsyncIterator[QdrantSink]:
+        """`ConformanceSinkProvider` (`pytest --apex-conformance qdrant`): a sink in local
+        mode on an empty folder of its own, with small vectors; the folder goes on exit."""
+        with tempfile.TemporaryDirectory(prefix="apex-conformance-qdrant-") as folder:
+            async with QdrantSink(QdrantSinkSettings(path=Path(folder) / "qdrant", embedding_dim=4)) as sink:
+                yield sink
 
     def _where(self) -> str:
         where = self._location.describe() if self._location else "<unresolved>"

@@ -25,7 +25,7 @@ from apex_platform.capabilities import Configurable
 from apex_platform.contracts import Enricher
 from apex_platform.models import Entity, Record, Relation
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
-from apex_platform.testing.conformance.samples import ConformanceRecordsProvider
+from apex_platform.testing.conformance.samples import ConformanceRecordsProvider, plugin_modules
 from apex_platform.testing.conformance.settings_checks import check_documented, check_secrets_hidden, fail
 from apex_platform.testing.sink_contract import SOURCE, T0, record
 
@@ -88,7 +88,7 @@ class EnricherConformance:
 
         if not self.enricher:
             fail(f'{type(self).__name__} names no enricher: set `enricher = "<name>"` on the class')
-        registry = build_registry()
+        registry = build_registry(extra_module_paths=plugin_modules())
         if self.enricher not in registry.enrichers:
             installed = ", ".join(sorted(registry.enrichers)) or "none"
             fail(f"no installed enricher is named {self.enricher!r} (installed: {installed})")

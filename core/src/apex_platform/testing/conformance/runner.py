@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from apex_platform.contracts import Sink
 from apex_platform.plugins import build_registry
 from apex_platform.testing.conformance.enricher import EnricherConformance
-from apex_platform.testing.conformance.samples import ConformanceSinkProvider
+from apex_platform.testing.conformance.samples import ConformanceSinkProvider, plugin_modules
 from apex_platform.testing.conformance.sink import SinkConformance
 from apex_platform.testing.conformance.source import SourceConformance
 from apex_platform.testing.conformance_plugin import TARGETS
@@ -19,9 +20,9 @@ from apex_platform.testing.conformance_plugin import TARGETS
 
 def _sink_suite(name: str) -> type:
     class Suite(SinkConformance):
-        @pytest.fixture
+        @pytest_asyncio.fixture
         async def sink(self) -> AsyncIterator[Sink]:
-            registered = build_registry().sinks[name]
+            registered = build_registry(extra_module_paths=plugin_modules()).sinks[name]
             if not isinstance(registered, ConformanceSinkProvider):
                 pytest.fail(
                     f"the sink {name!r} has no conformance_sink(): the suite cannot reach a store of its own. "
@@ -36,7 +37,7 @@ def _sink_suite(name: str) -> type:
 
 
 def _suites(names: list[str]) -> dict[str, type]:
-    registry = build_registry()
+    registry = build_registry(extra_module_paths=plugin_modules())
     out: dict[str, type] = {}
     for name in names:
         ident = "".join(c if c.isalnum() else "_" for c in name)

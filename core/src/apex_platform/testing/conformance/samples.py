@@ -10,6 +10,7 @@ This module imports nothing heavy, so a connector may import it at run time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
@@ -18,6 +19,12 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from apex_platform.contracts import Sink
     from apex_platform.models import Record
+
+
+def plugin_modules() -> str:
+    """`APEX_PLUGIN_MODULES`: plugin modules loaded by import path, as the platform loads
+    them, so a plugin in development runs its suite before it is installed."""
+    return os.environ.get("APEX_PLUGIN_MODULES", "")
 
 
 class ConformanceSamples:

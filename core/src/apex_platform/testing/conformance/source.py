@@ -46,7 +46,12 @@ from apex_platform.errors import PayloadError, SignatureError
 from apex_platform.models import InboundEvent, Page, Record
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
 from apex_platform.testing.conformance.malformed import NOT_AN_OBJECT, variants
-from apex_platform.testing.conformance.samples import ConformanceProvider, ConformanceSamples, DemoSamples
+from apex_platform.testing.conformance.samples import (
+    ConformanceProvider,
+    ConformanceSamples,
+    DemoSamples,
+    plugin_modules,
+)
 from apex_platform.testing.conformance.settings_checks import (
     check_documented,
     check_secrets_hidden,
@@ -812,7 +817,7 @@ def installed_source(name: str, suite: str = "the conformance suite") -> SourceC
     if not name:
         _fail(f'{suite} names no connector: set `source = "<name>"` on the class')
     entry_point = _entry_point_of.get(name)
-    registry = build_registry(entry_point) if entry_point else build_registry()
+    registry = build_registry(entry_point or "all", extra_module_paths=plugin_modules())
     if name not in registry.sources:
         installed = ", ".join(sorted(registry.sources)) or "none"
         problems = "; ".join(registry.problems)

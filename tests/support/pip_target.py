@@ -35,8 +35,8 @@ def pip_install_target(source: Path | str, target: Path, *, timeout: float = 300
 
 def env_with(target: Path | None, **extra: str) -> dict[str, str]:
     """This process's environment for a child that sees `target`'s distributions, with no
-    APEX_ setting of the developer's leaking in (plugin selection, env files)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_") and k != "PYTHONPATH"}
+    APEX_ setting of the developer's (plugin selection, env files) or PYTEST_ one leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APEX_", "PYTEST_")) and k != "PYTHONPATH"}
     if target is not None:
         env["PYTHONPATH"] = str(target)
     env.update(extra)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import keyword
 import re
+import sys
+import types
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.resources import files
@@ -27,6 +29,8 @@ import typer
 from apex_platform.errors import ApexError
 
 TEMPLATE_SUFFIX = ".tmpl"
+#: where the README's settings table goes (between `plugin_settings`' markers)
+SETTINGS_TABLE = "{{settings_table}}"
 #: a token of the templates; one left after rendering is a bug of the template
 _TOKEN = re.compile(r"\{\{[A-Za-z_]+\}\}")
 NAME_RULE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -189,13 +193,37 @@ def render(kind: str, name: str, mode: Mode | None = None) -> dict[str, str]:
     values = tokens(kind, check_name(name), mode)
     out: dict[str, str] = {}
     for relative, template in sorted(template_files(kind, mode).items()):
-        path = _substitute(relative, values)
-        text = _substitute(template.read_text(encoding="utf-8"), values)
+        out[_substitute(relative, values)] = _substitute(template.read_text(encoding="utf-8"), values)
+    package = f"src/apex_{kind}_{name}"
+    table = settings_table(out[f"{package}/settings.py"], plugin=name, kind="source" if kind == "connector" else kind)
+    out["README.md"] = out["README.md"].replace(SETTINGS_TABLE, table)
+    for path, text in out.items():
         left = _TOKEN.search(path) or _TOKEN.search(text)
         if left:  # a template bug, never the user's
-            raise ScaffoldError(f"template {kind}/{relative}: unknown token {left.group(0)}")
-        out[path] = text
+            raise ScaffoldError(f"template of {kind} {path}: unknown token {left.group(0)}")
     return out
+
+
+def settings_table(source: str, *, plugin: str, kind: str) -> str:
+    """The README's settings table of a generated settings module, as `apex-platform plugins
+    settings NAME --markdown` renders it (`plugin_settings`), from the module's source: it
+    is run as a module of its own (it imports only pydantic and apex_platform)."""
+    from pydantic_settings import BaseSettings
+
+    from apex_platform.plugin_settings import model_rows, render_markdown
+
+    module = types.ModuleType(f"_apex_scaffold_settings_{plugin}")
+    sys.modules[module.__name__] = module  # pydantic resolves the annotations through it
+    try:
+        exec(compile(source, f"<{plugin} settings>", "exec"), module.__dict__)  # noqa: S102 - our own template
+        (model,) = [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, BaseSettings) and value.__module__ == module.__name__
+        ]
+        return render_markdown(model_rows(model, plugin=plugin, kind=kind))
+    finally:
+        del sys.modules[module.__name__]
 
 
 def generate(

@@ -239,6 +239,77 @@ def test_a_broken_connector_fails_saying_what_to_fix(
         result.stdout.fnmatch_lines(["*a malformed delivery must raise apex_platform.errors.PayloadError*"])
 
 
+LEDGER = """
+from datetime import UTC, datetime
+
+from apex_platform.errors import PayloadError
+from apex_platform.models import Page, Record
+from apex_platform.testing.conformance import ConformanceSamples, SourceConformance
+
+BROKEN = {broken!r}
+#: the vendor's entries (id, deleted), two a page
+ENTRIES = [(f"T-{{n}}", n == 4) for n in range(7)]
+
+
+class Ledger:
+    name = "ledger"
+    mode = "poll"
+    priority = "P2"
+    settings_model = None
+    poll_interval_seconds = 60.0
+
+    def __init__(self):
+        self.position = 0
+
+    def accounts(self):
+        return ["main"]
+
+    async def poll(self, account, cursor):
+        start = self.position if BROKEN == "position kept in the instance" else int(cursor or 0)
+        chunk = ENTRIES[start : start + 2]
+        self.position = start + len(chunk)
+        records = tuple(
+            Record(
+                source="ledger",
+                kind="ledger.entry",
+                id=entry,
+                version=1,
+                occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+                deleted=deleted,
+            )
+            for entry, deleted in chunk
+        )
+        return Page(records=records, next_cursor=str(self.position), has_more=self.position < len(ENTRIES))
+
+    def parse(self, event):
+        raise PayloadError("ledger entries are read by poll, never delivered")
+
+
+class TestLedgerConformance(SourceConformance):
+    source = "ledger"
+
+    def make_connector(self):
+        return Ledger()
+
+    def samples(self, connector):
+        return ConformanceSamples()
+"""
+
+
+def test_a_poller_that_keeps_its_position_in_the_instance_fails_saying_what_to_fix(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ledger=LEDGER.format(broken=None))
+    pytester.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(passed=6, skipped=10)
+    pytester.makepyfile(test_ledger=LEDGER.format(broken="position kept in the instance"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rf")
+    result.assert_outcomes(passed=5, skipped=10, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*reading ledger with a new instance at every page, from the cursor the page before gave, did not end "
+            "after 8 pages (one uninterrupted pass took 4): the cursor must hold the whole position*"
+        ]
+    )
+
+
 SINK = '''
 import pytest
 

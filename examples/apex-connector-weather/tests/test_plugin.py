@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
 from apex_connector_weather import plugin
 from apex_connector_weather.connector import WeatherConnector
+from apex_connector_weather.settings import WeatherSettings
 from apex_platform.contracts import SourceConnector
+from apex_platform.plugin_settings import model_rows, render_markdown, table_in
 
 
 def registered() -> list[Any]:
@@ -44,3 +47,9 @@ def _types(annotation: Any) -> set[Any]:
     args = getattr(annotation, "__args__", ())
     origin = getattr(annotation, "__origin__", None)
     return {annotation, origin, *(t for arg in args for t in _types(arg))}
+
+
+def test_the_readme_settings_table_is_current() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    expected = render_markdown(model_rows(WeatherSettings, plugin="weather", kind="source"))
+    assert table_in(readme) == expected, "run: apex-platform plugins settings weather --markdown --write README.md"

@@ -25,7 +25,8 @@ BIN = Path(sys.executable).parent
 #: (command, NAME) of every plugin generated: five connector modes, a sink, an enricher
 PLUGINS = [
     (["connector", "--mode", "webhook"], "gen_hooks"),
-    (["connector", "--mode", "poll"], "gen_poll"),
+    # what fits on a line depends on NAME: one long name (the generator formats its output)
+    (["connector", "--mode", "poll"], "gen_poll_of_a_vendor_with_a_long_name"),
     (["connector", "--mode", "stream"], "gen_feed"),
     (["connector", "--mode", "batch"], "gen_files"),
     (["connector", "--mode", "push"], "gen_push"),
@@ -151,7 +152,7 @@ def test_plugins_list_shows_them_all(generated: tuple[Path, Path]) -> None:
     sources = {s["name"]: (s["mode"], s["distribution"]) for s in doc["sources"]}
     assert sources == {
         "gen_hooks": ("webhook", "apex-connector-gen_hooks"),
-        "gen_poll": ("poll", "apex-connector-gen_poll"),
+        "gen_poll_of_a_vendor_with_a_long_name": ("poll", "apex-connector-gen_poll_of_a_vendor_with_a_long_name"),
         "gen_feed": ("stream", "apex-connector-gen_feed"),
         "gen_files": ("batch", "apex-connector-gen_files"),
         "gen_push": ("push", "apex-connector-gen_push"),

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import keyword
 import re
+import shutil
+import subprocess
 import sys
 import types
 from dataclasses import dataclass
@@ -245,7 +247,22 @@ def generate(
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8", newline="\n")
+    tidy(target)
     return Generated(target, tuple(rendered))
+
+
+def tidy(target: Path) -> bool:
+    """Format the generated files with ruff where it is installed (what fits on a line
+    depends on the length of NAME); whether it ran. The output is correct code without it."""
+    ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
+    if ruff is None:
+        return False
+    for args in (["check", "--fix-only", "--select", "I", "--quiet", "."], ["format", "--quiet", "."]):
+        try:
+            subprocess.run([ruff, *args], cwd=target, capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return True
 
 
 new_app = typer.Typer(

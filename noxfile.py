@@ -70,7 +70,18 @@ def tests(session: nox.Session) -> None:
     install_all(session)
     session.install(*pinned(), *BENCH_TOOLS)  # tests/test_bench_smoke.py runs benchmarks/run.py
     env = {"APEX_PYTEST_HARD_EXIT": "1", **SMOKE_SIZES}
-    session.run("pytest", *test_paths(), *session.posargs, env=env)
+    session.run("pytest", *parallel(session.posargs), *test_paths(), *session.posargs, env=env)
+
+
+def parallel(posargs: list[str]) -> list[str]:
+    """pytest-xdist over `APEX_TEST_WORKERS` processes (default 2: the suite mostly waits on
+    its servers, one process used 0.7 of the machine's 2 cores), a test file per process so
+    module fixtures start once; `APEX_TEST_WORKERS=0` or an explicit `-n` in the arguments
+    runs it as given. Each process starts its own embedded servers on free ports."""
+    workers = os.environ.get("APEX_TEST_WORKERS", "2").strip()
+    if workers in ("", "0", "1") or any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in posargs):
+        return []
+    return ["-n", workers, "--dist", "loadfile"]
 
 
 @nox.session(python=PYTHON)

@@ -70,7 +70,8 @@ def tests(session: nox.Session) -> None:
     install_all(session)
     session.install(*pinned(), *BENCH_TOOLS)  # tests/test_bench_smoke.py runs benchmarks/run.py
     env = {"APEX_PYTEST_HARD_EXIT": "1", **SMOKE_SIZES}
-    session.run("pytest", *parallel(session.posargs), *test_paths(), *session.posargs, env=env)
+    # the 25 slowest tests are printed at the end: the suite's time bound is watched in every run
+    session.run("pytest", *parallel(session.posargs), "--durations=25", *test_paths(), *session.posargs, env=env)
 
 
 def parallel(posargs: list[str]) -> list[str]:

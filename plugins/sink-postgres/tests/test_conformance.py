@@ -4,8 +4,6 @@ that test_fenced_contract.py ran before."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from pydantic import SecretStr
 
@@ -23,6 +21,6 @@ class TestConformance(SinkConformance):
         return record("nul\x00in-the-id", 1)  # PostgreSQL text cannot hold NUL, and the id is the identity
 
     @pytest.fixture
-    def unreachable_sink(self, make_settings: Callable[..., PostgresSinkSettings]) -> Sink | None:
+    def unreachable_sink(self) -> Sink | None:
         dsn = SecretStr(f"postgresql://apex@127.0.0.1:{free_port()}/apex")
-        return PostgresSink(make_settings(dsn=dsn, connect_timeout=2.0, health_timeout=1.0))
+        return PostgresSink(PostgresSinkSettings(dsn=dsn, connect_timeout=2.0, health_timeout=1.0))

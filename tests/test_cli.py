@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer.core
@@ -233,3 +237,106 @@ def test_sources_start_on_a_webhook_source_is_a_clear_error() -> None:
     assert "frontapp" in out.stderr
     assert "no poller or stream" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _letter(batch_id: str, record_id: str) -> Any:
+    from apex_platform.contracts import DeadLetter
+    from apex_platform.models import Record
+
+    record = Record(
+        source="trk",
+        kind="trk.shipment",
+        id=record_id,
+        version=1,
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        title=f"Shipment {record_id}",
+    )
+    return DeadLetter(id=None, batch_id=batch_id, records=[record], succeeded=[], failed=["postgres"], error="down")
+
+
+def test_dlq_commands_print_one_json_document(tmp_path: Path, apex_postgres_server: Any) -> None:
+    """Against a real PostgreSQL dead-letter table, in this process (no stack running):
+    `--plugins postgres` picks the sink, `--json` gives one document, errors one JSON object."""
+    from apex_sink_postgres import PostgresSink
+    from apex_sink_postgres.settings import PostgresSinkSettings
+
+    schema = f"cli{uuid.uuid4().hex[:10]}"
+    env = {
+        "APEX_HOME": str(tmp_path / "home"),  # no stack here: the commands run in-process
+        "APEX_POSTGRES_DSN": apex_postgres_server.dsn,
+        "APEX_POSTGRES_SCHEMA": schema,
+        "APEX_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "APEX_PLUGINS": "nothing-by-default",  # --plugins must be what selects the sink
+    }
+
+    async def add() -> list[int]:
+        sink = PostgresSink(PostgresSinkSettings(dsn=apex_postgres_server.dsn, schema=schema))
+        await sink.open()
+        try:
+            return [await sink.add_dead_letter(_letter(f"b{i}", f"r{i}")) for i in (1, 2)]
+        finally:
+            await sink.close()
+
+    first, second = asyncio.run(add())
+    listed = run("dlq", "list", "--plugins", "postgres", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [d["id"] for d in json.loads(listed.stdout)] == [first, second]
+
+    shown = run("dlq", "show", str(first), "--plugins", "postgres", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == first
+
+    discarded = run("dlq", "discard", str(second), "--plugins", "postgres", "--json", env=env)
+    assert discarded.returncode == 0, discarded.stderr
+    assert json.loads(discarded.stdout) == {"id": second, "status": "discarded"}
+
+    replayed = run("dlq", "replay", "--all", "--plugins", "postgres", "--json", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    doc = json.loads(replayed.stdout)
+    assert doc["failed"] == []
+    assert [(r["id"], r["status"], r["written"]) for r in doc["replayed"]] == [(first, "replayed", 1)]
+
+    again = run("dlq", "replay", str(second), "--plugins", "postgres", "--json", env=env)
+    assert again.returncode == 1  # discarded, not open: the document says so, and the exit code
+    assert json.loads(again.stdout)["failed"] == [
+        {"id": second, "error": f"dead letter {second} is discarded, not open"}
+    ]
+
+    missing = run("dlq", "discard", "999999", "--plugins", "postgres", "--json", env=env)
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert json.loads(missing.stderr.strip().splitlines()[-1]) == {"error": "no dead letter 999999"}
+
+
+def test_sources_start_and_stop_print_one_json_document(apex_temporal_server: Any) -> None:
+    """A poller started and stopped on the real Temporal dev server (no worker needed to
+    start a workflow or signal it): each prints a list with the workflow id."""
+    prefix = f"cli{uuid.uuid4().hex[:8]}"
+    env = {
+        "APEX_HOME": "/nonexistent-apex-home",
+        "APEX_TEMPORAL_ADDRESS": apex_temporal_server.address,
+        "APEX_TEMPORAL_TASK_QUEUE_PREFIX": prefix,
+        "APEX_PAYLOAD_ENCRYPTION": "off",
+    }
+    started = run("sources", "start", "sonar", "--account", "VCRPM.USA", "--plugins", "sonar", "--json", env=env)
+    assert started.returncode == 0, started.stderr
+    (one,) = json.loads(started.stdout)
+    assert one == {
+        "source": "sonar",
+        "account": "VCRPM.USA",
+        "action": "start",
+        "workflow_id": f"{prefix}:poll:sonar:VCRPM.USA",
+    }
+    stopped = run("sources", "stop", "sonar", "--account", "VCRPM.USA", "--plugins", "sonar", "--json", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout) == [{**one, "action": "stop"}]
+    text = run("sources", "stop", "sonar", "--account", "VCRPM.USA", "--plugins", "sonar", env=env)
+    assert text.stdout.strip() == f"sonar/VCRPM.USA: stop requested ({one['workflow_id']})"
+
+    async def terminate() -> None:
+        from temporalio.client import Client
+
+        client = await Client.connect(apex_temporal_server.address)
+        await client.get_workflow_handle(one["workflow_id"]).terminate("test over")
+
+    asyncio.run(terminate())

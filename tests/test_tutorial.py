@@ -108,6 +108,15 @@ def test_every_shell_block_is_marked() -> None:
     assert len([b for b in marked if b.mark == "run"]) >= 8
 
 
+def test_links_lead_somewhere() -> None:
+    """Every relative link of the tutorial names a file or folder of the repository."""
+    links = re.findall(r"\]\(([^)#\s]+)\)", TUTORIAL.read_text())
+    relative = [link for link in links if "://" not in link]
+    assert relative, "the tutorial links to nothing in the repository"
+    missing = [link for link in relative if not (TUTORIAL.parent / link).exists()]
+    assert not missing, f"{TUTORIAL.name} links to what does not exist: {missing}"
+
+
 def test_file_blocks_are_the_finished_example() -> None:
     """What the tutorial asks the reader to write is what examples/apex-connector-weather holds,
     so the tutorial ends where the example is, and the example is tested as the tutorial's end."""

@@ -27,6 +27,8 @@ class SonarSamples(ConformanceSamples):
             env = demo.demo_environment(base_url)
             # several pages per ticker, each re-reading two days for revisions
             env.update({"APEX_SONAR_PAGE_DAYS": "4", "APEX_SONAR_LOOKBACK_DAYS": "2"})
+            # the fake has no rate limit: the suite's dozens of calls need not wait for SONAR's
+            env.update({"APEX_SONAR_REQUESTS_PER_MINUTE": "10000", "APEX_SONAR_BURST": "100"})
             yield env
         finally:
             stop()

@@ -70,7 +70,7 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any
             yield from _paths(item, (*prefix, index))
 
 
-def variants(body: bytes, *, limit: int = 400, hostile: bool = True) -> list[tuple[str, bytes]]:
+def variants(body: bytes, *, limit: int = 250, hostile: bool = True) -> list[tuple[str, bytes]]:
     """(what was done, malformed body) for `body`, at most `limit` of them, spread over
     the whole document when it has more paths than that. `hostile=False` leaves out what
     the platform's strict JSON decoder refuses (NaN, overflowing numbers, lone surrogates,

@@ -8,6 +8,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+#: the inner sessions have no pytest configuration: pytest-asyncio's loop scope set, not warned about
+QUIET = ("-o", "asyncio_default_fixture_loop_scope=function")
+
 #: a small, correct webhook source; `BROKEN` names the one defect a test builds in
 ACME = """
 import hashlib
@@ -166,7 +169,7 @@ class TestAcmeConformance(SourceConformance):
 
 def run_acme(pytester: pytest.Pytester, broken: str | None) -> pytest.RunResult:
     pytester.makepyfile(test_acme=ACME.format(broken=broken))
-    return pytester.runpytest("-p", "no:cacheprovider", "-q", "-rfEs")
+    return pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "-rfEs")
 
 
 def test_a_correct_connector_passes(pytester: pytest.Pytester) -> None:
@@ -298,9 +301,9 @@ class TestLedgerConformance(SourceConformance):
 
 def test_a_poller_that_keeps_its_position_in_the_instance_fails_saying_what_to_fix(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_ledger=LEDGER.format(broken=None))
-    pytester.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(passed=6, skipped=10)
+    pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q").assert_outcomes(passed=6, skipped=10)
     pytester.makepyfile(test_ledger=LEDGER.format(broken="position kept in the instance"))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rf")
+    result = pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "-rf")
     result.assert_outcomes(passed=5, skipped=10, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -344,14 +347,14 @@ class TestSinkConformance(SinkConformance):
 
 def test_a_correct_sink_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_sink=SINK.format(broken=None))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rfEs")
+    result = pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "-rfEs")
     result.assert_outcomes(passed=14, skipped=2)
     result.stdout.fnmatch_lines(["*no `unholdable_record` fixture*", "*no `unreachable_sink` fixture*"])
 
 
 def test_a_sink_whose_older_version_overwrites_fails_saying_what_to_fix(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_sink=SINK.format(broken="older overwrites"))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rfEs")
+    result = pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "-rfEs")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -396,7 +399,7 @@ class TestEnricherConformance(EnricherConformance):
 
 def test_a_non_deterministic_enricher_fails_saying_what_to_fix(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_enricher=ENRICHER)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rfEs")
+    result = pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "-rfEs")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         ["*was enriched differently by two instances: an activity retry would write a different record*"]
@@ -413,7 +416,7 @@ def test_the_option_runs_the_suite_of_a_plugin(pytester: pytest.Pytester, monkey
     )
     pytester.syspathinsert()
     monkeypatch.setenv("APEX_PLUGIN_MODULES", "acme_plugin")
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs", "--apex-conformance", "acme")
+    result = pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "-rs", "--apex-conformance", "acme")
     result.assert_outcomes(passed=14, skipped=2)
     result.stdout.fnmatch_lines(["*acme reads no files*"])
 
@@ -424,9 +427,9 @@ def test_the_option_names_what_is_installed_when_the_name_is_not(
     pytester.makepyfile(acme_plugin=ACME.format(broken=None))
     pytester.syspathinsert()
     monkeypatch.setenv("APEX_PLUGIN_MODULES", "acme_plugin")
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--apex-conformance", "no-such-plugin")
-    assert result.ret != pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(
+    result = pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "--apex-conformance", "no-such-plugin")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
         ["*--apex-conformance no-such-plugin: no installed source, sink or enricher has that name (installed: *acme*"]
     )
 
@@ -456,5 +459,5 @@ def test_the_option_runs_the_suite_of_a_sink_that_provides_its_store(
     pytester.makepyfile(memory_plugin=MEMORY_PLUGIN)
     pytester.syspathinsert()
     monkeypatch.setenv("APEX_PLUGIN_MODULES", "memory_plugin")
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs", "--apex-conformance", "memory")
+    result = pytester.runpytest("-p", "no:cacheprovider", *QUIET, "-q", "-rs", "--apex-conformance", "memory")
     result.assert_outcomes(passed=14, skipped=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -105,7 +106,23 @@ class Record(BaseModel):
         return {name: body[name] for name in type(self).model_fields}
 
     def content_hash(self) -> str:
-        """SHA-256 of the record's content (everything but the embedding)."""
+        """SHA-256 of the record's content (everything but the embedding).
+
+        Computed once per instance: the saga's ledger and every sink ask for it (about ten
+        times per record and batch), and a record is frozen — `model_copy(update=...)`, the
+        only way to change one, makes a new instance. Kept beside the instance, not in it,
+        so that equality and serialisation are those of the fields alone."""
+        key = id(self)
+        known = _CONTENT_HASHES.get(key)
+        if known is not None:
+            return known
+        value = self._content_hash()
+        _CONTENT_HASHES[key] = value
+        # dropped when the record is: its id may then name another object
+        weakref.finalize(self, _CONTENT_HASHES.pop, key, None)
+        return value
+
+    def _content_hash(self) -> str:
         body = self.json_value()
         del body["embedding"]
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -121,6 +138,10 @@ class Record(BaseModel):
             h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x1f")
         return h.hexdigest()
+
+
+#: `Record.content_hash` of each live record, by `id()`
+_CONTENT_HASHES: dict[int, str] = {}
 
 
 def _surrogate_keys(*values: Any) -> bool:

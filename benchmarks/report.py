@@ -54,7 +54,9 @@ def _per_commit(doc: dict[str, Any]) -> str:
     return f"{gc['rows'] / gc['transactions']:.1f}" if gc and gc["transactions"] else "-"
 
 
-def edge_section(results: dict[str, Any]) -> Section:
+def edge_section(results: dict[str, Any]) -> Section | None:
+    if not results.get("edge"):
+        return None
     rows = []
     for r in results["edge"]:
         a = r["accept"]
@@ -102,7 +104,9 @@ def edge_section(results: dict[str, Any]) -> Section:
     )
 
 
-def baseline_section(results: dict[str, Any]) -> Section:
+def baseline_section(results: dict[str, Any]) -> Section | None:
+    if not results.get("edge"):
+        return None
     rows = []
     for r in results["edge"]:
         a, h, s = r["accept"], r["healthz"], r["start_workflow"]
@@ -195,8 +199,10 @@ def backlog_section(results: dict[str, Any]) -> Section:
     )
 
 
-def p0_section(results: dict[str, Any]) -> Section:
-    p0 = results["p0"]
+def p0_section(results: dict[str, Any]) -> Section | None:
+    p0 = results.get("p0")
+    if not p0:
+        return None
     during = results.get("backlog_full", {}).get("p0_during")
     measured = [
         ("Front webhook: 202 → inbox delivered_at", p0["to_delivered_at"]),
@@ -240,7 +246,7 @@ def _load(results: dict[str, Any], key: str) -> str:
 
 def temporal_section(results: dict[str, Any]) -> Section | None:
     t = results.get("temporal")
-    if not t:
+    if not t or not results.get("edge"):
         return None
     rows = []
     top = next((r for r in results["edge"] if r["senders"] == 100), results["edge"][-1])
@@ -483,9 +489,6 @@ def _verdict(ok: bool) -> str:
 
 def targets(results: dict[str, Any]) -> list[str]:
     """Each goal of issue 15, computed from this run's figures."""
-    top = next((r for r in results["edge"] if r["senders"] == 100), results["edge"][-1])
-    ratio = top["accept"]["rate_per_s"] / top["start_workflow"]["rate_per_s"]
-    p99 = top["accept"]["p99_ms"]
     out = []
     e2e = [
         ("webhook", results.get("backlog_full")),
@@ -504,11 +507,16 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"PostgreSQL sink only ≥ {TARGET_DLT:.1f}x dlt: {pgonly['records_per_s']:,.0f} ÷ "
             f"{dlt['records_per_s']:,.0f} records/s = {r:.2f}x — {_verdict(r >= TARGET_DLT)}"
         )
-    out.append(
-        f"Intake ≥ {TARGET_RATIO:.0f}x the bare start_workflow rate at {top['senders']} senders: {ratio:.1f}x — "
-        f"{_verdict(ratio >= TARGET_RATIO)}; p99 time-to-202 < {TARGET_P99_MS:.0f} ms: {p99:.1f} ms — "
-        f"{_verdict(p99 < TARGET_P99_MS)}"
-    )
+    edge = results.get("edge")
+    if edge:
+        top = next((r for r in edge if r["senders"] == 100), edge[-1])
+        ratio = top["accept"]["rate_per_s"] / top["start_workflow"]["rate_per_s"]
+        p99 = top["accept"]["p99_ms"]
+        out.append(
+            f"Intake ≥ {TARGET_RATIO:.0f}x the bare start_workflow rate at {top['senders']} senders: {ratio:.1f}x — "
+            f"{_verdict(ratio >= TARGET_RATIO)}; p99 time-to-202 < {TARGET_P99_MS:.0f} ms: {p99:.1f} ms — "
+            f"{_verdict(p99 < TARGET_P99_MS)}"
+        )
     p0 = results.get("p0")
     if p0:
         p50 = p0["to_delivered_at"]["p50_ms"]
@@ -522,9 +530,65 @@ def targets(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _bound(cores: float | None) -> str:
+    if cores is None:
+        return "?"
+    return "CPU-bound (one event loop, one core)" if cores >= 0.85 else f"not CPU-bound ({cores:.2f} cores)"
+
+
+def limits(results: dict[str, Any]) -> list[str]:
+    """What limits each end-to-end figure, read off this run's CPU accounting."""
+    out = []
+    full = results.get("backlog_full")
+    if full:
+        c = full.get("cpu_cores", {})
+        out.append(
+            f"Webhook drain into four stores: the worker process was {_bound(c.get('worker'))}; PostgreSQL "
+            f"{c.get('postgres', 0):.2f}, Redis (+FalkorDB) {c.get('redis', 0):.2f}, Temporal "
+            f"{c.get('temporal', 0):.2f} cores. One drain per source runs one batch at a time."
+        )
+    feeds = results.get("feeds") or {}
+    for name, label in (("stream", "Stream (Samsara feed)"), ("poll", "Poller (Plaid)")):
+        d = feeds.get(name)
+        if d:
+            out.append(
+                f"{label}: the worker was {_bound(d.get('worker_cores'))} while it read, enriched and wrote "
+                f"{d['records']:,} records; one page at a time per account (the cursor advances only after the "
+                "saga acknowledged the page)."
+            )
+    saga = results.get("saga_alone")
+    if saga and saga.get("elapsed_s"):
+        total = saga["parse_s"] + saga["enrich_s"] + saga["saga_s"]
+        out.append(
+            "Without Temporal and the inbox, one process spent "
+            f"{saga['parse_s'] / total:.0%} of its time parsing, {saga['enrich_s'] / total:.0%} enriching and "
+            f"{saga['saga_s'] / total:.0%} in the saga's writes: the rest of a drain's time is the inbox and Temporal."
+        )
+    so = results.get("scale_out")
+    if so and "2" in so:
+        c = so["2"].get("cpu_cores", {})
+        workers = {k: v for k, v in c.items() if k.startswith("worker")}
+        if workers:
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in workers.items())
+            out.append(
+                f"Two workers used {shown} cores: one source has one drain workflow, so its batches are serial "
+                "and a second worker takes only what the first leaves (see 'N workers on a Temporal cluster')."
+            )
+    pgonly, dlt = results.get("backlog_pg"), results.get("dlt")
+    if pgonly and dlt:
+        out.append(
+            f"PostgreSQL only: the worker was {_bound(pgonly.get('cpu_cores', {}).get('worker'))}; dlt loaded the "
+            f"same records in {dlt['elapsed_s']:.1f} s in one process (extract, normalize, load), no enrichment, "
+            "no inbox, no Temporal."
+        )
+    return out
+
+
 def readings(results: dict[str, Any]) -> list[str]:
     """What the figures of this run say, computed from them (nothing here is hand-written per run)."""
-    out = []
+    out: list[str] = []
+    if not results.get("edge"):
+        return limits(results)
     top = next((r for r in results["edge"] if r["senders"] == 100), results["edge"][-1])
     a = top["accept"]
     api = a.get("cpu_cores", {}).get("api")
@@ -564,6 +628,7 @@ def readings(results: dict[str, Any]) -> list[str]:
             f"{busy['max_ms']:,.0f} ms, against {idle['p50_ms']:.0f} ms idle: both drains share the worker "
             "process, so a P1 batch in progress delays a P0 delivery."
         )
+    out += limits(results)
     return out
 
 

@@ -81,6 +81,7 @@ PAYLOAD_KEYS = new_key_entry("bench")  # measured as deployed: Temporal payloads
 FULL_PLUGINS = "samsara,frontapp,postgres,redis,graph,qdrant,entities,embeddings"
 PG_PLUGINS = "samsara,postgres,entities,embeddings"
 CONCURRENCY = (1, 10, 100)
+PROFILE: Path | None = None  # --profile: py-spy records every worker into this folder
 FRONT_NUMBERS = itertools.count(1)  # conversation and message numbers of the Front deliveries
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # wide tables in logs too
@@ -198,6 +199,7 @@ class Deployment:
         self.apis: list[subprocess.Popen[bytes]] = []
         self.urls: list[str] = []
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.profilers: list[subprocess.Popen[bytes]] = []
 
     @property
     def api(self) -> subprocess.Popen[bytes] | None:
@@ -242,7 +244,27 @@ class Deployment:
         raise TimeoutError(f"the API did not answer within 90 s:\n{self.log_tail('api')}")
 
     def start_worker(self) -> None:
-        self.workers.append(self._spawn("worker", len(self.workers), self.env))
+        index = len(self.workers)
+        proc = self._spawn("worker", index, self.env)
+        self.workers.append(proc)
+        if PROFILE is not None:  # py-spy attached from outside: it writes its file when the worker exits
+            PROFILE.mkdir(parents=True, exist_ok=True)
+            out = PROFILE / f"{self.name}-worker{index}-{proc.pid}.txt"
+            spy = str(Path(sys.executable).parent / "py-spy")
+            cmd = [
+                spy,
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--format",
+                "raw",
+                "--rate",
+                "97",
+                "--nonblocking",
+                "-o",
+                str(out),
+            ]
+            self.profilers.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     @staticmethod
     def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -263,6 +285,10 @@ class Deployment:
         for proc in self.workers:
             self._stop(proc)
         self.workers.clear()
+        for spy in self.profilers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(30)
+        self.profilers.clear()
 
     def stop(self) -> None:
         self.stop_worker()
@@ -1063,7 +1089,11 @@ async def server_versions(pg: asyncpg.Pool, stack: Stack) -> dict[str, str]:
     return out
 
 
-async def run_all(stack: Stack, sizes: Sizes, scale: float) -> dict[str, Any]:
+SCENARIOS = ("full", "pg", "saga", "feeds", "scale")
+"""`--only` groups: full = edge, bare Temporal, 2a, P0, footprint; pg = 2b and dlt."""
+
+
+async def run_all(stack: Stack, sizes: Sizes, scale: float, only: Sequence[str] = SCENARIOS) -> dict[str, Any]:
     pg = await asyncpg.create_pool(stack.postgres.dsn, min_size=1, max_size=2)
     temporal = await Client.connect(stack.temporal.address)
     results: dict[str, Any] = {"scale": scale, "sizes": dataclasses.asdict(sizes)}
@@ -1079,82 +1109,87 @@ async def run_all(stack: Stack, sizes: Sizes, scale: float) -> dict[str, Any]:
         loads[scenario] = [round(x, 2) for x in os.getloadavg()]
 
     try:
-        console.rule("1. edge acceptance (no worker running)")
-        mark("edge")
-        await full.start_api()
-        assert full.api is not None
-        await asyncio.sleep(1)
-        rss["api_rest"] = round(rss_bytes(full.api.pid) / 2**20, 1)
-        with RssSampler({"api": full.api.pid}) as api_rss:
-            results["edge"] = await edge_acceptance(pg, full, sizes)
-        rss["api_load_peak"] = api_rss.mib()["api"]
-        accepted = sum(r["accept"]["statuses"].get("202", 0) for r in results["edge"])
-        state = await inbox_state(pg, full, "samsara")
-        results["edge_check"] = {"answered_202_measured": accepted, "inbox_pending": state["pending"]}
+        if "full" in only:
+            console.rule("1. edge acceptance (no worker running)")
+            mark("edge")
+            await full.start_api()
+            assert full.api is not None
+            await asyncio.sleep(1)
+            rss["api_rest"] = round(rss_bytes(full.api.pid) / 2**20, 1)
+            with RssSampler({"api": full.api.pid}) as api_rss:
+                results["edge"] = await edge_acceptance(pg, full, sizes)
+            rss["api_load_peak"] = api_rss.mib()["api"]
+            accepted = sum(r["accept"]["statuses"].get("202", 0) for r in results["edge"])
+            state = await inbox_state(pg, full, "samsara")
+            results["edge_check"] = {"answered_202_measured": accepted, "inbox_pending": state["pending"]}
 
-        console.rule("1b. bare Temporal: workflows with 64 in flight")
-        mark("temporal")
-        results["temporal"] = await temporal_baselines(stack, sizes)
+            console.rule("1b. bare Temporal: workflows with 64 in flight")
+            mark("temporal")
+            results["temporal"] = await temporal_baselines(stack, sizes)
 
-        console.rule("2a. backlog drain, full stack (the high-rate webhook source end to end)")
-        mark("backlog_full")
-        results["backlog_full"] = await backlog_drain(pg, temporal, full, keep_worker=True, p0_probe=True)
-        rss["worker_load_peak"] = results["backlog_full"]["worker_rss_peak_mib"]["worker"]
+            console.rule("2a. backlog drain, full stack (the high-rate webhook source end to end)")
+            mark("backlog_full")
+            results["backlog_full"] = await backlog_drain(pg, temporal, full, keep_worker=True, p0_probe=True)
+            rss["worker_load_peak"] = results["backlog_full"]["worker_rss_peak_mib"]["worker"]
 
-        console.rule("3. P0 latency, idle full stack")
-        mark("p0")
-        await asyncio.sleep(2)
-        assert full.worker is not None
-        rss["worker_idle_after_drain"] = round(rss_bytes(full.worker.pid) / 2**20, 1)
-        console.print(f"  baseline: {sizes.roundtrips} one-activity workflows, start → result")
-        roundtrip = await loadgen("roundtrip", stack.temporal.address, "--count", str(sizes.roundtrips))
-        console.print(f"  {sizes.p0} sequential Front deliveries")
-        p0 = await p0_latency(pg, full, sizes.p0)
-        results["p0"] = {**p0, "baseline_roundtrip": roundtrip}
+            console.rule("3. P0 latency, idle full stack")
+            mark("p0")
+            await asyncio.sleep(2)
+            assert full.worker is not None
+            rss["worker_idle_after_drain"] = round(rss_bytes(full.worker.pid) / 2**20, 1)
+            console.print(f"  baseline: {sizes.roundtrips} one-activity workflows, start → result")
+            roundtrip = await loadgen("roundtrip", stack.temporal.address, "--count", str(sizes.roundtrips))
+            console.print(f"  {sizes.p0} sequential Front deliveries")
+            p0 = await p0_latency(pg, full, sizes.p0)
+            results["p0"] = {**p0, "baseline_roundtrip": roundtrip}
 
-        console.rule("5. footprint of the full deployment")
-        results["footprint"] = await footprint(pg, temporal, full, results)
-        full.stop_worker()
-        console.print("  reading every record back from every store")
-        samsara_keys = await record_keys(pg, full, "samsara")
-        front_keys = await record_keys(pg, full, "frontapp")
-        results["backlog_full"]["stores"] = await verify_stores(full, samsara_keys)
-        results["p0"]["stores"] = await verify_stores(full, front_keys)
-        full.stop()
+            console.rule("5. footprint of the full deployment")
+            results["footprint"] = await footprint(pg, temporal, full, results)
+            full.stop_worker()
+            console.print("  reading every record back from every store")
+            samsara_keys = await record_keys(pg, full, "samsara")
+            front_keys = await record_keys(pg, full, "frontapp")
+            results["backlog_full"]["stores"] = await verify_stores(full, samsara_keys)
+            results["p0"]["stores"] = await verify_stores(full, front_keys)
+            full.stop()
 
-        console.rule("2b. backlog drain, PostgreSQL only; dlt on the same records")
-        mark("backlog_pg")
-        await pgonly.start_api()
-        n = sizes.pg_backlog
-        console.print(f"  accepting {n} deliveries at 100 senders")
-        fill = await loadgen(
-            "http",
-            pgonly.url,
-            "--kind",
-            "samsara",
-            "--concurrency",
-            "100",
-            "--count",
-            str(n),
-            env={"APEX_SAMSARA_WEBHOOK_SECRET": SAMSARA_SECRET},
-        )
-        results["backlog_pg"] = await backlog_drain(pg, temporal, pgonly)
-        results["backlog_pg"]["fill"] = fill
-        results["backlog_pg"]["stores"] = await verify_stores(pgonly, await record_keys(pg, pgonly, "samsara"))
-        pgonly.stop()
-        results["dlt"] = await dlt_baseline(stack, n)
+        if "pg" in only:
+            console.rule("2b. backlog drain, PostgreSQL only; dlt on the same records")
+            mark("backlog_pg")
+            await pgonly.start_api()
+            n = sizes.pg_backlog
+            console.print(f"  accepting {n} deliveries at 100 senders")
+            fill = await loadgen(
+                "http",
+                pgonly.url,
+                "--kind",
+                "samsara",
+                "--concurrency",
+                "100",
+                "--count",
+                str(n),
+                env={"APEX_SAMSARA_WEBHOOK_SECRET": SAMSARA_SECRET},
+            )
+            results["backlog_pg"] = await backlog_drain(pg, temporal, pgonly)
+            results["backlog_pg"]["fill"] = fill
+            results["backlog_pg"]["stores"] = await verify_stores(pgonly, await record_keys(pg, pgonly, "samsara"))
+            pgonly.stop()
+            results["dlt"] = await dlt_baseline(stack, n)
 
-        console.rule("2c. the saga alone: parse, enrich, saga into four stores, no Temporal")
-        mark("saga_alone")
-        results["saga_alone"] = await saga_alone(stack, sizes)
+        if "saga" in only:
+            console.rule("2c. the saga alone: parse, enrich, saga into four stores, no Temporal")
+            mark("saga_alone")
+            results["saga_alone"] = await saga_alone(stack, sizes)
 
-        console.rule("2d. a stream (Samsara feed) and a poller (Plaid) from fake vendors, four stores")
-        mark("feeds")
-        results["feeds"] = await feeds(pg, stack, sizes)
-        rss["worker_rest"] = results["feeds"].pop("worker_rest_mib", 0.0)
+        if "feeds" in only:
+            console.rule("2d. a stream (Samsara feed) and a poller (Plaid) from fake vendors, four stores")
+            mark("feeds")
+            results["feeds"] = await feeds(pg, stack, sizes)
+            rss["worker_rest"] = results["feeds"].pop("worker_rest_mib", 0.0)
 
-        console.rule("4. scale-out: one API and worker, then two of each, the same backlog")
-        results["scale_out"] = await scale_out(pg, temporal, stack, sizes.scale_backlog)
+        if "scale" in only:
+            console.rule("4. scale-out: one API and worker, then two of each, the same backlog")
+            results["scale_out"] = await scale_out(pg, temporal, stack, sizes.scale_backlog)
     finally:
         full.stop()
         pgonly.stop()
@@ -1168,9 +1203,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, data)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where the page goes ('-': nowhere)")
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help=f"comma-separated scenario groups of {', '.join(SCENARIOS)}"
+    )
+    parser.add_argument("--profile", type=Path, help="record each worker with py-spy into this folder (raw stacks)")
     parser.add_argument("--render-only", action="store_true", help="only render the page from the results JSON")
     args = parser.parse_args()
     docs: Path | None = None if str(args.docs) == "-" else args.docs
+    global PROFILE
+    PROFILE = args.profile
     if args.render_only:
         results = json.loads(args.results.read_text())
         render_tables(console, results)
@@ -1189,7 +1230,7 @@ def main() -> None:
     ok = False
     try:
         stack.start()
-        results = asyncio.run(run_all(stack, sizes, args.scale))
+        results = asyncio.run(run_all(stack, sizes, args.scale, args.only.split(",")))
         ok = True
     finally:
         stack.stop()

@@ -7,6 +7,7 @@ dicts and lists are walked to a bounded depth and size.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -16,11 +17,16 @@ from apex_enricher_entities.found import Found
 
 MAX_DEPTH = 8
 MAX_NODES = 10_000
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
+@functools.lru_cache(maxsize=4096)
 def field_name(name: str) -> str:
-    """`Pro_Number`, `pro-number`, `proNumber` → `pronumber`."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    """`Pro_Number`, `pro-number`, `proNumber` → `pronumber`.
+
+    Cached: a source's records repeat the same few field names, and every dict of every
+    record asks for each of its keys (the walk, `_role` and `_dict`)."""
+    return _NOT_ALNUM.sub("", name.lower())
 
 
 def _names(*variants: str) -> frozenset[str]:

@@ -670,14 +670,18 @@ def _md_table(s: Section) -> list[str]:
 
 
 def _sizes(sizes: dict[str, Any]) -> str:
-    if not sizes:
+    if not sizes or "accept" not in sizes:
         return "?"
     accept = ", ".join(f"{n:,} at {c}" for c, n in sizes["accept"].items())
     starts = ", ".join(f"{n:,} at {c}" for c, n in sizes["starts"].items())
     return (
         f"deliveries (and as many GET /healthz) per senders {accept}; start_workflow calls {starts}; "
-        f"PostgreSQL-only backlog {sizes['pg_backlog']:,}; P0 deliveries {sizes['p0']}; "
-        f"baseline round trips {sizes['roundtrips']}"
+        f"PostgreSQL-only backlog {sizes['pg_backlog']:,} (and dlt on its records); P0 deliveries {sizes['p0']}; "
+        f"baseline round trips {sizes['roundtrips']}; workflows with 64 in flight "
+        + ", ".join(f"{n:,} of {a} activities" for a, n in sizes.get("flights", {}).items())
+        + f"; saga alone {sizes.get('saga', 0):,} deliveries; Samsara feed {sizes.get('feed_vehicles', 0)} vehicles x "
+        f"{sizes.get('feed_points', 0):,} points; Plaid {sizes.get('plaid', 0):,} transactions; scale-out backlog "
+        f"{sizes.get('scale_backlog', 0):,}"
     )
 
 
@@ -806,7 +810,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "```",
         "",
         f"This run: `--scale {results['scale']}`, {results['duration_s']:.0f} s from the first server start to "
-        f"the last figure. Sizes at this scale: {_sizes(sizes)}.",
+        f"the last figure. Sizes at this scale: {_sizes(sizes)}."
+        + (
+            " Scenarios started after (s): "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in results["started_after_s"].items())
+            + "."
+            if results.get("started_after_s")
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)

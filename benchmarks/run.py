@@ -1105,8 +1105,13 @@ async def run_all(stack: Stack, sizes: Sizes, scale: float, only: Sequence[str] 
     loads: dict[str, list[float]] = {}
     results["load_average"] = loads  # 1, 5, 15 minutes, when each scenario starts
 
+    began = time.monotonic()
+    started: dict[str, float] = {}
+    results["started_after_s"] = started  # when each scenario started, from the first server up
+
     def mark(scenario: str) -> None:
         loads[scenario] = [round(x, 2) for x in os.getloadavg()]
+        started[scenario] = round(time.monotonic() - began, 1)
 
     try:
         if "full" in only:

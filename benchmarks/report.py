@@ -478,7 +478,8 @@ def footprint_section(results: dict[str, Any]) -> Section | None:
         f"The full deployment after scenarios 1 to 3: {f['deliveries']:,} deliveries, {f['records']:,} records in "
         "PostgreSQL. RSS includes children; CPU seconds from /proc of each process (PostgreSQL: every backend). "
         "PostgreSQL sizes: tables with indexes and TOAST; Redis: MEMORY USAGE of the sink's record and "
-        "commit-ledger keys and of the graph's key (FalkorDB); Qdrant: its local folder.",
+        "commit-ledger keys; graph: FalkorDB's GRAPH.MEMORY USAGE (whole MB, so 0 for a small graph); "
+        "Qdrant: its local folder.",
     ]
     return Section("Footprint", ["what", "figure"], rows, notes)
 

@@ -108,18 +108,20 @@ class Sizes:
         def n(x: int) -> int:
             return max(10, round(x * scale))
 
+        # at scale 1 about ten minutes on an idle 2-core machine, so that `nox -s bench`
+        # stays under fifteen on a busier one; --scale 2 for longer runs
         return cls(
-            accept={1: n(1000), 10: n(4000), 100: n(8000)},
-            starts={1: n(300), 10: n(1000), 100: n(2000)},
-            pg_backlog=n(8000),
+            accept={1: n(500), 10: n(2000), 100: n(6000)},
+            starts={1: n(200), 10: n(600), 100: n(1200)},
+            pg_backlog=n(5000),
             p0=n(50),
             roundtrips=n(50),
-            flights={1: n(1000), 3: n(500)},
-            saga=n(4000),
+            flights={1: n(600), 3: n(300)},
+            saga=n(3000),
             feed_vehicles=max(2, round(20 * min(1.0, scale * 10))),
-            feed_points=n(500),
-            plaid=n(5000),
-            scale_backlog=n(6000),
+            feed_points=n(300),
+            plaid=n(3000),
+            scale_backlog=n(4000),
         )
 
 
@@ -734,10 +736,22 @@ async def redis_bytes(stack: Stack, dep: Deployment) -> dict[str, int]:
                     batch = []
             out[part] += await _memory(r, batch)
             out["keys"] += len(batch)
-        out["graph"] = int(await r.execute_command("MEMORY", "USAGE", dep.name) or 0)
+        out["graph"] = await graph_bytes(r, dep.name)
     finally:
         await r.aclose()
     return out
+
+
+async def graph_bytes(r: Any, name: str) -> int:
+    """FalkorDB's own estimate (GRAPH.MEMORY USAGE, whole MB: `total_graph_sz_mb`); a
+    module key reports nothing to MEMORY USAGE."""
+    with contextlib.suppress(Exception):
+        reply = await r.execute_command("GRAPH.MEMORY", "USAGE", name)
+        fields = dict(zip(reply[::2], reply[1::2], strict=False))
+        for key, value in fields.items():
+            if (key.decode() if isinstance(key, bytes) else str(key)) == "total_graph_sz_mb":
+                return int(float(value) * 2**20)
+    return int(await r.execute_command("MEMORY", "USAGE", name) or 0)
 
 
 async def _memory(r: Any, keys: list[bytes]) -> int:

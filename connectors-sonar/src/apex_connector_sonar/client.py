@@ -40,9 +40,12 @@ class _Unauthorized(Exception):
 class SonarClient:
     """One per connector: the cached bearer token and the account's shared rate budget.
 
-    The budget schedules at most `REQUESTS_PER_MINUTE - 1` requests in any `window` seconds
-    (60: SONAR's minute): `BURST` at once, then `(REQUESTS_PER_MINUTE - BURST - 1) / window`
-    a second; the one request of slack absorbs network jitter."""
+    The budget schedules at most `REQUESTS_PER_MINUTE - SLACK` requests in any `window`
+    seconds (60: SONAR's minute): `BURST` at once, then `(REQUESTS_PER_MINUTE - BURST -
+    SLACK) / window` a second. SLACK is a tenth of the budget (at least one request): a
+    request is admitted here and counted by SONAR when it arrives, and a loaded host's
+    delay between the two must not push an admitted request into a full minute (a 429
+    pauses every worker for ten minutes). At 100/min that is 10 requests, ~6 s of delay."""
 
     def __init__(
         self,
@@ -57,8 +60,9 @@ class SonarClient:
         self.settings = settings
         self.budgets = budgets
         self.budget = budget
-        self.burst = max(1, min(settings.burst, settings.requests_per_minute - 1))
-        self.rate = max(settings.requests_per_minute - self.burst - 1, 1) / window
+        slack = max(1, settings.requests_per_minute // 10)
+        self.burst = max(1, min(settings.burst, settings.requests_per_minute - slack))
+        self.rate = max(settings.requests_per_minute - self.burst - slack, 1) / window
         self._clock = clock
         self._transport = transport
         self._token: tuple[str, float] | None = None

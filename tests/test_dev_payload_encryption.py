@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from support.procs import CLI, ApexProcess, wait_for, wait_http
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from apex_platform.stack import read_stack
 from apex_platform.stack.ports import free_port
@@ -37,7 +38,13 @@ async def first_batch(address: str, workflow_id: str) -> list[Payload]:
     """The drain loop's input and its first completed batch, as Temporal holds them (no codec)."""
     client = await Client.connect(address)
     for _ in range(240):
-        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        try:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        except RPCError as exc:  # the worker starts the drain loop on its own time (202 = in the inbox)
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            await asyncio.sleep(0.5)
+            continue
         completed = [
             e.activity_task_completed_event_attributes.result.payloads
             for e in history.events

@@ -87,6 +87,11 @@ HARD_EXIT_ENV = "APEX_PYTEST_HARD_EXIT"
 
 _exit_status_key = pytest.StashKey[int]()
 _configured_depth = 0
+_configured_key = pytest.StashKey[bool]()
+"""Set on a config this plugin's `pytest_configure` ran for (another plugin's usage error can
+stop pytest before it, and `pytest_unconfigure` still runs)."""
+_session_guard_file: str | None = None
+"""The payload-guard file this process made (removed at the end; an inherited one is not)."""
 """How many pytest configs are live in this process (>1 inside an in-process pytester run)."""
 
 
@@ -284,12 +289,14 @@ def pytest_configure(config: pytest.Config) -> None:
     And it is encrypted, as in production: unless the environment configures payload
     encryption, the session makes a key file of its own (as `apex-platform dev` does)
     and names it in APEX_PAYLOAD_KEYS_FILE, which the processes it starts inherit."""
-    global _configured_depth, _session_key_dir
+    global _configured_depth, _session_key_dir, _session_guard_file
+    config.stash[_configured_key] = True
     _configured_depth += 1
     if _configured_depth == 1 and not os.environ.get(GUARD_FILE_ENV):
         fd, path = tempfile.mkstemp(prefix="apex-payload-guard-", suffix=".log")
         os.close(fd)
         os.environ[GUARD_FILE_ENV] = path
+        _session_guard_file = path
     if _configured_depth == 1 and not any(name in os.environ for name in PAYLOAD_ENV):
         from apex_platform.temporal.encryption import write_key_file
 
@@ -338,11 +345,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     Note that `coverage run -m pytest` saves its data at interpreter exit: use
     pytest-cov or set APEX_PYTEST_HARD_EXIT=0 with it.
     """
-    global _configured_depth, _session_key_dir
+    global _configured_depth, _session_key_dir, _session_guard_file
+    if not config.stash.get(_configured_key, False):
+        return  # pytest stopped before this plugin's pytest_configure ran for this config
     _configured_depth -= 1
     if _configured_depth == 0 and _session_key_dir is not None:
         shutil.rmtree(_session_key_dir, ignore_errors=True)
         _session_key_dir = None
+    if _configured_depth == 0 and _session_guard_file is not None:
+        with contextlib.suppress(OSError):  # read by pytest_sessionfinish already
+            os.unlink(_session_guard_file)
+        if os.environ.get(GUARD_FILE_ENV) == _session_guard_file:
+            del os.environ[GUARD_FILE_ENV]
+        _session_guard_file = None
     status = config.stash.get(_exit_status_key, None)
     if status is None or os.environ.get(HARD_EXIT_ENV, "1").strip() == "0":
         return

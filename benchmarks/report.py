@@ -473,6 +473,10 @@ def footprint_section(results: dict[str, Any]) -> Section | None:
     ]
     for name, per in f["store_bytes_per_record"].items():
         unit = "delivery" if name == "inbox" else "record"
+        if name == "redis_graph" and f["store_bytes"][name] < 2**20:  # GRAPH.MEMORY USAGE gave no figure
+            shown = f"not measured (the module key's MEMORY USAGE: {f['store_bytes'][name]} B)"
+            rows.append([f"{name}: bytes per {unit}", shown])
+            continue
         rows.append([f"{name}: bytes per {unit}", f"{per:,.0f} ({_kib(f['store_bytes'][name])} KiB in all)"])
     notes = [
         f"The full deployment after scenarios 1 to 3: {f['deliveries']:,} deliveries, {f['records']:,} records in "

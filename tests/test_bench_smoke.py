@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,8 @@ def _all_found(doc: dict[str, Any], where: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def results() -> dict[str, Any]:
-    out = Path(tempfile.mkdtemp(prefix="apex-bench-smoke-")) / "results.json"
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench-smoke") / "results.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
     done = subprocess.run(
         [sys.executable, str(RUN), "--scale", "0.01", "--results", str(out), "--docs", "-"],

@@ -149,14 +149,15 @@ def _surrogate_keys(*values: Any) -> bool:
     for value in values:
         if isinstance(value, dict):
             for key, item in value.items():
-                if (isinstance(key, str) and not _utf8(key)) or _surrogate_keys(item):
+                if (isinstance(key, str) and not is_utf8(key)) or _surrogate_keys(item):
                     return True
         elif isinstance(value, list | tuple) and _surrogate_keys(*value):
             return True
     return False
 
 
-def _utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be stored as UTF-8 (False for a lone surrogate)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

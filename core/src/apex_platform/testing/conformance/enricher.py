@@ -23,7 +23,7 @@ import pytest
 
 from apex_platform.capabilities import Configurable
 from apex_platform.contracts import Enricher
-from apex_platform.models import Entity, Record, Relation
+from apex_platform.models import Entity, Record, Relation, is_utf8
 from apex_platform.testing.conformance.guard import IOAttempted, no_io
 from apex_platform.testing.conformance.samples import ConformanceRecordsProvider, plugin_modules
 from apex_platform.testing.conformance.settings_checks import check_documented, check_secrets_hidden, fail
@@ -55,14 +55,6 @@ def sample_records() -> list[Record]:
         record("odd", 4).model_copy(update={"text": "NUL \x00 lone \ud800 surrogate, RTL \u202e, emoji 🚚" * 10}),
         record("gone", 5, deleted=True),
     ]
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _same_identity(before: Record, after: Record) -> bool:
@@ -179,7 +171,7 @@ class EnricherConformance:
         from apex_platform.testing.conformance.source import round_trip
 
         # the strict JSON decoder refuses lone surrogates at the edge: no source record holds one
-        records = [r for r in self.records() if _utf8(r.text + r.title)]
+        records = [r for r in self.records() if is_utf8(r.text + r.title)]
         out = self._enrich(self.make_enricher(), records)
         back: Any = asyncio.run(round_trip(out, list[Record]))
         if back != out:

@@ -83,6 +83,20 @@ def _short(body: bytes, limit: int = 160) -> str:
     return text + ("…" if len(body) > limit else "")
 
 
+def _parse_total_on(
+    connector: SourceConnector, event: InboundEvent, what: str, failures: dict[tuple[str, str], str]
+) -> None:
+    """Parse `event`; anything but `PayloadError` is recorded in `failures` (once per error type)."""
+    try:
+        parse_pure(connector, event)
+    except PayloadError:
+        pass
+    except pytest.fail.Exception:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the check is that nothing else escapes
+        failures.setdefault(("parse", type(exc).__name__), f"parse raised {_error(exc)} on {what}")
+
+
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
@@ -591,16 +605,7 @@ class SourceConformance:
             event = InboundEvent(
                 source=connector.name, event_id="conformance-malformed", received_at=time_now(), payload=payload
             )
-            try:
-                parse_pure(connector, event)
-            except PayloadError:
-                pass
-            except pytest.fail.Exception:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                failures.setdefault(
-                    ("parse", type(exc).__name__), f"parse raised {_error(exc)} on an event with {what}"
-                )
+            _parse_total_on(connector, event, f"an event with {what}", failures)
             if len(failures) >= 5:
                 break
         if failures:
@@ -628,16 +633,7 @@ class SourceConformance:
             return
         if not isinstance(received, InboundEvent) or isinstance(connector, FetchingSource):
             return  # a fetching source's events are parsed after `fetch`: their payloads are mutated instead
-        try:
-            parse_pure(connector, received)
-        except PayloadError:
-            pass
-        except pytest.fail.Exception:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            failures.setdefault(
-                ("parse", type(exc).__name__), f"parse raised {_error(exc)} on a body with {what}: {_short(body)}"
-            )
+        _parse_total_on(connector, received, f"a body with {what}: {_short(body)}", failures)
 
     def test_deletions_give_tombstones(self, conformance: ConformanceRun) -> None:
         """A delivery that deletes something gives a tombstone (`deleted=True`)."""

@@ -4,13 +4,9 @@ version checked at load."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import apex_platform
 from apex_platform import PLUGIN_API_VERSION, hookimpl
@@ -25,17 +21,6 @@ def _fake_dist(root: Path, dist: str, module: str, source: str, entry_point: str
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 2.0.1\n")
     (info / "entry_points.txt").write_text(f"[apex.plugins]\n{entry_point} = {module}\n")
-
-
-@pytest.fixture
-def plugin_dir(tmp_path: Path) -> Iterator[Path]:
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        for mod in [m for m in sys.modules if m.startswith("apexload_")]:
-            del sys.modules[mod]
 
 
 GOOD = """

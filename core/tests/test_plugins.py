@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +21,6 @@ def _fake_dist(root: Path, dist: str, modules: dict[str, str], entry_points: dic
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     eps = "[apex.plugins]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items())
     (info / "entry_points.txt").write_text(eps)
-
-
-@pytest.fixture
-def plugin_dir(tmp_path: Path) -> Iterator[Path]:
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        for mod in [m for m in sys.modules if m.startswith("apexfake_")]:
-            del sys.modules[mod]
 
 
 GOOD_SINK = """

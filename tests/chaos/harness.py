@@ -86,7 +86,9 @@ class Harness:
             "APEX_PLUGIN_MODULES": "tests.chaos.flaky_plugin",
             CONTROL_ENV: str(self.flaky_file),
             GUARD_FILE_ENV: str(self.guard_file),
-            "PYTHONPATH": str(ROOT),
+            # the checkout first; a PYTHONPATH the run was started with (a diagnostic
+            # sitecustomize, say) still reaches every child
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
             "APEX_FRONTAPP_SIGNING_SECRET": self.secrets["front"],
             "APEX_SAMSARA_WEBHOOK_SECRET": self.secrets["samsara"],
             "APEX_API_KEYS": self.secrets["push"],

@@ -38,6 +38,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.group_commit import GroupCommit
+from apex_platform.partitions import sql_partition
 from apex_platform.settings import ENV_FILE, Credential, core_settings, parse_duration
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,9 @@ class Inbox:
     _writer: GroupCommit[Delivery, Outcome] | None = None
     _listener: asyncpg.Connection | None = None
     _events: dict[str, asyncio.Event] = field(default_factory=dict)
+    #: drain partition counts whose index this process has built (or is building)
+    _partition_indexes: set[int] = field(default_factory=set)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def schema(self) -> str:
@@ -288,6 +292,11 @@ class Inbox:
             with contextlib.suppress(Exception):
                 await self._listener.close()
             self._listener = None
+        for task in list(self._background):  # an index build in progress: the next start builds it again
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._partition_indexes.clear()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -358,16 +367,30 @@ class Inbox:
 
     # -- the drain -----------------------------------------------------------------------
 
-    async def pending(self, source: str, max_count: int, max_bytes: int) -> list[StoredDelivery]:
+    async def pending(
+        self, source: str, max_count: int, max_bytes: int, *, partition: int = 0, partitions: int = 1
+    ) -> list[StoredDelivery]:
         """The oldest pending deliveries of `source`: at most `max_count`, at most
-        `max_bytes` of bodies (but always the first one)."""
+        `max_bytes` of bodies (but always the first one). With `partitions` > 1 only the
+        rows of drain partition `partition` (`apex_platform.partitions`)."""
         pool = await self.pool()
         s = self.schema
-        sizes = await pool.fetch(
-            f"SELECT seq, size FROM {s}.deliveries WHERE source = $1 AND status = 'pending' ORDER BY seq LIMIT $2",
-            source,
-            max_count,
-        )
+        if partitions > 1:
+            self._index_partitions(pool, partitions)
+            sizes = await pool.fetch(
+                f"""SELECT seq, size FROM {s}.deliveries
+                    WHERE source = $1 AND status = 'pending' AND {sql_partition("event_id", partitions)} = $3
+                    ORDER BY seq LIMIT $2""",
+                source,
+                max_count,
+                partition,
+            )
+        else:
+            sizes = await pool.fetch(
+                f"SELECT seq, size FROM {s}.deliveries WHERE source = $1 AND status = 'pending' ORDER BY seq LIMIT $2",
+                source,
+                max_count,
+            )
         take: list[int] = []
         total = 0
         for row in sizes:
@@ -393,6 +416,38 @@ class Inbox:
             )
             for r in rows
         ]
+
+    def _index_partitions(self, pool: asyncpg.Pool, partitions: int) -> None:
+        """Once per process and partition count: build, in the background and without
+        blocking intake (CONCURRENTLY), the index that serves `pending` by partition. Until
+        it is valid the pending-rows index serves (scanning the other partitions' rows)."""
+        if partitions in self._partition_indexes:
+            return
+        self._partition_indexes.add(partitions)
+        task = asyncio.get_running_loop().create_task(self._build_partition_index(pool, partitions))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _build_partition_index(self, pool: asyncpg.Pool, partitions: int) -> None:
+        name = f"deliveries_pending_p{partitions}"
+        try:
+            async with pool.acquire() as conn:
+                invalid = await conn.fetchval(
+                    """SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = $1 AND c.relname = $2 AND NOT i.indisvalid""",
+                    self.settings.schema_name,
+                    name,
+                )
+                if invalid:  # a build that was interrupted: it serves nothing, start again
+                    await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {self.schema}.{_q(name)}", timeout=None)
+                await conn.execute(
+                    f"""CREATE INDEX CONCURRENTLY IF NOT EXISTS {_q(name)} ON {self.schema}.deliveries
+                        (source, ({sql_partition("event_id", partitions)}), seq) WHERE status = 'pending'""",
+                    timeout=None,
+                )
+        except Exception as exc:  # noqa: BLE001 - only a faster query is lost; the next process tries again
+            log.warning("inbox: the index of %d drain partitions could not be built: %s", partitions, exc)
 
     async def mark_delivered(
         self,

@@ -380,6 +380,16 @@ class TemporalSettings(BaseSettings):
         le=2 * 1024 * 1024,
         description="Largest payload Apex hands Temporal (references only); 0 turns the guard off",
     )
+    drain_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Drain loops per webhook / push source (APEX_TEMPORAL_DRAIN_PARTITIONS): each takes the inbox rows "
+            "of its partition (a hash of the event id), so one source's backlog spreads over that many "
+            "concurrent batches and workers; 1 is one loop per source. Every worker and API must agree"
+        ),
+    )
 
 
 class PostgresSettings(BaseSettings):

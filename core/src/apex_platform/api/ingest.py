@@ -27,6 +27,7 @@ from apex_platform.errors import PayloadError, SettingsError
 from apex_platform.inbox import Delivery, InboxUnavailable
 from apex_platform.logs import log_context
 from apex_platform.models import InboundEvent
+from apex_platform.partitions import partition_of
 from apex_platform.payloads import redact_json_keys
 from apex_platform.runtime import Runtime
 from apex_platform.temporal.worker import drain_id
@@ -47,7 +48,9 @@ async def accept(
     runtime: Runtime, connector: SourceConnector, event: InboundEvent, headers: Mapping[str, str], body: bytes
 ) -> Response[dict[str, Any]]:
     """Commit the delivery to the inbox and answer as the contract says."""
-    wf_id = drain_id(connector.name, runtime.temporal.task_queue_prefix)
+    partitions = runtime.temporal.drain_partitions  # the drain loop that will take it (apex_platform.partitions)
+    partition = partition_of(event.event_id, partitions) if partitions > 1 else 0
+    wf_id = drain_id(connector.name, runtime.temporal.task_queue_prefix, partition, partitions)
     attributes = {"apex.source": connector.name, "apex.event_id": event.event_id}
     with (
         log_context(source=connector.name, event_id=event.event_id, workflow_id=wf_id),

@@ -379,7 +379,12 @@ class IngestActivities:
             while True:
                 wake.clear()
                 try:
-                    rows = await inbox.pending(inp.source, *batch_limits(inp.max_count, inp.max_bytes, info.attempt))
+                    rows = await inbox.pending(
+                        inp.source,
+                        *batch_limits(inp.max_count, inp.max_bytes, info.attempt),
+                        partition=inp.partition,
+                        partitions=inp.partitions,
+                    )
                 except ApexError as exc:
                     raise ApplicationError(f"{inp.source}: inbox: {exc}", type="InboxUnavailable") from exc
                 if rows or time.monotonic() >= deadline or activity.is_worker_shutdown():

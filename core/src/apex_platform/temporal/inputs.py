@@ -3,9 +3,28 @@ without breaking running workflows.  Pure data, safe to import from workflow cod
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from apex_platform.models import InboundEvent, Record, WriteResult
+
+
+class _Partitioned(BaseModel):
+    """A drain's partition fields, written only when the source has several drain loops:
+    with one (the default) the payloads in Temporal's history are byte for byte those of
+    the versions before partitions existed."""
+
+    partition: int = 0
+    partitions: int = 1
+
+    @model_serializer(mode="wrap")
+    def _without_one_partition(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.partitions == 1 and self.partition == 0 and isinstance(data, dict):
+            data.pop("partition", None)
+            data.pop("partitions", None)
+        return data
 
 
 class RecordBatch(BaseModel):
@@ -417,7 +436,7 @@ class BatchFileResult(BaseModel):
     skipped: int = 0
 
 
-class DrainInput(BaseModel):
+class DrainInput(_Partitioned):
     """A source's drain loop over the inbox (started by every worker that has the source)."""
 
     model_config = ConfigDict(frozen=True)
@@ -431,9 +450,11 @@ class DrainInput(BaseModel):
     # carried across continue-as-new, for operators
     deliveries: int = 0
     records: int = 0
+    # and, from `_Partitioned`: this loop takes the rows of partition `partition` of
+    # `partitions` (apex_platform.partitions)
 
 
-class DrainBatchInput(BaseModel):
+class DrainBatchInput(_Partitioned):
     model_config = ConfigDict(frozen=True)
 
     source: str
@@ -458,6 +479,8 @@ class DrainState(BaseModel):
 
     source: str
     stage: str = "starting"
+    partition: int = 0
+    partitions: int = 1
     batches: int = 0
     deliveries: int = 0
     records: int = 0

@@ -21,6 +21,7 @@ from apex_platform.contracts import SourceConnector
 from apex_platform.errors import ApexError, SettingsError
 from apex_platform.reconcile import keep_reconcilers
 from apex_platform.runtime import Runtime
+from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.activities import IngestActivities
 from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, ensure_search_attributes, task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, DrainInput
@@ -196,11 +197,71 @@ async def keep_drains(runtime: Runtime, client: Client, priorities: Sequence[str
             await asyncio.wait_for(stop.wait(), timeout=60)
 
 
-def drain_id(source: str, prefix: str = "apex") -> str:
-    return f"{prefix}:drain:{source}"
+def drain_id(source: str, prefix: str = "apex", partition: int = 0, partitions: int = 1) -> str:
+    """The drain loop's workflow id: `{prefix}:drain:{source}` when the source has one
+    loop (the id every earlier version used), `{prefix}:drain:{source}:{k}of{P}` for
+    partition k of P (`apex_platform.partitions`)."""
+    if partitions <= 1:
+        return f"{prefix}:drain:{source}"
+    return f"{prefix}:drain:{source}:{partition}of{partitions}"
+
+
+def drain_ids(source: str, temporal: TemporalSettings) -> list[str]:
+    """Every drain loop of `source` under this process's `APEX_TEMPORAL_DRAIN_PARTITIONS`."""
+    p = temporal.drain_partitions
+    return [drain_id(source, temporal.task_queue_prefix, k, p) for k in range(p)]
 
 
 async def start_drain(client: Client, runtime: Runtime, source: SourceConnector) -> None:
+    """Start every drain loop of `source` (a running one is kept). Loops of another
+    partition count (the setting changed) are cancelled first, and ours start once they
+    have ended, so no two loops ever take the same row."""
+    if await _stop_other_layouts(client, runtime, source):
+        return  # next round
+    partitions = runtime.temporal.drain_partitions
+    for k in range(partitions):
+        await _start_one_drain(client, runtime, source, k, partitions)
+
+
+async def _stop_other_layouts(client: Client, runtime: Runtime, source: SourceConnector) -> bool:
+    """Cancel the running drains of `source` that are not ours; True while any still runs."""
+    ours = set(drain_ids(source.name, runtime.temporal))
+    base = drain_id(source.name, runtime.temporal.task_queue_prefix)
+    query = f"WorkflowType = 'DrainWorkflow' AND ExecutionStatus = 'Running' AND {SOURCE_ATTR.name} = '{source.name}'"
+    try:
+        others = [
+            wf.id
+            async for wf in client.list_workflows(query)
+            if wf.id not in ours and (wf.id == base or wf.id.startswith(f"{base}:"))
+        ]
+    except Exception as exc:  # noqa: BLE001 - visibility unavailable: start ours (writes are idempotent)
+        log.warning("could not list the drains of %s: %s", source.name, exc)
+        return False
+    for wf_id in others:
+        log.warning(
+            "cancelling drain %s: this worker runs %d drain partition(s) of %s (APEX_TEMPORAL_DRAIN_PARTITIONS); "
+            "every worker must agree",
+            wf_id,
+            runtime.temporal.drain_partitions,
+            source.name,
+        )
+        handle = client.get_workflow_handle(wf_id)
+        with contextlib.suppress(Exception):
+            await handle.cancel()
+    still = 0
+    for wf_id in others:
+        try:
+            await asyncio.wait_for(client.get_workflow_handle(wf_id).result(), timeout=30)
+        except TimeoutError:
+            still += 1
+        except Exception:  # noqa: BLE001, S110 - cancelled (or already gone): ended
+            pass
+    return still > 0
+
+
+async def _start_one_drain(
+    client: Client, runtime: Runtime, source: SourceConnector, partition: int, partitions: int
+) -> None:
     settings = runtime.inbox.settings
     await client.start_workflow(
         DrainWorkflow.run,
@@ -213,8 +274,10 @@ async def start_drain(client: Client, runtime: Runtime, source: SourceConnector)
                 start_to_close_seconds=max(runtime.temporal.activity_timeout_seconds, settings.idle_wait_seconds + 60),
                 heartbeat_seconds=runtime.temporal.activity_heartbeat_seconds,
             ),
+            partition=partition,
+            partitions=partitions,
         ),
-        id=drain_id(source.name, runtime.temporal.task_queue_prefix),
+        id=drain_id(source.name, runtime.temporal.task_queue_prefix, partition, partitions),
         task_queue=task_queue(source.priority, runtime.temporal),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes(

@@ -809,7 +809,8 @@ class BatchFileWorkflow:
 
 @workflow.defn(name="DrainWorkflow")
 class DrainWorkflow:
-    """A source's drain loop over the inbox: one activity per batch of pending
+    """A source's drain loop over the inbox (or over one partition of it, when a source
+    has several loops: `apex_platform.partitions`): one activity per batch of pending
     deliveries (bounded by count and bytes). The activity waits for new rows itself
     (woken by PostgreSQL notifications), so an idle loop adds a few history events per
     `idle_wait_seconds`, a busy one a few per batch, and a batch waiting on a slow store
@@ -824,7 +825,13 @@ class DrainWorkflow:
 
     @workflow.run
     async def run(self, inp: DrainInput) -> None:
-        self._state = DrainState(source=inp.source, deliveries=inp.deliveries, records=inp.records)
+        self._state = DrainState(
+            source=inp.source,
+            partition=inp.partition,
+            partitions=inp.partitions,
+            deliveries=inp.deliveries,
+            records=inp.records,
+        )
         opts = activity_options(inp.timeouts)
         opts["retry_policy"] = RetryPolicy(
             initial_interval=timedelta(seconds=0.5),
@@ -841,6 +848,8 @@ class DrainWorkflow:
                     max_count=inp.max_count,
                     max_bytes=inp.max_bytes,
                     idle_wait_seconds=inp.idle_wait_seconds,
+                    partition=inp.partition,
+                    partitions=inp.partitions,
                 ),
                 **opts,
             )

@@ -81,6 +81,15 @@ async def test_two_workers_drain_one_backlog_through_two_partitions_once_each(
     assert all(s.deliveries > 0 for s in states), states
     assert sum(s.deliveries for s in states) == DELIVERIES, states
     assert [s.deliveries for s in states] == [sum(1 for k in keys if partition_of(k, 2) == p) for p in (0, 1)]
+    # `sources list --json` shows both loops (beside the keys it always had)
+    listed = {item["name"]: item for item in cluster.cli("sources", "list", "--json")}
+    drains = listed["samsara"]["drains"]
+    assert [(d["workflow_id"], d["partition"], d["partitions"], d["running"]) for d in drains] == [
+        (ids[0], 0, 2, True),
+        (ids[1], 1, 2, True),
+    ]
+    assert [d["deliveries"] for d in drains] == [s.deliveries for s in states]
+    assert {"name", "mode", "priority"} <= set(listed["samsara"])
     # no drain of the one-loop layout was started
     single = [wf async for wf in temporal_client.list_workflows(f"WorkflowId = '{prefix}:drain:samsara'")]
     assert single == []

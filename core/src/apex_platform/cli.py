@@ -255,9 +255,11 @@ def sources_list(plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
     """Installed sources with their mode and priority, and their pollers and streams.
 
     The pollers' and streams' state (running, cursor, last success) when Temporal answers."""
+    from apex_platform.capabilities import DeliverySource
     from apex_platform.contracts import PollSource
     from apex_platform.pollers import poller_state
     from apex_platform.reconcile import ReconcileSource, reconciler_state
+    from apex_platform.temporal.worker import drain_states
 
     _stack_aware_env()
     runtime = _runtime(plugins)
@@ -271,6 +273,9 @@ def sources_list(plugins: PluginsOpt = None, as_json: JsonOpt = False) -> None:
         out = []
         for name, src in sorted(runtime.registry.sources.items()):
             item: dict[str, Any] = {"name": name, "mode": src.mode, "priority": src.priority}
+            if isinstance(src, DeliverySource) and client:
+                # the drain loop(s) over the inbox: one, or one per partition (APEX_TEMPORAL_DRAIN_PARTITIONS)
+                item["drains"] = await drain_states(client, name, runtime.temporal)
             if isinstance(src, PollSource):
                 item["accounts"] = [
                     await poller_state(client, src, acct, runtime.temporal.task_queue_prefix)

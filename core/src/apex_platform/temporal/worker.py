@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -284,3 +285,28 @@ async def _start_one_drain(
             [SearchAttributePair(SOURCE_ATTR, source.name), SearchAttributePair(STATUS_ATTR, "draining")]
         ),
     )
+
+
+async def drain_states(client: Client, source: str, temporal: TemporalSettings) -> list[dict[str, Any]]:
+    """Each drain loop of `source` under this process's setting: running or not, its
+    partition, and (running) what it drained so far (`sources list --json`: `drains`)."""
+    out: list[dict[str, Any]] = []
+    partitions = temporal.drain_partitions
+    for k, wf_id in enumerate(drain_ids(source, temporal)):
+        item: dict[str, Any] = {"workflow_id": wf_id, "partition": k, "partitions": partitions, "running": False}
+        handle = client.get_workflow_handle(wf_id)
+        try:
+            desc = await handle.describe()
+        except RPCError:
+            out.append(item)
+            continue
+        item["running"] = desc.status == WorkflowExecutionStatus.RUNNING
+        item["status"] = desc.status.name if desc.status else None
+        if item["running"]:
+            try:
+                state = await handle.query(DrainWorkflow.state)
+                item.update(state.model_dump(include={"stage", "batches", "deliveries", "records", "last_batch_at"}))
+            except RPCError as exc:
+                item["query_error"] = str(exc)
+        out.append(item)
+    return out

@@ -120,9 +120,13 @@ SCAC_RE = re.compile(r"(?<![\w-])SCAC(?: {0,3}(?:[Cc]ode|CODE))? {0,3}[:#]? {0,3
 
 # -- places -----------------------------------------------------------------------------------
 
-_CITY_WORD = r"[A-Z][A-Za-z]{0,20}(?:['-][A-Za-z]{1,20}){0,2}\.?"
+_CITY_REST = r"[A-Za-z]{0,20}(?:['-][A-Za-z]{1,20}){0,2}\.?"  # of a word, after its capital
+_CITY_WORD = rf"[A-Z]{_CITY_REST}"
+# The look-behind comes after the city's first capital (`[A-Z](?<![\w'.-][A-Z])`, the same
+# condition on the character before it): a pattern that starts with a character class lets
+# the engine skip to the next capital in C instead of trying the look-behind everywhere.
 PLACE_RE = re.compile(
-    rf"(?<![\w'.-])(?P<city>{_CITY_WORD}(?: {_CITY_WORD}){{0,3}})"
+    rf"(?P<city>[A-Z](?<![\w'.-][A-Z]){_CITY_REST}(?: {_CITY_WORD}){{0,3}})"
     r"(?:, {1,2}(?P<state>[A-Z]{2})(?: {1,2}(?P<zip>\d{5})(?:-\d{4})?)?"
     r"| (?P<state2>[A-Z]{2}) {1,2}(?P<zip2>\d{5})(?:-\d{4})?)"
     r"(?![\w-])"
@@ -141,6 +145,34 @@ ORG_RE = re.compile(
     rf"(?<![\w&'.-])(?P<name>{_ORG_WORD}(?: (?:{_ORG_WORD}|&|and|of|the|de)){{0,5}})"
     r",? (?P<suffix>Inc\.?|INC\.?|LLC|L\.L\.C\.|Corp\.?|CORP\.?|Corporation|Ltd\.?|LTD\.?|LLP|Co\.)(?![\w&-])"
 )
+
+
+# -- what a pattern cannot match without ------------------------------------------------------
+# Each pattern below needs one of these literal strings in the text to match at all (its
+# currency, label or suffix); `in` finds them far faster than the pattern finds nothing,
+# so a text without any skips the pattern. Only a shortcut: where a needle is present the
+# pattern runs as before. tests/test_needles.py checks every needle set against its pattern.
+
+#: AMOUNT_BEFORE_RE (a symbol or a code) and AMOUNT_AFTER_RE (a code, '€' or '£')
+AMOUNT_NEEDLES: tuple[str, ...] = ("$", "€", "£", *sorted(amounts.CODES))
+#: LABELLED_ID_RE's labels (a stem of each)
+ID_LABEL_NEEDLES = (
+    "PRO", "Pro", "pro", "LOAD", "Load", "load", "SHIPMENT", "Shipment", "shipment", "BOL", "Bol", "bol",
+    "B/L", "BL", "Bill", "BILL", "bill", "PO", "P.O.", "Purchase", "PURCHASE", "purchase", "INV", "Inv", "inv",
+)  # fmt: skip
+#: UNIT_RE's labels
+UNIT_NEEDLES = ("Truck", "TRUCK", "truck", "Tractor", "TRACTOR", "tractor", "Unit", "UNIT", "unit", "Trailer",
+                "TRAILER", "trailer")  # fmt: skip
+#: ORG_RE's legal suffixes (Corporation starts with Corp)
+ORG_NEEDLES = ("Inc", "INC", "LLC", "L.L.C.", "Corp", "CORP", "Ltd", "LTD", "LLP", "Co.")
+#: LABELLED_PHONE_RE's labels, in the lower-cased text (its labels are case-insensitive;
+#: none of these letters has a case variant outside ASCII, unlike i, k and s)
+PHONE_LABEL_NEEDLES = ("ph", "tel", "cell", "mob", "fax")
+
+
+def mentions(text: str, needles: tuple[str, ...]) -> bool:
+    """Whether `text` holds one of `needles`."""
+    return any(needle in text for needle in needles)
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -207,6 +239,8 @@ def _phones(text: str, found: Found, region: str) -> None:
         number = phones.normalize(match.group(1), region)
         if number is not None:
             found.add("Phone", number)
+    if not mentions(text.lower(), PHONE_LABEL_NEEDLES):
+        return
     for match in LABELLED_PHONE_RE.finditer(text):
         number = phones.normalize(match.group(1), region)
         if number is not None:
@@ -214,6 +248,8 @@ def _phones(text: str, found: Found, region: str) -> None:
 
 
 def _amounts(text: str, found: Found) -> None:
+    if not mentions(text, AMOUNT_NEEDLES):
+        return
     for match in AMOUNT_BEFORE_RE.finditer(text):
         symbol, code, number = match.group(1), match.group(2), match.group(3)
         currency = amounts.SYMBOLS[symbol] if symbol else code
@@ -239,7 +275,7 @@ def _identifier(raw: str) -> str | None:
 
 
 def _labelled_ids(text: str, found: Found) -> None:
-    for match in LABELLED_ID_RE.finditer(text):
+    for match in LABELLED_ID_RE.finditer(text) if mentions(text, ID_LABEL_NEEDLES) else ():
         label = match.group("label")
         mark = match.group("mark").strip()
         if not mark and (label in _NEEDS_MARK or label.islower()):
@@ -261,7 +297,7 @@ def _vehicles(text: str, found: Found) -> None:
         candidate = match.group(1)
         if vin.is_vin(candidate):
             found.add("Vehicle", candidate, vin=candidate)
-    for match in UNIT_RE.finditer(text):
+    for match in UNIT_RE.finditer(text) if mentions(text, UNIT_NEEDLES) else ():
         label = match.group("label")
         mark = match.group("mark").strip()
         if label.islower() and not mark:
@@ -306,6 +342,8 @@ def _signatures(text: str, found: Found) -> None:
 
 
 def _organisations(text: str, found: Found) -> None:
+    if not mentions(text, ORG_NEEDLES):
+        return
     for match in ORG_RE.finditer(text):
         key = names.org_key(match.group("name").split(" "), match.group("suffix"))
         if key is not None:

@@ -5,20 +5,24 @@ partition (byte for byte those of the versions before partitions existed)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from pydantic_core import to_json
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from apex_platform.inbox import Delivery, Inbox, InboxSettings
 from apex_platform.partitions import partition_of, sql_partition
 from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.inputs import DrainBatchInput, DrainInput
 from apex_platform.temporal.worker import drain_id, drain_ids
+from apex_platform.testing.sinks import MemorySink
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -118,3 +122,42 @@ def test_one_partition_keeps_the_ids_and_payloads_of_before() -> None:
     assert to_json(batch) == b'{"source":"frontapp","max_count":10,"max_bytes":20,"idle_wait_seconds":1.0}'
     two = DrainBatchInput(source="s", max_count=1, max_bytes=2, idle_wait_seconds=1.0, partition=1, partitions=2)
     assert DrainBatchInput.model_validate_json(to_json(two)) == two
+
+
+async def _status(client: Client, wf_id: str) -> WorkflowExecutionStatus | None:
+    try:
+        return (await client.get_workflow_handle(wf_id).describe()).status
+    except RPCError:
+        return None
+
+
+async def _until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.2)
+
+
+async def test_a_changed_partition_count_cancels_the_old_loop_before_its_own_start(apex_worker: Any) -> None:
+    front = pytest.importorskip("apex_connector_frontapp")
+    connector = front.FrontConnector(front.FrontSettings(signing_secret="front-secret-for-the-partition-tests"))
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    single = f"{prefix}:drain:frontapp"
+    parts = [f"{prefix}:drain:frontapp:0of2", f"{prefix}:drain:frontapp:1of2"]
+    async with apex_worker(connector, MemorySink("pmem"), priorities=["P0"], prefix=prefix) as one:
+        client = one.client
+
+        async def single_listed() -> bool:
+            query = f"WorkflowId = '{single}' AND ExecutionStatus = 'Running'"
+            return [wf async for wf in client.list_workflows(query)] != []
+
+        await _until(single_listed, 60, "the one-loop drain did not start")
+    # the same source, now with two partitions: the one loop is cancelled, then both start
+    async with apex_worker(connector, MemorySink("pmem"), priorities=["P0"], prefix=prefix, drain_partitions=2) as two:
+
+        async def switched() -> bool:
+            states = [await _status(two.client, i) for i in [single, *parts]]
+            return states == [WorkflowExecutionStatus.CANCELED, *[WorkflowExecutionStatus.RUNNING] * 2]
+
+        await _until(switched, 90, "the drain did not move to two partitions")

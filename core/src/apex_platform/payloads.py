@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -125,8 +126,28 @@ def decode_json(
         raise PayloadError(f"{what} nests deeper than {limit} levels") from None
     except ValueError as exc:  # nothing known reaches here; still the client's body, never a 500
         raise PayloadError(f"{what} is not valid JSON: {exc}") from None
-    check_json_structure(doc, what=what, max_depth=max_depth)
+    if _may_break_structure(text, max_depth):
+        check_json_structure(doc, what=what, max_depth=max_depth)
     return doc
+
+
+#: the start of a `\\u` escape of a UTF-16 surrogate (D800-DFFF), upper or lower case
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _may_break_structure(text: str, max_depth: int) -> bool:
+    """Whether the document decoded from `text` could fail `check_json_structure`; when
+    not, walking every value of it (the costliest part of decoding a webhook) is skipped.
+
+    A decoded string can hold a surrogate only through a `\\uD800`-`\\uDFFF` escape: `text`
+    is valid UTF-8, and UTF-8 has no surrogates. Each array or object opens with a `[` or
+    `{` of `text` (those inside strings only add to the count), so a document with at most
+    `max_depth` of them cannot nest deeper. Either test may answer "could" in vain (an
+    escaped backslash before `u`, brackets inside strings): the walk then decides.
+    """
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        return True
+    return text.count("[") + text.count("{") > max_depth
 
 
 def decode_json_object(

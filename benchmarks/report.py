@@ -419,6 +419,14 @@ def scale_section(results: dict[str, Any]) -> Section | None:
         "(alternating between the APIs), then drained; stores: postgres, redis, graph (Qdrant's local mode "
         "is one process's folder: two workers need a Qdrant server), entities and embeddings enrichers.",
     ]
+    two = so["2"]
+    if two.get("drain_partitions", 1) > 1:
+        per = ", ".join(f"{k.rsplit(':', 1)[-1]} {v:,}" for k, v in two.get("by_partition", {}).items())
+        notes.append(
+            f"Two workers: the source's drain in {two['drain_partitions']} partitions "
+            f"(`APEX_TEMPORAL_DRAIN_PARTITIONS={two['drain_partitions']}`), one drain loop each; deliveries "
+            f"per loop: {per or 'not recorded'}. One worker: one loop."
+        )
     return Section(
         "Scale-out: the same backlog with one and with two worker processes",
         [
@@ -575,10 +583,20 @@ def limits(results: dict[str, Any]) -> list[str]:
         workers = {k: v for k, v in c.items() if k.startswith("worker")}
         if workers:
             shown = ", ".join(f"{k} {v:.2f}" for k, v in workers.items())
-            out.append(
-                f"Two workers used {shown} cores: one source has one drain workflow, so its batches are serial "
-                "and a second worker takes only what the first leaves (see 'N workers on a Temporal cluster')."
-            )
+            if so["2"].get("drain_partitions", 1) > 1:
+                load = so.get("load_average_2") or ["-"]
+                out.append(
+                    f"Two workers used {shown} cores with the source's drain in "
+                    f"{so['2']['drain_partitions']} partitions (one drain loop each, their batches in parallel): "
+                    "the machine's spare cores bound the ratio (1-minute load average when the pair started: "
+                    f"{load[0]}, on 2 CPUs shared with PostgreSQL, Redis, Temporal and the load generator)."
+                )
+            else:
+                out.append(
+                    f"Two workers used {shown} cores: one source has one drain workflow, so its batches are "
+                    "serial and a second worker takes only what the first leaves (see 'N workers on a "
+                    "Temporal cluster')."
+                )
     pgonly, dlt = results.get("backlog_pg"), results.get("dlt")
     if pgonly and dlt:
         out.append(
@@ -695,12 +713,15 @@ PAPER = [
     "",
     "What limits a second worker today, and what N workers need:",
     "",
-    "- **Partitions of a source's drain.** Each webhook or push source has one `DrainWorkflow`, and it runs "
-    "one `apex.drain_inbox` activity at a time: one source's batches are serial, so a second worker adds "
-    "capacity only across sources and priorities (P0/P1/P2 queues), not to one busy source (the scale-out "
-    "table shows it). To spread one source over N workers, the inbox rows need a partition (a hash of the "
-    "event id, mod P with P ≥ N) and one drain per (source, partition); ordering between partitions does not "
-    "matter because every store keeps the version rule (newest wins, whatever the order of arrival).",
+    "- **Partitions of a source's drain.** A `DrainWorkflow` runs one `apex.drain_inbox` activity at a "
+    "time, so with one drain per source (the default) one source's batches are serial and a second worker "
+    "adds capacity only across sources and priorities (P0/P1/P2 queues). `APEX_TEMPORAL_DRAIN_PARTITIONS=P` "
+    "(every worker and API alike) gives each webhook or push source P drains, "
+    "`{prefix}:drain:{source}:{k}of{P}`, each taking the inbox rows whose event id hashes to k (MD5, mod P, "
+    "with an index on it); choose P ≥ N. Ordering between partitions does not matter because every store "
+    "keeps the version rule (newest wins, whatever the order of arrival); two partitions writing one record "
+    "meet at the saga's record lock (one waits, or its batch is retried). The scale-out table's second row "
+    "runs with P = 2.",
     "- **Task queue partitions.** A Temporal task queue has 4 read and 4 write partitions by default "
     "(dynamic config `matching.numTaskqueueReadPartitions` / `matching.numTaskqueueWritePartitions`); "
     "each poller polls one partition at a time. With N worker processes on `apex-p1`, give the queue at "
@@ -760,7 +781,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "full-stack backlog of step 2 drains on the same worker. Baseline: a bare one-activity Temporal "
         "workflow's start → result on the same server.",
         "4. **Scale-out** — one backlog accepted by one API and drained by one worker, then the same accepted "
-        "by two APIs and drained by two workers (three stores: Qdrant's local mode is single-process).",
+        "by two APIs and drained by two workers, the source's drain in two partitions "
+        "(`APEX_TEMPORAL_DRAIN_PARTITIONS=2`; three stores: Qdrant's local mode is single-process).",
         "5. **Footprint** — RSS of the API and the worker at rest and under load, CPU seconds per 1,000 "
         "deliveries, bytes of Temporal history and of each store per event.",
         "",

@@ -26,7 +26,8 @@ comes from `loadgen.py`, another child process.
    `delivered_at` (committed after the saga wrote every store), and again while the
    full-stack backlog of step 2 drains. Baseline: a bare one-activity workflow, start →
    result.
-4. Scale-out: one backlog with one API and one worker, then with two of each.
+4. Scale-out: one backlog with one API and one worker, then with two of each and the
+   source's drain in two partitions (APEX_TEMPORAL_DRAIN_PARTITIONS=2).
 5. Footprint: RSS, CPU seconds per 1,000 deliveries, Temporal history and store bytes.
 
 Figures are printed, written to benchmarks/results/latest.json and rendered into
@@ -165,8 +166,9 @@ class Deployment:
     """One API and (at times) one worker with a namespace of their own: task queues, inbox
     schema, sink schema, Redis prefix, graph name and Qdrant folder."""
 
-    def __init__(self, name: str, stack: Stack, plugins: str) -> None:
+    def __init__(self, name: str, stack: Stack, plugins: str, *, partitions: int = 1) -> None:
         self.name = name
+        self.partitions = partitions
         self.stack = stack
         self.plugins = plugins
         self.dir = stack.base / name
@@ -197,6 +199,7 @@ class Deployment:
             "APEX_SAMSARA_WEBHOOK_SECRET": SAMSARA_SECRET,
             "APEX_FRONTAPP_SIGNING_SECRET": FRONT_SECRET,
             "APEX_PAYLOAD_KEYS": PAYLOAD_KEYS,
+            "APEX_TEMPORAL_DRAIN_PARTITIONS": str(partitions),
         }
         self.apis: list[subprocess.Popen[bytes]] = []
         self.urls: list[str] = []
@@ -305,7 +308,14 @@ class Deployment:
                 raise RuntimeError(f"a worker exited:\n{self.log_tail('worker')}")
 
     def drain_id(self, source: str) -> str:
-        return f"{self.name}:drain:{source}"
+        """The source's drain loop (the first partition's with several)."""
+        return self.drain_ids(source)[0]
+
+    def drain_ids(self, source: str) -> list[str]:
+        """Every drain loop of the source: one, or one per partition (`:{k}of{P}`)."""
+        if self.partitions == 1:
+            return [f"{self.name}:drain:{source}"]
+        return [f"{self.name}:drain:{source}:{k}of{self.partitions}" for k in range(self.partitions)]
 
 
 async def loadgen(*args: str, env: Mapping[str, str] | None = None, timeout: float = 900) -> dict[str, Any]:
@@ -359,16 +369,22 @@ async def wait_pending_zero(pg: asyncpg.Pool, dep: Deployment, source: str, time
 
 
 async def drain_started(temporal: Client, dep: Deployment, source: str, timeout: float = 120) -> datetime:
-    """When the worker started the source's drain loop (the workflow's start time)."""
-    handle = temporal.get_workflow_handle(dep.drain_id(source))
+    """When the worker started the source's drain loop (the workflow's start time; with
+    partitions, the first loop's)."""
     deadline = time.monotonic() + timeout
+    starts: dict[str, datetime] = {}
+    wanted = dep.drain_ids(source)
     while time.monotonic() < deadline:
         dep.worker_alive()
-        try:
-            desc = await handle.describe()
-            return desc.start_time
-        except Exception:
-            await asyncio.sleep(0.05)
+        for wf_id in wanted:
+            if wf_id in starts:
+                continue
+            try:
+                starts[wf_id] = (await temporal.get_workflow_handle(wf_id).describe()).start_time
+            except Exception:
+                await asyncio.sleep(0.05)
+        if len(starts) == len(wanted):
+            return min(starts.values())
     raise TimeoutError(f"the drain of {source} did not start within {timeout:.0f} s:\n{dep.log_tail('worker')}")
 
 
@@ -946,16 +962,32 @@ async def feeds(pg: asyncpg.Pool, stack: Stack, sizes: Sizes) -> dict[str, Any]:
     return out
 
 
+async def delivered_by(pg: asyncpg.Pool, dep: Deployment, source: str) -> dict[str, int]:
+    """Deliveries per drain loop that delivered them (the inbox rows' workflow id)."""
+    rows = await pg.fetch(
+        f"""SELECT workflow_id, count(*) AS n FROM {dep.inbox_schema}.deliveries
+            WHERE source = $1 AND status = 'delivered' GROUP BY workflow_id ORDER BY workflow_id""",
+        source,
+    )
+    return {str(r["workflow_id"]): int(r["n"]) for r in rows}
+
+
 SCALE_PLUGINS = "samsara,postgres,redis,graph,entities,embeddings"
 """Qdrant in local mode is one process's folder: two workers need a Qdrant server, so the
 scale-out pair runs on the other three stores, both halves alike."""
 
 
+#: drain loops of the source in the scale-out pair's second half (two workers)
+SCALE_PARTITIONS = 2
+
+
 async def scale_out(pg: asyncpg.Pool, temporal: Client, stack: Stack, deliveries: int) -> dict[str, Any]:
-    """The same backlog twice: one API and one worker, then two APIs and two workers."""
+    """The same backlog twice: one API and one worker (one drain loop), then two APIs and
+    two workers with the source's drain in `SCALE_PARTITIONS` partitions."""
     out: dict[str, Any] = {}
     for n in (1, 2):
-        dep = Deployment(f"scale{n}", stack, SCALE_PLUGINS)
+        partitions = 1 if n == 1 else SCALE_PARTITIONS
+        dep = Deployment(f"scale{n}", stack, SCALE_PLUGINS, partitions=partitions)
         out[f"load_average_{n}"] = [round(x, 2) for x in os.getloadavg()]
         try:
             for _ in range(n):
@@ -976,6 +1008,8 @@ async def scale_out(pg: asyncpg.Pool, temporal: Client, stack: Stack, deliveries
             )
             result = await backlog_drain(pg, temporal, dep, workers=n)
             result["fill"] = fill
+            result["drain_partitions"] = partitions
+            result["by_partition"] = await delivered_by(pg, dep, "samsara")
             result["stores"] = await verify_stores(dep, await record_keys(pg, dep, "samsara"))
         finally:
             dep.stop()

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from apex_platform.models import Entity, InboundEvent, Record, Relation
@@ -122,6 +123,16 @@ def variants(base: list[Record]) -> list[Record]:
         relations=(
             *rich.relations,
             Relation(src="Shipment:a", type="REL", dst="Shipment:b", properties={"w\x00": "x\ud800"}),
+        )
+    )
+    # values of other types than JSON's
+    add(attributes={**rich.attributes, "when": datetime(2024, 5, 1, 12, 30, tzinfo=UTC), "raw": b"by\x00tes"})
+    add(attributes={**rich.attributes, "set": {1, 2}, "proxy": MappingProxyType({"x": math.nan, "k\ud800": "v"})})
+    add(attributes={**rich.attributes, "proxy": MappingProxyType({"x": 1.5})})
+    add(
+        entities=(
+            *rich.entities,
+            Entity(type="Shipment", key="k3", properties={"at": datetime(2024, 1, 1, tzinfo=UTC)}),
         )
     )
     return out

@@ -92,8 +92,7 @@ class Record(BaseModel):
         """The record as JSON values: `model_dump(mode="json")`, except that dictionary keys
         holding a lone surrogate are kept as they are (pydantic's JSON mode replaces or
         refuses them). What sinks encode, and what `content_hash` hashes."""
-        dicts = (self.attributes, *(e.properties for e in self.entities), *(r.properties for r in self.relations))
-        if not _surrogate_keys(*dicts):
+        if not self.traits().surrogate_key:
             return self.model_dump(mode="json")
         body = self.model_dump(mode="json", exclude={"attributes", "entities", "relations"})
         body["attributes"] = _json_like(self.attributes)
@@ -104,6 +103,19 @@ class Record(BaseModel):
             {"src": r.src, "type": r.type, "dst": r.dst, "properties": _json_like(r.properties)} for r in self.relations
         ]
         return {name: body[name] for name in type(self).model_fields}
+
+    def traits(self) -> Traits:
+        """What the record may hold that a store cannot hold as it is, found in one walk
+        and kept with the instance (like `content_hash`): every sink asks, so a record
+        that holds none of it skips each sink's own walk. False means "certainly not"."""
+        key = id(self)
+        known = _TRAITS.get(key)
+        if known is not None:
+            return known
+        value = _traits(self)
+        _TRAITS[key] = value
+        weakref.finalize(self, _TRAITS.pop, key, None)
+        return value
 
     def content_hash(self) -> str:
         """SHA-256 of the record's content (everything but the embedding).
@@ -142,6 +154,74 @@ class Record(BaseModel):
 
 #: `Record.content_hash` of each live record, by `id()`
 _CONTENT_HASHES: dict[int, str] = {}
+
+
+class Traits(NamedTuple):
+    """What `Record.traits` found. Each flag False means the record certainly holds no such
+    value; True that it may (values of other types than JSON's are counted as holding
+    NUL characters and lone surrogates: pydantic's JSON may turn them into such strings)."""
+
+    #: a NUL character in a string, dictionary keys included, anywhere in the record
+    nul: bool
+    #: a string with no UTF-8 form (a lone surrogate), dictionary keys included, anywhere
+    lone_surrogate: bool
+    #: exactly: a dictionary key with a lone surrogate where `json_value` keeps it as it is
+    surrogate_key: bool
+    #: a NaN or an infinity in the attributes, the properties or the embedding
+    non_finite: bool
+
+
+#: `Record.traits` of each live record, by `id()`
+_TRAITS: dict[int, Traits] = {}
+
+_PLAIN = (int, bool, type(None))
+
+
+def _traits(record: Record) -> Traits:
+    found = [False, False, False]  # nul, lone surrogate, non-finite
+    texts = [record.source, record.kind, record.id, record.title, record.text]
+    for entity in record.entities:
+        texts += (entity.type, entity.key)
+    for relation in record.relations:
+        texts += (relation.src, relation.type, relation.dst)
+    for text in texts:
+        _scan_text(text, found)
+    dicts = (record.attributes, *(e.properties for e in record.entities), *(r.properties for r in record.relations))
+    for value in dicts:
+        _scan(value, found)
+    if record.embedding is not None and not all(map(math.isfinite, record.embedding)):
+        found[2] = True
+    # the exact rule of json_value, walked only when a lone surrogate may be there at all
+    surrogate_key = found[1] and _surrogate_keys(*dicts)
+    return Traits(nul=found[0], lone_surrogate=found[1], surrogate_key=surrogate_key, non_finite=found[2])
+
+
+def _scan_text(text: str, found: list[bool]) -> None:
+    if "\x00" in text:
+        found[0] = True
+    if not text.isascii() and not is_utf8(text):
+        found[1] = True
+
+
+def _scan(value: Any, found: list[bool]) -> None:
+    if isinstance(value, str):
+        _scan_text(value, found)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            found[2] = True
+    elif isinstance(value, _PLAIN):
+        pass
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _scan(key, found)
+            _scan(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _scan(item, found)
+    else:
+        # a date, bytes, a set, a mapping of another type...: what pydantic's JSON or a
+        # sink makes of it is not looked at here, so it may hold anything
+        found[0] = found[1] = found[2] = True
 
 
 def _surrogate_keys(*values: Any) -> bool:

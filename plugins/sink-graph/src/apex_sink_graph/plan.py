@@ -196,16 +196,22 @@ def _plan(record: Record, where: str) -> RecordPlan:
             check_text(value, where, name)
         return RecordPlan(record.key, uid(record), node, at)
 
-    check_finite(record.attributes, where, "attributes")
-    check_finite(list(record.embedding or ()), where, "embedding")
+    traits = record.traits()
+    # each walk below finds nothing where the record's traits say so (one walk for every sink)
+    finite = not traits.non_finite
+    sanitise = clean_value if traits.nul or traits.lone_surrogate else _same
+    if not finite:
+        check_finite(record.attributes, where, "attributes")
+        check_finite(list(record.embedding or ()), where, "embedding")
     mentions: dict[tuple[str, str], Mention] = {}
     for entity in record.entities:
         try:
             label = entity_label(entity.type)
         except SinkError as exc:
             raise Unstorable(where, str(exc)) from None
-        check_finite(entity.properties, where, f"entity {label} properties")
-        props = flatten(clean_value(entity.properties), ENTITY_RESERVED, HIDDEN_PREFIX)
+        if not finite:
+            check_finite(entity.properties, where, f"entity {label} properties")
+        props = flatten(sanitise(entity.properties), ENTITY_RESERVED, HIDDEN_PREFIX)
         seen = mentions.get((label, entity.key))
         if seen is not None:
             props = {**seen.props, **props}
@@ -220,8 +226,9 @@ def _plan(record: Record, where: str) -> RecordPlan:
             raise Unstorable(where, str(exc)) from None
         if rel_type == MENTIONS:
             raise Unstorable(where, f"relation type {MENTIONS!r} is reserved for record-to-entity edges")
-        check_finite(relation.properties, where, f"relation {rel_type} properties")
-        props = flatten(clean_value(relation.properties), RELATION_RESERVED)
+        if not finite:
+            check_finite(relation.properties, where, f"relation {rel_type} properties")
+        props = flatten(sanitise(relation.properties), RELATION_RESERVED)
         for label, key in ((src_label, src_key), (dst_label, dst_key)):
             if (label, key) not in mentions:
                 mentions[(label, key)] = Mention(label, key, {}, implicit=True)
@@ -252,10 +259,16 @@ def record_json(record: Record) -> str:
     JSON of `Record.json_value()` with every non-ASCII character escaped (`\\ud800`) and keys
     sorted. Deterministic: the same record gives the same text, which CLAIM compares
     (pydantic's JSON keeps the order of the record's dictionaries, as it always did)."""
+    if not record.traits().lone_surrogate:
+        return record.model_dump_json()
     body = record.json_value()
     if _utf8(body):
         return record.model_dump_json()
     return json.dumps(body, ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def from_record_json(text: str) -> Record:

@@ -151,7 +151,10 @@ def record_json(record: Record) -> str:
     """The `records.record` value: the record as plain jsonb, or, when it holds NUL
     characters or lone surrogates, its `json+base64` envelope (see `encoding.py`).
     Deterministic: an identical record gives the identical value."""
-    body = record.json_value()
+    return _record_json(record.json_value())
+
+
+def _record_json(body: dict[str, Any]) -> str:
     try:
         return dumps(body)
     except ValueError:
@@ -190,11 +193,13 @@ def to_row(record: Record, embedding_dim: int) -> Row:
                 idempotency_key=record.idempotency_key,
                 record=None,
             )
-        _check_finite(record.attributes, "attributes")
-        for index, entity in enumerate(record.entities):
-            _check_finite(entity.properties, f"entities[{index}].properties")
-        for index, relation in enumerate(record.relations):
-            _check_finite(relation.properties, f"relations[{index}].properties")
+        traits = record.traits()
+        if traits.non_finite:  # else no walk can find one: skip them (they name where)
+            _check_finite(record.attributes, "attributes")
+            for index, entity in enumerate(record.entities):
+                _check_finite(entity.properties, f"entities[{index}].properties")
+            for index, relation in enumerate(record.relations):
+                _check_finite(relation.properties, f"relations[{index}].properties")
         body = record.json_value()
         embedding: str | None = None
         if record.embedding is not None:
@@ -203,9 +208,14 @@ def to_row(record: Record, embedding_dim: int) -> Row:
                     f"{where}: embedding has {len(record.embedding)} dimensions, the records table "
                     f"holds {embedding_dim} (APEX_POSTGRES_EMBEDDING_DIM)"
                 )
-            if any(not math.isfinite(v) or abs(v) > MAX_VECTOR_VALUE for v in record.embedding):
+            if (
+                not all(map(math.isfinite, record.embedding))
+                or max(map(abs, record.embedding), default=0.0) > MAX_VECTOR_VALUE
+            ):
                 raise SinkError(f"{where}: embedding values must be finite float32 numbers")
             embedding = _vector(record.embedding)
+        # clean_value changes nothing in a record with neither NUL nor lone surrogates
+        sanitise = clean_value if traits.nul or traits.lone_surrogate else _same
         row = Row(
             source=record.source,
             id=record.id,
@@ -215,18 +225,22 @@ def to_row(record: Record, embedding_dim: int) -> Row:
             # search and display copies: NUL and lone surrogates become U+FFFD
             title=clean(record.title),
             text=clean(record.text),
-            attributes=dumps(clean_value(body["attributes"])),
-            entities=dumps(clean_value(body["entities"])),
-            relations=dumps(clean_value(body["relations"])),
+            attributes=dumps(sanitise(body["attributes"])),
+            entities=dumps(sanitise(body["entities"])),
+            relations=dumps(sanitise(body["relations"])),
             deleted=False,
             embedding=embedding,
             content_hash=record.content_hash(),
             idempotency_key=record.idempotency_key,
-            record=record_json(record),
+            record=_record_json(body),
         )
     except (TypeError, ValueError) as exc:
         raise SinkError(f"{where} cannot be stored: {exc}") from None
     return row
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def tombstone_of(record: Record) -> Record:

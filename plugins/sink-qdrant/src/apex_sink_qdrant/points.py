@@ -167,17 +167,21 @@ def to_point(record: Record, embedding_dim: int) -> Point:
                 f"{where}: embedding has {len(record.embedding)} dimensions, the collection's `{VECTOR_NAME}` "
                 f"vector has {embedding_dim} (APEX_QDRANT_EMBEDDING_DIM)"
             )
-        if any(not math.isfinite(v) or abs(v) > MAX_VECTOR_VALUE for v in record.embedding):
+        if (
+            not all(map(math.isfinite, record.embedding))
+            or max(map(abs, record.embedding), default=0.0) > MAX_VECTOR_VALUE
+        ):
             raise SinkError(f"{where}: embedding values must be finite float32 numbers")
         vector[VECTOR_NAME] = list(record.embedding)
-    try:
-        _check_finite(record.attributes, "attributes")
-        for index, entity in enumerate(record.entities):
-            _check_finite(entity.properties, f"entities[{index}].properties")
-        for index, relation in enumerate(record.relations):
-            _check_finite(relation.properties, f"relations[{index}].properties")
-    except ValueError as exc:
-        raise SinkError(f"{where} cannot be stored: {exc}") from None
+    if record.traits().non_finite:  # else no walk can find one: skip them (they name where)
+        try:
+            _check_finite(record.attributes, "attributes")
+            for index, entity in enumerate(record.entities):
+                _check_finite(entity.properties, f"entities[{index}].properties")
+            for index, relation in enumerate(record.relations):
+                _check_finite(relation.properties, f"relations[{index}].properties")
+        except ValueError as exc:
+            raise SinkError(f"{where} cannot be stored: {exc}") from None
     text = record_text(record)
     try:
         exact = from_text(text) == record

@@ -130,7 +130,7 @@ def to_entry(record: Record) -> Entry:
             f"{record.source}:{record.id}".encode()
         except UnicodeEncodeError:
             raise ValueError("id holds a lone surrogate, which a Redis key name (UTF-8) cannot hold") from None
-        if not record.deleted:
+        if not record.deleted and record.traits().non_finite:  # else no walk can find one
             _check_finite(record.attributes, "attributes")
             _check_finite(record.embedding, "embedding")
             for index, entity in enumerate(record.entities):

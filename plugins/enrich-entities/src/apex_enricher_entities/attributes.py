@@ -24,8 +24,8 @@ _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 def field_name(name: str) -> str:
     """`Pro_Number`, `pro-number`, `proNumber` → `pronumber`.
 
-    Cached: a source's records repeat the same few field names, and every dict of every
-    record asks for each of its keys (the walk, `_role` and `_dict`)."""
+    Cached: a source's records repeat the same few field names, and the walk asks for
+    every key of every dict of every record."""
     return _NOT_ALNUM.sub("", name.lower())
 
 
@@ -72,6 +72,22 @@ ZIP_FIELDS = _names("zip", "zip_code", "zipcode", "postal_code", "postcode")
 CURRENCY_FIELDS = _names("currency", "currency_code", "iso_currency_code")
 AMOUNT_FIELDS = _names("amount", "total", "total_amount", "amount_due", "balance", "value", "price")
 
+#: Every name `_field` reads, with the branch that reads it (the first set that holds the
+#: name, in `_field`'s order): a field with another name is passed over at one dict look-up.
+_FIELD_BRANCH: dict[str, int] = {}
+for _branch, _fields in enumerate(
+    (
+        frozenset(ID_FIELDS), EMAIL_FIELDS, PHONE_FIELDS, VIN_FIELDS, UNIT_FIELDS | TRAILER_FIELDS, DOT_FIELDS,
+        MC_FIELDS, SCAC_FIELDS, PERSON_FIELDS, ORG_FIELDS, NAME_FIELDS,
+    )
+):  # fmt: skip
+    for _name in _fields:
+        _FIELD_BRANCH.setdefault(_name, _branch)
+#: The names `_dict` reads together: a dict with none of them holds no combination.
+_COMBINED_FIELDS = (
+    FIRST_NAME_FIELDS | LAST_NAME_FIELDS | EMAIL_FIELDS | PHONE_FIELDS | CITY_FIELDS | STATE_FIELDS | CURRENCY_FIELDS
+)
+
 _ID_VALUE = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,38}[A-Z0-9])?")
 _DIGITS = re.compile(r"\d{4,8}")
 _SCAC = re.compile(r"[A-Z]{2,4}")
@@ -109,21 +125,30 @@ class AttributeScan:
         self.nodes += 1
         if self.nodes > MAX_NODES or depth > MAX_DEPTH:
             return
-        if isinstance(value, dict):
-            has_role = name is not None and self._role(value, name)
-            self._dict(value)
-            for key, item in value.items():
-                self._walk(item, field_name(str(key)), depth + 1, named=has_role)
+        if isinstance(value, str):  # most nodes: tested first
+            if name is not None and name in _FIELD_BRANCH and not (named and name in NAME_FIELDS):
+                self._field(name, value)
+            budget = self.budget
+            if budget > 0:
+                if len(value) <= budget:  # `text.clip` keeps it whole
+                    self.budget = budget - len(value)
+                    self._texts.append(value)
+                else:
+                    chunk = text.clip(value, budget)
+                    self.budget = budget - max(len(chunk), budget)
+                    self._texts.append(chunk)
+        elif isinstance(value, dict):
+            keys = [field_name(str(key)) for key in value]
+            has_role = name is not None and self._role(value, keys, name)
+            if not _COMBINED_FIELDS.isdisjoint(keys):
+                self._dict(value, keys)
+            for item, item_name in zip(value.values(), keys, strict=True):
+                self._walk(item, item_name, depth + 1, named=has_role)
         elif isinstance(value, list | tuple):
             for item in value:
                 self._walk(item, name, depth + 1, named=named)
-        else:
-            if name is not None and not (named and name in NAME_FIELDS):
-                self._field(name, value)
-            if isinstance(value, str) and self.budget > 0:
-                chunk = text.clip(value, self.budget)
-                self.budget -= max(len(chunk), min(len(value), self.budget))
-                self._texts.append(chunk)
+        elif name is not None and name in _FIELD_BRANCH and not (named and name in NAME_FIELDS):
+            self._field(name, value)
 
     def _field(self, name: str, value: object) -> None:
         found = self.found
@@ -170,7 +195,7 @@ class AttributeScan:
             # have names too.
             self._org(raw)
 
-    def _role(self, obj: dict[str, Any], role: str) -> bool:
+    def _role(self, obj: dict[str, Any], keys: list[str], role: str) -> bool:
         """`{"shipper": {"name": ...}}`: the object's name in the role the parent gives it."""
         add: Callable[[str], None]
         if role in ORG_FIELDS:
@@ -179,14 +204,15 @@ class AttributeScan:
             add = self._person
         else:
             return False
-        name = next((_scalar(obj[k]) for k in obj if field_name(str(k)) in NAME_FIELDS), None)
+        name = next((_scalar(item) for item, k in zip(obj.values(), keys, strict=True) if k in NAME_FIELDS), None)
         if isinstance(name, str) and not name.isdigit():
             add(name)
         return True
 
-    def _dict(self, obj: dict[str, Any]) -> None:
-        """Fields that mean something together: city + state (+ zip), amount + currency."""
-        fields = {field_name(str(k)): v for k, v in obj.items()}
+    def _dict(self, obj: dict[str, Any], keys: list[str]) -> None:
+        """Fields that mean something together: city + state (+ zip), amount + currency.
+        `keys`: `field_name` of each key, in order."""
+        fields = dict(zip(keys, obj.values(), strict=True))
         found = self.found
         if found.wants("Person"):
             first = next((_scalar(fields[k]) for k in FIRST_NAME_FIELDS if k in fields), None)

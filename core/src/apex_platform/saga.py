@@ -105,14 +105,21 @@ def supersedes(new: Record, old: Record) -> bool:
     return not old.deleted
 
 
+def latest_positions(records: Sequence[Record]) -> list[int]:
+    """Where in `records` the one record per key of `latest_per_key` stands, in its order.
+    It depends on each record's key, version and `deleted` only, which enrichers keep: the
+    drain enriches just these (`IngestActivities._enrich_written`)."""
+    best: dict[RecordKey, int] = {}
+    for position, record in enumerate(records):
+        current = best.get(record.key)
+        if current is None or supersedes(record, records[current]):
+            best[record.key] = position
+    return list(best.values())
+
+
 def latest_per_key(records: Sequence[Record]) -> list[Record]:
     """One record per key: what the stores would end with if written one by one."""
-    best: dict[RecordKey, Record] = {}
-    for record in records:
-        current = best.get(record.key)
-        if current is None or supersedes(record, current):
-            best[record.key] = record
-    return list(best.values())
+    return [records[position] for position in latest_positions(records)]
 
 
 @dataclass

@@ -36,7 +36,7 @@ from apex_platform.inbox import Inbox, Lineage, StoredDelivery
 from apex_platform.logs import log_context
 from apex_platform.models import InboundEvent, Page, Record, WriteResult
 from apex_platform.plugins import Registry
-from apex_platform.saga import Saga, SagaWriteError
+from apex_platform.saga import Saga, SagaWriteError, latest_positions
 from apex_platform.temporal.inputs import (
     MAX_LISTED,
     CheckpointFileInput,
@@ -96,6 +96,12 @@ def unparsed_record(event: InboundEvent, error: str, body: bytes | None = None) 
         text=error[:2000],
         attributes=attributes,
     )
+
+
+def _identity(record: Record) -> tuple[str, str, str, int, bool]:
+    """What an enricher must keep of a record (and what the saga's choice of the latest
+    record per key depends on)."""
+    return record.source, record.id, record.kind, record.version, record.deleted
 
 
 #: records per saga call when a page, a drained batch or a file chunk holds more
@@ -345,6 +351,37 @@ class IngestActivities:
             await asyncio.sleep(0)
         return out
 
+    async def _enrich_written(self, records: list[Record]) -> list[Record]:
+        """`records` as `_write` will hand them to the saga, enriched where it matters: each
+        saga chunk keeps one record per key, the latest (`latest_per_key`), so only those
+        are enriched and the others go as parsed, to be dropped there. A webhook source
+        that sends every update of one object (Samsara's route in each RouteStopArrival)
+        repeats it in every delivery of a batch: enriching each copy was wasted work.
+
+        Which record is kept depends on key, version and `deleted` alone, which enrichers
+        keep (the enricher contract, `EnricherConformance`), so the saga writes exactly
+        what enriching everything gives; an enricher that changes them anyway gets every
+        record, as before."""
+        if not self.registry.enrichers:
+            return records
+        kept = [
+            start + position
+            for start in range(0, len(records), SAGA_CHUNK_RECORDS)
+            for position in latest_positions(records[start : start + SAGA_CHUNK_RECORDS])
+        ]
+        if len(kept) == len(records):
+            return await self._enrich(records)
+        kept.sort()
+        enriched = await self._enrich([records[i] for i in kept])
+        if len(enriched) != len(kept) or any(
+            _identity(record) != _identity(records[i]) for i, record in zip(kept, enriched, strict=True)
+        ):
+            return await self._enrich(records)  # an enricher outside its contract: as before
+        out = list(records)
+        for i, record in zip(kept, enriched, strict=True):
+            out[i] = record
+        return out
+
     async def _write(self, records: Sequence[Record], batch_id: str) -> WriteResult:
         """Through the saga in chunks of `SAGA_CHUNK_RECORDS` (each all-or-nothing; a retry
         of the activity skips what is already committed)."""
@@ -409,7 +446,7 @@ class IngestActivities:
                 seqs = [r.seq for r in rows]
                 try:
                     records, counts, unparsed, origins = await self._parse_deliveries(inp.source, rows)
-                    records = await self._enrich(records)
+                    records = await self._enrich_written(records)
                     result = await self._write(records, batch_id=f"{info.workflow_id}@{seqs[0]}")
                 except (ApplicationError, ApexError) as exc:
                     with contextlib.suppress(Exception):
@@ -568,7 +605,7 @@ class IngestActivities:
         if not records:
             return records, WriteResult()
         info = activity.info()
-        records = await self._enrich(records)
+        records = await self._enrich_written(records)
         result = await self._write(records, batch_id=f"{info.workflow_id}@{cursor}")
         origin = f"page:{account}@{cursor or ''}"[:1000]
         await self.inbox.record_lineage(

@@ -8,7 +8,7 @@ RouteStopArrival example, a fresh eventId and stop each (`loadgen.samsara_reques
 read by the Samsara connector exactly as a drain reads them (`receive`, then `parse`).
 
 `saga`: no Temporal, no inbox — the drain's own steps in this process, batch by batch of
-1,000 deliveries: parse, the enrichers (`IngestActivities._enrich`), the saga into every
+1,000 deliveries: parse, the enrichers (`IngestActivities._enrich_written`), the saga into every
 configured sink (`IngestActivities._write`, chunks of 1,000 records). Each step timed.
 `dlt`: the same records, as `Record.model_dump(mode="json")`, loaded by dlt into PostgreSQL
 with `write_disposition="merge"` on the primary key (source, id); one warm-up load of ten
@@ -64,7 +64,7 @@ async def saga_baseline(deliveries: int, keys_out: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
             records = parse_all(connector, requests[start : start + DELIVERIES_PER_BATCH])
             t1 = time.perf_counter()
-            records = await acts._enrich(records)
+            records = await acts._enrich_written(records)
             t2 = time.perf_counter()
             result = await acts._write(records, batch_id=f"bench-saga-{run}@{start}")
             t3 = time.perf_counter()

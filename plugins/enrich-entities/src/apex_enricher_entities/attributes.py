@@ -14,6 +14,7 @@ from typing import Any
 
 from apex_enricher_entities import amounts, names, phones, places, text, vin
 from apex_enricher_entities.found import Found
+from apex_enricher_entities.scan_memo import Memo, scan_strings
 
 MAX_DEPTH = 8
 MAX_NODES = 10_000
@@ -106,19 +107,26 @@ def _scalar(value: object) -> str | None:
 
 
 class AttributeScan:
-    """One walk over a record's attributes; `budget` caps the characters scanned as text."""
+    """One walk over a record's attributes; `budget` caps the characters scanned as text.
 
-    def __init__(self, found: Found, region: str, budget: int) -> None:
+    `memo`: the strings' scans remembered across records (`scan_memo`); without one, the
+    strings are joined and scanned afresh."""
+
+    def __init__(self, found: Found, region: str, budget: int, memo: Memo | None = None) -> None:
         self.found = found
         self.region = region
         self.budget = budget
+        self.memo = memo
         self.nodes = 0
         self._texts: list[str] = []
 
     def run(self, attributes: dict[str, Any]) -> None:
         self._walk(attributes, None, 0, named=False)
         # One scan over all strings: a blank line between them, which no pattern crosses.
-        text.scan("\n\n".join(chunk for chunk in self._texts if chunk), self.found, self.region)
+        if self.memo is not None:
+            scan_strings(self._texts, self.found, self.region, self.memo)
+        else:
+            text.scan("\n\n".join(chunk for chunk in self._texts if chunk), self.found, self.region)
 
     def _walk(self, value: object, name: str | None, depth: int, *, named: bool) -> None:
         """`named`: the enclosing object's role already said what its `name` field is."""

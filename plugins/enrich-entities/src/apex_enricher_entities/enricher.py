@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings
 from apex_enricher_entities import text
 from apex_enricher_entities.attributes import AttributeScan
 from apex_enricher_entities.found import Found
+from apex_enricher_entities.scan_memo import Memo, scan_strings
 from apex_enricher_entities.settings import EntitiesSettings
 from apex_platform.models import Entity, Record, Relation
 from apex_platform.settings import load
@@ -31,6 +32,8 @@ class EntityEnricher:
     def __init__(self, settings: EntitiesSettings | None = None) -> None:
         self.settings = settings if settings is not None else load(EntitiesSettings)
         self.types = self.settings.types
+        # what the scan found in each short string seen, for these settings (`scan_memo`)
+        self._memo: Memo = {}
 
     async def enrich(self, records: Sequence[Record]) -> list[Record]:
         return [self.enrich_one(record) for record in records]
@@ -40,10 +43,10 @@ class EntityEnricher:
         found = Found(self.types)
         limit = self.settings.max_text_chars
         region = self.settings.phone_region
-        text.scan(text.clip(record.title, limit), found, region)
-        text.scan(text.clip(record.text, limit), found, region)
+        scan_strings([text.clip(record.title, limit)], found, region, self._memo)
+        scan_strings([text.clip(record.text, limit)], found, region, self._memo)
         if record.attributes:
-            AttributeScan(found, region, budget=limit).run(record.attributes)
+            AttributeScan(found, region, budget=limit, memo=self._memo).run(record.attributes)
         return found
 
     def enrich_one(self, record: Record) -> Record:

@@ -23,6 +23,15 @@ class Found:
     def wants(self, type_: str) -> bool:
         return type_ in self.enabled
 
+    def step(self, step: int) -> None:
+        """The text scan starts its pattern number `step` (read by `scan_memo.Recorder`)."""
+
+    def ref(self, type_: str, key: str) -> str | None:
+        """The `Type:key` reference `add` returns, or None when it would skip the entity."""
+        if type_ not in self.enabled or not key or len(key) > MAX_KEY_CHARS:
+            return None
+        return f"{type_}:{key}"
+
     def add(self, type_: str, key: str, **properties: Any) -> str | None:
         """Add an entity; return its `Type:key` reference, or None when skipped."""
         if type_ not in self.enabled or not key or len(key) > MAX_KEY_CHARS:

@@ -229,10 +229,12 @@ def scan(text: str, found: Found, region: str) -> None:
 
 
 def _emails(text: str, found: Found) -> None:
+    found.step(0)
     for match in EMAIL_RE.finditer(text):
         found.add("Email", match.group(1).lower())
     if not found.wants("Person"):
         return
+    found.step(1)
     for match in NAMED_EMAIL_RE.finditer(text):
         name = names.person_name(match.group(1))
         if name is None:
@@ -243,12 +245,14 @@ def _emails(text: str, found: Found) -> None:
 
 
 def _phones(text: str, found: Found, region: str) -> None:
+    found.step(2)
     for match in PHONE_RE.finditer(text):
         number = phones.normalize(match.group(1), region)
         if number is not None:
             found.add("Phone", number)
     if PHONE_LABEL_HINT.search(text.lower()) is None:
         return
+    found.step(3)
     for match in LABELLED_PHONE_RE.finditer(text):
         number = phones.normalize(match.group(1), region)
         if number is not None:
@@ -258,10 +262,12 @@ def _phones(text: str, found: Found, region: str) -> None:
 def _amounts(text: str, found: Found) -> None:
     if AMOUNT_HINT.search(text) is None:
         return
+    found.step(4)
     for match in AMOUNT_BEFORE_RE.finditer(text):
         symbol, code, number = match.group(1), match.group(2), match.group(3)
         currency = amounts.SYMBOLS[symbol] if symbol else code
         _amount(found, currency, number)
+    found.step(5)
     for match in AMOUNT_AFTER_RE.finditer(text):
         number, code, symbol = match.group(1), match.group(2), match.group(3)
         currency = code if code else amounts.SYMBOLS[symbol]
@@ -283,6 +289,7 @@ def _identifier(raw: str) -> str | None:
 
 
 def _labelled_ids(text: str, found: Found) -> None:
+    found.step(6)
     for match in LABELLED_ID_RE.finditer(text) if ID_LABEL_HINT.search(text) else ():
         label = match.group("label")
         mark = match.group("mark").strip()
@@ -296,15 +303,18 @@ def _labelled_ids(text: str, found: Found) -> None:
             continue
         found.add(type_, ident, **({"scheme": scheme} if scheme else {}))
     if found.wants("Invoice") and "INV-" in text:
+        found.step(7)
         for match in INVOICE_TOKEN_RE.finditer(text):
             found.add("Invoice", match.group(1))
 
 
 def _vehicles(text: str, found: Found) -> None:
+    found.step(8)
     for match in VIN_RE.finditer(text):
         candidate = match.group(1)
         if vin.is_vin(candidate):
             found.add("Vehicle", candidate, vin=candidate)
+    found.step(9)
     for match in UNIT_RE.finditer(text) if UNIT_HINT.search(text) else ():
         label = match.group("label")
         mark = match.group("mark").strip()
@@ -321,17 +331,21 @@ def _vehicles(text: str, found: Found) -> None:
 
 def _carriers(text: str, found: Found) -> None:
     if "DOT" in text:
+        found.step(10)
         for match in DOT_RE.finditer(text):
             found.add("Carrier", f"DOT:{match.group(1)}", scheme="DOT", number=match.group(1))
     if "MC" in text:
+        found.step(11)
         for match in MC_RE.finditer(text):
             found.add("Carrier", f"MC:{match.group(1)}", scheme="MC", number=match.group(1))
     if "SCAC" in text:
+        found.step(12)
         for match in SCAC_RE.finditer(text):
             found.add("Carrier", f"SCAC:{match.group(1)}", scheme="SCAC", scac=match.group(1))
 
 
 def _places(text: str, found: Found) -> None:
+    found.step(13)
     for match in PLACE_RE.finditer(text):
         state = match.group("state") or match.group("state2")
         if state not in places.STATES:
@@ -343,6 +357,7 @@ def _places(text: str, found: Found) -> None:
 
 
 def _signatures(text: str, found: Found) -> None:
+    found.step(14)
     for match in SIGNATURE_RE.finditer(text):
         name = names.person_name(match.group("name"))
         if name is not None:
@@ -352,6 +367,7 @@ def _signatures(text: str, found: Found) -> None:
 def _organisations(text: str, found: Found) -> None:
     if ORG_HINT.search(text) is None:
         return
+    found.step(15)
     for match in ORG_RE.finditer(text):
         key = names.org_key(match.group("name").split(" "), match.group("suffix"))
         if key is not None:

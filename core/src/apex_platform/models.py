@@ -10,7 +10,9 @@ import hashlib
 import json
 import math
 import weakref
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -117,6 +119,43 @@ class Record(BaseModel):
         weakref.finalize(self, _TRAITS.pop, key, None)
         return value
 
+    def json_parts(self) -> Mapping[str, str | None]:
+        """Each field of `json_value()` as canonical JSON text — the stdlib's, keys sorted,
+        compact, characters as they are (`ensure_ascii=False`) — or None for a field that
+        has none (NaN in the embedding). Made once per instance and kept with it (like
+        `content_hash`): the content hash, the PostgreSQL and Redis sinks all write them."""
+        key = id(self)
+        known = _JSON_PARTS.get(key)
+        if known is not None:
+            return known
+        parts: dict[str, str | None] = {}
+        for name, value in self.json_value().items():
+            try:
+                parts[name] = json.dumps(
+                    value, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+                )
+            except ValueError:
+                parts[name] = None
+        value = MappingProxyType(parts)
+        _JSON_PARTS[key] = value
+        weakref.finalize(self, _JSON_PARTS.pop, key, None)
+        return value
+
+    def json_text(self, *, without: str | None = None) -> str:
+        """`json.dumps(json_value(), ensure_ascii=False, allow_nan=False, sort_keys=True,
+        separators=(",", ":"))`, from `json_parts` (and so without the field `without`);
+        ValueError where that raises (NaN in the embedding)."""
+        parts = self.json_parts()
+        texts = []
+        for name in sorted(parts):
+            if name == without:
+                continue
+            text = parts[name]
+            if text is None:
+                raise ValueError(f"{name} holds a value JSON cannot spell (NaN or an infinity)")
+            texts.append(f'"{name}":{text}')
+        return "{" + ",".join(texts) + "}"
+
     def content_hash(self) -> str:
         """SHA-256 of the record's content (everything but the embedding).
 
@@ -135,9 +174,12 @@ class Record(BaseModel):
         return value
 
     def _content_hash(self) -> str:
-        body = self.json_value()
-        del body["embedding"]
-        blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            blob = self.json_text(without="embedding")
+        except ValueError:  # NaN elsewhere than the embedding: written as the stdlib writes it
+            body = self.json_value()
+            del body["embedding"]
+            blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         # surrogatepass: a lone surrogate (valid JSON, no valid UTF-8) still hashes, so the
         # record reaches the sinks, which store it encoded or refuse it by name
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
@@ -170,6 +212,9 @@ class Traits(NamedTuple):
     #: a NaN or an infinity in the attributes, the properties or the embedding
     non_finite: bool
 
+
+#: `Record.json_parts` of each live record, by `id()`
+_JSON_PARTS: dict[int, Mapping[str, str | None]] = {}
 
 #: `Record.traits` of each live record, by `id()`
 _TRAITS: dict[int, Traits] = {}

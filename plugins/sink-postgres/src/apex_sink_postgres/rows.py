@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,7 +69,11 @@ def dumps(value: Any) -> str:
     `10000000000000000`. Large floats are therefore written out with a `.0`, which
     `numeric` keeps, so a record read back is equal to the one written.
     """
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+    return _finish(json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")), value)
+
+
+def _finish(text: str, value: Any) -> str:
+    """`dumps` of `value`, whose stdlib JSON text (as `dumps` makes it) is `text`."""
     if "e+" in text:
         text = _TOKEN.sub(_plain_float, text)
     if "\\u0000" in text and _has_nul(value):
@@ -151,18 +155,14 @@ def record_json(record: Record) -> str:
     """The `records.record` value: the record as plain jsonb, or, when it holds NUL
     characters or lone surrogates, its `json+base64` envelope (see `encoding.py`).
     Deterministic: an identical record gives the identical value."""
-    return _record_json(record.json_value())
+    return _record_json(record, record.json_value())
 
 
-def _record_json(body: dict[str, Any]) -> str:
+def _record_json(record: Record, body: dict[str, Any]) -> str:
     try:
-        return dumps(body)
+        return _finish(record.json_text(), body)  # the text `dumps(body)` makes, made once per record
     except ValueError:
         return dumps(encode_payload(body))
-
-
-def _vector(embedding: Sequence[float]) -> str:
-    return json.dumps(embedding, separators=(",", ":"))
 
 
 def to_row(record: Record, embedding_dim: int) -> Row:
@@ -213,9 +213,16 @@ def to_row(record: Record, embedding_dim: int) -> Row:
                 or max(map(abs, record.embedding), default=0.0) > MAX_VECTOR_VALUE
             ):
                 raise SinkError(f"{where}: embedding values must be finite float32 numbers")
-            embedding = _vector(record.embedding)
-        # clean_value changes nothing in a record with neither NUL nor lone surrogates
-        sanitise = clean_value if traits.nul or traits.lone_surrogate else _same
+            embedding = record.json_parts()["embedding"]  # `_vector`'s text, made once per record
+        if traits.nul or traits.lone_surrogate:
+            attributes = dumps(clean_value(body["attributes"]))
+            entities = dumps(clean_value(body["entities"]))
+            relations = dumps(clean_value(body["relations"]))
+        else:  # clean_value would change nothing: the texts are json_value's own
+            parts = record.json_parts()
+            attributes = _finish(_part(parts, "attributes"), body["attributes"])
+            entities = _finish(_part(parts, "entities"), body["entities"])
+            relations = _finish(_part(parts, "relations"), body["relations"])
         row = Row(
             source=record.source,
             id=record.id,
@@ -225,22 +232,25 @@ def to_row(record: Record, embedding_dim: int) -> Row:
             # search and display copies: NUL and lone surrogates become U+FFFD
             title=clean(record.title),
             text=clean(record.text),
-            attributes=dumps(sanitise(body["attributes"])),
-            entities=dumps(sanitise(body["entities"])),
-            relations=dumps(sanitise(body["relations"])),
+            attributes=attributes,
+            entities=entities,
+            relations=relations,
             deleted=False,
             embedding=embedding,
             content_hash=record.content_hash(),
             idempotency_key=record.idempotency_key,
-            record=_record_json(body),
+            record=_record_json(record, body),
         )
     except (TypeError, ValueError) as exc:
         raise SinkError(f"{where} cannot be stored: {exc}") from None
     return row
 
 
-def _same(value: Any) -> Any:
-    return value
+def _part(parts: Mapping[str, str | None], name: str) -> str:
+    text = parts[name]
+    if text is None:
+        raise ValueError(f"{name} holds a non-finite number")
+    return text
 
 
 def tombstone_of(record: Record) -> Record:

@@ -88,6 +88,16 @@ def embedding_hash(embedding: Sequence[float] | None) -> str | None:
     return hashlib.sha256(json.dumps(list(embedding)).encode()).hexdigest()
 
 
+def _embedding_hash(record: Record) -> str | None:
+    """`embedding_hash(record.embedding)` from the record's compact embedding JSON (made once
+    per record for every sink): a list of floats differs from `json.dumps`' default only by
+    the space after each comma."""
+    text = record.json_parts()["embedding"] if record.embedding is not None else None
+    if text is None:
+        return embedding_hash(record.embedding)
+    return hashlib.sha256(text.replace(",", ", ").encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class State:
     """What the winner rule looks at, for a stored point or a candidate one."""
@@ -191,7 +201,7 @@ def to_point(record: Record, embedding_dim: int) -> Point:
         raise SinkError(
             f"{where} cannot be stored exactly: it holds a value JSON does not give back equal (a date, bytes, a set…)"
         )
-    emb_hash = embedding_hash(record.embedding)
+    emb_hash = _embedding_hash(record)
     payload = {
         **base,
         "deleted": False,

@@ -80,11 +80,11 @@ def tombstone(record: Record) -> Record:
 def dumps(record: Record) -> bytes:
     """Canonical JSON of a record: equal records give equal bytes, whatever their dict order.
     UTF-8, or pure ASCII with `\\uXXXX` escapes when the record holds a lone surrogate."""
-    body = record.json_value()
-    text = json.dumps(body, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+    text = record.json_text()  # that json.dumps of json_value(), made once per record for every sink
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
+        body = record.json_value()
         text = json.dumps(body, ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":"))
         return text.encode("ascii")
 

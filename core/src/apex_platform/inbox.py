@@ -324,46 +324,51 @@ class Inbox:
         for i, d in enumerate(group):
             first.setdefault((d.source, d.event_id), i)
         unique = [group[i] for i in first.values()]
-        s = self.schema
         try:
-            async with pool.acquire(timeout=self.settings.command_timeout) as conn, conn.transaction():
-                inserted = await conn.fetch(
-                    f"""INSERT INTO {s}.deliveries (source, event_id, received_at, headers, body, size)
-                        SELECT t.source, t.event_id, t.received_at, t.headers::jsonb, t.body, octet_length(t.body)
-                        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[])
-                             AS t(source, event_id, received_at, headers, body)
-                        ORDER BY t.source, t.event_id
-                        ON CONFLICT (source, event_id) DO NOTHING
-                        RETURNING source, event_id""",
+            # one statement, so one round trip and its own transaction: it inserts the new
+            # keys, notifies each source with a new row (delivered at commit), and says of each
+            # key whether it was new, else its state as of the statement's start (a key that a
+            # concurrent commit added after that has none: pending, which it is)
+            async with pool.acquire(timeout=self.settings.command_timeout) as conn:
+                rows = await conn.fetch(
+                    self._insert_sql,
                     [d.source for d in unique],
                     [d.event_id for d in unique],
                     [d.received_at for d in unique],
                     [json.dumps(keep_headers(d.headers)) for d in unique],
                     [d.body for d in unique],
+                    CHANNEL,
                 )
-                new = {(r["source"], r["event_id"]) for r in inserted}
-                known = [d for d in unique if (d.source, d.event_id) not in new]
-                states: dict[tuple[str, str], str] = {}
-                if known:
-                    rows = await conn.fetch(
-                        f"""SELECT d.source, d.event_id, d.status FROM {s}.deliveries d
-                            JOIN unnest($1::text[], $2::text[]) AS k(source, event_id) USING (source, event_id)""",
-                        [d.source for d in known],
-                        [d.event_id for d in known],
-                    )
-                    states = {(r["source"], r["event_id"]): r["status"] for r in rows}
-                for source in sorted({src for src, _ in new}):
-                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, source)
         except connection_errors() as exc:
             raise InboxUnavailable(f"the inbox could not commit: {type(exc).__name__}: {exc}") from exc
+        found = {(r["source"], r["event_id"]): (r["inserted"], r["status"]) for r in rows}
         out: list[Outcome] = []
         for i, d in enumerate(group):
             key = (d.source, d.event_id)
-            if first[key] == i and key in new:
+            inserted, status = found[key]
+            if first[key] == i and inserted:
                 out.append("accepted")
             else:
-                out.append("duplicate" if states.get(key) == "delivered" else "pending")
+                out.append("duplicate" if status == "delivered" else "pending")
         return out
+
+    @property
+    def _insert_sql(self) -> str:
+        s = self.schema
+        return f"""WITH new AS (
+                INSERT INTO {s}.deliveries (source, event_id, received_at, headers, body, size)
+                SELECT t.source, t.event_id, t.received_at, t.headers::jsonb, t.body, octet_length(t.body)
+                FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[])
+                     AS t(source, event_id, received_at, headers, body)
+                ORDER BY t.source, t.event_id
+                ON CONFLICT (source, event_id) DO NOTHING
+                RETURNING source, event_id),
+            woken AS (SELECT pg_notify($6, n.source) FROM (SELECT DISTINCT source FROM new) AS n)
+            SELECT k.source, k.event_id, new.event_id IS NOT NULL AS inserted, d.status,
+                   (SELECT count(*) FROM woken) AS woken
+            FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
+            LEFT JOIN new ON new.source = k.source AND new.event_id = k.event_id
+            LEFT JOIN {s}.deliveries d ON new.event_id IS NULL AND d.source = k.source AND d.event_id = k.event_id"""
 
     # -- the drain -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 
 def _words(text: str) -> frozenset[str]:
@@ -97,4 +98,13 @@ def org_name(value: str) -> str | None:
 
 
 def has_org_suffix(value: str) -> bool:
+    """Whether `value` ends in a legal suffix. Asked of every `name` field of every record
+    (tags, stops, inboxes have names too), so short values are remembered."""
+    if len(value) <= 256:
+        return _has_org_suffix(value)
+    return _SUFFIX_AT_END.search(clean(value)) is not None
+
+
+@lru_cache(maxsize=8192)
+def _has_org_suffix(value: str) -> bool:
     return _SUFFIX_AT_END.search(clean(value)) is not None

@@ -380,35 +380,24 @@ class Inbox:
         rows of drain partition `partition` (`apex_platform.partitions`)."""
         pool = await self.pool()
         s = self.schema
+        where = "source = $1 AND status = 'pending'"
+        args: list[object] = [source, max_count, max_bytes]
         if partitions > 1:
             self._index_partitions(pool, partitions)
-            sizes = await pool.fetch(
-                f"""SELECT seq, size FROM {s}.deliveries
-                    WHERE source = $1 AND status = 'pending' AND {sql_partition("event_id", partitions)} = $3
-                    ORDER BY seq LIMIT $2""",
-                source,
-                max_count,
-                partition,
-            )
-        else:
-            sizes = await pool.fetch(
-                f"SELECT seq, size FROM {s}.deliveries WHERE source = $1 AND status = 'pending' ORDER BY seq LIMIT $2",
-                source,
-                max_count,
-            )
-        take: list[int] = []
-        total = 0
-        for row in sizes:
-            if take and total + row["size"] > max_bytes:
-                break
-            take.append(row["seq"])
-            total += row["size"]
-        if not take:
-            return []
+            where += f" AND {sql_partition('event_id', partitions)} = $4"
+            args.append(partition)
+        # One statement (it was two round trips: the sizes, then the rows): the oldest
+        # `max_count` rows, cut where their bodies add up past `max_bytes`; only the rows
+        # taken are read whole.
         rows = await pool.fetch(
-            f"""SELECT seq, source, event_id, received_at, headers::text AS headers, body FROM {s}.deliveries
-                WHERE seq = ANY($1::bigint[]) AND status = 'pending' ORDER BY seq""",
-            take,
+            f"""WITH head AS (SELECT seq, size FROM {s}.deliveries WHERE {where} ORDER BY seq LIMIT $2),
+                     upto AS (SELECT seq, sum(size) OVER w AS total, row_number() OVER w AS n
+                              FROM head WINDOW w AS (ORDER BY seq))
+                SELECT d.seq, d.source, d.event_id, d.received_at, d.headers::text AS headers, d.body
+                FROM upto JOIN {s}.deliveries d ON d.seq = upto.seq
+                WHERE upto.n = 1 OR upto.total <= $3::bigint
+                ORDER BY d.seq""",
+            *args,
         )
         return [
             StoredDelivery(

@@ -103,7 +103,7 @@ class EmbeddingEnricher:
                 f"{record.key}, APEX_EMBEDDINGS_DIM is {self.dimension}",
                 retryable=False,
             )
-        if not all(math.isfinite(v) for v in vector):
+        if not all(map(math.isfinite, vector)):
             raise EmbeddingError(
                 f"embeddings backend {self.backend.name} returned a non-finite value for record {record.key}",
                 retryable=False,

@@ -18,6 +18,7 @@ import itertools
 import math
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 from hashlib import blake2b
@@ -30,6 +31,7 @@ PAIR_WEIGHT = 0.5
 GRAM_WEIGHT = 0.35
 GRAM_SIZES = (3, 4, 5)
 MAX_WORD_CHARS = 40
+_MAX_PAIR_CACHED = 80  # longer pairs are hashed each time rather than kept
 
 
 def _feature(text: str, dim: int) -> tuple[int, float]:
@@ -50,6 +52,13 @@ def _word_features(word: str, dim: int) -> tuple[tuple[int, float], ...]:
     return tuple(features)
 
 
+@lru_cache(maxsize=200_000)
+def _pair_feature(first: str, second: str, dim: int) -> tuple[int, float]:
+    """Two adjacent words' feature, hashed once per process (texts repeat their phrases)."""
+    bucket, sign = _feature(f"p:{first} {second}", dim)
+    return bucket, sign * PAIR_WEIGHT
+
+
 def tokens(text: str) -> list[str]:
     """Words of `text` after NFKC normalisation and case folding."""
     return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
@@ -60,22 +69,28 @@ def embed_text(text: str, dim: int) -> tuple[float, ...] | None:
     words = tokens(text)
     if not words:
         return None
-    counts: dict[int, float] = {}
+    # Each bucket's sum is taken in the same order as always (words, their features, then
+    # pairs): float addition is not associative, and the vectors must not change.
+    counts: defaultdict[int, float] = defaultdict(float)
     for word in words:
         for bucket, value in _word_features(word, dim):
-            counts[bucket] = counts.get(bucket, 0.0) + value
+            counts[bucket] += value
     for first, second in itertools.pairwise(words):
-        bucket, sign = _feature(f"p:{first} {second}", dim)
-        counts[bucket] = counts.get(bucket, 0.0) + sign * PAIR_WEIGHT
+        if len(first) + len(second) <= _MAX_PAIR_CACHED:
+            bucket, value = _pair_feature(first, second, dim)
+        else:
+            bucket, sign = _feature(f"p:{first} {second}", dim)
+            value = sign * PAIR_WEIGHT
+        counts[bucket] += value
     vector = [0.0] * dim
-    for bucket in sorted(counts):
-        value = counts[bucket]
+    for bucket, value in counts.items():
         # Square-root damping keeps a word repeated fifty times from owning the vector.
         vector[bucket] = math.copysign(math.sqrt(abs(value)), value)
-    norm = math.sqrt(math.fsum(v * v for v in vector))
+    # fsum is exactly rounded: the same squares give the same norm in any order
+    norm = math.sqrt(math.fsum([v * v for v in vector]))
     if norm == 0.0:
         return None
-    return tuple(v / norm for v in vector)
+    return tuple([v / norm for v in vector])
 
 
 class HashEmbedder:

@@ -452,46 +452,29 @@ class Inbox:
         run_id: str | None,
         lineage: Sequence[Lineage] = (),
     ) -> None:
-        """The batch landed: mark its rows delivered and note which run wrote which record."""
+        """The batch landed: mark its rows delivered and note which run wrote which record,
+        in one statement (atomic by itself: it was BEGIN, UPDATE, INSERT, COMMIT)."""
         pool = await self.pool()
         s = self.schema
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                f"""UPDATE {s}.deliveries d SET status = 'delivered', delivered_at = now(), last_error = NULL,
+        await pool.execute(
+            f"""WITH delivered AS (
+                    UPDATE {s}.deliveries d SET status = 'delivered', delivered_at = now(), last_error = NULL,
                         attempts = d.attempts + 1, last_attempt_at = now(), records = t.records,
                         workflow_id = $3, run_id = $4
-                    FROM unnest($1::bigint[], $2::int[]) AS t(seq, records) WHERE d.seq = t.seq""",
-                list(seqs),
-                list(records),
-                workflow_id,
-                run_id,
-            )
-            await self._lineage(conn, lineage, workflow_id, run_id)
-
-    async def record_lineage(self, lineage: Sequence[Lineage], *, workflow_id: str | None, run_id: str | None) -> None:
-        pool = await self.pool()
-        async with pool.acquire() as conn:
-            await self._lineage(conn, lineage, workflow_id, run_id)
-
-    async def _lineage(
-        self, conn: Any, lineage: Sequence[Lineage], workflow_id: str | None, run_id: str | None
-    ) -> None:
-        if not lineage:
-            return
-        unique = list({(x.source, x.record_id, x.version, x.origin): x for x in lineage}.values())
-        await conn.execute(
-            f"""INSERT INTO {self.schema}.lineage (source, record_id, version, origin, workflow_id, run_id)
-                SELECT t.source, t.record_id, t.version, t.origin, $5, $6
-                FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS t(source, record_id, version, origin)
-                ON CONFLICT (source, record_id, version, origin)
-                DO UPDATE SET workflow_id = EXCLUDED.workflow_id, run_id = EXCLUDED.run_id, written_at = now()""",
-            [x.source for x in unique],
-            [pg_text(x.record_id) for x in unique],
-            [x.version for x in unique],
-            [pg_text(x.origin) for x in unique],
+                    FROM unnest($1::bigint[], $2::int[]) AS t(seq, records) WHERE d.seq = t.seq)
+                {_lineage_insert(s, 5, 3)}""",
+            list(seqs),
+            list(records),
             workflow_id,
             run_id,
+            *_lineage_arrays(lineage),
         )
+
+    async def record_lineage(self, lineage: Sequence[Lineage], *, workflow_id: str | None, run_id: str | None) -> None:
+        if not lineage:
+            return
+        pool = await self.pool()
+        await pool.execute(_lineage_insert(self.schema, 1, 5), *_lineage_arrays(lineage), workflow_id, run_id)
 
     async def mark_failed(self, seqs: Sequence[int], error: str) -> None:
         """A drain attempt failed (it will be retried): count it and keep the reason."""
@@ -704,6 +687,24 @@ class Lineage:
     record_id: str
     version: int
     origin: str
+
+
+def _lineage_arrays(lineage: Sequence[Lineage]) -> tuple[list[str], list[str], list[int], list[str]]:
+    """Lineage rows as the columns `_lineage_insert` reads, each key once (as stored:
+    after `pg_text`), since one statement may not update a row twice."""
+    unique = list(dict.fromkeys((x.source, pg_text(x.record_id), x.version, pg_text(x.origin)) for x in lineage))
+    return [u[0] for u in unique], [u[1] for u in unique], [u[2] for u in unique], [u[3] for u in unique]
+
+
+def _lineage_insert(schema: str, first: int, run: int) -> str:
+    """The upsert of lineage rows: columns from parameters `first`..`first + 3`
+    (`_lineage_arrays`), the workflow id and run id from `run` and `run + 1`."""
+    a, b, c, d = (f"${first + i}" for i in range(4))
+    return f"""INSERT INTO {schema}.lineage (source, record_id, version, origin, workflow_id, run_id)
+        SELECT t.source, t.record_id, t.version, t.origin, ${run}, ${run + 1}
+        FROM unnest({a}::text[], {b}::text[], {c}::bigint[], {d}::text[]) AS t(source, record_id, version, origin)
+        ON CONFLICT (source, record_id, version, origin)
+        DO UPDATE SET workflow_id = EXCLUDED.workflow_id, run_id = EXCLUDED.run_id, written_at = now()"""
 
 
 def _row_document(r: Any) -> dict[str, Any]:

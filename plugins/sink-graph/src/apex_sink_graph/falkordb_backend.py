@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from apex_platform.errors import SinkError
 from apex_sink_graph import cypher
 from apex_sink_graph.backends import GraphDataError, Row, Runner
+from apex_sink_graph.falkordb_params import params_header
 from apex_sink_graph.properties import RECORD_LABEL
 
 if TYPE_CHECKING:
@@ -166,10 +167,12 @@ class FalkorDBBackend:
         graph = self._require()
         timeout = int(self.settings.query_timeout * 1000)
         try:
+            # the parameter header written here, as the client would write it (falkordb_params)
+            query = params_header(params) + text
             if read_only:
-                result = await graph.ro_query(text, dict(params), timeout=timeout)
+                result = await graph.ro_query(query, None, timeout=timeout)
             else:
-                result = await graph.query(text, dict(params), timeout=timeout)
+                result = await graph.query(query, None, timeout=timeout)
         except _errors() as exc:
             message = f"graph sink: statement failed in {self.where()}: {type(exc).__name__}: {exc}"
             if not read_only and is_data_error(exc):

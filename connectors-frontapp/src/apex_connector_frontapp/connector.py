@@ -48,6 +48,8 @@ class FrontConnector:
     mode: SourceMode = "webhook"
     priority: Priority = "P0"
     settings_model: ClassVar[type[BaseSettings] | None] = FrontSettings
+    #: `verify` is an HMAC or token check with configured secrets: the API runs it on its loop
+    verify_is_local: ClassVar[bool] = True
 
     def __init__(
         self,

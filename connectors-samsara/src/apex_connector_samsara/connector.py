@@ -41,6 +41,8 @@ class SamsaraConnector:
     mode: SourceMode = "stream"
     priority: Priority = "P1"
     settings_model: ClassVar[type[BaseSettings] | None] = SamsaraSettings
+    #: `verify` is an HMAC or token check with configured secrets: the API runs it on its loop
+    verify_is_local: ClassVar[bool] = True
     #: ~1,000 events/min: webhook events go to the accumulator and are parsed in batches
     batch_webhooks: ClassVar[bool] = True
 

@@ -41,6 +41,8 @@ class SonarConnector:
     mode: SourceMode = "poll"
     priority: Priority = "P2"
     settings_model: ClassVar[type[BaseSettings] | None] = SonarSettings
+    #: `verify` is an HMAC or token check with configured secrets: the API runs it on its loop
+    verify_is_local: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -62,6 +62,8 @@ class TurvoConnector:
     mode: SourceMode = "webhook"
     priority: Priority = "P0"
     settings_model: ClassVar[type[BaseSettings] | None] = TurvoSettings
+    #: `verify` is an HMAC or token check with configured secrets: the API runs it on its loop
+    verify_is_local: ClassVar[bool] = True
 
     def __init__(
         self,

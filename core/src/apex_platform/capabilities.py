@@ -93,6 +93,29 @@ class RedactingSource(Protocol):
     redacted_keys: frozenset[str]
 
 
+@runtime_checkable
+class LocalVerification(Protocol):
+    """A webhook source whose `verify` only computes — an HMAC or a token compared with
+    configured secrets, over the headers and the raw body — with no I/O and nothing that
+    waits (once its settings are loaded). The API then checks such a signature on its event
+    loop for bodies up to `apex_platform.api.controllers.INLINE_VERIFY_BYTES`, instead of in
+    a worker thread: handing a request to a thread and back costs more CPU than the HMAC of
+    a few kilobytes. A source whose `verify` may fetch a key (Plaid's JWKs) must not say so.
+
+    Example::
+
+        class SamsaraConnector:
+            verify_is_local: ClassVar[bool] = True
+    """
+
+    verify_is_local: bool
+
+
+def verifies_locally(source: object) -> bool:
+    """The source's `LocalVerification.verify_is_local`, else False (a thread checks it)."""
+    return isinstance(source, LocalVerification) and source.verify_is_local is True
+
+
 def redacted_keys(source: object) -> frozenset[str]:
     """The source's `RedactingSource.redacted_keys`, or none."""
     if not isinstance(source, RedactingSource):

@@ -217,13 +217,15 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port (default APEX_API_PORT)")] = None,
 ) -> None:
     """Serve the HTTP API (webhooks, push API, health, metrics, OpenAPI at /schema)."""
+    from apex_platform.api.server import api_event_loop
     from apex_platform.serve import serve
     from apex_platform.settings import ApiSettings, load
 
     settings = load(ApiSettings)
     runtime = _runtime(plugins)
     _logging(runtime.core.log_level)
-    asyncio.run(serve(runtime, api=True, worker=False, host=host or settings.host, port=port or settings.port))
+    with asyncio.Runner(loop_factory=api_event_loop()) as runner:  # uvloop where installed
+        runner.run(serve(runtime, api=True, worker=False, host=host or settings.host, port=port or settings.port))
 
 
 sources_app = typer.Typer(help="Operate sources: pollers and streams.", no_args_is_help=True)

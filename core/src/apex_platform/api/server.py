@@ -13,6 +13,7 @@ httptools and h11 alike.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -99,6 +100,19 @@ def limited_protocol(settings: ApiSettings, base: type[Any] = AutoHTTPProtocol) 
                 self.transport.close()
 
     return LimitedHTTPProtocol
+
+
+def api_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `apex-platform api` runs on: uvloop's where it is installed (uvicorn's
+    `standard` extra brings it; its sockets, timers and callbacks are C), else asyncio's own
+    (None). The API process is CPU-bound at a fleet's rate, and most of a request's time
+    outside Apex's own code is the loop's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def uvicorn_config(app: Any, settings: ApiSettings, *, host: str, port: int) -> uvicorn.Config:

@@ -60,7 +60,7 @@ def test_paths() -> list[str]:
 #: sizes of the long intake scenarios inside `nox -s tests` (a smoke); `nox -s intake` runs them full size
 SMOKE_SIZES = {"APEX_TEST_BACKLOG": "10000"}
 #: what benchmarks/ needs beside the packages: the load generator's client and the dlt baseline
-BENCH_TOOLS = ("aiohttp>=3.9", "dlt[postgres]>=1.31")
+BENCH_TOOLS = ("aiohttp>=3.9", "dlt[postgres]>=1.31", "py-spy>=0.4")  # py-spy: run.py --profile
 
 
 @nox.session(python=PYTHON)

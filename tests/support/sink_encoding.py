@@ -135,6 +135,7 @@ def variants(base: list[Record]) -> list[Record]:
             Entity(type="Shipment", key="k3", properties={"at": datetime(2024, 1, 1, tzinfo=UTC)}),
         )
     )
+    add(attributes={**rich.attributes, "int_key": {1: "one"}, "sub": [True, 0, -0.0, 2**63]})
     return out
 
 

@@ -211,6 +211,9 @@ class Traits(NamedTuple):
     surrogate_key: bool
     #: a NaN or an infinity in the attributes, the properties or the embedding
     non_finite: bool
+    #: exactly: every value in the attributes and properties is a dict with str keys, a list,
+    #: a str, an int, a float, a bool or None (those very types), so JSON gives it back equal
+    plain_json: bool = True
 
 
 #: `Record.json_parts` of each live record, by `id()`
@@ -220,10 +223,11 @@ _JSON_PARTS: dict[int, Mapping[str, str | None]] = {}
 _TRAITS: dict[int, Traits] = {}
 
 _PLAIN = (int, bool, type(None))
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
 
 
 def _traits(record: Record) -> Traits:
-    found = [False, False, False]  # nul, lone surrogate, non-finite
+    found = [False, False, False, False]  # nul, lone surrogate, non-finite, not plain JSON
     texts = [record.source, record.kind, record.id, record.title, record.text]
     for entity in record.entities:
         texts += (entity.type, entity.key)
@@ -238,7 +242,13 @@ def _traits(record: Record) -> Traits:
         found[2] = True
     # the exact rule of json_value, walked only when a lone surrogate may be there at all
     surrogate_key = found[1] and _surrogate_keys(*dicts)
-    return Traits(nul=found[0], lone_surrogate=found[1], surrogate_key=surrogate_key, non_finite=found[2])
+    return Traits(
+        nul=found[0],
+        lone_surrogate=found[1],
+        surrogate_key=surrogate_key,
+        non_finite=found[2],
+        plain_json=not found[3],
+    )
 
 
 def _scan_text(text: str, found: list[bool]) -> None:
@@ -249,6 +259,8 @@ def _scan_text(text: str, found: list[bool]) -> None:
 
 
 def _scan(value: Any, found: list[bool]) -> None:
+    if type(value) not in _JSON_TYPES:
+        found[3] = True
     if isinstance(value, str):
         _scan_text(value, found)
     elif isinstance(value, float):
@@ -258,6 +270,8 @@ def _scan(value: Any, found: list[bool]) -> None:
         pass
     elif isinstance(value, dict):
         for key, item in value.items():
+            if type(key) is not str:
+                found[3] = True
             _scan(key, found)
             _scan(item, found)
     elif isinstance(value, list | tuple):

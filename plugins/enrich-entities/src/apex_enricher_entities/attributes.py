@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from apex_enricher_entities import amounts, names, phones, places, text, vin
@@ -30,8 +30,25 @@ def field_name(name: str) -> str:
     return _NOT_ALNUM.sub("", name.lower())
 
 
-def _names(*variants: str) -> frozenset[str]:
-    return frozenset(field_name(v) for v in variants)
+class FieldNames(frozenset[str]):
+    """A set of field names that iterates in the order they were declared: where two
+    synonyms sit in one dict (`first_name` and `given_name`), the first declared is the one
+    read, in every process. A plain frozenset iterates in hash order, which changes with
+    PYTHONHASHSEED: two workers could enrich the same record differently."""
+
+    order: tuple[str, ...]
+
+    def __new__(cls, names: tuple[str, ...]) -> FieldNames:
+        self = super().__new__(cls, names)
+        self.order = tuple(dict.fromkeys(names))
+        return self
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.order)
+
+
+def _names(*variants: str) -> FieldNames:
+    return FieldNames(tuple(field_name(v) for v in variants))
 
 
 #: field name → (entity type, scheme) for identifiers named by their field.

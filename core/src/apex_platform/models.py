@@ -213,7 +213,7 @@ class Traits(NamedTuple):
     non_finite: bool
     #: exactly: every value in the attributes and properties is a dict with str keys, a list,
     #: a str, an int, a float, a bool or None (those very types), so JSON gives it back equal
-    plain_json: bool = True
+    plain_json: bool
 
 
 #: `Record.json_parts` of each live record, by `id()`

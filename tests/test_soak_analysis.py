@@ -84,3 +84,19 @@ def test_the_longest_history_is_judged_by_the_bound_too() -> None:
     got = slopes(_run(30, {"history_max": lambda m: 300 * m}), 30)
     assert got["history_max"]["kind"] == "bounded"
     assert got["history_max"]["flat"] is True
+
+
+def test_one_burst_does_not_make_a_flat_series_climb_or_fall() -> None:
+    # seed 4010's PostgreSQL descriptors: a burst of backends at the first judged sample
+    # made a least-squares fit of the first half fall and of the second rise
+    burst = lambda m: 1185 if m == 10 else 930 + (7 if m % 3 else -9)  # noqa: E731
+    got = slopes(_run(30, {"fds:postgres": burst, "rss_mb:worker0": burst}), 30)
+    assert got["fds:postgres"]["flat"] is True
+    assert got["rss_mb:worker0"]["flat"] is True
+
+
+def test_a_climb_with_bursts_is_still_not_flat() -> None:
+    spiky = lambda m: 160 + 1.5 * m + (25 if m % 7 == 0 else 0)  # noqa: E731
+    got = slopes(_run(30, {"rss_mb:worker0": spiky}), 30)
+    assert got["rss_mb:worker0"]["flat"] is False
+    assert 1.2 < got["rss_mb:worker0"]["slope_per_min"] < 1.8

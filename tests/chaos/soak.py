@@ -188,11 +188,18 @@ def kind_of(name: str) -> str:
 
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
-    """Least squares y = a + b·x: (b, mean of y, scatter around the fit)."""
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
-    scatter = statistics.pstdev([y - (my + slope * (x - mx)) for x, y in zip(xs, ys, strict=True)])
+    """The Theil-Sen line y = a + b·x: (b, mean of y, scatter around the line).
+
+    b is the median of the slopes between every pair of samples, a the median of
+    y - b·x: one burst (a sample taken while a batch of backends or a batch's buffers
+    were alive) moves a least-squares line as much as a steady climb would, the median
+    of pairwise slopes not. A series that climbs keeps a positive median slope whatever
+    its spikes, so a leak still shows."""
+    my = statistics.fmean(ys)
+    pairs = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] != xs[i]]
+    slope = statistics.median(pairs) if pairs else 0.0
+    intercept = statistics.median([y - slope * x for x, y in zip(xs, ys, strict=True)])
+    scatter = statistics.pstdev([y - (intercept + slope * x) for x, y in zip(xs, ys, strict=True)])
     return slope, my, scatter
 
 

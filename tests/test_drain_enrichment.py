@@ -15,8 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from support.vendor_records import vendor_records
 
 from apex_connector_samsara import samples
 from apex_platform.contracts import Enricher, Previous
-from apex_platform.inbox import Delivery, Inbox, InboxSettings
+from apex_platform.inbox import Delivery, Inbox
 from apex_platform.models import InboundEvent, Record, RecordKey, WriteResult
 from apex_platform.plugins import Registry, build_registry
 from apex_platform.saga import Saga
@@ -192,11 +191,8 @@ async def test_an_enricher_that_changes_versions_gets_every_record_as_before() -
 
 
 @pytest.fixture
-async def inbox(apex_postgres_server: Any) -> AsyncIterator[Inbox]:
-    box = Inbox(InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"t_{uuid.uuid4().hex[:12]}"))
-    await box.pool()
-    yield box
-    await box.close()
+def inbox(apex_inbox: Inbox) -> Inbox:
+    return apex_inbox
 
 
 async def test_a_drained_batch_writes_and_records_what_it_did_before(inbox: Inbox) -> None:

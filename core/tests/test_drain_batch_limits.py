@@ -4,8 +4,7 @@ on a starved machine) must not be retried at the same size forever."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from apex_platform.inbox import Delivery, Inbox, InboxSettings, StoredDelivery
+from apex_platform.inbox import Delivery, Inbox, StoredDelivery
 from apex_platform.temporal.activities import MAX_BATCH_HALVINGS, IngestActivities, batch_limits
 from apex_platform.temporal.inputs import DrainBatchInput
 
@@ -31,11 +30,8 @@ def test_each_retry_halves_the_batch_down_to_a_floor() -> None:
 
 
 @pytest.fixture
-async def inbox(apex_postgres_server: Any) -> AsyncIterator[Inbox]:
-    box = Inbox(InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"t_{uuid.uuid4().hex[:12]}"))
-    await box.pool()
-    yield box
-    await box.close()
+def inbox(apex_inbox: Inbox) -> Inbox:
+    return apex_inbox
 
 
 @pytest.mark.parametrize(("attempt", "taken"), [(1, 8), (2, 4), (3, 2), (4, 1)])

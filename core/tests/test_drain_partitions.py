@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydantic_core import to_json
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from apex_platform.inbox import Delivery, Inbox, InboxSettings
+from apex_platform.inbox import Delivery, Inbox
 from apex_platform.partitions import partition_of, sql_partition
 from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.inputs import DrainBatchInput, DrainInput
@@ -37,11 +37,8 @@ EVENT_IDS = [
 
 
 @pytest.fixture
-async def inbox(apex_postgres_server: Any) -> AsyncIterator[Inbox]:
-    box = Inbox(InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"t_{uuid.uuid4().hex[:12]}"))
-    await box.pool()
-    yield box
-    await box.close()
+def inbox(apex_inbox: Inbox) -> Inbox:
+    return apex_inbox
 
 
 def delivery(event_id: str, source: str = "src") -> Delivery:

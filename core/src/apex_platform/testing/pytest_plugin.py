@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from litestar.testing import AsyncTestClient
     from temporalio.testing import WorkflowEnvironment
 
+    from apex_platform.inbox import Inbox
     from apex_platform.stack.postgres import PostgresServer
     from apex_platform.stack.redis_server import RedisServer
     from apex_platform.stack.temporal_server import TemporalDevServer
@@ -122,6 +123,21 @@ def apex_postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture
+async def apex_inbox(apex_postgres_server: PostgresServer) -> AsyncIterator[Inbox]:
+    """An inbox of its own (a fresh schema) on the session's PostgreSQL, its pool open."""
+    import uuid
+
+    from apex_platform.inbox import Inbox, InboxSettings
+
+    box = Inbox(InboxSettings(dsn=apex_postgres_server.dsn, schema_name=f"t_{uuid.uuid4().hex[:12]}"))
+    await box.pool()
+    try:
+        yield box
+    finally:
+        await box.close()
 
 
 @pytest.fixture(scope="session")

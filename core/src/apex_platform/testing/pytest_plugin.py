@@ -8,6 +8,7 @@ temporary folder, started only when a test asks for them:
 - `apex_temporal_server` -> `TemporalDevServer` (use `.address`; Apex search attributes registered)
 - `apex_postgres_server` -> `PostgresServer` (use `.dsn`; database `apex` with pgvector)
 - `apex_redis_server` -> `RedisServer` (use `.url`; FalkorDB loaded)
+- `apex_inbox` -> `Inbox` in a fresh schema on `apex_postgres_server`, its pool open (per test)
 - `apex_time_skipping` -> a `temporalio.testing.WorkflowEnvironment` with time skipping
   (`WorkflowEnvironment.start_time_skipping()`, the platform's data converter): workflow
   timers of hours pass at once. It needs Temporal's test server: the executable named by

@@ -1,0 +1,94 @@
+"""The hash backend's per-process memory stays bounded on text full of numbers.
+
+A soak found the workers growing for as long as it ran: every new word (a PRO number, a
+load number, an id) was remembered with its n-gram features, 3.3 KB each, up to 200,000
+words (~650 MB). The caches now evict the least recently used words and their entries
+point at shared (bucket, value) tuples.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import tracemalloc
+
+import pytest
+
+from apex_enricher_embeddings import hashing
+
+DIM = 384
+
+
+def _texts(rng: random.Random, n: int) -> list[str]:
+    vocab = ["trailer", "dock", "delayed", "appointment", "reefer", "pickup", "consignee", "pallets"]
+    return [
+        " ".join([*rng.sample(vocab, 4), f"PRO {rng.randrange(10**7, 10**8)}", f"load L{rng.randrange(10**9)}"])
+        for _ in range(n)
+    ]
+
+
+def _small_caches(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """The module's own caches, smaller (the mechanism under test; the real sizes are checked below)."""
+    monkeypatch.setattr(hashing, "_word_features", functools.lru_cache(maxsize=size)(hashing._hash_word))
+    monkeypatch.setattr(hashing, "_pair_feature", functools.lru_cache(maxsize=size)(hashing._hash_pair))
+
+
+def test_the_caches_are_bounded() -> None:
+    assert hashing._word_features.cache_info().maxsize == hashing.WORDS_CACHED <= 50_000
+    assert hashing._pair_feature.cache_info().maxsize == hashing.PAIRS_CACHED <= 50_000
+
+
+def test_unique_numbers_do_not_grow_the_process_once_the_caches_are_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    _small_caches(monkeypatch, 2_000)
+    rng = random.Random(7)
+    for text in _texts(rng, 1_500):  # fills both: every text brings two new words and new pairs
+        hashing.embed_text(text, DIM)
+    assert hashing.cache_sizes() == {"words": 2_000, "pairs": 2_000}
+    texts = _texts(rng, 4_000)  # 8,000 more unique words
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for text in texts:
+            hashing.embed_text(text, DIM)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert hashing.cache_sizes() == {"words": 2_000, "pairs": 2_000}
+    # an unbounded cache keeps all 8,000 words: ~4 MB with shared tuples, ~26 MB without
+    assert grown < 2**20, f"the hash backend grew by {grown / 2**20:.1f} MB on 8,000 words it had not seen"
+
+
+def test_an_entry_is_small() -> None:
+    word = "appointments"
+    tracemalloc.start()
+    try:
+        hashing._hash_word("warmup", DIM)  # the shared tuples of other n-grams
+        before = tracemalloc.get_traced_memory()[0]
+        features = hashing._hash_word(word, DIM)
+        hashing._hash_word(word, DIM)
+        size = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(features) == 1 + 12 + 11 + 10
+    # the first time, new shared tuples are made (~34 x 64 bytes); the second, none
+    assert size < 34 * 72 + 2 * 400, f"{size} bytes for one word's features"
+
+
+def test_cached_features_share_their_tuples() -> None:
+    a = hashing._word_features("consignee", DIM)
+    b = hashing._word_features("consigned", DIM)
+    shared = {id(t) for t in a} & {id(t) for t in b}
+    assert shared, "the n-grams both words have ('<co', 'con', 'ons', ...) are one tuple each"
+    assert len(hashing._SHARED) <= 6 * DIM * 4  # buckets x values (x the few dims the tests use)
+
+
+def test_the_vocabulary_stays_remembered_while_numbers_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    _small_caches(monkeypatch, 1_000)
+    rng = random.Random(11)
+    for text in _texts(rng, 2_000):  # 4,000 unique words, 4x the cache
+        hashing.embed_text(text, DIM)
+    before = hashing._word_features.cache_info()
+    hashing.embed_text("trailer dock delayed appointment", DIM)
+    after = hashing._word_features.cache_info()
+    assert after.hits - before.hits == 4
+    assert after.misses == before.misses

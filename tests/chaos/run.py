@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     began = time.monotonic()
+    commit = report.git_commit(ROOT)  # the code the processes import: read before they start
     from tests.chaos.harness import Harness
 
     harness = Harness(cfg)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
         "machine": report.machine(),
         "versions": report.versions(),
-        "commit": report.git_commit(ROOT),
+        "commit": commit,
         "faults_injected": sum(1 for f in faults if not f["skipped"]),
         "faults_by_kind": report.faults_table(faults),
         "faults": faults,

@@ -60,18 +60,17 @@ def test_unique_numbers_do_not_grow_the_process_once_the_caches_are_full(monkeyp
 
 def test_an_entry_is_small() -> None:
     word = "appointments"
+    hashing._hash_word(word, DIM)  # its n-grams' shared tuples exist from now on
     tracemalloc.start()
     try:
-        hashing._hash_word("warmup", DIM)  # the shared tuples of other n-grams
         before = tracemalloc.get_traced_memory()[0]
         features = hashing._hash_word(word, DIM)
-        hashing._hash_word(word, DIM)
         size = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     assert len(features) == 1 + 12 + 11 + 10
-    # the first time, new shared tuples are made (~34 x 64 bytes); the second, none
-    assert size < 34 * 72 + 2 * 400, f"{size} bytes for one word's features"
+    # the outer tuple only (34 references, ~312 bytes); new (bucket, value) tuples each time were 3.3 KB
+    assert size < 1_000, f"{size} bytes for one word's features"
 
 
 def test_cached_features_share_their_tuples() -> None:
@@ -79,7 +78,9 @@ def test_cached_features_share_their_tuples() -> None:
     b = hashing._word_features("consigned", DIM)
     shared = {id(t) for t in a} & {id(t) for t in b}
     assert shared, "the n-grams both words have ('<co', 'con', 'ons', ...) are one tuple each"
-    assert len(hashing._SHARED) <= 6 * DIM * 4  # buckets x values (x the few dims the tests use)
+    # six values (each weight, each sign), so at most six shared tuples per bucket
+    weights = (hashing.WORD_WEIGHT, hashing.PAIR_WEIGHT, hashing.GRAM_WEIGHT)
+    assert {value for _, value in hashing._SHARED} <= {*weights, *(-w for w in weights)}
 
 
 def test_the_vocabulary_stays_remembered_while_numbers_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:

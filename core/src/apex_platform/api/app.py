@@ -41,8 +41,8 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 async def _warm_temporal(client: Client) -> None:
     """Open the (lazy) Temporal connection at start, in the background: the first request
     that needs it (a Plaid trigger, the console) no longer pays for the connection, and the
-    process's threads and descriptors are all there from the start (a soak saw api1 grow by
-    seven descriptors at minute six, at its first trigger). Intake never waits for it: a
+    process's threads and descriptors are all there from the start (soaks saw an API grow by
+    five to seven descriptors at its first trigger, at minute 6 or 20). Intake never waits for it: a
     Temporal that is down at start is only logged, and the client connects on first use."""
     try:
         await client.service_client.check_health(timeout=timedelta(seconds=10))

@@ -144,6 +144,19 @@ def test_oversized_body_is_413(deployment: Deployment) -> None:
     assert resp.status_code == 413
 
 
+def test_after_a_413_the_next_request_on_the_connection_is_answered_on_its_own(deployment: Deployment) -> None:
+    """The 413 is sent before the body is read; the connection is then closed, so the
+    unread rest of the body is never parsed as the next request (it was answered 431)."""
+    big = b"x" * (1024 * 1024 + 10)
+    with httpx.Client(base_url=deployment.url, timeout=30) as http:
+        for _ in range(3):
+            resp = http.post("/webhooks/frontapp", content=big, headers={"Content-Type": "application/json"})
+            assert resp.status_code == 413, resp.text
+            assert resp.headers["connection"] == "close"
+            assert resp.json()["detail"] == "Request Entity Too Large"
+            assert http.get("/healthz").status_code == 200
+
+
 def test_unknown_source_is_404(deployment: Deployment) -> None:
     resp = post(deployment, b"{}", {"Content-Type": "application/json"}, source="nosuchvendor")
     assert resp.status_code == 404

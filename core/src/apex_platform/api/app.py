@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
@@ -36,6 +37,17 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     """Unexpected failures: logged with their traceback, answered without internals."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response({"error": "internal error; see the API log"}, status_code=500)
+
+
+def _too_large(request: Request[Any, Any, Any], exc: RequestEntityTooLarge) -> Response[dict[str, Any]]:
+    """413 as the framework answers it, and the connection closed after it: the body was not
+    read, so on a kept-alive connection its unread bytes would be parsed as the next request
+    (the server then answered that next request 431, with nothing said)."""
+    return Response(
+        {"status_code": exc.status_code, "detail": exc.detail},
+        status_code=exc.status_code,
+        headers={"Connection": "close"},
+    )
 
 
 async def _warm_temporal(client: Client) -> None:
@@ -105,7 +117,7 @@ def create_app(runtime: Runtime, *, open_sinks: bool = True) -> Litestar:
         request_max_body_size=runtime.core.max_body_bytes,
         cors_config=codec_cors(),  # the Temporal UI's origins only (APEX_CODEC_CORS_ORIGINS), else none
         openapi_config=OpenAPIConfig(title="Apex ingestion API", version=__version__, path="/schema"),
-        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error},
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error, RequestEntityTooLarge: _too_large},
         logging_config=None,  # the process configures logging (CLI), not the app
         debug=False,
     )

@@ -1,4 +1,4 @@
-"""The chaos harness (tests/chaos) in small, inside `nox -s tests`: a fixed seed, 90 s of
+"""The chaos harness (tests/chaos) in small, inside `nox -s tests`: a fixed seed, 80 s of
 mixed load from every source with two faults of each kind (kills, a power cut, Temporal
 restarts, PostgreSQL and Redis paused and restarted, Redis data loss, a flaky sink,
 failing vendors), then the verdict from the stores: nothing acknowledged lost, nothing

@@ -85,8 +85,10 @@ class Config:
         base = cls(seed=seed, run_dir=run_dir)
         return replace(
             base,
-            duration=90,
-            drain_timeout=50,
+            duration=80,
+            # a poll that failed five times in a row waits 16 s, then 32 s, before its next
+            # attempt (Temporal's backoff): the drain must outlast that, in the same 3 minutes
+            drain_timeout=60,
             fault_interval=3.4,  # two of each kind
             weights=dict.fromkeys(FAULT_KINDS, 1.0),
             max_pause=8.0,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -189,3 +190,66 @@ async def test_any_text_reads_back_identical(
     await sink.write([written])
     assert (await sink.read([written.key]))[written.key] == written
     assert await sink.write([written]) == {}
+
+
+def _substring_calls(text: str) -> list[str]:
+    """Every `substring(...)` call in a Cypher text, with its balanced arguments."""
+    calls, at = [], text.find("substring(")
+    while at >= 0:
+        depth, end = 0, at + len("substring")
+        for end in range(at + len("substring"), len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        calls.append(text[at : end + 1])
+        at = text.find("substring(", end)
+    return calls
+
+
+def _top_level_commas(call: str) -> int:
+    depth, commas = 0, 0
+    for ch in call[len("substring(") : -1]:
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
+        commas += ch == "," and depth == 0
+    return commas
+
+
+def test_every_substring_in_the_cypher_has_an_explicit_length() -> None:
+    """FalkorDB's two-argument substring() now and then cuts a trailing multi-byte character
+    short (in CI: an owner uid ending in "ü" lost its end, so a deleted record's property
+    stayed on the entity). Every statement the sink can run uses the three-argument form."""
+    from apex_sink_graph import cypher
+
+    texts = [cypher.claim(mode) for mode in ("write", "force", "fenced", "undo")]
+    texts += [cypher.purge(mode) for mode in ("write", "force", "fenced", "undo")]
+    for make in (
+        cypher.mention,
+        cypher.assert_properties,
+        cypher.owned,
+        cypher.refresh,
+        cypher.collect,
+        cypher.history,
+        cypher.relations,
+    ):
+        texts.append(make("Ort"))
+    texts += [cypher.relate("Ort", "NEAR", "Ort"), cypher.neighbors("Ort", 2)]
+    texts += [v for v in vars(cypher).values() if isinstance(v, str)]
+    calls = [call for text in texts for call in _substring_calls(text)]
+    assert calls, "the OWNED statement reads owners with substring()"
+    assert [c for c in calls if _top_level_commas(c) != 2] == []
+
+
+async def test_owners_whose_uid_ends_in_a_multibyte_character_are_released(
+    sink: GraphSink, record: RecordFactory
+) -> None:
+    """Deleting the newer of two records asserting a property gives the older value back,
+    for uids ending in 2-, 3- and 4-byte characters."""
+    for i, end in enumerate(["ü", "— ü", "会話", "🚚", "\ufffd"] * 4):
+        key = f"K{i}"
+        older = record(f"o{i}/{end}", 1, entities=(Entity(type="Ort", key=key, properties={"名前": "old"}),))
+        newer = record(f"n{i}/{end}", 1, entities=(Entity(type="Ort", key=key, properties={"名前": "new"}),))
+        await sink.write([older])
+        await sink.write([newer.model_copy(update={"occurred_at": older.occurred_at + timedelta(minutes=5)})])
+        await sink.write([record(f"n{i}/{end}", 2, occurred_at=older.occurred_at + timedelta(minutes=5), deleted=True)])
+        rows = await sink.backend.read("MATCH (e:Ort {key: $key}) RETURN e.`名前` AS name", {"key": key})
+        assert rows == [{"name": "old"}], (end, rows)

@@ -233,10 +233,16 @@ FOREACH (x IN CASE WHEN size(lost) = 0 AND size(older) = 0 THEN [1] ELSE [] END 
 RETURN row.key AS key, lost, older"""
 
 
-#: The property a companion name `k` (`_at_<name>`) is for. The length is explicit:
-#: FalkorDB's two-argument substring() of a name read by keys() sometimes cuts its last
-#: multi-byte character (e.g. U+FFFD, which sanitised names hold) short.
-_OWNER_OF = f"substring(k, {len(COMPANION_PREFIX)}, size(k) - {len(COMPANION_PREFIX)})"
+def suffix(text: str, start: int) -> str:
+    """Cypher for `text` from character `start` to its end, with the length explicit:
+    FalkorDB's two-argument substring() now and then cuts a trailing multi-byte
+    character short (seen on names read by keys(), e.g. U+FFFD in sanitised names, and
+    on stamp values, e.g. a uid ending in "ü"), so no statement here uses that form."""
+    return f"substring({text}, {start}, size({text}) - {start})"
+
+
+#: The property a companion name `k` (`_at_<name>`) is for.
+_OWNER_OF = suffix("k", len(COMPANION_PREFIX))
 
 
 def owned(label: str) -> str:
@@ -248,7 +254,7 @@ MATCH (e:{quote_name(label)} {{key: row.key}})
 OPTIONAL MATCH (:{_R} {{uid: row.uid}})-[m:{_M}]->(e)
 WITH row, e, m
 WITH row, [k IN keys(e) WHERE k STARTS WITH '{COMPANION_PREFIX}'
-                            AND substring(e[k], {STAMP_UID_OFFSET}) = row.uid
+                            AND {suffix("e[k]", STAMP_UID_OFFSET)} = row.uid
                             AND (m IS NULL OR m.{_AT} <> e[k]
                                  OR NOT coalesce(m[{_OWNER_OF}] = e[{_OWNER_OF}], false))
            | {_OWNER_OF}] AS stale

@@ -60,6 +60,36 @@ async def test_temporal_down_the_edge_answers_202_and_the_delivery_lands_once_it
         temporal.stop()
 
 
+async def test_a_worker_started_before_temporal_waits_for_it_and_drains(
+    tmp_path: Path, apex_postgres_server: Any, pg: asyncpg.Pool
+) -> None:
+    """Processes start in any order: a worker whose Temporal cannot be reached yet keeps
+    retrying (it used to exit at once), the API accepts meanwhile, and once Temporal is up
+    the delivery lands exactly once."""
+    temporal = TemporalDevServer(tmp_path / "temporal", port=free_port(), ui_port=None)
+    dep = Deployment(tmp_path, temporal.address, apex_postgres_server.dsn).start()
+    try:
+        event = front_event()
+        eid = event["payload"]["id"]
+        resp = post(dep, dumps(event))
+        assert resp.status_code == 202, resp.text
+        worker = dep.workers[0]
+        wait_for(
+            lambda: worker.output().count("cannot be reached") >= 2 or not worker.running,
+            timeout=60,
+            what="two failed attempts",
+        )
+        assert worker.running, worker.output()[-3000:]
+        temporal.start()
+        doc = await dep.landed(eid, within=120)
+        assert doc["records"] >= 3
+        assert await pg.fetchval("select count(*) from apex.records where id = $1", eid) == 1
+        assert "connected to Temporal" in worker.output()
+    finally:
+        dep.stop()
+        temporal.stop()
+
+
 async def test_worker_killed_mid_write_lands_exactly_once(
     tmp_path: Path, apex_temporal_server: Any, apex_postgres_server: Any, pg: asyncpg.Pool
 ) -> None:

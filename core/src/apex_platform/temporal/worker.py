@@ -15,6 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from apex_platform import metrics
 from apex_platform.capabilities import DeliverySource
@@ -103,9 +104,55 @@ SHUTDOWN_MARGIN_SECONDS = 10.0
 EXIT_FORCED = 75
 
 
+#: the longest wait between two attempts to reach Temporal at a worker's start
+CONNECT_MAX_WAIT_SECONDS = 30.0
+
+
+async def connect_when_up(runtime: Runtime, stop: asyncio.Event) -> Client | None:
+    """The worker's Temporal client. A worker may start before Temporal can be reached (a
+    deployment's pods start in any order; a power cut brings everything back at once; a
+    restart of Temporal is under way): it then waits, retrying with jittered backoff up
+    to `CONNECT_MAX_WAIT_SECONDS`, each failure logged, rather than exit, and the
+    deliveries wait in the inbox meanwhile. None when `stop` is set first."""
+
+    async def sleep(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+    failures = 0
+
+    def waiting(state: RetryCallState) -> None:
+        nonlocal failures
+        failures += 1
+        exc = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning(
+            "Temporal at %s cannot be reached (attempt %d, retrying in %.1fs): %s",
+            runtime.temporal.address,
+            state.attempt_number,
+            wait,
+            exc,
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type((RuntimeError, RPCError)),
+        wait=wait_random_exponential(multiplier=0.5, max=CONNECT_MAX_WAIT_SECONDS),
+        stop=lambda _state: stop.is_set(),
+        sleep=sleep,
+        before_sleep=waiting,
+        retry_error_callback=lambda _state: None,
+    )
+    client: Client | None = await retrying(runtime.connect)
+    if client is not None and failures:
+        log.info("connected to Temporal at %s", runtime.temporal.address)
+    return client
+
+
 async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.Event) -> None:
     """Poll the given priority queues until `stop` is set, then drain in-flight work."""
-    client = await runtime.connect()
+    client = await connect_when_up(runtime, stop)
+    if client is None:
+        return  # stopped before Temporal could be reached: nothing was started
     await ensure_search_attributes(client)
     try:
         await runtime.inbox.pool()

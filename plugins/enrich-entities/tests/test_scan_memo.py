@@ -40,7 +40,7 @@ def _remembered(strings: list[str], memo: scan_memo.Memo) -> tuple[Any, ...]:
 @example(values=["Ann <ann@a.example> 404-555-1234", "Ann Shipper <ann@shipper.example>", "Dallas, TX"])
 @given(values=st.lists(strings, max_size=8))
 def test_strings_scanned_apart_and_remembered_find_what_the_joined_scan_finds(values: list[str]) -> None:
-    memo: scan_memo.Memo = {}
+    memo = scan_memo.Memo()
     want = _joined(values)
     assert _remembered(values, memo) == want  # each string scanned
     assert _remembered(values, memo) == want  # from the memo
@@ -49,8 +49,56 @@ def test_strings_scanned_apart_and_remembered_find_what_the_joined_scan_finds(va
 
 def test_the_memo_is_bounded(monkeypatch: Any) -> None:
     monkeypatch.setattr(scan_memo, "MAX_ENTRIES", 3)
-    memo: scan_memo.Memo = {}
+    memo = scan_memo.Memo()
     for i in range(10):
         _remembered([f"PRO# 0286-{i:05d}", "x" * (scan_memo.MAX_CHARS + 1)], memo)
         assert len(memo) <= 3
     assert all(len(key) <= scan_memo.MAX_CHARS for key in memo)
+
+
+def test_a_string_that_comes_back_stays_while_strings_seen_once_pass_through(monkeypatch: Any) -> None:
+    """Least recently used out: a status repeated every 20 strings is scanned once while
+    2,000 strings never seen again go through a memo of 50 (the earlier memo emptied when
+    full, and scanned the status again after every emptying)."""
+    monkeypatch.setattr(scan_memo, "MAX_ENTRIES", 50)
+    scanned: list[str] = []
+    real = text.scan
+
+    def counting(string: str, found: Found, region: str) -> None:
+        scanned.append(string)
+        real(string, found, region)
+
+    monkeypatch.setattr(text, "scan", counting)
+    memo = scan_memo.Memo()
+    for i in range(2_000):
+        strings = [f"Truck 12 at near Columbus, OH ({i / 10:.1f} mph)"]
+        if i % 20 == 0:
+            strings.append("Delivered - Atlanta, GA 30301")
+        _remembered(strings, memo)
+        assert len(memo) <= 50
+    assert scanned.count("Delivered - Atlanta, GA 30301") == 1
+
+
+def test_the_memo_of_a_feed_readers_strings_stays_small() -> None:
+    """A worker reading Samsara's feed sees a new text in nearly every point (its speed,
+    its time): 40,000 of them leave the memo at its cap, never more than a few MB (the earlier memo held
+    32,768 such strings, ~17 MB, before it emptied)."""
+    import tracemalloc
+
+    memo = scan_memo.Memo()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40_000):
+            point = f"2026-03-10T12:{i // 600 % 60:02d}:{i // 10 % 60:02d}.{i % 1000:03d}Z"
+            scan_memo.scan_strings(
+                [f"Truck {i % 40} at near Columbus, OH ({i % 681 / 10:.1f} mph)", point],
+                Found(frozenset(ENTITY_TYPES)),
+                "US",
+                memo,
+            )
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MB at the most"
+    assert len(memo) == scan_memo.MAX_ENTRIES

@@ -33,7 +33,7 @@ class EntityEnricher:
         self.settings = settings if settings is not None else load(EntitiesSettings)
         self.types = self.settings.types
         # what the scan found in each short string seen, for these settings (`scan_memo`)
-        self._memo: Memo = {}
+        self._memo = Memo()
 
     async def enrich(self, records: Sequence[Record]) -> list[Record]:
         return [self.enrich_one(record) for record in records]

@@ -12,18 +12,52 @@ string by string.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from apex_enricher_entities import text
 from apex_enricher_entities.found import Found
 
-#: Only strings this short are remembered, and at most this many per enricher.
+#: Only strings this short are remembered, and at most this many per enricher (the least
+#: recently used go first). An entry takes ~0.5 KB, so the memo stays under ~5 MB.
 MAX_CHARS = 512
-MAX_ENTRIES = 32_768
+MAX_ENTRIES = 8_192
 
 #: (pattern number, ("add", type, key, properties) | ("relate", src, type, dst))
 Call = tuple[int, tuple[Any, ...]]
-Memo = dict[str, tuple[Call, ...]]
+
+
+class Memo:
+    """The scans of strings seen, least recently used first out.
+
+    Strings that come back (statuses, names, addresses, a route shared by every stop
+    event) stay; those that never do (a feed point's time, its speed in its text) pass
+    through. The earlier memo of 32,768 strings emptied when full: on a worker reading
+    Samsara's feed it took ~25 minutes of a soak at 4x to fill, 20-28 MB that looked like
+    a leak to the soak's verdict (`docs/reliability.md`, finding 14)."""
+
+    def __init__(self) -> None:
+        self._scans: OrderedDict[str, tuple[Call, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._scans)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._scans)
+
+    def get(self, string: str) -> tuple[Call, ...] | None:
+        known = self._scans.get(string)
+        if known is not None:
+            self._scans.move_to_end(string)
+        return known
+
+    def remember(self, string: str, calls: tuple[Call, ...]) -> None:
+        if len(string) > MAX_CHARS:
+            return
+        self._scans[string] = calls
+        if len(self._scans) > MAX_ENTRIES:
+            self._scans.popitem(last=False)
 
 
 class Recorder(Found):
@@ -56,10 +90,7 @@ def scan_strings(strings: list[str], found: Found, region: str, memo: Memo) -> N
             recorder = Recorder(found.enabled)
             text.scan(string, recorder, region)
             known = tuple(recorder.calls)
-            if len(string) <= MAX_CHARS:
-                if len(memo) >= MAX_ENTRIES:
-                    memo.clear()
-                memo[string] = known
+            memo.remember(string, known)
         calls.extend(known)
     calls.sort(key=_pattern)  # stable: string by string within a pattern
     for _, call in calls:

@@ -195,7 +195,8 @@ def worker(
 ) -> None:
     """Run a Temporal worker assembled from the installed plugins.
 
-    SIGINT/SIGTERM drain every queue at once within APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS
+    A worker started before Temporal can be reached waits for it (retrying, each failure
+    logged) rather than exit. SIGINT/SIGTERM drain every queue at once within APEX_TEMPORAL_GRACEFUL_SHUTDOWN_SECONDS
     and exit 0 (75 if in-flight work ignores its cancellation 10 s past that: Temporal
     retries it elsewhere)."""
     from apex_platform.serve import serve

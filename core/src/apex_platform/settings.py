@@ -374,6 +374,14 @@ class TemporalSettings(BaseSettings):
     activity_heartbeat_seconds: float = Field(default=30.0, gt=0)
     activity_timeout_seconds: float = Field(default=300.0, gt=0)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    memory_trim_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "How often a worker hands freed heap memory back to the system (glibc malloc_trim; "
+            "apex_platform.memory); 0 turns it off"
+        ),
+    )
     max_payload_bytes: int = Field(
         default=128 * 1024,
         ge=0,

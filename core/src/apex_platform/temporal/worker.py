@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from apex_platform import metrics
+from apex_platform import memory, metrics
 from apex_platform.capabilities import DeliverySource
 from apex_platform.contracts import SourceConnector
 from apex_platform.errors import ApexError, SettingsError
@@ -183,11 +183,15 @@ async def run_worker(runtime: Runtime, priorities: Sequence[str], stop: asyncio.
                 started.append(worker)
                 log.info("worker polling %s", queue)
             keeper = asyncio.create_task(keep_drains(runtime, client, priorities, stop), name="drains")
+            trimmer = asyncio.create_task(
+                memory.keep_trimmed(stop, runtime.temporal.memory_trim_seconds), name="memory-trim"
+            )
             await stop.wait()
             log.info("stopping workers: draining in-flight work")
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+            await trimmer
             # every queue drains at once, within one grace period (not one after another)
             grace = runtime.temporal.graceful_shutdown_seconds
             try:

@@ -19,6 +19,7 @@ from temporalio.converter import (
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from apex_platform.models import Priority
 from apex_platform.settings import TemporalSettings, load
@@ -152,6 +153,51 @@ async def connect(settings: TemporalSettings, *, lazy: bool = False, payloads: P
         interceptors=tracing.temporal_interceptors(),
         lazy=lazy,
     )
+
+
+#: gRPC statuses a server that is starting, restarting or overloaded answers with
+TRANSIENT_STATUSES = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
+
+#: what the SDK's core says (inside "Failed client connect: ...") when nothing answers
+#: yet: refused or reset connections, a name not resolvable yet, time-outs, a peer gone
+#: mid-handshake. A TLS client on a plaintext port ("InvalidContentType"), a certificate
+#: refused or an unknown issuer are not among them: waiting does not mend those.
+TRANSIENT_CONNECT_ERRORS = (
+    "tcp connect error",
+    "dns error",
+    "connectionrefused",
+    "connection refused",
+    "connectionreset",
+    "connection reset",
+    "connectionaborted",
+    "timedout",
+    "timed out",
+    "deadline",
+    "brokenpipe",
+    "broken pipe",
+    "connection closed",
+    "unexpectedeof",
+)
+
+
+def temporal_unreachable(exc: BaseException) -> bool:
+    """Whether a failure to reach Temporal is one that waiting mends (the server is not up
+    yet, restarting or overloaded), as opposed to a refusal of this client (TLS, keys,
+    certificates) that only a change of settings does."""
+    if isinstance(exc, RPCError):
+        return exc.status in TRANSIENT_STATUSES
+    if isinstance(exc, RuntimeError):
+        text = str(exc).lower()
+        return any(marker in text for marker in TRANSIENT_CONNECT_ERRORS)
+    return False
 
 
 async def ensure_search_attributes(client: Client) -> None:

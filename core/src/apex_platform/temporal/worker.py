@@ -15,7 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from apex_platform import memory, metrics
 from apex_platform.capabilities import DeliverySource
@@ -25,7 +25,13 @@ from apex_platform.reconcile import keep_reconcilers
 from apex_platform.runtime import Runtime
 from apex_platform.settings import TemporalSettings
 from apex_platform.temporal.activities import IngestActivities
-from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, ensure_search_attributes, task_queue
+from apex_platform.temporal.client import (
+    SOURCE_ATTR,
+    STATUS_ATTR,
+    ensure_search_attributes,
+    task_queue,
+    temporal_unreachable,
+)
 from apex_platform.temporal.inputs import ActivityTimeouts, DrainInput
 from apex_platform.temporal.reconcile_activities import ReconcileActivities
 from apex_platform.temporal.reconcile_workflow import ReconcileWorkflow
@@ -113,17 +119,15 @@ async def connect_when_up(runtime: Runtime, stop: asyncio.Event) -> Client | Non
     deployment's pods start in any order; a power cut brings everything back at once; a
     restart of Temporal is under way): it then waits, retrying with jittered backoff up
     to `CONNECT_MAX_WAIT_SECONDS`, each failure logged, rather than exit, and the
-    deliveries wait in the inbox meanwhile. None when `stop` is set first."""
+    deliveries wait in the inbox meanwhile. A refusal that waiting cannot mend (TLS
+    against a plaintext port, a certificate, a key the server rejects) ends the start at
+    once with `SettingsError`, naming it. None when `stop` is set first."""
 
     async def sleep(seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=seconds)
 
-    failures = 0
-
     def waiting(state: RetryCallState) -> None:
-        nonlocal failures
-        failures += 1
         exc = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         log.warning(
@@ -135,15 +139,21 @@ async def connect_when_up(runtime: Runtime, stop: asyncio.Event) -> Client | Non
         )
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type((RuntimeError, RPCError)),
+        retry=retry_if_exception(temporal_unreachable),
         wait=wait_random_exponential(multiplier=0.5, max=CONNECT_MAX_WAIT_SECONDS),
         stop=lambda _state: stop.is_set(),
         sleep=sleep,
         before_sleep=waiting,
         retry_error_callback=lambda _state: None,
     )
-    client: Client | None = await retrying(runtime.connect)
-    if client is not None and failures:
+    try:
+        client: Client | None = await retrying(runtime.connect)
+    except (RuntimeError, RPCError) as exc:
+        raise SettingsError(
+            f"Temporal at {runtime.temporal.address} refused the worker, and retrying will not help: {exc}; "
+            "check APEX_TEMPORAL_ADDRESS, APEX_TEMPORAL_TLS* and APEX_TEMPORAL_API_KEY"
+        ) from exc
+    if client is not None and retrying.statistics.get("attempt_number", 1) > 1:
         log.info("connected to Temporal at %s", runtime.temporal.address)
     return client
 

@@ -100,3 +100,62 @@ def test_a_climb_with_bursts_is_still_not_flat() -> None:
     got = slopes(_run(30, {"rss_mb:worker0": spiky}), 30)
     assert got["rss_mb:worker0"]["flat"] is False
     assert 1.2 < got["rss_mb:worker0"]["slope_per_min"] < 1.8
+
+
+def _rest(drained: bool = True, spread: float = 0.5, **rss: float) -> dict[str, object]:
+    return {
+        "drained": drained,
+        "drain_s": 3.0,
+        "rss_mb": {f"rss_mb:{k}": v for k, v in rss.items()},
+        "spread_mb": {f"rss_mb:{k}": spread for k in rss},
+    }
+
+
+def test_memory_that_follows_the_load_is_judged_at_rest() -> None:
+    """A worker that took a larger share of the load in the second half holds more under
+    load (+2 MB a minute) but gives it back: at rest it holds what it held after the
+    warm-up. Flat, and the under-load figure says it was not flat under load."""
+    samples = _run(30, {"rss_mb:worker0": lambda m: 180 + (2 * (m - 10) if m > 10 else 0), "fds:worker0": lambda m: 40})
+    got = slopes(samples, 30, (_rest(worker0=150.0), _rest(worker0=154.0)))
+    row = got["rss_mb:worker0"]
+    assert row["flat_under_load"] is False
+    assert (row["rest_begin"], row["rest_end"], row["rest_change"]) == (150.0, 154.0, 4.0)
+    assert row["flat"] is True
+    assert "rest_begin" not in got["fds:worker0"]  # descriptors are judged under load only
+
+
+def test_a_leak_is_still_held_at_rest_and_fails() -> None:
+    samples = _run(30, {"rss_mb:worker0": lambda m: 160 + 1.5 * m})
+    got = slopes(samples, 30, (_rest(worker0=150.0), _rest(worker0=180.0)))
+    assert got["rss_mb:worker0"]["flat"] is False
+    assert got["rss_mb:worker0"]["rest_change"] == 30.0
+
+
+def test_growth_seen_only_at_rest_fails_too() -> None:
+    """Flat under load (within the noise of a busy process) but 20% more kept at rest."""
+    samples = _run(30, {"rss_mb:worker0": lambda m: 200}, noise=8)
+    got = slopes(samples, 30, (_rest(worker0=150.0), _rest(worker0=180.0)))
+    assert got["rss_mb:worker0"]["flat_under_load"] is True
+    assert got["rss_mb:worker0"]["flat"] is False
+
+
+def test_without_a_rest_memory_is_judged_under_load() -> None:
+    """A stack that did not drain before the rest sample was never at rest: the under-load
+    test decides, as it does for a process sampled at only one of the rests."""
+    samples = _run(30, {"rss_mb:worker0": lambda m: 160 + 2 * m, "rss_mb:api0": lambda m: 100 + 2 * m})
+    got = slopes(samples, 30, (_rest(drained=False, worker0=150.0), _rest(worker0=150.0)))
+    assert got["rss_mb:worker0"]["flat"] is False
+    assert "rest_begin" not in got["rss_mb:worker0"]
+    got = slopes(samples, 30, (_rest(worker0=150.0), _rest(worker0=150.0)))
+    assert got["rss_mb:worker0"]["flat"] is True
+    assert got["rss_mb:api0"]["flat"] is False  # not sampled at rest
+
+
+def test_the_rest_tolerance_is_ten_percent_or_the_sampling_spread() -> None:
+    got = slopes(_run(30, {"rss_mb:w": lambda m: 200}), 30, (_rest(w=200.0), _rest(w=219.0)))
+    assert got["rss_mb:w"]["rest_allowed"] == 20.0
+    assert got["rss_mb:w"]["flat"] is True
+    got = slopes(_run(30, {"rss_mb:w": lambda m: 200}), 30, (_rest(w=200.0), _rest(w=221.0)))
+    assert got["rss_mb:w"]["flat"] is False
+    noisy = (_rest(spread=15.0, w=200.0), _rest(spread=15.0, w=221.0))
+    assert slopes(_run(30, {"rss_mb:w": lambda m: 200}), 30, noisy)["rss_mb:w"]["flat"] is True

@@ -19,6 +19,16 @@ size, Redis memory and key count of both Redis servers, deliveries delivered. Ea
 gets a least-squares slope over the samples after the warm-up; it is *flat* when the
 fitted change over the run is within 10% of its mean or within twice the scatter around
 the fit. The run ends with the chaos verdict (nothing lost, nothing duplicated).
+
+Memory is judged at rest as well as under load. Under load a process's memory is what it
+keeps plus what its work in flight holds, and the second follows the load it happens to
+take: which worker runs which drain partition, how large the batches are while a backlog
+drains. So the load pauses twice, at the end of the warm-up and at the end of the run:
+once the inbox is drained and two trims have passed (`REST_SETTLE_SECONDS`) each
+process's memory is sampled at rest (`at_rest`). A process's memory is flat when what
+it holds at rest after the run is within the noise of what it held at rest after the
+warm-up; what it held under load is reported beside it. Descriptors, connections, the
+backlog and the stores are judged under load as before.
 """
 
 from __future__ import annotations
@@ -162,6 +172,90 @@ async def _histories(h: Harness) -> tuple[float, float, float]:
     return float(max(lengths, default=0)), float(sum(lengths)), float(len(lengths))
 
 
+#: after the inbox is drained, the wait before memory is sampled at rest: twice the workers'
+#: trim interval (`APEX_TEMPORAL_MEMORY_TRIM_SECONDS`, 30 s) and some margin
+REST_SETTLE_SECONDS = 75.0
+#: samples at rest, `REST_SPACING_SECONDS` apart; their median is the figure, their spread the noise
+REST_SAMPLES = 3
+REST_SPACING_SECONDS = 10.0
+
+
+def _memory(h: Harness) -> dict[str, float]:
+    """`rss_mb:<process>` of every Apex process and server, as `sample` names them."""
+    assert h.apex is not None
+    out: dict[str, float] = {}
+    for child in h.apex.all:
+        pid = child.proc.pid if child.proc is not None and child.running else None
+        if pid is not None:
+            out[f"rss_mb:{child.name}"] = round(_usage(_tree(pid))[0], 1)
+    for server in h.servers.all:
+        out[f"rss_mb:{h.servers.name(server)}"] = round(_usage(_tree(server.pid))[0], 1)
+    return out
+
+
+async def at_rest(h: Harness, *, within: float, settle: float = REST_SETTLE_SECONDS) -> dict[str, Any]:
+    """Wait (at most `within` seconds) until the inbox has nothing pending and the senders
+    nothing in flight, then `settle` seconds more, then sample every process's memory
+    `REST_SAMPLES` times: per process the median and the spread. `drained` says whether the
+    stack really came to rest; memory sampled while it still worked is not judged."""
+    began = h.now()
+    deadline = began + within
+    drained = False
+    pending = "SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'pending'"
+    while h.now() < deadline:
+        try:
+            conn = await asyncpg.connect(h.servers.postgres.dsn, timeout=10)
+            try:
+                backlog = int(await conn.fetchval(pending))
+            finally:
+                await conn.close()
+        except Exception as exc:
+            h.note("rest: inbox not readable", error=f"{type(exc).__name__}: {exc}"[:200])
+            backlog = -1
+        sending = h.sender.in_flight if h.sender is not None else 0
+        if backlog == 0 and not sending:
+            drained = True
+            break
+        await asyncio.sleep(2)
+    waited = h.now() - began
+    await asyncio.sleep(settle)
+    rounds: list[dict[str, float]] = []
+    for i in range(REST_SAMPLES):
+        if i:
+            await asyncio.sleep(REST_SPACING_SECONDS)
+        rounds.append(_memory(h))
+    names = sorted(set().union(*rounds))
+    values = {n: [r[n] for r in rounds if n in r] for n in names}
+    out = {
+        "drained": drained,
+        "drain_s": round(waited, 1),
+        "rss_mb": {n: round(statistics.median(v), 1) for n, v in values.items()},
+        "spread_mb": {n: round(max(v) - min(v), 1) for n, v in values.items()},
+    }
+    h.note("at rest", drained=drained, drain_s=round(waited, 1), rss_mb=out["rss_mb"])
+    return out
+
+
+def rest_verdict(begin: dict[str, Any], end: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A process's memory at rest after the warm-up and after the run: flat when it holds
+    no more than 10% (or twice the sampling spread, at least 1 MB) above what it held at
+    the first rest. None when either rest was not reached or the process was not sampled."""
+    if not (begin.get("drained") and end.get("drained")):
+        return None
+    first, last = begin["rss_mb"].get(name), end["rss_mb"].get(name)
+    if first is None or last is None:
+        return None
+    spread = max(begin["spread_mb"].get(name, 0.0), end["spread_mb"].get(name, 0.0))
+    allowed = max(0.10 * abs(first), 2 * spread, 1.0)
+    return {
+        "rest_begin": first,
+        "rest_end": last,
+        "rest_change": round(last - first, 1),
+        "rest_allowed": round(allowed, 1),
+        "rest_flat": last - first <= allowed,
+    }
+
+
 #: series that grow with the data the stores hold, by design: judged per stored record —
 #: flat when what is left after the part the stored records explain has no trend (a store
 #: that keeps 4 KB per record is fine; one whose cost per record keeps rising is not)
@@ -203,12 +297,21 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
     return slope, my, scatter
 
 
-def slopes(samples: list[dict[str, float]], duration_minutes: float) -> dict[str, dict[str, Any]]:
+def slopes(
+    samples: list[dict[str, float]],
+    duration_minutes: float,
+    rest: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Per series: least-squares slope per minute over the samples after the warm-up, the
     fitted change over the run, the mean, the scatter, and whether that is flat. A
     process's series (RSS, descriptors, connections, histories) must be flat as it is; a
     store's (`DATA_BOUND`) after taking out what the stored records explain (its cost
-    per 1,000 records is reported); the backlog must be flat for the stack to keep up."""
+    per 1,000 records is reported); the backlog must be flat for the stack to keep up.
+
+    With `rest` (memory at rest after the warm-up and after the run, `at_rest`), a
+    process's memory is judged at rest (`rest_verdict`); whether it was flat under load is
+    kept as `flat_under_load`. Without it, or when the stack did not come to rest, it is
+    judged under load."""
     kept = [s for s in samples if s["minute"] >= warmup_minutes(duration_minutes)] or samples
     out: dict[str, dict[str, Any]] = {}
     if len(kept) < 3:
@@ -261,6 +364,11 @@ def slopes(samples: list[dict[str, float]], duration_minutes: float) -> dict[str
             row["flat"] = longest <= HISTORY_BOUND
         else:  # a process's resource: rising is a leak, falling (memory given back) is not
             row["flat"] = change <= max(0.10 * abs(my), 2 * residual, 1.0)
+            judged = rest_verdict(*rest, name) if rest is not None and name.startswith("rss_mb:") else None
+            if judged is not None:
+                row["flat_under_load"] = row["flat"]
+                row.update(judged)
+                row["flat"] = judged["rest_flat"]
         out[name] = row
     return out
 
@@ -319,37 +427,55 @@ async def run_soak(h: Harness) -> dict[str, Any]:
         "samsara-feed": lambda: feed.fake.append_points(rng, 1),
     }
     samples: list[dict[str, float]] = []
+    #: the load's own clock: minutes of load, the pause at rest left out
+    origin = began
 
-    async def sampler() -> None:
-        while h.now() < load_end:
+    async def sampler(until: float, *, first_after: float = 0.0) -> None:
+        # after a pause the first sample waits a minute: one taken as the load resumes
+        # would show the process at rest, not under load
+        await asyncio.sleep(first_after)
+        while h.now() < until:
             try:
-                samples.append(await sample(h, began))
+                samples.append(await sample(h, origin))
                 last = samples[-1]
                 h.note("soak sample", minute=last["minute"], backlog=last["backlog"], delivered=last["delivered"])
             except Exception as exc:
                 h.note("soak sample failed", error=f"{type(exc).__name__}: {exc}"[:200])
             (h.dir / "soak-samples.json").write_text(json.dumps(samples, indent=1))
-            await asyncio.sleep(max(0.0, min(60.0, load_end - h.now())))
+            await asyncio.sleep(max(0.0, min(60.0, until - h.now())))
 
-    streams = [
-        _stream(h, load_end, SOAK_PER_MINUTE[name] * scale, action, random.Random(rng.random()))
-        for name, action in actions.items()
-    ]
+    def streams(until: float) -> list[Any]:
+        return [
+            _stream(h, until, SOAK_PER_MINUTE[name] * scale, action, random.Random(rng.random()))
+            for name, action in actions.items()
+        ]
+
     h.note(
         "soak",
         minutes=cfg.duration / 60,
         scale=scale,
         per_minute={k: round(v * scale, 2) for k, v in SOAK_PER_MINUTE.items()},
     )
-    await asyncio.gather(sampler(), *streams)
+    warm = warmup_minutes(cfg.duration / 60) * 60
+    # the warm-up, then a pause at rest, then the rest of the load (judged), then rest again
+    first_end = began + warm
+    load_end = first_end + cfg.drain_timeout  # the senders' deadline meanwhile (see Sender)
+    await asyncio.gather(sampler(first_end), *streams(first_end))
+    rest_begin = await at_rest(h, within=cfg.drain_timeout / 2)
+    paused = h.now() - first_end
+    origin = began + paused
+    load_end = h.now() + cfg.duration - warm
+    await asyncio.gather(sampler(load_end, first_after=60.0), *streams(load_end))
     with contextlib.suppress(Exception):
-        samples.append(await sample(h, began))
+        samples.append(await sample(h, origin))
     h.note("load stopped", deliveries=len(sender.ledger))
+    rest_end = await at_rest(h, within=cfg.drain_timeout / 2)
     result = await verdict_mod.settle_and_judge(h, deadline=h.now() + cfg.drain_timeout)
     result["soak"] = {
         "per_minute": {k: round(v * scale, 3) for k, v in SOAK_PER_MINUTE.items()},
         "samples": samples,
-        "slopes": slopes(samples, cfg.duration / 60),
+        "rest": {"after_warmup": rest_begin, "after_load": rest_end, "paused_s": round(paused, 1)},
+        "slopes": slopes(samples, cfg.duration / 60, (rest_begin, rest_end)),
         "warmup_minutes": warmup_minutes(cfg.duration / 60),
         "throughput_per_min": _throughput(samples, cfg.duration / 60),
         "finished_at": time.time(),
@@ -372,14 +498,23 @@ def render(soak: dict[str, Any]) -> str:
         f"warm-up (not judged): the first {soak.get('warmup_minutes', WARMUP_MINUTES):g} minutes",
         f"deliveries delivered per minute after the warm-up: {soak['throughput_per_min']}",
     ]
+    rest = soak.get("rest")
+    if rest:
+        for label, key in (("after the warm-up", "after_warmup"), ("after the load", "after_load")):
+            r = rest[key]
+            state = f"drained in {r['drain_s']:g} s" if r["drained"] else f"NOT drained after {r['drain_s']:g} s"
+            lines.append(f"at rest {label}: {state}, memory sampled {REST_SETTLE_SECONDS:g} s later")
+        lines.append(f"load paused {rest['paused_s']:g} s at the end of the warm-up (not counted as load)")
     lines.append(
         f"  {'series':<28}{'kind':>8}{'mean':>12}{'change':>12}{'slope/min':>12}{'scatter':>10}"
-        f"{'per 1k rec':>12}{'unexplained':>12}  flat"
+        f"{'per 1k rec':>12}{'unexplained':>12}{'at rest':>18}{'under load':>11}  flat"
     )
     for name, s in soak["slopes"].items():
+        at_rest_col = f"{s['rest_begin']:g}->{s['rest_end']:g}" if "rest_begin" in s else ""
+        under = ("yes" if s["flat_under_load"] else "no") if "flat_under_load" in s else ""
         lines.append(
             f"  {name:<28}{s.get('kind', ''):>8}{s['mean']:>12}{s['change']:>12}{s['slope_per_min']:>12}"
             f"{s['scatter']:>10}{s.get('per_1k_records', ''):>12}{s.get('unexplained_change', ''):>12}"
-            f"  {'yes' if s['flat'] else 'NO'}"
+            f"{at_rest_col:>18}{under:>11}  {'yes' if s['flat'] else 'NO'}"
         )
     return "\n".join(lines) + "\n"

@@ -78,6 +78,17 @@ class Config:
     soak_scale: float = 1.0
     #: known defects reported but not failing the run (`stale-cache`: see docs/reliability.md)
     tolerate: tuple[str, ...] = ()
+    #: the soak: seconds between two samples; the warm-up (None: the first third, at least
+    #: 2 minutes, `soak.warmup_minutes`); the wait at rest before memory is sampled (twice
+    #: the workers' trim interval and a margin) and between the samples at rest
+    sample_seconds: float = 60.0
+    warmup_seconds: float | None = None
+    rest_settle: float = 75.0
+    rest_spacing: float = 10.0
+    #: `APEX_TEMPORAL_MEMORY_TRIM_SECONDS` of the workers (None: their default, 30 s)
+    trim_seconds: float | None = None
+    #: whether a series that is not flat fails the soak (the soak smoke is too short to say)
+    judge_flat: bool = True
 
     @classmethod
     def smoke(cls, seed: int, run_dir: Path) -> Config:
@@ -98,6 +109,24 @@ class Config:
             probe_timeout=60.0,
             profile="smoke",
             max_wall=170.0,
+        )
+
+    @classmethod
+    def soak_smoke(cls, seed: int, run_dir: Path) -> Config:
+        """`nox -s tests`: the soak's machinery in small — its load at a tenth of its rates
+        for 75 s, sampled every 10 s, the two rests (workers trimming every 5 s), the
+        verdict. Too short to say anything about leaks: the full soak does."""
+        return replace(
+            cls.soak(seed, run_dir),
+            duration=75,
+            drain_timeout=60,
+            soak_scale=0.1,
+            sample_seconds=10.0,
+            warmup_seconds=25.0,
+            rest_settle=12.0,
+            rest_spacing=3.0,
+            trim_seconds=5.0,
+            judge_flat=False,
         )
 
     @classmethod

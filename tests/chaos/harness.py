@@ -107,6 +107,8 @@ class Harness:
             "APEX_REDIS_LOCK_WAIT_SECONDS": "20",
             "APEX_LOG_LEVEL": "INFO",
         }
+        if self.cfg.trim_seconds is not None:
+            env["APEX_TEMPORAL_MEMORY_TRIM_SECONDS"] = f"{self.cfg.trim_seconds:g}"
         for vendor in self.vendors.values():
             env.update(vendor.env())
         return env

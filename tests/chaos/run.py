@@ -31,9 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: a random one, printed)")
     p.add_argument(
         "--profile",
-        choices=("full", "smoke", "soak"),
+        choices=("full", "smoke", "soak", "soak-smoke"),
         default="full",
-        help="full (default), smoke (≤ 3 min) or soak (15 min at 10x the field rates, no faults, resources sampled)",
+        help="full (default), smoke (≤ 3 min), soak (15 min at 10x the field rates, no faults, resources "
+        "sampled) or soak-smoke (the soak's machinery in ~3 min)",
     )
     p.add_argument(
         "--soak-scale", type=float, default=None, help="the soak's rates as a multiple of 10x the field rates"
@@ -63,6 +64,8 @@ def config(args: argparse.Namespace) -> Config:
         cfg = Config.smoke(seed, run_dir)
     elif args.profile == "soak":
         cfg = Config.soak(seed, run_dir)
+    elif args.profile == "soak-smoke":
+        cfg = Config.soak_smoke(seed, run_dir)
     else:
         cfg = Config(seed=seed, run_dir=run_dir)
     if args.soak_scale is not None:
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     soak = verdict.get("soak")
     if soak is not None:
         not_flat = sorted(name for name, s in soak["slopes"].items() if not s["flat"])
-        if not_flat:
+        if not_flat and cfg.judge_flat:
             verdict.setdefault("failures", []).append(f"not flat over the soak: {', '.join(not_flat)}")
             verdict["passed"] = False
         doc["soak"] = soak

@@ -193,7 +193,9 @@ def _memory(h: Harness) -> dict[str, float]:
     return out
 
 
-async def at_rest(h: Harness, *, within: float, settle: float = REST_SETTLE_SECONDS) -> dict[str, Any]:
+async def at_rest(
+    h: Harness, *, within: float, settle: float = REST_SETTLE_SECONDS, spacing: float = REST_SPACING_SECONDS
+) -> dict[str, Any]:
     """Wait (at most `within` seconds) until the inbox has nothing pending and the senders
     nothing in flight, then `settle` seconds more, then sample every process's memory
     `REST_SAMPLES` times: per process the median and the spread. `drained` says whether the
@@ -222,7 +224,7 @@ async def at_rest(h: Harness, *, within: float, settle: float = REST_SETTLE_SECO
     rounds: list[dict[str, float]] = []
     for i in range(REST_SAMPLES):
         if i:
-            await asyncio.sleep(REST_SPACING_SECONDS)
+            await asyncio.sleep(spacing)
         rounds.append(_memory(h))
     names = sorted(set().union(*rounds))
     values = {n: [r[n] for r in rounds if n in r] for n in names}
@@ -231,6 +233,7 @@ async def at_rest(h: Harness, *, within: float, settle: float = REST_SETTLE_SECO
         "drain_s": round(waited, 1),
         "rss_mb": {n: round(statistics.median(v), 1) for n, v in values.items()},
         "spread_mb": {n: round(max(v) - min(v), 1) for n, v in values.items()},
+        "settle_s": settle,
     }
     h.note("at rest", drained=drained, drain_s=round(waited, 1), rss_mb=out["rss_mb"])
     return out
@@ -301,6 +304,7 @@ def slopes(
     samples: list[dict[str, float]],
     duration_minutes: float,
     rest: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    warmup: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per series: least-squares slope per minute over the samples after the warm-up, the
     fitted change over the run, the mean, the scatter, and whether that is flat. A
@@ -312,7 +316,8 @@ def slopes(
     process's memory is judged at rest (`rest_verdict`); whether it was flat under load is
     kept as `flat_under_load`. Without it, or when the stack did not come to rest, it is
     judged under load."""
-    kept = [s for s in samples if s["minute"] >= warmup_minutes(duration_minutes)] or samples
+    start = warmup_minutes(duration_minutes) if warmup is None else warmup  # in minutes
+    kept = [s for s in samples if s["minute"] >= start] or samples
     out: dict[str, dict[str, Any]] = {}
     if len(kept) < 3:
         return out
@@ -442,7 +447,7 @@ async def run_soak(h: Harness) -> dict[str, Any]:
             except Exception as exc:
                 h.note("soak sample failed", error=f"{type(exc).__name__}: {exc}"[:200])
             (h.dir / "soak-samples.json").write_text(json.dumps(samples, indent=1))
-            await asyncio.sleep(max(0.0, min(60.0, until - h.now())))
+            await asyncio.sleep(max(0.0, min(cfg.sample_seconds, until - h.now())))
 
     def streams(until: float) -> list[Any]:
         return [
@@ -456,36 +461,38 @@ async def run_soak(h: Harness) -> dict[str, Any]:
         scale=scale,
         per_minute={k: round(v * scale, 2) for k, v in SOAK_PER_MINUTE.items()},
     )
-    warm = warmup_minutes(cfg.duration / 60) * 60
+    warm = min(
+        cfg.duration, warmup_minutes(cfg.duration / 60) * 60 if cfg.warmup_seconds is None else cfg.warmup_seconds
+    )
     # the warm-up, then a pause at rest, then the rest of the load (judged), then rest again
     first_end = began + warm
     load_end = first_end + cfg.drain_timeout  # the senders' deadline meanwhile (see Sender)
     await asyncio.gather(sampler(first_end), *streams(first_end))
-    rest_begin = await at_rest(h, within=cfg.drain_timeout / 2)
+    rest_begin = await at_rest(h, within=cfg.drain_timeout / 2, settle=cfg.rest_settle, spacing=cfg.rest_spacing)
     paused = h.now() - first_end
     origin = began + paused
     load_end = h.now() + cfg.duration - warm
-    await asyncio.gather(sampler(load_end, first_after=60.0), *streams(load_end))
+    await asyncio.gather(sampler(load_end, first_after=cfg.sample_seconds), *streams(load_end))
     with contextlib.suppress(Exception):
         samples.append(await sample(h, origin))
     h.note("load stopped", deliveries=len(sender.ledger))
-    rest_end = await at_rest(h, within=cfg.drain_timeout / 2)
+    rest_end = await at_rest(h, within=cfg.drain_timeout / 2, settle=cfg.rest_settle, spacing=cfg.rest_spacing)
     result = await verdict_mod.settle_and_judge(h, deadline=h.now() + cfg.drain_timeout)
     result["soak"] = {
         "per_minute": {k: round(v * scale, 3) for k, v in SOAK_PER_MINUTE.items()},
         "samples": samples,
         "rest": {"after_warmup": rest_begin, "after_load": rest_end, "paused_s": round(paused, 1)},
-        "slopes": slopes(samples, cfg.duration / 60, (rest_begin, rest_end)),
-        "warmup_minutes": warmup_minutes(cfg.duration / 60),
-        "throughput_per_min": _throughput(samples, cfg.duration / 60),
+        "slopes": slopes(samples, cfg.duration / 60, (rest_begin, rest_end), warm / 60),
+        "warmup_minutes": round(warm / 60, 2),
+        "throughput_per_min": _throughput(samples, warm / 60),
         "finished_at": time.time(),
     }
     result["events"] = h.events
     return result
 
 
-def _throughput(samples: list[dict[str, float]], duration_minutes: float) -> float | None:
-    kept = [s for s in samples if s["minute"] >= warmup_minutes(duration_minutes)]
+def _throughput(samples: list[dict[str, float]], warmup: float) -> float | None:
+    kept = [s for s in samples if s["minute"] >= warmup]
     if len(kept) < 2 or kept[-1]["minute"] <= kept[0]["minute"]:
         return None
     return round((kept[-1]["delivered"] - kept[0]["delivered"]) / (kept[-1]["minute"] - kept[0]["minute"]), 1)
@@ -503,7 +510,8 @@ def render(soak: dict[str, Any]) -> str:
         for label, key in (("after the warm-up", "after_warmup"), ("after the load", "after_load")):
             r = rest[key]
             state = f"drained in {r['drain_s']:g} s" if r["drained"] else f"NOT drained after {r['drain_s']:g} s"
-            lines.append(f"at rest {label}: {state}, memory sampled {REST_SETTLE_SECONDS:g} s later")
+            settle = r.get("settle_s", REST_SETTLE_SECONDS)
+            lines.append(f"at rest {label}: {state}, memory sampled {settle:g} s later")
         lines.append(f"load paused {rest['paused_s']:g} s at the end of the warm-up (not counted as load)")
     lines.append(
         f"  {'series':<28}{'kind':>8}{'mean':>12}{'change':>12}{'slope/min':>12}{'scatter':>10}"

@@ -186,6 +186,8 @@ def soak(session: nox.Session) -> None:
     """The soak (issue 10): the chaos run's stack for 15 minutes at ten times the field rates
     of every source, no faults, with every process's memory, file descriptors, database
     connections, workflow histories, inbox and blob disk use and Redis memory sampled each
-    minute and the slope of each; then the same verdict. `nox -s soak -- --soak-scale 0.5`."""
+    minute and the slope of each, memory also at rest after the warm-up and after the load;
+    then the same verdict. `nox -s soak -- --soak-scale 0.5`; a 2-minute smoke of it runs in
+    `nox -s tests` (tests/test_soak_smoke.py)."""
     install_all(session)
     session.run("python", "-m", "tests.chaos", "--profile", "soak", *session.posargs, env={"PYTHONPATH": str(ROOT)})

@@ -159,3 +159,15 @@ def test_the_rest_tolerance_is_ten_percent_or_the_sampling_spread() -> None:
     assert got["rss_mb:w"]["flat"] is False
     noisy = (_rest(spread=15.0, w=200.0), _rest(spread=15.0, w=221.0))
     assert slopes(_run(30, {"rss_mb:w": lambda m: 200}), 30, noisy)["rss_mb:w"]["flat"] is True
+
+
+def test_worker1_alone_can_be_given_an_environment() -> None:
+    """`--worker1-env KEY=VALUE`: one worker against the other on the same load."""
+    import pytest
+
+    from tests.chaos.run import config, parse_args
+
+    cfg = config(parse_args(["--profile", "soak", "--seed", "1", "--worker1-env", "PYTHONMALLOC=malloc"]))
+    assert cfg.worker1_env == (("PYTHONMALLOC", "malloc"),)
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        config(parse_args(["--seed", "1", "--worker1-env", "PYTHONMALLOC"]))

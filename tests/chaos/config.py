@@ -89,6 +89,9 @@ class Config:
     trim_seconds: float | None = None
     #: whether a series that is not flat fails the soak (the soak smoke is too short to say)
     judge_flat: bool = True
+    #: environment given to worker1 only (`--worker1-env`): one worker against the other,
+    #: e.g. an allocator setting, on the same load
+    worker1_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def smoke(cls, seed: int, run_dir: Path) -> Config:

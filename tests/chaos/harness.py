@@ -131,6 +131,7 @@ class Harness:
             url = f"http://127.0.0.1:{port}"
             apis.append(Child(f"api{i}", ["api"], {**env, "APEX_API_PORT": str(port)}, self.logs / f"api{i}.log", url))
         workers = [Child(f"worker{i}", ["worker"], env, self.logs / f"worker{i}.log") for i in range(2)]
+        workers[1].env.update(dict(self.cfg.worker1_env))
         watcher = Child(
             "edi-watcher", ["ingest", "edi", "--watch", str(self.edi_inbox)], env, self.logs / "edi-watcher.log"
         )

@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the run dir's server data after a passing run")
     p.add_argument("--no-faults", action="store_true", help="the load alone (a baseline; the verdict is the same)")
     p.add_argument(
+        "--worker1-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for worker1 only (compare one worker against the other)",
+    )
+    p.add_argument(
         "--tolerate",
         action="append",
         default=[],
@@ -80,7 +87,13 @@ def config(args: argparse.Namespace) -> Config:
         cfg = replace(cfg, rate=args.rate)
     if args.no_faults:
         cfg = replace(cfg, weights={})
-    return replace(cfg, keep=args.keep, tolerate=tuple(args.tolerate))
+    pairs = []
+    for item in args.worker1_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--worker1-env takes KEY=VALUE, not {item!r}")
+        pairs.append((key, value))
+    return replace(cfg, keep=args.keep, tolerate=tuple(args.tolerate), worker1_env=tuple(pairs))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,7 @@ async def test_the_sdks_real_failures_are_told_apart(apex_temporal_server: Any) 
         (RPCStatusCode.UNAVAILABLE, True),
         (RPCStatusCode.DEADLINE_EXCEEDED, True),
         (RPCStatusCode.RESOURCE_EXHAUSTED, True),
+        (RPCStatusCode.UNKNOWN, True),  # "transport error": a connection broken off as Temporal went down
         (RPCStatusCode.UNAUTHENTICATED, False),
         (RPCStatusCode.PERMISSION_DENIED, False),
         (RPCStatusCode.INVALID_ARGUMENT, False),

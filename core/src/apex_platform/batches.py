@@ -46,7 +46,7 @@ from apex_platform.safefiles import (
     input_policy,
     move_with_note,
 )
-from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, task_queue
+from apex_platform.temporal.client import SOURCE_ATTR, STATUS_ATTR, TRANSIENT_STATUSES, task_queue
 from apex_platform.temporal.inputs import ActivityTimeouts, BatchFileInput, BatchFileResult, RecordRef
 from apex_platform.temporal.workflows import BatchFileWorkflow
 
@@ -369,22 +369,11 @@ async def watch_inbox(
 #: the folders processed files move to, inside the drop folder
 _FOLDERS = frozenset({"done", "failed"})
 
-#: Temporal answers that mean "not now" (restarting, a network blip), not "this file cannot be";
-#: the set the API's sync triggers treat as unavailable (UNKNOWN: "transport error", a
-#: connection Temporal broke off as it went down)
-_RETRY_LATER = frozenset(
-    {
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.CANCELLED,
-        RPCStatusCode.UNKNOWN,
-    }
-)
-
 
 def _temporal_unreachable(exc: BaseException) -> bool:
-    return isinstance(exc, RPCError) and exc.status in _RETRY_LATER
+    """A Temporal answer that means "not now", not "this file cannot be" (only Temporal's:
+    a parser's own error that mentions a time-out is the file's)."""
+    return isinstance(exc, RPCError) and exc.status in TRANSIENT_STATUSES
 
 
 async def _given_up(client: Client, seconds: float, started: list[str]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from litestar import Response
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from apex_platform import metrics, tracing
 from apex_platform.api.errors import problem
@@ -31,18 +31,12 @@ from apex_platform.models import InboundEvent
 from apex_platform.partitions import partition_of
 from apex_platform.payloads import redact_json_keys
 from apex_platform.runtime import Runtime
+from apex_platform.temporal.client import TRANSIENT_STATUSES
 from apex_platform.temporal.worker import drain_id
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-_UNAVAILABLE = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
-    RPCStatusCode.CANCELLED,
-    RPCStatusCode.UNKNOWN,
-}
 
 
 @dataclass(frozen=True)
@@ -146,7 +140,7 @@ async def trigger_poll(runtime: Runtime, connector: SourceConnector, trigger: Po
         client: Client = await asyncio.wait_for(runtime.connect(lazy=True), timeout=10)
         handle = await start_poller(client, connector, trigger.account, runtime.temporal, sync_now=True)
     except RPCError as exc:
-        if exc.status not in _UNAVAILABLE:
+        if exc.status not in TRANSIENT_STATUSES:
             raise
         return _unavailable(source, f"poll:{trigger.account}", exc)
     except (RuntimeError, OSError, TimeoutError) as exc:

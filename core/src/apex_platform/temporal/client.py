@@ -155,7 +155,10 @@ async def connect(settings: TemporalSettings, *, lazy: bool = False, payloads: P
     )
 
 
-#: gRPC statuses a server that is starting, restarting or overloaded answers with
+#: gRPC statuses that mean "not now", not "never": a server starting, restarting or
+#: overloaded, a network blip (UNKNOWN: "transport error", a connection Temporal broke off
+#: as it went down). The one set every caller retries on or answers 503 for: the worker's
+#: start, the API's sync triggers, the drop folder's file starts.
 TRANSIENT_STATUSES = frozenset(
     {
         RPCStatusCode.UNAVAILABLE,
@@ -163,6 +166,7 @@ TRANSIENT_STATUSES = frozenset(
         RPCStatusCode.RESOURCE_EXHAUSTED,
         RPCStatusCode.ABORTED,
         RPCStatusCode.CANCELLED,
+        RPCStatusCode.UNKNOWN,
     }
 )
 

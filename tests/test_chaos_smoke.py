@@ -15,47 +15,18 @@ schedule, the ledger of every delivery and every process's log.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import pytest
+from support.chaos_run import run_harness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED = 20260310
 
 
 def test_the_chaos_smoke_run_loses_and_duplicates_nothing() -> None:
-    # not under pytest's tmp root: as root, PostgreSQL runs as another user that must reach it
-    run_dir = Path(tempfile.mkdtemp(prefix=f"apex-chaos-smoke-{SEED}-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    try:
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "tests.chaos", "--profile", "smoke", "--seed", str(SEED)),
-                *("--run-dir", str(run_dir)),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=400,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the chaos smoke run did not finish in time; its run dir: {run_dir}\n{exc.stdout or ''}"[-6000:])
-    report = run_dir / "chaos-report.json"
-    assert report.exists(), f"no report; run dir {run_dir}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    doc = json.loads(report.read_text())
+    run = run_harness("smoke", SEED)
+    doc, where = run.doc, run.where
     verdict = doc["verdict"]
-    text = (run_dir / "chaos-report.txt").read_text()
-    where = f"seed {SEED}, run dir {run_dir}:\n{text[-6000:]}"
     assert doc["wall_s"] <= 180, where  # a smoke, not a soak
     assert not any(f.startswith("the harness stopped") for f in verdict.get("failures", [])), where
     assert verdict.get("totals", {}).get("lost", 0) == 0, where
@@ -64,5 +35,5 @@ def test_the_chaos_smoke_run_loses_and_duplicates_nothing() -> None:
     kinds = {kind for kind, t in doc["faults_by_kind"].items() if t["injected"] >= 2}
     assert len(kinds) == 10, where  # a few faults of every kind
     assert verdict["passed"], where
-    assert done.returncode == 0, where
-    shutil.rmtree(run_dir, ignore_errors=True)  # kept when anything above failed
+    assert run.returncode == 0, where
+    run.clean()  # kept when anything above failed

@@ -9,51 +9,23 @@ longer comes to rest, a report that no longer renders.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import pytest
+from support.chaos_run import run_harness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261202
 PROCESSES = ("api0", "api1", "worker0", "worker1", "edi-watcher", "temporal", "postgres", "redis", "graph")
 
 
 def test_the_soak_smoke_samples_every_series_rests_twice_and_loses_nothing() -> None:
-    run_dir = Path(tempfile.mkdtemp(prefix=f"apex-soak-smoke-{SEED}-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    try:
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "tests.chaos", "--profile", "soak-smoke", "--seed", str(SEED)),
-                *("--run-dir", str(run_dir)),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=400,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the soak smoke did not finish in time; its run dir: {run_dir}\n{exc.stdout or ''}"[-6000:])
-    report = run_dir / "chaos-report.json"
-    assert report.exists(), f"no report; run dir {run_dir}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    doc = json.loads(report.read_text())
-    text = (run_dir / "chaos-report.txt").read_text()
-    where = f"seed {SEED}, run dir {run_dir}:\n{text[-6000:]}"
+    run = run_harness("soak-smoke", SEED)
+    doc, text, where = run.doc, run.text, run.where
     verdict, soak = doc["verdict"], doc["soak"]
     assert verdict.get("totals", {}).get("lost", 0) == 0, where
     assert not verdict.get("duplicates"), where
     assert verdict["passed"], where
-    assert done.returncode == 0, where
+    assert run.returncode == 0, where
     # sampled: every process's memory and descriptors, the database, the stores, Temporal
     samples = soak["samples"]
     assert len(samples) >= 6, where
@@ -75,4 +47,4 @@ def test_the_soak_smoke_samples_every_series_rests_twice_and_loses_nothing() -> 
     assert {"rest_begin", "rest_end", "flat_under_load", "flat"} <= set(row), where
     assert "fds:worker0" in soak["slopes"], where
     assert "at rest after the load: drained" in text, where
-    shutil.rmtree(run_dir, ignore_errors=True)  # kept when anything above failed
+    run.clean()  # kept when anything above failed

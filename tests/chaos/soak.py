@@ -115,17 +115,26 @@ def _folder_bytes(path: Path) -> int:
     return total
 
 
+#: the inbox's deliveries not delivered yet (the backlog)
+PENDING = "SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'pending'"
+
+
+def _processes(h: Harness) -> list[tuple[str, int | None]]:
+    """Every Apex process and server by the name its series carry, with its pid (None for
+    an Apex process that is not running)."""
+    assert h.apex is not None
+    out: list[tuple[str, int | None]] = [
+        (child.name, child.proc.pid if child.proc is not None and child.running else None) for child in h.apex.all
+    ]
+    out += [(h.servers.name(server), server.pid) for server in h.servers.all]
+    return out
+
+
 async def sample(h: Harness, started: float) -> dict[str, float]:
     """One sample of every resource series."""
-    assert h.apex is not None
     out: dict[str, float] = {"minute": round((h.now() - started) / 60, 2)}
-    for child in h.apex.all:
-        pid = child.proc.pid if child.proc is not None and child.running else None
+    for name, pid in _processes(h):
         rss, fds = _usage(_tree(pid))
-        out[f"rss_mb:{child.name}"], out[f"fds:{child.name}"] = round(rss, 1), fds
-    for server in h.servers.all:
-        rss, fds = _usage(_tree(server.pid))
-        name = h.servers.name(server)
         out[f"rss_mb:{name}"], out[f"fds:{name}"] = round(rss, 1), fds
     conn = await asyncpg.connect(h.servers.postgres.dsn, timeout=10)
     try:
@@ -139,9 +148,8 @@ async def sample(h: Harness, started: float) -> dict[str, float]:
             ),
             2,
         )
-        pending = "SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'pending'"
-        out["backlog"] = float(await conn.fetchval(pending))
-        out["delivered"] = float(await conn.fetchval(pending.replace("'pending'", "'delivered'")))
+        out["backlog"] = float(await conn.fetchval(PENDING))
+        out["delivered"] = float(await conn.fetchval(PENDING.replace("'pending'", "'delivered'")))
         out["records"] = float(await conn.fetchval("SELECT count(*) FROM apex.records"))
     finally:
         await conn.close()
@@ -181,16 +189,8 @@ REST_SPACING_SECONDS = 10.0
 
 
 def _memory(h: Harness) -> dict[str, float]:
-    """`rss_mb:<process>` of every Apex process and server, as `sample` names them."""
-    assert h.apex is not None
-    out: dict[str, float] = {}
-    for child in h.apex.all:
-        pid = child.proc.pid if child.proc is not None and child.running else None
-        if pid is not None:
-            out[f"rss_mb:{child.name}"] = round(_usage(_tree(pid))[0], 1)
-    for server in h.servers.all:
-        out[f"rss_mb:{h.servers.name(server)}"] = round(_usage(_tree(server.pid))[0], 1)
-    return out
+    """`rss_mb:<process>` of every running Apex process and server, as `sample` names them."""
+    return {f"rss_mb:{name}": round(_usage(_tree(pid))[0], 1) for name, pid in _processes(h) if pid is not None}
 
 
 async def at_rest(
@@ -203,12 +203,11 @@ async def at_rest(
     began = h.now()
     deadline = began + within
     drained = False
-    pending = "SELECT count(*) FROM apex_inbox.deliveries WHERE status = 'pending'"
     while h.now() < deadline:
         try:
             conn = await asyncpg.connect(h.servers.postgres.dsn, timeout=10)
             try:
-                backlog = int(await conn.fetchval(pending))
+                backlog = int(await conn.fetchval(PENDING))
             finally:
                 await conn.close()
         except Exception as exc:
